@@ -1,0 +1,172 @@
+package agent
+
+import (
+	_ "embed"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// defaultConfigYAML is the configuration used when no --config is given. It
+// must work on any Linux host, so it only enables what every host has.
+//
+//go:embed default.yaml
+var defaultConfigYAML []byte
+
+// DefaultConfigName is how the embedded configuration is named in messages.
+const DefaultConfigName = "<embedded default config>"
+
+// DefaultListen is the loopback address of the HTTP server. 9847 lies in the
+// Prometheus exporter range (9100-9999) and no well-known exporter uses it.
+const DefaultListen = "127.0.0.1:9847"
+
+// Config is the whole of agent.yaml. Defaults come from Default, and nowhere
+// else; see docs/configuration.md for every key.
+type Config struct {
+	Agent             AgentConfig `yaml:"agent"`
+	Web               WebConfig   `yaml:"web"`
+	collectors.Config `yaml:",inline"`
+}
+
+// AgentConfig is the "agent:" section: identity, schedule, host paths, logging.
+type AgentConfig struct {
+	// Hostname names this host in alerts and status; default: the kernel's.
+	Hostname string `yaml:"hostname"`
+	// Interval is how often the agent gathers its own metrics (and, with
+	// rules, evaluates them).
+	Interval yamlx.Duration `yaml:"interval"`
+	// StateDir holds the state file (log positions, alert states, outbox).
+	StateDir string           `yaml:"state_dir"`
+	Paths    collectors.Paths `yaml:"paths"`
+	Log      LogConfig        `yaml:"log"`
+}
+
+// LogConfig sets the agent's own logging.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// WebConfig is the "web:" section: the HTTP server for /metrics and the API.
+type WebConfig struct {
+	Listen string `yaml:"listen"`
+	// ConfigFile is an exporter-toolkit web configuration file (TLS, basic
+	// auth); empty serves plain HTTP.
+	ConfigFile string `yaml:"config_file"`
+}
+
+// Default returns the configuration that applies where agent.yaml is silent.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return Config{
+		Agent: AgentConfig{
+			Hostname: host,
+			Interval: yamlx.Duration(10e9),
+			StateDir: defaultStateDir(),
+			Paths:    collectors.DefaultPaths(),
+			Log:      LogConfig{Level: "info", Format: "text"},
+		},
+		Web:    WebConfig{Listen: DefaultListen},
+		Config: collectors.DefaultConfig(),
+	}
+}
+
+// defaultStateDir follows where the agent runs: systemd's StateDirectory=
+// when set, /var/lib/tokpulse-agent for root, and the user's XDG state
+// directory otherwise, so that "make run" works without privileges.
+func defaultStateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/tokpulse-agent"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "tokpulse-agent")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "tokpulse-agent")
+	}
+	return "/var/lib/tokpulse-agent"
+}
+
+// Parse decodes and validates data read from name. The error, if any, is a
+// yamlx.Problems listing every mistake with its file, line and key.
+func Parse(name string, data []byte) (*Config, error) {
+	cfg := Default()
+	if err := yamlx.Decode(name, data, &cfg); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Load reads the configuration file at path, or the embedded default when
+// path is empty.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Parse(DefaultConfigName, defaultConfigYAML)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w (pass --config with the path of agent.yaml)", err)
+	}
+	return Parse(path, data)
+}
+
+// DefaultConfigYAML returns the embedded default configuration, for
+// "tokpulse-agent config default" and the documentation.
+func DefaultConfigYAML() []byte { return defaultConfigYAML }
+
+// Validate implements yamlx.Validator.
+func (c *Config) Validate(v *yamlx.Checker, path string) {
+	c.Agent.Validate(v, yamlx.Join(path, "agent"))
+	c.Web.Validate(v, yamlx.Join(path, "web"))
+	c.Config.Validate(v, path)
+}
+
+// Validate implements yamlx.Validator.
+func (a *AgentConfig) Validate(v *yamlx.Checker, path string) {
+	if a.Hostname == "" {
+		v.Errorf(yamlx.Join(path, "hostname"), "must not be empty; remove the key to use the kernel's host name")
+	}
+	if a.Interval.D() < 1e9 {
+		v.Errorf(yamlx.Join(path, "interval"), "%s is too short; write at least 1s (the default is 10s)", a.Interval)
+	}
+	if !filepath.IsAbs(a.StateDir) {
+		v.Errorf(yamlx.Join(path, "state_dir"), "%q is not an absolute path; write e.g. /var/lib/tokpulse-agent", a.StateDir)
+	}
+	a.Paths.Validate(v, yamlx.Join(path, "paths"))
+	switch a.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.Errorf(yamlx.Join(path, "log.level"), "%q is not a level; write one of debug, info, warn, error", a.Log.Level)
+	}
+	switch a.Log.Format {
+	case "text", "json":
+	default:
+		v.Errorf(yamlx.Join(path, "log.format"), "%q is not a format; write text or json", a.Log.Format)
+	}
+}
+
+// Validate implements yamlx.Validator.
+func (w *WebConfig) Validate(v *yamlx.Checker, path string) {
+	if w.Listen == "" {
+		v.Errorf(yamlx.Join(path, "listen"), "must not be empty; write host:port, e.g. %s", DefaultListen)
+	} else if _, _, err := net.SplitHostPort(w.Listen); err != nil {
+		v.Errorf(yamlx.Join(path, "listen"), "%q is not host:port; write e.g. %s (or [::1]:9847)", w.Listen, DefaultListen)
+	}
+	if w.ConfigFile != "" {
+		if err := web.Validate(w.ConfigFile); err != nil {
+			v.Errorf(yamlx.Join(path, "config_file"), "invalid exporter-toolkit web config: %v", err)
+		}
+	}
+}

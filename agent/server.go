@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+func newServer(a *Agent) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(a.registry,
+		promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{
+			ErrorLog:            slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
+			ErrorHandling:       promhttp.ContinueOnError,
+			MaxRequestsInFlight: 4,
+			Timeout:             30 * time.Second,
+		})))
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("Healthy.\n"))
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "Not ready.", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("Ready.\n"))
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(`<html><head><title>tokpulse-agent</title></head><body><h1>tokpulse-agent</h1><p><a href="/metrics">Metrics</a></p></body></html>`))
+	})
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+}
+
+// serve runs srv on ln with TLS and basic auth from an exporter-toolkit web
+// config file when one is set. It returns nil after Shutdown.
+func serve(srv *http.Server, ln net.Listener, webConfigFile string, logger *slog.Logger) error {
+	flags := &web.FlagConfig{WebConfigFile: &webConfigFile}
+	err := web.Serve(ln, srv, flags, logger)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

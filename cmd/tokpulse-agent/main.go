@@ -1,0 +1,163 @@
+// Command tokpulse-agent watches a TokPulse server: it samples the host,
+// serves Prometheus metrics and reports to systemd. This file holds the
+// command line only: flags, subcommands and signals; the work is in agent/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// Set by the Makefile through -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+const usage = `tokpulse-agent: the TokPulse host monitoring agent.
+
+Usage:
+  tokpulse-agent run     [--config FILE] [--web.config.file FILE]   run the daemon
+  tokpulse-agent check   [--config FILE]                            validate a configuration
+  tokpulse-agent config  default                                    print the embedded default configuration
+  tokpulse-agent version                                            print version, commit and Go version
+
+Without --config the embedded default configuration is used.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "config":
+		if len(args) == 2 && args[1] == "default" {
+			_, _ = stdout.Write(agent.DefaultConfigYAML())
+			return 0
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "tokpulse-agent %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func buildInfo() agent.BuildInfo {
+	return agent.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()}
+}
+
+// printProblems writes each configuration problem on its own line.
+func printProblems(w io.Writer, err error) {
+	var ps yamlx.Problems
+	if errors.As(err, &ps) {
+		for _, p := range ps {
+			fmt.Fprintln(w, p.String())
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "configuration file (default: the embedded default)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := agent.Load(*configFile)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	name := *configFile
+	if name == "" {
+		name = agent.DefaultConfigName
+	}
+	fmt.Fprintf(stdout, "%s: OK (interval %s, listen %s)\n", name, cfg.Agent.Interval, cfg.Web.Listen)
+	return 0
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "configuration file (default: the embedded default)")
+	webConfig := fs.String("web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth (overrides web.config_file)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := agent.Load(*configFile)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	if *webConfig != "" {
+		cfg.Web.ConfigFile = *webConfig
+	}
+	level := new(slog.LevelVar)
+	_ = level.UnmarshalText([]byte(cfg.Agent.Log.Level))
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if cfg.Agent.Log.Format == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	logger := slog.New(h)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	}()
+
+	a, err := agent.New(cfg, agent.Options{
+		ConfigFile: *configFile,
+		Logger:     logger,
+		Level:      level,
+		Build:      buildInfo(),
+		Reload:     reload,
+	})
+	if err != nil {
+		logger.Error("Cannot start", "err", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		logger.Error("Agent failed", "err", err)
+		return 1
+	}
+	return 0
+}

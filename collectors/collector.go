@@ -1,0 +1,108 @@
+// Package collectors holds the agent's sources of metrics, one file per
+// collector. Each collector is self-describing: its configuration type (with
+// defaults and validation) and its metrics live beside its code. The agent
+// builds them through Build, wraps them in a Set and registers the Set in its
+// registry, so that what the rules evaluate is exactly what Prometheus scrapes.
+package collectors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector produces the metrics of one concern. Update is called at every
+// gather (a Prometheus scrape or the agent's own rule evaluation), so it must
+// be cheap: work that is slow or must not repeat per scrape (HTTP probes,
+// reading logs, running commands) belongs in Run, and Update only reports
+// what Run found.
+type Collector interface {
+	Update(ctx context.Context, ch chan<- prometheus.Metric) error
+}
+
+// Runner is implemented by collectors that work on their own schedule. Run
+// blocks until ctx is cancelled and must return promptly afterwards.
+type Runner interface {
+	Run(ctx context.Context)
+}
+
+// ErrNoData tells the Set that a collector had nothing to report this time;
+// it is logged at debug level and does not count as a failure.
+var ErrNoData = errors.New("collector returned no data")
+
+// Named is a collector with the name it is reported under.
+type Named struct {
+	Name string
+	Collector
+}
+
+// Set runs a group of collectors concurrently at each gather and reports for
+// each one tokpulse_collector_duration_seconds and tokpulse_collector_success.
+// It implements prometheus.Collector as an unchecked collector, because what
+// its members export depends on the configuration and may change on reload.
+type Set struct {
+	members []Named
+	logger  *slog.Logger
+	timeout time.Duration
+
+	durationDesc *prometheus.Desc
+	successDesc  *prometheus.Desc
+}
+
+// NewSet returns a Set over members. timeout bounds each gather so that one
+// stuck collector (a hung NFS mount under statfs, say) cannot hold a scrape.
+func NewSet(members []Named, timeout time.Duration, logger *slog.Logger) *Set {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Set{
+		members: members,
+		logger:  logger,
+		timeout: timeout,
+		durationDesc: prometheus.NewDesc("tokpulse_collector_duration_seconds",
+			"How long the collector took in the last gather.", []string{"collector"}, nil),
+		successDesc: prometheus.NewDesc("tokpulse_collector_success",
+			"1 if the collector succeeded in the last gather, 0 if it failed.", []string{"collector"}, nil),
+	}
+}
+
+// Members returns the collectors of the set.
+func (s *Set) Members() []Named { return s.members }
+
+// Describe sends nothing: the Set is an unchecked collector.
+func (s *Set) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (s *Set) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range s.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.collectOne(ctx, m, ch)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Set) collectOne(ctx context.Context, m Named, ch chan<- prometheus.Metric) {
+	start := time.Now()
+	err := m.Update(ctx, ch)
+	success := 1.0
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNoData):
+		s.logger.Debug("Collector returned no data", "collector", m.Name, "err", err)
+	default:
+		success = 0
+		s.logger.Error("Collector failed", "collector", m.Name, "err", err)
+	}
+	ch <- prometheus.MustNewConstMetric(s.durationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), m.Name)
+	ch <- prometheus.MustNewConstMetric(s.successDesc, prometheus.GaugeValue, success, m.Name)
+}

@@ -1,0 +1,100 @@
+package collectors
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/state"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// Config is the part of agent.yaml that configures collectors. The agent
+// inlines it at the top level of its own configuration.
+type Config struct {
+	Host HostConfig `yaml:"host"`
+}
+
+// DefaultConfig returns the collector configuration used where agent.yaml is
+// silent.
+func DefaultConfig() Config {
+	return Config{Host: DefaultHostConfig()}
+}
+
+// Validate implements yamlx.Validator.
+func (c *Config) Validate(v *yamlx.Checker, path string) {
+	c.Host.Validate(v, yamlx.Join(path, "host"))
+}
+
+// Paths locates the host's pseudo filesystems. They are configurable so that
+// tests read fixtures under testdata/ and the agent can watch a host from a
+// container that mounts the host's /proc, /sys and / elsewhere.
+type Paths struct {
+	Proc   string `yaml:"proc"`
+	Sys    string `yaml:"sys"`
+	Rootfs string `yaml:"rootfs"`
+}
+
+// DefaultPaths are the host's own.
+func DefaultPaths() Paths { return Paths{Proc: "/proc", Sys: "/sys", Rootfs: "/"} }
+
+// Validate implements yamlx.Validator.
+func (p *Paths) Validate(v *yamlx.Checker, path string) {
+	for key, val := range map[string]string{"proc": p.Proc, "sys": p.Sys, "rootfs": p.Rootfs} {
+		if !filepath.IsAbs(val) {
+			v.Errorf(yamlx.Join(path, key), "%q is not an absolute path; write e.g. /host/%s", val, key)
+		}
+	}
+}
+
+// Options carries what every collector may need besides its own config.
+type Options struct {
+	Logger *slog.Logger
+	Paths  Paths
+	// Now is the clock; tests inject a fixed one.
+	Now func() time.Time
+	// State is the agent's state file, for collectors that must resume
+	// where they stopped (log positions, journal cursors).
+	State *state.Store
+	// Redactor cleans every text a collector keeps as evidence.
+	Redactor *evidence.Redactor
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Redactor == nil {
+		o.Redactor = evidence.NewRedactor()
+	}
+	if o.Paths == (Paths{}) {
+		o.Paths = DefaultPaths()
+	}
+	return o
+}
+
+// Build returns the collectors that cfg enables. This table is the one place
+// that lists every kind of collector.
+func Build(cfg Config, opts Options) ([]Named, error) {
+	opts = opts.withDefaults()
+	builders := []struct {
+		name  string
+		build func(Config, Options) ([]Named, error)
+	}{
+		{"host", buildHost},
+	}
+	var out []Named
+	for _, b := range builders {
+		cs, err := b.build(cfg, opts)
+		if err != nil {
+			return nil, fmt.Errorf("building %s collector: %w", b.name, err)
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
+}

@@ -1,0 +1,119 @@
+package yamlx
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
+)
+
+// Duration is a non-negative duration written the Prometheus way ("10s",
+// "1m30s", "500ms", "1d"). Negative or unit-less values are rejected at their
+// line with an example of what to write.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(node *yaml.Node) error {
+	if node.Kind != yaml.ScalarNode {
+		return Fail(node, "expected a duration such as 10s, 5m or 1h")
+	}
+	s := strings.TrimSpace(node.Value)
+	if strings.HasPrefix(s, "-") {
+		return Fail(node, "duration %q is negative; write a positive duration such as 10s", s)
+	}
+	if s == "0" {
+		*d = 0
+		return nil
+	}
+	v, err := model.ParseDuration(s)
+	if err != nil {
+		return Fail(node, "%q is not a duration; write a number with a unit (ms, s, m, h, d), such as 10s", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration back in the form it is read.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String formats the duration as Prometheus does ("1m30s", "0s").
+func (d Duration) String() string { return model.Duration(d).String() }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Regexp is a regular expression compiled when the file is read, so that a
+// syntax error is reported at its line rather than when it is first used.
+// Its zero value matches nothing and reports IsZero.
+type Regexp struct {
+	*regexp.Regexp
+}
+
+// MustRegexp compiles a default; it panics on a programming error only.
+func MustRegexp(s string) Regexp { return Regexp{regexp.MustCompile(s)} }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (r *Regexp) UnmarshalYAML(node *yaml.Node) error {
+	if node.Kind != yaml.ScalarNode {
+		return Fail(node, "expected a regular expression as a string")
+	}
+	if node.Value == "" {
+		r.Regexp = nil
+		return nil
+	}
+	re, err := regexp.Compile(node.Value)
+	if err != nil {
+		return Fail(node, "invalid regular expression %q: %v (Go RE2 syntax; quote the value in single quotes)", node.Value, err)
+	}
+	r.Regexp = re
+	return nil
+}
+
+// MarshalYAML writes the expression's source.
+func (r Regexp) MarshalYAML() (any, error) {
+	if r.Regexp == nil {
+		return "", nil
+	}
+	return r.String(), nil
+}
+
+// IsZero reports whether no expression was set.
+func (r Regexp) IsZero() bool { return r.Regexp == nil }
+
+// Match reports whether s matches; a zero Regexp matches nothing.
+func (r Regexp) Match(s string) bool { return r.Regexp != nil && r.MatchString(s) }
+
+// SecretFile is the path of a file that holds a secret (a token, an HMAC key,
+// a password). Only the path is ever in the configuration; the secret is read
+// when needed and never logged.
+type SecretFile string
+
+// Read returns the file's content with surrounding white space removed.
+func (f SecretFile) Read() (Secret, error) {
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return "", fmt.Errorf("reading secret file %s: %w (create it, readable by the agent's user only)", string(f), err)
+	}
+	return Secret(strings.TrimSpace(string(b))), nil
+}
+
+// Secret is a string that never prints itself, so that a secret cannot reach a
+// log line or an error message by accident.
+type Secret string
+
+// String hides the value.
+func (Secret) String() string { return "<secret>" }
+
+// GoString hides the value from %#v as well.
+func (Secret) GoString() string { return "<secret>" }
+
+// LogValue hides the value from log/slog.
+func (Secret) LogValue() slog.Value { return slog.StringValue("<secret>") }
+
+// Reveal returns the secret itself; call it only where the secret is used.
+func (s Secret) Reveal() string { return string(s) }
