@@ -295,12 +295,9 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
 		tag := f.Tag.Get("yaml")
 		name, opts, _ := strings.Cut(tag, ",")
-		if name == "-" {
+		if name == "-" || (!f.IsExported() && !f.Anonymous) {
 			continue
 		}
 		if strings.Contains(opts, "inline") {
