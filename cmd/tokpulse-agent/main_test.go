@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 )
@@ -196,5 +200,58 @@ func TestRunRefusesInvalidConfig(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "agent.interval") {
 		t.Errorf("error output does not name the key: %q", errOut.String())
+	}
+}
+
+// TestWebConfigBasicAuth proves --web.config.file reaches exporter-toolkit:
+// /metrics refuses a scrape without the password and serves one with it.
+func TestWebConfigBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	addr := testutil.FreeAddr(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webCfg := filepath.Join(dir, "web.yml")
+	writeConfig(t, webCfg, "basic_auth_users:\n  prometheus: "+string(hash)+"\n")
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	writeConfig(t, cfgPath, "agent:\n  state_dir: "+dir+"/state\nweb:\n  listen: "+addr+"\n")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Args: []string{"--config", cfgPath, "--web.config.file", webCfg}, Addr: addr})
+	a.WaitReady(t, 1, 15*time.Second)
+
+	if code, _ := a.Get(t, "/metrics"); code != 401 {
+		t.Errorf("unauthenticated /metrics = %d, want 401", code)
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	req.SetBasicAuth("prometheus", "s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("authenticated /metrics = %d, want 200", resp.StatusCode)
+	}
+	a.Signal(t, syscall.SIGTERM)
+	if code := a.WaitExit(t, 10*time.Second); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}
+
+func TestStartFailsClearlyWhenPortIsTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	writeConfig(t, cfgPath, "agent:\n  state_dir: "+dir+"/state\nweb:\n  listen: "+l.Addr().String()+"\n")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Args: []string{"--config", cfgPath}})
+	if code := a.WaitExit(t, 15*time.Second); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	if !strings.Contains(a.Output(), "web.listen") {
+		t.Errorf("the error does not tell the operator what to change:\n%s", a.Output())
 	}
 }
