@@ -45,4 +45,11 @@ tokpulse_collector_success{collector="stuck"} 0
 	if n := testutil.CollectAndCount(set, "tokpulse_collector_duration_seconds"); n != 4 {
 		t.Errorf("%d duration series, want 4", n)
 	}
+	got := map[string]Status{}
+	for _, st := range set.Status() {
+		got[st.Name] = st
+	}
+	if !got["ok"].OK || got["fail"].OK || got["fail"].Detail != "boom" || got["ok"].LastRun.IsZero() {
+		t.Errorf("Status() = %+v", got)
+	}
 }

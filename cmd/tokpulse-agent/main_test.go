@@ -154,6 +154,22 @@ func TestDaemonLifecycle(t *testing.T) {
 			!strings.Contains(body, "node_cpu_seconds_total")
 	})
 
+	// The operator's view of the same agent, as a table and as JSON.
+	out, err := exec.Command(testutil.AgentBinary(t), "status", "--url", "http://"+addr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`(?m)^collector\s+host\s+OK\s+\d+s ago`).Match(out) || !strings.Contains(string(out), "last reload ok") {
+		t.Errorf("status table:\n%s", out)
+	}
+	if strings.Contains(string(out), "\x1b[") {
+		t.Errorf("status coloured its output although stdout is not a terminal")
+	}
+	out, err = exec.Command(testutil.AgentBinary(t), "status", "--url", "http://"+addr, "--json").Output()
+	if err != nil || !strings.Contains(string(out), `"components"`) {
+		t.Errorf("status --json: %v\n%s", err, out)
+	}
+
 	start := time.Now()
 	a.Signal(t, syscall.SIGTERM)
 	if code := a.WaitExit(t, 10*time.Second); code != 0 {
