@@ -22,8 +22,8 @@ import (
 	"sync"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/template"
@@ -146,6 +146,13 @@ func newEngine(logger *slog.Logger, interval time.Duration) *promql.Engine {
 		},
 		Parser: newParser(),
 	})
+}
+
+// SetPolicies replaces the severity policies (after a reload).
+func (m *Manager) SetPolicies(p alert.Policies) {
+	m.mu.Lock()
+	m.opts.Policies = p
+	m.mu.Unlock()
 }
 
 // Store returns the series store (for benchmarks and tests).

@@ -73,7 +73,7 @@ func TestFiles(w io.Writer, files ...string) bool {
 	ok := true
 	for _, f := range files {
 		fmt.Fprintf(w, "Processing test file: %s\n", f)
-		if errs := testFile(f); len(errs) > 0 {
+		if errs := testFile(f, nil); len(errs) > 0 {
 			fmt.Fprintln(w, "  FAILED:")
 			for _, e := range errs {
 				fmt.Fprintln(w, e.Error())
@@ -88,7 +88,7 @@ func TestFiles(w io.Writer, files ...string) bool {
 	return ok
 }
 
-func testFile(file string) []error {
+func testFile(file string, observe observer) []error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return []error{err}
@@ -125,7 +125,7 @@ func testFile(file string) []error {
 		if tg.Interval == 0 {
 			tg.Interval = utf.EvaluationInterval
 		}
-		errs = append(errs, tg.run(name, time.Duration(utf.EvaluationInterval), globs, order)...)
+		errs = append(errs, tg.run(name, time.Duration(utf.EvaluationInterval), globs, order, observe)...)
 	}
 	return errs
 }
@@ -163,7 +163,11 @@ func sortGot(as []gotAlert) {
 	})
 }
 
-func (tg *testGroup) run(name string, evalInterval time.Duration, globs []string, order map[string]int) []error {
+// observer sees the firing alerts at every alert_rule_test point (tests
+// of the runner itself use it).
+type observer func(test string, evalTime time.Duration, alertname string, got []gotAlert)
+
+func (tg *testGroup) run(name string, evalInterval time.Duration, globs []string, order map[string]int, observe observer) []error {
 	logger := slog.New(slog.DiscardHandler)
 	groups, _, err := LoadFiles(globs, logger)
 	if err != nil {
@@ -264,6 +268,9 @@ func (tg *testGroup) run(name string, evalInterval time.Duration, globs []string
 				}
 				sortGot(got)
 				sortGot(exp)
+				if observe != nil {
+					observe(name, t, tc.Alertname, got)
+				}
 				if !sameAlerts(exp, got) {
 					errs = append(errs, fmt.Errorf("    name: %s,\n    alertname: %s, time: %s, \n        exp:%v, \n        got:%v",
 						name, tc.Alertname, model.Duration(t), alertsString(exp), alertsString(got)))
