@@ -81,7 +81,7 @@ func Default() Config {
 			Paths:    collectors.DefaultPaths(),
 			Log:      LogConfig{Level: "info", Format: "text"},
 		},
-		Web:    WebConfig{Listen: DefaultListen},
+		Web:        WebConfig{Listen: DefaultListen},
 		Config:     collectors.DefaultConfig(),
 		Severities: alert.DefaultPolicies(),
 	}

@@ -126,7 +126,12 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 	if len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
-			msgs[i] = file + ":" + e.Error()
+			// rulefmt's own errors start with "line:col:", YAML's do not.
+			sep := ": "
+			if m := e.Error(); m != "" && m[0] >= '0' && m[0] <= '9' {
+				sep = ":"
+			}
+			msgs[i] = file + sep + e.Error()
 		}
 		return nil, errors.New(strings.Join(msgs, "\n"))
 	}

@@ -211,7 +211,9 @@ func (s *Store) trimLocked(now int64) {
 		}
 		s.samples -= i
 		rest := ms.samples[i:]
-		if len(rest) == 0 {
+		// A staleness marker with nothing left before it hides nothing.
+		if len(rest) == 0 || (len(rest) == 1 && value.IsStaleNaN(rest[0].v)) {
+			s.samples -= len(rest)
 			delete(s.series, h)
 			continue
 		}
