@@ -11,7 +11,7 @@ export CGO_ENABLED := 0
 
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build run test test-deps unit lint bench clean
+.PHONY: all build run test test-deps test-rules unit lint bench clean
 
 all: build
 
@@ -26,7 +26,17 @@ run: build
 test-deps:
 	./.ci/deps
 
-test: test-deps build
+# The default rule pack and its tests, in Prometheus' own format: our
+# binary and Debian's promtool must agree on every rule and every test.
+RULE_FILES := packaging/rules/runbook.yml
+RULE_TESTS := packaging/rules/runbook_test.yml
+
+test-rules: test-deps build
+	./$(BIN) test rules $(RULE_TESTS)
+	promtool check rules $(RULE_FILES)
+	promtool test rules $(RULE_TESTS)
+
+test: test-deps build test-rules
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	TOKPULSE_AGENT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 40m ./...

@@ -20,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	tpcollectors "github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
+	"github.com/tokpulse/tokpulse-agent/rules"
 )
 
 // BuildInfo identifies the running binary; cmd/ sets it from ldflags.
@@ -45,6 +47,9 @@ type Options struct {
 	Notifier Notifier
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sink receives alerts after every rule evaluation; nil keeps them
+	// visible only in /api/v1/alerts and tokpulse_alerts.
+	Sink alert.Sink
 }
 
 // ShutdownTimeout bounds a clean shutdown; systemd's default stop timeout
@@ -63,6 +68,7 @@ type Agent struct {
 	// startedAt and reloadOK feed /api/v1/status.
 	startedAt time.Time
 	reloadOK  atomic.Bool
+	rules     *rules.Manager
 
 	mu       sync.RWMutex // guards cfg and pipeline
 	cfg      *Config
@@ -108,6 +114,10 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.pipeline = p
 	a.registry.MustRegister(&swappable{a: a})
+	if a.rules, err = a.newRules(cfg); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -220,6 +230,7 @@ func (a *Agent) gather() {
 		summary += "; gather errors (see log)"
 	}
 	a.lastGather.Store(summary)
+	a.evaluateRules(mfs)
 }
 
 func (a *Agent) currentPipeline() *pipeline {
@@ -255,6 +266,9 @@ func (a *Agent) reload(ctx context.Context) bool {
 	var p *pipeline
 	if err == nil {
 		p, err = newPipeline(cfg, a.collectorOptions(cfg))
+	}
+	if err == nil {
+		err = a.reloadRules(cfg)
 	}
 	if err != nil {
 		a.metrics.reloadSuccess.Set(0)

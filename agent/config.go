@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -32,6 +33,11 @@ type Config struct {
 	Agent             AgentConfig `yaml:"agent"`
 	Web               WebConfig   `yaml:"web"`
 	collectors.Config `yaml:",inline"`
+	// RuleFiles are globs of Prometheus-format rule files; relative ones
+	// are relative to the configuration file's directory.
+	RuleFiles []string `yaml:"rule_files"`
+	// Severities is the runbook's policy per incident class.
+	Severities alert.Policies `yaml:"severities"`
 }
 
 // AgentConfig is the "agent:" section: identity, schedule, host paths, logging.
@@ -75,8 +81,9 @@ func Default() Config {
 			Paths:    collectors.DefaultPaths(),
 			Log:      LogConfig{Level: "info", Format: "text"},
 		},
-		Web:    WebConfig{Listen: DefaultListen},
-		Config: collectors.DefaultConfig(),
+		Web:        WebConfig{Listen: DefaultListen},
+		Config:     collectors.DefaultConfig(),
+		Severities: alert.DefaultPolicies(),
 	}
 }
 
@@ -131,6 +138,12 @@ func (c *Config) Validate(v *yamlx.Checker, path string) {
 	c.Agent.Validate(v, yamlx.Join(path, "agent"))
 	c.Web.Validate(v, yamlx.Join(path, "web"))
 	c.Config.Validate(v, path)
+	c.Severities.Validate(v, yamlx.Join(path, "severities"))
+	for i, g := range c.RuleFiles {
+		if _, err := filepath.Match(g, ""); err != nil {
+			v.Errorf(yamlx.Index(yamlx.Join(path, "rule_files"), i), "%q is not a valid glob: %v; write e.g. /etc/tokpulse-agent/rules/*.yml", g, err)
+		}
+	}
 }
 
 // Validate implements yamlx.Validator.

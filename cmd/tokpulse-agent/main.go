@@ -31,6 +31,7 @@ Usage:
   tokpulse-agent run     [--config FILE] [--web.config.file FILE]   run the daemon
   tokpulse-agent check   [--config FILE]                            validate a configuration
   tokpulse-agent status  [--config FILE | --url URL] [--json]       show the running agent's collectors, probes, alerts
+  tokpulse-agent test    rules FILE...                              run rule unit tests (promtool's test rules format)
   tokpulse-agent config  default                                    print the embedded default configuration
   tokpulse-agent version                                            print version, commit and Go version
 
@@ -53,6 +54,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "test":
+		if len(args) >= 3 && args[1] == "rules" {
+			if !agent.TestRules(stdout, args[2:]...) {
+				return 1
+			}
+			return 0
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
 	case "config":
 		if len(args) == 2 && args[1] == "default" {
 			_, _ = stdout.Write(agent.DefaultConfigYAML())
@@ -104,7 +114,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if name == "" {
 		name = agent.DefaultConfigName
 	}
-	fmt.Fprintf(stdout, "%s: OK (interval %s, listen %s)\n", name, cfg.Agent.Interval, cfg.Web.Listen)
+	files, nrules, err := agent.CheckRules(cfg, *configFile)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, nrules, len(files))
+	for _, f := range files {
+		fmt.Fprintf(stdout, "  %s: OK\n", f)
+	}
 	return 0
 }
 

@@ -1,0 +1,107 @@
+package rules
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadFileInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want string
+	}{
+		{"invalid-no-severity.yml", `testdata/invalid-no-severity.yml:8: group "example", alert "NoSeverity": the label "severity" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)`},
+		{"invalid-bad-severity.yml", `testdata/invalid-bad-severity.yml:7: group "example", alert "Critical": severity "critical" is not a runbook class; write P1, P2, P3 or P4`},
+		{"invalid-expr.yml", `testdata/invalid-expr.yml:5:15: group "example", rule 1, "Broken": could not parse expression`},
+		{"invalid-unknown-key.yml", "testdata/invalid-unknown-key.yml: yaml: unmarshal errors:\n  line 6: field label not found"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := LoadFile("testdata/"+tc.file, nil)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			if !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("error\n%s\nwant it to start with\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadFileValid(t *testing.T) {
+	gs, err := LoadFile("testdata/valid.yml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 1 || gs[0].Interval != 30*time.Second || len(gs[0].Rules) != 2 {
+		t.Fatalf("groups %+v", gs)
+	}
+	r := gs[0].Rules[1]
+	if r.Alert != "Down" || r.Severity != "P3" || r.For != 2*time.Minute || r.Line != 7 || r.ranges != 10*time.Minute {
+		t.Fatalf("rule %+v", r)
+	}
+}
+
+// TestShippedPackPassesPromtool proves the format: what the agent loads,
+// Prometheus' own promtool (Debian package prometheus) accepts too.
+func TestShippedPackPassesPromtool(t *testing.T) {
+	if _, _, err := LoadFiles([]string{"../packaging/rules/*.yml"}, nil); err == nil {
+		t.Fatal("runbook_test.yml is not a rule file; loading it should fail")
+	}
+	gs, err := LoadFile("../packaging/rules/runbook.yml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs {
+		for _, r := range g.Rules {
+			for _, a := range []string{"summary", "description", "runbook"} {
+				if r.Annotations.Get(a) == "" {
+					t.Errorf("%s:%d: %s has no %s annotation", r.File, r.Line, r.Name(), a)
+				}
+			}
+		}
+	}
+	for _, args := range [][]string{
+		{"check", "rules", "../packaging/rules/runbook.yml", "testdata/valid.yml"},
+		{"test", "rules", "../packaging/rules/runbook_test.yml", "testdata/unittest-pass.yml"},
+	} {
+		out, err := exec.Command("promtool", args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+func TestUnitTestRunner(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		ok   bool
+		want []string
+	}{
+		{"../packaging/rules/runbook_test.yml", true, []string{"SUCCESS"}},
+		{"testdata/unittest-pass.yml", true, []string{"SUCCESS"}},
+		{"testdata/unittest-fail.yml", false, []string{
+			"FAILED:",
+			`alertname: Down, time: 5m`,
+			`exp:[Labels:{alertname="Down", job="x", severity="P3"} Annotations:{}]`,
+			`got:[]`,
+			`expr: "job:up:sum", time: 2m`,
+			`exp: {__name__="job:up:sum"} 2`,
+			`got: {__name__="job:up:sum"} 1`,
+		}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			var out bytes.Buffer
+			if ok := TestFiles(&out, tc.file); ok != tc.ok {
+				t.Fatalf("TestFiles = %v, want %v\n%s", ok, tc.ok, out.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("report lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}

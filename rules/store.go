@@ -1,0 +1,350 @@
+package rules
+
+import (
+	"context"
+	"math"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/util/annotations"
+)
+
+// DefaultMaxSeries caps the store when Options.MaxSeries is zero. A host
+// agent with the shipped configuration exports a few hundred series; the
+// cap only guards against a label explosion (a log metric keyed by a
+// request path, say) eating the host's memory.
+const DefaultMaxSeries = 20000
+
+// sample is one float sample; 16 bytes, the store's unit of memory.
+type sample struct {
+	t int64
+	v float64
+}
+
+// memSeries is one series' window of samples, oldest first. Samples below
+// len are never written again, so a querier may keep the slice header
+// after the lock is released.
+type memSeries struct {
+	lset    labels.Labels
+	samples []sample
+	// seen is the last append round that carried this series; a series
+	// missing from a round gets a staleness marker, as Prometheus writes
+	// one when a target stops exporting a series.
+	seen uint64
+}
+
+// Store is the bounded in-memory series store the rules evaluate: the
+// agent's own registry, gathered every interval, over a sliding window. It
+// implements storage.Queryable for the promql engine. No WAL, no
+// compaction: what it loses in a restart the window refills.
+type Store struct {
+	mu        sync.RWMutex
+	series    map[uint64]*memSeries
+	window    time.Duration
+	maxSeries int
+	round     uint64
+	dropped   uint64
+	samples   int
+}
+
+// NewStore returns a store keeping window of samples for at most maxSeries
+// series (DefaultMaxSeries when 0). A window of 0 keeps everything, which
+// only the rule unit tests want.
+func NewStore(window time.Duration, maxSeries int) *Store {
+	if maxSeries <= 0 {
+		maxSeries = DefaultMaxSeries
+	}
+	return &Store{series: map[uint64]*memSeries{}, window: window, maxSeries: maxSeries}
+}
+
+// SetWindow changes the window (after a reload changed the rules).
+func (s *Store) SetWindow(w time.Duration) {
+	s.mu.Lock()
+	s.window = w
+	s.mu.Unlock()
+}
+
+// Window returns the window kept.
+func (s *Store) Window() time.Duration {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.window
+}
+
+// StoreStats describes the store for its metrics.
+type StoreStats struct {
+	Series, Samples int
+	// Dropped counts new series refused because the store was full.
+	Dropped uint64
+}
+
+// Stats returns the current size of the store.
+func (s *Store) Stats() StoreStats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return StoreStats{Series: len(s.series), Samples: s.samples, Dropped: s.dropped}
+}
+
+// AppendFamilies adds one gathered registry at ts, converting each family
+// the way Prometheus' text-format scrape does (histograms and summaries
+// become _bucket/_sum/_count and quantile series). Series the previous
+// round had and this one lacks get a staleness marker, and samples older
+// than the window are dropped.
+func (s *Store) AppendFamilies(ts time.Time, mfs []*dto.MetricFamily) {
+	t := ts.UnixMilli()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.round++
+	b := labels.NewScratchBuilder(8)
+	add := func(name string, m *dto.Metric, v float64, extra ...string) {
+		b.Reset()
+		b.Add(labels.MetricName, name)
+		for _, lp := range m.GetLabel() {
+			b.Add(lp.GetName(), lp.GetValue())
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			b.Add(extra[i], extra[i+1])
+		}
+		b.Sort()
+		s.appendLocked(b.Labels(), t, v, true)
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		for _, m := range mf.GetMetric() {
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				add(name, m, m.GetCounter().GetValue())
+			case dto.MetricType_GAUGE:
+				add(name, m, m.GetGauge().GetValue())
+			case dto.MetricType_UNTYPED:
+				add(name, m, m.GetUntyped().GetValue())
+			case dto.MetricType_SUMMARY:
+				sm := m.GetSummary()
+				for _, q := range sm.GetQuantile() {
+					add(name, m, q.GetValue(), model.QuantileLabel, formatFloat(q.GetQuantile()))
+				}
+				add(name+"_sum", m, sm.GetSampleSum())
+				add(name+"_count", m, float64(sm.GetSampleCount()))
+			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+				h := m.GetHistogram()
+				inf := false
+				for _, bk := range h.GetBucket() {
+					if math.IsInf(bk.GetUpperBound(), 1) {
+						inf = true
+					}
+					add(name+"_bucket", m, float64(bk.GetCumulativeCount()), model.BucketLabel, formatFloat(bk.GetUpperBound()))
+				}
+				if !inf {
+					add(name+"_bucket", m, float64(h.GetSampleCount()), model.BucketLabel, "+Inf")
+				}
+				add(name+"_sum", m, h.GetSampleSum())
+				add(name+"_count", m, float64(h.GetSampleCount()))
+			}
+		}
+	}
+	for _, ms := range s.series {
+		if ms.seen != s.round && len(ms.samples) > 0 && !value.IsStaleNaN(ms.samples[len(ms.samples)-1].v) {
+			ms.samples = append(ms.samples, sample{t, math.Float64frombits(value.StaleNaN)})
+			s.samples++
+		}
+	}
+	s.trimLocked(t)
+}
+
+// Append adds one sample (rule unit tests and recording rules). A series
+// appended this way is never marked stale by AppendFamilies.
+func (s *Store) Append(lset labels.Labels, ts time.Time, v float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appendLocked(lset, ts.UnixMilli(), v, false)
+}
+
+func (s *Store) appendLocked(lset labels.Labels, t int64, v float64, gathered bool) {
+	h := lset.Hash()
+	ms, ok := s.series[h]
+	if !ok {
+		if len(s.series) >= s.maxSeries {
+			s.dropped++
+			return
+		}
+		ms = &memSeries{lset: lset}
+		s.series[h] = ms
+	}
+	if gathered {
+		ms.seen = s.round
+	} else {
+		// Recorded series stay until they age out.
+		ms.seen = math.MaxUint64
+	}
+	if n := len(ms.samples); n > 0 && ms.samples[n-1].t >= t {
+		if ms.samples[n-1].t == t {
+			ms.samples[n-1].v = v
+		}
+		return // out of order: Prometheus would reject it too
+	}
+	ms.samples = append(ms.samples, sample{t, v})
+	s.samples++
+}
+
+// trimLocked drops samples older than the window, and series left empty.
+// A series' backing array is reallocated once most of it is dead, so that
+// memory is returned and does not grow with uptime.
+func (s *Store) trimLocked(now int64) {
+	if s.window <= 0 {
+		return
+	}
+	mint := now - s.window.Milliseconds()
+	for h, ms := range s.series {
+		i := sort.Search(len(ms.samples), func(i int) bool { return ms.samples[i].t >= mint })
+		if i == 0 {
+			continue
+		}
+		s.samples -= i
+		rest := ms.samples[i:]
+		// A staleness marker with nothing left before it hides nothing.
+		if len(rest) == 0 || (len(rest) == 1 && value.IsStaleNaN(rest[0].v)) {
+			s.samples -= len(rest)
+			delete(s.series, h)
+			continue
+		}
+		if cap(rest) < len(rest)*2 && cap(ms.samples) <= 2*len(rest)+16 {
+			ms.samples = rest
+			continue
+		}
+		ms.samples = append(make([]sample, 0, len(rest)+len(rest)/4+4), rest...)
+	}
+}
+
+// Querier implements storage.Queryable.
+func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
+	return &querier{s: s, mint: mint, maxt: maxt}, nil
+}
+
+type querier struct {
+	s          *Store
+	mint, maxt int64
+}
+
+func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	mint, maxt := q.mint, q.maxt
+	if hints != nil {
+		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
+	}
+	q.s.mu.RLock()
+	var out []*listSeries
+	for _, m := range q.s.series {
+		if !matches(m.lset, ms) {
+			continue
+		}
+		lo := sort.Search(len(m.samples), func(i int) bool { return m.samples[i].t >= mint })
+		hi := sort.Search(len(m.samples), func(i int) bool { return m.samples[i].t > maxt })
+		if lo >= hi {
+			continue
+		}
+		out = append(out, &listSeries{lset: m.lset, samples: m.samples[lo:hi:hi]})
+	}
+	q.s.mu.RUnlock()
+	if sortSeries {
+		slices.SortFunc(out, func(a, b *listSeries) int { return labels.Compare(a.lset, b.lset) })
+	}
+	return &seriesSet{list: out, i: -1}
+}
+
+func matches(l labels.Labels, ms []*labels.Matcher) bool {
+	for _, m := range ms {
+		if !m.Matches(l.Get(m.Name)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (q *querier) LabelValues(_ context.Context, name string, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	set := map[string]struct{}{}
+	q.s.mu.RLock()
+	for _, m := range q.s.series {
+		if v := m.lset.Get(name); v != "" && matches(m.lset, ms) {
+			set[v] = struct{}{}
+		}
+	}
+	q.s.mu.RUnlock()
+	out := make([]string, 0, len(set))
+	for v := range set {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out, nil, nil
+}
+
+func (q *querier) LabelNames(_ context.Context, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	set := map[string]struct{}{}
+	q.s.mu.RLock()
+	for _, m := range q.s.series {
+		if matches(m.lset, ms) {
+			m.lset.Range(func(l labels.Label) { set[l.Name] = struct{}{} })
+		}
+	}
+	q.s.mu.RUnlock()
+	out := make([]string, 0, len(set))
+	for v := range set {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out, nil, nil
+}
+
+func (q *querier) Close() error { return nil }
+
+type seriesSet struct {
+	list []*listSeries
+	i    int
+}
+
+func (s *seriesSet) Next() bool                        { s.i++; return s.i < len(s.list) }
+func (s *seriesSet) At() storage.Series                { return s.list[s.i] }
+func (s *seriesSet) Err() error                        { return nil }
+func (s *seriesSet) Warnings() annotations.Annotations { return nil }
+
+type listSeries struct {
+	lset    labels.Labels
+	samples []sample
+}
+
+func (l *listSeries) Labels() labels.Labels { return l.lset }
+
+func (l *listSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	// Prometheus' list iterator over a view of our slice: Get returns a
+	// pointer into the slice, so iterating allocates nothing per sample.
+	return storage.NewListSeriesIterator(sampleView(l.samples))
+}
+
+// sampleView adapts a slice of samples to storage.Samples.
+type sampleView []sample
+
+func (v sampleView) Get(i int) chunks.Sample { return &v[i] }
+func (v sampleView) Len() int                { return len(v) }
+
+// The chunks.Sample methods of a float sample.
+func (s *sample) T() int64                      { return s.t }
+func (s *sample) ST() int64                     { return 0 }
+func (s *sample) F() float64                    { return s.v }
+func (s *sample) H() *histogram.Histogram       { return nil }
+func (s *sample) FH() *histogram.FloatHistogram { return nil }
+func (s *sample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
+func (s *sample) Copy() chunks.Sample           { c := *s; return &c }
+
+// formatFloat writes bucket bounds and quantiles as Prometheus' text
+// exposition does ("0.5", "+Inf"), so that le="0.5" matches.
+func formatFloat(f float64) string {
+	return model.SampleValue(f).String()
+}

@@ -1,0 +1,108 @@
+package rules
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+)
+
+func query(t *testing.T, s *Store, q string, ts time.Time) promql.Vector {
+	t.Helper()
+	v, err := queryFunc(newEngine(nil, time.Second), s)(context.Background(), q, ts)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
+}
+
+// TestStoreGatherMatchesScrape checks that what the rules see of a
+// registry is what Prometheus sees when it scrapes it.
+func TestStoreGatherMatchesScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "req_seconds", Help: "h", Buckets: []float64{0.5, 2}}, []string{"source"})
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "req_total", Help: "c"}, []string{"status"})
+	sm := prometheus.NewSummary(prometheus.SummaryOpts{Name: "lat", Help: "s", Objectives: map[float64]float64{0.5: 0.05}})
+	reg.MustRegister(h, c, sm)
+	h.WithLabelValues("access").Observe(1)
+	h.WithLabelValues("access").Observe(3)
+	c.WithLabelValues("500").Add(7)
+	sm.Observe(4)
+	s := NewStore(time.Hour, 0)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AppendFamilies(t0, mfs)
+	for q, want := range map[string]float64{
+		`req_seconds_bucket{source="access",le="0.5"}`:  0,
+		`req_seconds_bucket{source="access",le="2"}`:    1,
+		`req_seconds_bucket{source="access",le="+Inf"}`: 2,
+		`req_seconds_count{source="access"}`:            2,
+		`req_seconds_sum{source="access"}`:              4,
+		`req_total{status="500"}`:                       7,
+		`lat{quantile="0.5"}`:                           4,
+		`lat_count`:                                     1,
+	} {
+		v := query(t, s, q, t0)
+		if len(v) != 1 || v[0].F != want {
+			t.Errorf("%s = %v, want %v", q, v, want)
+		}
+	}
+}
+
+func TestStoreWindowCapAndStaleness(t *testing.T) {
+	s := NewStore(10*time.Minute, 3)
+	fam := func(names ...string) []*dto.MetricFamily {
+		var out []*dto.MetricFamily
+		for _, n := range names {
+			out = append(out, gauge(n, 1))
+		}
+		return out
+	}
+	for i := range 30 {
+		s.AppendFamilies(t0.Add(time.Duration(i)*time.Minute), fam("a", "b", "c", "d"))
+	}
+	st := s.Stats()
+	// 3 series of 11 samples (the window is inclusive at both ends).
+	if st.Series != 3 || st.Samples != 33 || st.Dropped != 30 {
+		t.Fatalf("stats %+v, want 3 series, 33 samples, 30 drops", st)
+	}
+	for _, ms := range s.series {
+		if cap(ms.samples) > 4*len(ms.samples) {
+			t.Errorf("series %s holds %d samples in an array of %d: memory not returned", ms.lset, len(ms.samples), cap(ms.samples))
+		}
+	}
+	// "a" vanishes: a staleness marker hides it at once.
+	last := t0.Add(30 * time.Minute)
+	s.AppendFamilies(last, fam("b", "c"))
+	if v := query(t, s, "a", last); len(v) != 0 {
+		t.Fatalf("a vanished series still answers: %v", v)
+	}
+	if v := query(t, s, "b", last); len(v) != 1 {
+		t.Fatalf("b: %v", v)
+	}
+	// Everything ages out once no longer gathered.
+	s.AppendFamilies(last.Add(time.Hour), nil)
+	if st := s.Stats(); st.Series != 0 || st.Samples != 0 {
+		t.Fatalf("after the window passed: %+v, want empty", st)
+	}
+}
+
+func TestStoreRecordedSeries(t *testing.T) {
+	s := NewStore(0, 0)
+	l := labels.FromStrings("__name__", "x", "job", "a")
+	s.Append(l, t0, 1)
+	s.Append(l, t0, 2)                   // same timestamp: replaced
+	s.Append(l, t0.Add(-time.Second), 3) // out of order: ignored
+	s.Append(l, t0.Add(time.Minute), math.Inf(1))
+	v := query(t, s, "x", t0)
+	if len(v) != 1 || v[0].F != 2 {
+		t.Fatalf("x at t0 = %v, want 2", v)
+	}
+}
