@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
 // Status is the body of GET /api/v1/status, what `tokpulse-agent status`
@@ -13,6 +14,9 @@ import (
 type Status struct {
 	Agent      AgentStatus         `json:"agent"`
 	Components []collectors.Status `json:"components"`
+	// Alerts are the pending and firing alerts, and those resolved
+	// recently, as /api/v1/alerts serves them.
+	Alerts []alert.Alert `json:"alerts"`
 }
 
 // AgentStatus describes the running agent.
@@ -47,6 +51,7 @@ func (a *Agent) StatusSnapshot() Status {
 			LastGather:           gather,
 		},
 		Components: a.currentPipeline().set.Status(),
+		Alerts:     a.rules.Alerts(a.opts.Now()),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
 // cmdStatus prints the running agent's status, read from its local API.
@@ -109,6 +110,27 @@ func renderStatus(w io.Writer, st agent.Status, now time.Time, color bool) {
 			detail = c.Reason + ": " + detail
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Kind, c.Name, status, age(now, c.LastRun), oneLine(detail, 100))
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(w)
+	if len(st.Alerts) == 0 {
+		fmt.Fprintln(w, "No alerts.")
+		return
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ALERT\tSEVERITY\tSTATE\tSINCE\tVALUE\tSUMMARY")
+	for _, al := range st.Alerts {
+		state := string(al.State)
+		if al.State == alert.StateFiring {
+			state = paint(false, state)
+		}
+		since := al.ActiveAt
+		if al.State == alert.StateResolved {
+			since = al.ResolvedAt
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\n", al.Name, al.Severity, state,
+			strings.TrimSuffix(age(now, since), " ago"), al.Value, oneLine(al.Annotations["summary"], 80))
 	}
 	_ = tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/agent"
 	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
 func TestRenderStatus(t *testing.T) {
@@ -20,6 +21,8 @@ func TestRenderStatus(t *testing.T) {
 			{Kind: "probe", Name: "health", LastRun: now.Add(-4 * time.Second), Reason: "timeout", Detail: "context\ndeadline exceeded"},
 			{Kind: "check", Name: "postgres"},
 		},
+		Alerts: []alert.Alert{{Name: "HighMemoryUsage", Severity: alert.P2, State: alert.StateFiring,
+			ActiveAt: now.Add(-12 * time.Minute), Value: 0.853, Annotations: map[string]string{"summary": "Memory 85 % used on web-1"}}},
 	}
 	for _, tc := range []struct {
 		name  string
@@ -31,6 +34,7 @@ func TestRenderStatus(t *testing.T) {
 			"collector  host      OK      2s ago    ",
 			"probe      health    FAIL    4s ago    timeout: context deadline exceeded",
 			"check      postgres  -       -",
+			"HighMemoryUsage  P2        firing  12m    0.853  Memory 85 % used on web-1",
 		}},
 		{"colour", true, []string{"\x1b[32mOK\x1b[0m", "\x1b[31mFAIL\x1b[0m"}},
 	} {
