@@ -613,3 +613,30 @@ func (h host) dropIn(name, content string) {
 	}
 	h.sh("systemctl daemon-reload")
 }
+
+// TestInstallWithoutSystemd installs and purges the .deb where systemd does
+// not run (a chroot, an image build): the scripts succeed, create the user,
+// enable the unit for the next boot and start nothing.
+func TestInstallWithoutSystemd(t *testing.T) {
+	b := buildPackages(t, "1.0.0")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := nspawn.Run(ctx, nspawn.Options{Include: []string{"procps"}}, map[string]string{b.deb: "/mnt/tokpulse-agent.deb"}, "sh", "-ec", `
+test ! -d /run/systemd/system
+dpkg -i /mnt/tokpulse-agent.deb
+id tokpulse-agent
+test -L /etc/systemd/system/multi-user.target.wants/tokpulse-agent.service && echo enabled-for-boot
+if pgrep -x tokpulse-agent; then echo agent-running; exit 1; fi
+dpkg --purge tokpulse-agent
+if getent passwd tokpulse-agent; then echo user-left; exit 1; fi
+test ! -e /var/lib/tokpulse-agent && test ! -e /etc/tokpulse-agent && echo purged
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"groups=", "adm", "systemd-journal", "enabled-for-boot", "purged"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}

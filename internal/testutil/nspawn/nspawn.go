@@ -206,6 +206,35 @@ func Tree(ctx context.Context, opts Options) (string, error) {
 	return root, nil
 }
 
+// Run runs argv in a throwaway container of the tree for opts without
+// booting it: no systemd runs inside (/run/systemd/system is absent), as in
+// a chroot or an image build. binds maps host paths to paths inside, bound
+// read-only. It returns the combined output; a non-zero exit is an error.
+func Run(ctx context.Context, opts Options, binds map[string]string, argv ...string) ([]byte, error) {
+	root, err := Tree(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	name := "tp-run-" + hex.EncodeToString(suffix[:])
+	args := []string{"--quiet", "--register=no", "--keep-unit", "--volatile=overlay", "--private-network",
+		"--as-pid2", "--console=pipe", "--machine=" + name, "--directory=" + root}
+	for src, dst := range binds {
+		args = append(args, "--bind-ro="+src+":"+dst)
+	}
+	args = append(args, "--")
+	args = append(args, argv...)
+	cmd := exec.CommandContext(ctx, "systemd-nspawn", args...)
+	cmd.Env = append(os.Environ(), containerEnv...)
+	out, err := cmd.CombinedOutput()
+	_ = os.RemoveAll(filepath.Join("/run/systemd/nspawn/propagate", name))
+	if err != nil {
+		return out, fmt.Errorf("in unbooted container: %q: %w\n%s", argv, err, tail(string(out), 30))
+	}
+	return out, nil
+}
+
 // Container is one booted system. Its methods are safe for concurrent use.
 type Container struct {
 	name    string

@@ -109,3 +109,32 @@ func TestBoot(t *testing.T) {
 		t.Errorf("CopyIn wrote into the cached tree %s", root)
 	}
 }
+
+// TestRun runs a command in an unbooted container: no systemd inside, a
+// bound file visible, and the tree untouched afterwards.
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src := filepath.Join(t.TempDir(), "hello")
+	if err := os.WriteFile(src, []byte("bound\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Run(ctx, Options{}, map[string]string{src: "/mnt/hello"},
+		"sh", "-c", "cat /mnt/hello; test -d /run/systemd/system && echo systemd-running; touch /srv/run-marker; echo done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(out); !strings.Contains(got, "bound\n") || strings.Contains(got, "systemd-running") || !strings.Contains(got, "done") {
+		t.Errorf("Run output %q, want the bound file, no running systemd, done", got)
+	}
+	if _, err := Run(ctx, Options{}, nil, "false"); err == nil {
+		t.Errorf("Run of false succeeded")
+	}
+	root, err := Tree(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "srv", "run-marker")); err == nil {
+		t.Errorf("Run wrote into the cached tree %s", root)
+	}
+}
