@@ -11,6 +11,18 @@
 //
 // Every function fails, never skips, when it is not run as root or a tool is
 // missing: .ci/deps installs debootstrap and systemd-container.
+//
+// In a test:
+//
+//	c := nspawn.Start(t, nspawn.Options{})  // booted; stopped at cleanup
+//	out, err := c.Exec(ctx, "systemctl", "is-active", "dbus.service")
+//	err = c.CopyIn(ctx, "testdata/app.log", "/var/log/tokpulse/app.log", 0o640)
+//	out, err = c.HostExec(ctx, "curl", "-fsS", "http://127.0.0.1:9847/metrics")
+//
+// The first call per tree runs debootstrap (about a minute, 240 MB, from the
+// mirror in the host's apt sources); later ones boot in about a second.
+// Options.Include adds packages (a separate cached tree per list): the
+// container has no network of its own to install them later.
 package nspawn
 
 import (
