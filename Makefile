@@ -56,14 +56,15 @@ deb rpm: pkg-stage $(NFPM)
 		$(NFPM) package --config packaging/nfpm.yaml --packager $@ --target $(DIST)/
 
 # pkg-stage puts what the packages ship but git does not hold in
-# $(PKG_STAGE): the binary (from $(BIN)), the compressed man page, the rule pack (whatever
-# packaging/rules/*.yml holds, possibly nothing) and the changelog with an
-# entry for this version on top.
+# $(PKG_STAGE): the binary (from $(BIN)), the compressed man page, the rule
+# pack (whatever packaging/rules/*.yml holds, possibly nothing, except the
+# rules' unit tests *_test.yml, which the agent would load as rules) and the
+# changelog with an entry for this version on top.
 pkg-stage: build
 	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)/rules
 	install -m 0755 $(BIN) $(PKG_STAGE)/tokpulse-agent
 	gzip -9n < packaging/tokpulse-agent.8 > $(PKG_STAGE)/tokpulse-agent.8.gz
-	for f in packaging/rules/*.yml; do if [ -f "$$f" ]; then cp "$$f" $(PKG_STAGE)/rules/; fi; done
+	for f in packaging/rules/*.yml; do case "$$f" in *_test.yml) ;; *) if [ -f "$$f" ]; then cp "$$f" $(PKG_STAGE)/rules/; fi ;; esac; done
 	./packaging/changelog.sh '$(PKG_VERSION)' packaging/changelog.yml > $(PKG_STAGE)/changelog.yml
 
 $(NFPM):

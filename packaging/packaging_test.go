@@ -194,8 +194,12 @@ func TestPackages(t *testing.T) {
 		}
 		ruleFiles, _ := filepath.Glob(filepath.Join(root, "packaging", "rules", "*.yml"))
 		for _, f := range ruleFiles {
-			if want := "/usr/share/tokpulse-agent/rules/" + filepath.Base(f); !slices.Contains(files, want) {
-				t.Errorf(".deb lacks the rule file %s", want)
+			shipped := "/usr/share/tokpulse-agent/rules/" + filepath.Base(f)
+			switch isTest := strings.HasSuffix(f, "_test.yml"); {
+			case isTest && slices.Contains(files, shipped):
+				t.Errorf(".deb ships the rule test %s, which the agent would load as rules", shipped)
+			case !isTest && !slices.Contains(files, shipped):
+				t.Errorf(".deb lacks the rule file %s", shipped)
 			}
 		}
 		conffiles := run(t, "", nil, "sh", "-c", `d=$(mktemp -d) && dpkg-deb -e "$1" "$d" && cat "$d/conffiles" && rm -rf "$d"`, "sh", b.deb)
@@ -418,6 +422,11 @@ func TestServiceInContainer(t *testing.T) {
 
 	t.Run("security inside", func(t *testing.T) {
 		h := host{t: t, c: c}
+		// The installed unit verifies against the container's own systemd
+		// (no man-db in minbase; the host test renders the page).
+		if out, ok := h.try("systemd-analyze verify --man=no /lib/systemd/system/tokpulse-agent.service 2>&1"); !ok || strings.TrimSpace(out) != "" {
+			t.Errorf("systemd-analyze verify of the installed unit: %s", out)
+		}
 		out, _ := h.try("systemd-analyze security --no-pager tokpulse-agent.service")
 		score := exposure(t, out)
 		t.Logf("systemd-analyze security of the installed unit: exposure %.1f", score)
