@@ -402,6 +402,12 @@ func TestServiceInContainer(t *testing.T) {
 	if got := strings.TrimSpace(h.sh("stat -c '%U:%G %a' /var/lib/tokpulse-agent")); got != "tokpulse-agent:tokpulse-agent 750" {
 		t.Errorf("state directory: %q, want tokpulse-agent:tokpulse-agent 750", got)
 	}
+	// The maintainer script is idempotent: running it again (as dpkg does
+	// after an interrupted configure) succeeds and leaves the service up.
+	h.sh("/var/lib/dpkg/info/tokpulse-agent.postinst configure 1.0.0-1")
+	if got := h.show("ActiveState"); got != "active" {
+		t.Fatalf("after a second postinst the service is %q\n%s", got, h.journal())
+	}
 	pid1 := h.show("MainPID")
 
 	t.Run("metrics", func(t *testing.T) {
@@ -648,4 +654,75 @@ test ! -e /var/lib/tokpulse-agent && test ! -e /etc/tokpulse-agent && echo purge
 			t.Errorf("no %q in:\n%s", want, out)
 		}
 	}
+}
+
+// TestRPMScriptletsOnSystemd runs the .rpm's scriptlets, taken from the
+// package, with RPM's arguments on a booted Debian holding the .rpm's
+// files: there is no RHEL tree here, but the scriptlets only need systemd
+// and shadow-utils' commands, which Debian has too.
+func TestRPMScriptletsOnSystemd(t *testing.T) {
+	b := buildPackages(t, "1.0.0")
+	tmp := t.TempDir()
+	tree := filepath.Join(tmp, "root")
+	run(t, "", nil, "rpm", "-i", "--root="+tree, "--nodeps", "--noscripts", "--notriggers", b.rpm)
+	run(t, "", nil, "tar", "-C", tree, "-cf", filepath.Join(tmp, "payload.tar"), "usr", "etc")
+
+	c := nspawn.Start(t, nspawn.Options{Include: []string{"procps"}})
+	h := host{t: t, c: c}
+	ctx := context.Background()
+	if err := c.CopyIn(ctx, filepath.Join(tmp, "payload.tar"), "/root/payload.tar", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for tag, name := range map[string]string{"POSTIN": "post", "PREUN": "preun", "POSTUN": "postun"} {
+		script := run(t, "", nil, "rpm", "-qp", "--qf", "%{"+tag+"}", b.rpm)
+		if !strings.HasPrefix(script, "#!/bin/sh") {
+			t.Fatalf("rpm %%%s scriptlet: %q", name, script)
+		}
+		if err := c.WriteFile(ctx, "/root/"+name, strings.NewReader(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.sh("tar -xf /root/payload.tar -C / && test -f /usr/lib/systemd/system/tokpulse-agent.service && test -x /usr/bin/tokpulse-agent")
+
+	// Install ($1 = 1): the user and state directory, and the preset
+	// policy applied (Debian has no preset files, so systemd's default
+	// "enable" holds); nothing started.
+	h.sh("/root/post 1")
+	if got := strings.TrimSpace(h.sh("id -nG tokpulse-agent")); !strings.Contains(got, "adm") || !strings.Contains(got, "systemd-journal") {
+		t.Errorf("after %%post 1 the user's groups are %q", got)
+	}
+	if got := h.show("UnitFileState"); got != "enabled" {
+		t.Errorf("after %%post 1 with the default preset the unit is %q, want enabled", got)
+	}
+	if got := h.show("ActiveState"); got != "inactive" {
+		t.Errorf("%%post started the service (%q); RHEL leaves that to the operator", got)
+	}
+	h.sh("systemctl start tokpulse-agent")
+	h.metricsMatch("agent from the rpm payload serves /metrics", `^tokpulse_collector_success\{collector="host"\} 1$`)
+
+	// Upgrade: the new package's %post 2, then the old one's %preun 1 and
+	// %postun 1, which restarts the running service.
+	pid := h.show("MainPID")
+	h.sh("/root/post 2 && /root/preun 1 && /root/postun 1")
+	if got := h.show("MainPID"); got == pid || got == "0" {
+		t.Errorf("%%postun 1 did not restart the service: MainPID %s → %s", pid, got)
+	}
+	if got := h.show("ActiveState"); got != "active" {
+		t.Errorf("after upgrade scriptlets the service is %q", got)
+	}
+
+	// Erase ($1 = 0): stopped and disabled; the user stays, as Fedora's
+	// guidelines ask.
+	h.sh("/root/preun 0 && /root/postun 0")
+	if got := h.show("ActiveState"); got != "inactive" {
+		t.Errorf("after %%preun 0 the service is %q, want inactive", got)
+	}
+	if got := h.show("UnitFileState"); got != "disabled" {
+		t.Errorf("after %%preun 0 the unit is %q, want disabled", got)
+	}
+	if _, ok := h.try("getent passwd tokpulse-agent"); !ok {
+		t.Errorf("the rpm scriptlets removed the user; RPM convention keeps it")
+	}
+	// Idempotent: a second install run changes nothing and succeeds.
+	h.sh("/root/post 1 && /root/post 1")
 }
