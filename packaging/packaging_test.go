@@ -3,6 +3,7 @@ package packaging
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,13 +53,42 @@ type built struct {
 	deb, rpm string
 }
 
+// buildDir holds the packages built by this test binary; TestMain removes
+// it. Tests share builds of the same version (see buildPackages).
+var (
+	buildDir string
+	buildsMu sync.Mutex
+	builds   = map[string]built{}
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tokpulse-agent-packaging-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // buildPackages runs "make deb rpm" with the binary and the packages in a
 // temporary directory, so the repository's bin/ (which other tests run) is
 // left alone. An empty version takes the Makefile's, from git describe.
+// Each version is built once per test binary.
 func buildPackages(t *testing.T, version string) built {
 	t.Helper()
+	buildsMu.Lock()
+	defer buildsMu.Unlock()
+	if b, ok := builds[version]; ok {
+		return b
+	}
 	root := repoRoot(t)
-	tmp := t.TempDir()
+	tmp, err := os.MkdirTemp(buildDir, "build-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"-s", "deb", "rpm", "BIN=" + filepath.Join(tmp, "tokpulse-agent"), "DIST=" + filepath.Join(tmp, "dist")}
 	if version != "" {
 		// The binary reports the package version too, so the test can see
@@ -75,6 +106,7 @@ func buildPackages(t *testing.T, version string) built {
 		t.Fatalf("make deb rpm made %q and %q, want one .deb and one .rpm", debs, rpms)
 	}
 	b.deb, b.rpm = debs[0], rpms[0]
+	builds[version] = b
 	return b
 }
 
