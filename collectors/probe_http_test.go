@@ -143,8 +143,8 @@ func TestProbeHTTP(t *testing.T) {
 		{name: "JSON not JSON", yaml: "url: URL/errors\nexpect: {json: [{path: $.status, equals: ok}]}", wantReason: ReasonJSON, wantStatus: 200, wantErr: "not JSON"},
 		{name: "JSON min and max", yaml: "url: URL/performance/status\nexpect: {json: [{path: $.response_time_p95_ms, max: 400}]}", wantReason: ReasonJSON, wantStatus: 200, wantErr: "above max 400"},
 		{
-			name: "JSON extraction",
-			yaml: "url: URL/performance/status\nvalues:\n- {field: p95_ms, path: $.response_time_p95_ms}\n- {field: error_rate, path: $.error_rate}\n- {field: queue_depth, path: $.queue.depth}\n- {field: healthy, path: $.healthy}\n- {field: name, path: $.name}\n- {field: absent, path: $.nope}",
+			name:       "JSON extraction",
+			yaml:       "url: URL/performance/status\nvalues:\n- {field: p95_ms, path: $.response_time_p95_ms}\n- {field: error_rate, path: $.error_rate}\n- {field: queue_depth, path: $.queue.depth}\n- {field: healthy, path: $.healthy}\n- {field: name, path: $.name}\n- {field: absent, path: $.nope}",
 			wantStatus: 200,
 			wantValues: map[string]float64{"p95_ms": 412.5, "error_rate": 0.012, "queue_depth": 17, "healthy": 1},
 		},
