@@ -45,10 +45,16 @@ func (p *ProcessConfig) UnmarshalYAML(node *yaml.Node) error {
 	if err := node.Decode((*plain)(p)); err != nil {
 		return err
 	}
-	if p.Match.empty() && p.Name != "" {
+	p.defaultMatch()
+	return nil
+}
+
+// defaultMatch matches the name itself when no expression is set, so that
+// an empty match never selects every process.
+func (p *ProcessConfig) defaultMatch() {
+	if p.Match.empty() {
 		p.Match.Name = yamlx.Regexp{Regexp: regexp.MustCompile("^" + regexp.QuoteMeta(p.Name) + "$")}
 	}
-	return nil
 }
 
 // Validate implements yamlx.Validator.
@@ -120,7 +126,10 @@ func NewProcesses(groups []ProcessConfig, opts Options) *Processes {
 		threads: prometheus.NewDesc("tokpulse_process_threads", "Threads of the group's processes, summed.", l, nil),
 		start:   prometheus.NewDesc("tokpulse_process_start_time_seconds", "Start time of the group's oldest process, in Unix time.", l, nil),
 	}
-	for _, g := range groups {
+	p.groups = make([]ProcessConfig, len(groups))
+	for i, g := range groups {
+		g.defaultMatch()
+		p.groups[i] = g
 		p.needCmd = p.needCmd || !g.Match.Cmdline.IsZero()
 		p.needExe = p.needExe || !g.Match.Exe.IsZero()
 	}
