@@ -17,10 +17,10 @@ type Config struct {
 	Host HostConfig `yaml:"host"`
 	// Probes, Checks, Processes and Units: see probe.go, check.go,
 	// process.go and unit.go.
-	Probes    []ProbeConfig   `yaml:"probes"`
-	Checks    []CheckConfig   `yaml:"checks"`
-	Processes []ProcessConfig `yaml:"processes"`
-	Units     []string        `yaml:"units"`
+	Probes    ProbeList   `yaml:"probes"`
+	Checks    CheckList   `yaml:"checks"`
+	Processes ProcessList `yaml:"processes"`
+	Units     []string    `yaml:"units"`
 }
 
 // DefaultConfig returns the collector configuration used where agent.yaml is

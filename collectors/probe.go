@@ -242,7 +242,7 @@ func (p *ProbeConfig) Validate(c *yamlx.Checker, path string) {
 	}
 	for i, a := range p.Expect.JSON {
 		ap := yamlx.Index(yamlx.Join(path, "expect.json"), i)
-		if a.Path.Path == nil {
+		if a.Path.Path == nil && !c.Written(yamlx.Join(ap, "path")) {
 			c.Errorf(yamlx.Join(ap, "path"), "every JSON assertion needs a path; write e.g. path: $.status")
 		}
 		if a.Equals == nil && a.NotEquals == nil && a.Matches.IsZero() && a.Min == nil && a.Max == nil && a.Exists == nil {
@@ -258,7 +258,7 @@ func (p *ProbeConfig) Validate(c *yamlx.Checker, path string) {
 			c.Errorf(yamlx.Join(vp, "field"), "field %q appears twice in this probe; give each a distinct name", v.Field)
 		}
 		fields[v.Field] = true
-		if v.Path.Path == nil {
+		if v.Path.Path == nil && !c.Written(yamlx.Join(vp, "path")) {
 			c.Errorf(yamlx.Join(vp, "path"), "every value needs a path; write e.g. path: $.p95_ms")
 		}
 	}
@@ -567,4 +567,43 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// ProbeList is the probes: list. It decodes every element even when one has
+// a mistake, so that each problem is reported at its own index: yaml.v3
+// drops a list element whose unmarshaler fails, which would shift the
+// indexes of every later one.
+type ProbeList []ProbeConfig
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *ProbeList) UnmarshalYAML(node *yaml.Node) error {
+	return decodeList(node, (*[]ProbeConfig)(l))
+}
+
+// decodeList decodes each element of a YAML sequence into its own slot,
+// keeping the partly decoded ones, and returns every element's type errors
+// together.
+func decodeList[T any](node *yaml.Node, out *[]T) error {
+	if node.Kind != yaml.SequenceNode {
+		if node.Tag == "!!null" {
+			*out = nil
+			return nil
+		}
+		return yamlx.Fail(node, "expected a list, one \"- name: ...\" entry per item")
+	}
+	*out = make([]T, len(node.Content))
+	var errs []string
+	for i, n := range node.Content {
+		if err := n.Decode(&(*out)[i]); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return err
+			}
+			errs = append(errs, te.Errors...)
+		}
+	}
+	if len(errs) > 0 {
+		return &yaml.TypeError{Errors: errs}
+	}
+	return nil
 }

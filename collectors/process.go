@@ -278,3 +278,11 @@ func (p *Processes) Evidence() []evidence.Section {
 	}
 	return out
 }
+
+// ProcessList is the processes: list; see ProbeList for why it is a type.
+type ProcessList []ProcessConfig
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *ProcessList) UnmarshalYAML(node *yaml.Node) error {
+	return decodeList(node, (*[]ProcessConfig)(l))
+}
