@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"sort"
@@ -305,6 +306,8 @@ type ProbeTarget struct {
 	Config ProbeConfig
 	URL    *url.URL
 	TLS    *tls.Config
+
+	client *http.Client // HTTP probes only
 }
 
 // proberFor returns the probe function of a URL scheme. This switch is the
@@ -329,7 +332,11 @@ func newProbeTarget(cfg ProbeConfig) (*ProbeTarget, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe %s: %w", cfg.Name, err)
 	}
-	return &ProbeTarget{Config: cfg, URL: u, TLS: tc}, nil
+	t := &ProbeTarget{Config: cfg, URL: u, TLS: tc}
+	if u.Scheme == "http" || u.Scheme == "https" {
+		t.client = newProbeClient(t)
+	}
+	return t, nil
 }
 
 func buildTLSConfig(c ProbeTLSConfig) (*tls.Config, error) {

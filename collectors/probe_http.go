@@ -80,6 +80,31 @@ func (p *phaseTimer) snapshot() map[string]time.Duration {
 	return out
 }
 
+// newProbeClient returns the HTTP client of one probe. Its transport has
+// keep-alives off, so that every run opens (and times) a fresh connection and
+// none is left open between runs; it is kept for the probe's lifetime so that
+// a run does not allocate a transport.
+func newProbeClient(t *ProbeTarget) *http.Client {
+	cfg := t.Config
+	return &http.Client{
+		Transport: &http.Transport{
+			// No proxy from the environment: a probe checks the target itself.
+			Proxy:             nil,
+			DialContext:       (&net.Dialer{}).DialContext,
+			TLSClientConfig:   t.TLS.Clone(),
+			DisableKeepAlives: true,
+			// The probe's context bounds every phase.
+			TLSHandshakeTimeout: 0,
+		},
+		CheckRedirect: func(_ *http.Request, via []*http.Request) error {
+			if !cfg.FollowRedirects || len(via) > cfg.MaxRedirects {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		},
+	}
+}
+
 // ProbeHTTP sends one request and judges the response by the probe's
 // expectations. Each run uses its own transport with keep-alives off, so
 // that every run measures a fresh connect and leaves no connection behind.
@@ -113,24 +138,9 @@ func ProbeHTTP(ctx context.Context, t *ProbeTarget) ProbeResult {
 		req.Host = h
 	}
 
-	tr := &http.Transport{
-		// No proxy from the environment: a probe checks the target itself.
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{}).DialContext,
-		TLSClientConfig:     t.TLS.Clone(),
-		DisableKeepAlives:   true,
-		DisableCompression:  false,
-		TLSHandshakeTimeout: 0, // the probe's context bounds everything
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{
-		Transport: tr,
-		CheckRedirect: func(_ *http.Request, via []*http.Request) error {
-			if !cfg.FollowRedirects || len(via) > cfg.MaxRedirects {
-				return http.ErrUseLastResponse
-			}
-			return nil
-		},
+	client := t.client
+	if client == nil {
+		client = newProbeClient(t)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/theory/jsonpath"
 )
 
 // hangingListener accepts connections and never answers; it closes them
@@ -268,4 +270,67 @@ probes:
 	waitFor(t, "a scheduled run of the 50ms probe", func() bool { return lastTime().After(t0) })
 	cancel()
 	<-done
+}
+
+// BenchmarkProbeHTTP measures one run of an HTTP probe with a JSON
+// assertion against a local server (which runs in the same process, so the
+// time includes the server's share).
+func BenchmarkProbeHTTP(b *testing.B) {
+	srv := httptest.NewServer(testMux())
+	defer srv.Close()
+	c := DefaultProbeConfig()
+	c.Name, c.URL = "health", srv.URL+"/health"
+	c.Expect.JSON = []JSONAssertion{{Path: JSONPath{Path: jsonpath.MustParse("$.status")}, Equals: "ok"}}
+	target, err := newProbeTarget(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := ProbeHTTP(context.Background(), target); !r.Success {
+			b.Fatal(r.Err)
+		}
+	}
+}
+
+// TestProbeHTTPLeavesNoConnection runs a probe repeatedly and sees the
+// server's connections all closed: each run opens its own and closes it.
+func TestProbeHTTPLeavesNoConnection(t *testing.T) {
+	var mu sync.Mutex
+	open, opened := 0, 0
+	srv := httptest.NewUnstartedServer(testMux())
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch s {
+		case http.StateNew:
+			open++
+			opened++
+		case http.StateClosed, http.StateHijacked:
+			open--
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := DefaultProbeConfig()
+	c.Name, c.URL = "health", srv.URL+"/health"
+	target, err := newProbeTarget(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if r := ProbeHTTP(context.Background(), target); !r.Success || r.Phases["connect"] <= 0 {
+			t.Fatalf("run failed or did not connect: %+v", r)
+		}
+	}
+	waitFor(t, "every connection to close", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return open == 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if opened != 5 {
+		t.Errorf("%d connections for 5 runs, want one each", opened)
+	}
 }

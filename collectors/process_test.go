@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
 func TestProcesses(t *testing.T) {
@@ -114,5 +116,17 @@ func TestProcessesMissingProc(t *testing.T) {
 	p := NewProcesses([]ProcessConfig{{Name: "x"}}, Options{Paths: Paths{Proc: "/nonexistent/proc", Sys: "/sys", Rootfs: "/"}})
 	if _, err := p.Scan(); err == nil || !strings.Contains(err.Error(), "/nonexistent/proc") {
 		t.Fatalf("err = %v, want one naming the proc path", err)
+	}
+}
+
+// BenchmarkProcessesScan measures one gather of three groups on this
+// machine's /proc (how many processes it has varies; see the output of ps).
+func BenchmarkProcessesScan(b *testing.B) {
+	cfg := []ProcessConfig{{Name: "node"}, {Name: "sleep"}, {Name: "workers", Match: ProcessMatch{Cmdline: yamlx.MustRegexp(`worker\.js`)}}}
+	p := NewProcesses(cfg, Options{})
+	for b.Loop() {
+		if _, err := p.Scan(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
