@@ -614,3 +614,13 @@ func decodeList[T any](node *yaml.Node, out *[]T) error {
 	}
 	return nil
 }
+
+var (
+	_ Runner            = (*Probes)(nil)
+	_ evidence.Provider = (*Probes)(nil)
+	_ Runner            = (*Checks)(nil)
+	_ evidence.Provider = (*Checks)(nil)
+	_ evidence.Provider = (*Processes)(nil)
+	_ Runner            = (*Units)(nil)
+	_ evidence.Provider = (*Units)(nil)
+)
