@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -96,6 +97,14 @@ func testMux() *http.ServeMux {
 	mux.HandleFunc("/performance/status", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"response_time_p95_ms": 412.5, "error_rate": 0.012, "queue": {"depth": "17"}, "healthy": true, "name": "api"}`)
 	})
+	mux.HandleFunc("/auth", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok-123" || r.Header.Get("X-Env") != "prod" || r.Method != "POST" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %s", b)
+	})
 	mux.HandleFunc("/errors", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "recent errors: none\n")
 	})
@@ -111,6 +120,10 @@ func TestProbeHTTP(t *testing.T) {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("Bearer tok-123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	hang := hangingListener(t)
 	closed := closedPort(t)
 
@@ -123,6 +136,8 @@ func TestProbeHTTP(t *testing.T) {
 		wantValues map[string]float64
 	}{
 		{name: "healthy", yaml: `url: URL/health`, wantStatus: 200},
+		{name: "method, headers, header_files and body", yaml: "url: URL/auth\nmethod: POST\nbody: ping\nheaders: {X-Env: prod}\nheader_files: {Authorization: " + tokenFile + "}\nexpect: {body_matches: '^got ping$'}", wantStatus: 200},
+		{name: "missing header file", yaml: "url: URL/auth\nheader_files: {Authorization: /nonexistent/token}", wantReason: ReasonError, wantErr: "/nonexistent/token"},
 		{name: "500", yaml: `url: URL/broken`, wantReason: ReasonStatus, wantStatus: 500, wantErr: "status 500"},
 		{name: "500 accepted by expect", yaml: "url: URL/broken\nexpect: {status: [200, \"5xx\"]}", wantStatus: 500},
 		{name: "slow beyond the timeout", yaml: "url: URL/slow\ntimeout: 300ms", wantReason: ReasonTimeout},
