@@ -28,7 +28,7 @@ const (
 	CheckReasonTimeout = "timeout" // the command ran past its timeout and was killed
 	CheckReasonExit    = "exit"    // the command exited with a non-zero status
 	CheckReasonStart   = "start"   // the command could not be started
-	CheckReasonParse   = "parse"   // value: stdout, and stdout held no number
+	CheckReasonParse   = "parse"   // stdout held no number (value: stdout) or did not match expect_output
 )
 
 var checkReasons = []string{CheckReasonTimeout, CheckReasonExit, CheckReasonStart, CheckReasonParse}
@@ -54,8 +54,12 @@ type CheckConfig struct {
 	EnvFiles map[string]yamlx.SecretFile `yaml:"env_files"`
 	// Value is "none" or "stdout": the first number of the output becomes
 	// tokpulse_check_value.
-	Value          string `yaml:"value"`
-	MaxOutputBytes int    `yaml:"max_output_bytes"`
+	Value string `yaml:"value"`
+	// ExpectOutput must match stdout for the check to succeed. Some
+	// clients exit 0 on an error reply: redis-cli prints "NOAUTH
+	// Authentication required." and exits 0 unless run with -e.
+	ExpectOutput   yamlx.Regexp `yaml:"expect_output"`
+	MaxOutputBytes int          `yaml:"max_output_bytes"`
 }
 
 // DefaultCheckConfig returns the defaults of one check.
@@ -218,6 +222,10 @@ func runCheck(ctx context.Context, cfg CheckConfig) CheckResult {
 		return r
 	case err != nil && !errors.Is(err, exec.ErrWaitDelay):
 		r.Reason, r.Err = CheckReasonStart, fmt.Errorf("running %s: %w", argv[0], err)
+		return r
+	}
+	if re := cfg.ExpectOutput; !re.IsZero() && !re.Match(strings.TrimRight(r.Stdout, "\r\n")) {
+		r.Reason, r.Err = CheckReasonParse, fmt.Errorf("%s printed %q, which does not match expect_output %q", argv[0], firstLine(r.Stdout), re.String())
 		return r
 	}
 	if cfg.Value == "stdout" {

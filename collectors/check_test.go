@@ -44,6 +44,7 @@ func TestRunCheck(t *testing.T) {
 		return c
 	}
 	withValue := func(c CheckConfig) CheckConfig { c.Value = "stdout"; return c }
+	withOutput := func(c CheckConfig, re string) CheckConfig { c.ExpectOutput = yamlx.MustRegexp(re); return c }
 	withEnv := func(c CheckConfig) CheckConfig {
 		c.Env = map[string]string{"GREETING": "hello"}
 		c.EnvFiles = map[string]yamlx.SecretFile{"DATABASE_URL": yamlx.SecretFile(secret)}
@@ -63,6 +64,8 @@ func TestRunCheck(t *testing.T) {
 		{name: "numeric stdout", cfg: withValue(check("echo", "42")), wantValue: 42},
 		{name: "redis-cli style number", cfg: withValue(check("echo", "(integer) 17")), wantValue: 17},
 		{name: "float", cfg: withValue(check("printf", "load: -1.5e2 units\n")), wantValue: -150},
+		{name: "expect_output matches", cfg: withOutput(check("echo", "PONG"), "^PONG$")},
+		{name: "expect_output fails", cfg: withOutput(check("echo", "NOAUTH Authentication required."), "^PONG$"), wantReason: CheckReasonParse, wantErr: "does not match expect_output"},
 		{name: "no number", cfg: withValue(check("echo", "PONG")), wantReason: CheckReasonParse, wantErr: "printed no number"},
 		{name: "env and env_files", cfg: withEnv(check("sh", "-c", `echo "$GREETING $DATABASE_URL"`)), wantStdout: "hello postgres://app:hunter2@127.0.0.1/app\n"},
 		{name: "argv expansion", cfg: withEnv(check("echo", "${DATABASE_URL}", "$$HOME")), wantStdout: "postgres://app:hunter2@127.0.0.1/app $HOME\n"},

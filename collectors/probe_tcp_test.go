@@ -2,12 +2,16 @@ package collectors
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -67,4 +71,31 @@ func TestProbeTCP(t *testing.T) {
 func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
+}
+
+// TestClassifyError covers the reasons the real-server tests cannot reach
+// without traffic beyond loopback (a failing DNS lookup).
+func TestClassifyError(t *testing.T) {
+	expired, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	<-expired.Done()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want string
+	}{
+		{"dns", context.Background(), &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "db.internal", IsNotFound: true}}, ReasonDNS},
+		{"refused", context.Background(), &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, ReasonRefused},
+		{"unknown CA", context.Background(), fmt.Errorf("get: %w", x509.UnknownAuthorityError{}), ReasonTLS},
+		{"expired context", expired, errors.New("read: use of closed connection"), ReasonTimeout},
+		{"deadline", context.Background(), fmt.Errorf("get: %w", context.DeadlineExceeded), ReasonTimeout},
+		{"reset", context.Background(), &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, ReasonError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := classifyError(tc.ctx, tc.err); got != tc.want {
+				t.Errorf("classifyError(%v) = %q, want %q", tc.err, got, tc.want)
+			}
+		})
+	}
 }

@@ -158,9 +158,10 @@ checks:
   command: [psql, "$DATABASE_URL", -X, -c, "SELECT 1;"]
   env_files: {DATABASE_URL: %[1]s}
 - name: redis_ping
-  command: [redis-cli, -p, "%[2]d", ping]
+  command: [redis-cli, -e, -p, "%[2]d", ping]
+  expect_output: '^PONG$'
 - name: webhook_queue
-  command: [redis-cli, -p, "%[2]d", LLEN, webhook_queue]
+  command: [redis-cli, -e, -p, "%[2]d", LLEN, webhook_queue]
   value: stdout
 probes:
 - name: postgres_tcp
@@ -231,6 +232,33 @@ probes:
 	if got[`tokpulse_check_failures_total{check="postgres",reason="exit"}`] < 1 {
 		t.Errorf("postgres failure not counted: %v", got)
 	}
+	// A Redis that requires a password answers ping with an error, and
+	// redis-cli exits 0 all the same: only -e or expect_output catch it.
+	authPort := freePort(t)
+	startServer(t, filepath.Join(base, "redis-auth.log"), "redis-server", "--port", strconv.Itoa(authPort),
+		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", base, "--requirepass", "s3cret")
+	authCfg := decodeConfig(t, fmt.Sprintf(`
+checks:
+- name: plain
+  command: [redis-cli, -p, "%[1]d", ping]
+- name: with_e
+  command: [redis-cli, -e, -p, "%[1]d", ping]
+- name: with_expect
+  command: [redis-cli, -p, "%[1]d", ping]
+  expect_output: '^PONG$'
+`, authPort))
+	auth := NewChecks(authCfg.Checks, Options{})
+	waitFor(t, "the password-protected Redis to answer", func() bool {
+		r := auth.RunOnce(ctx, 0)
+		return r.Success && strings.Contains(r.Stdout, "NOAUTH")
+	})
+	if r := auth.RunOnce(ctx, 1); r.Success || r.Reason != CheckReasonExit {
+		t.Errorf("redis-cli -e ping against a password: success=%v reason=%q, want reason exit", r.Success, r.Reason)
+	}
+	if r := auth.RunOnce(ctx, 2); r.Success || r.Reason != CheckReasonParse {
+		t.Errorf("expect_output against NOAUTH: success=%v reason=%q, want reason parse", r.Success, r.Reason)
+	}
+
 	var text string
 	for _, s := range checks.Evidence() {
 		if s.Labels["check"] == "postgres" {
