@@ -130,3 +130,41 @@ func BenchmarkProcessesScan(b *testing.B) {
 		}
 	}
 }
+
+// TestProcessesFixture reads the fake /proc under testdata/proc through
+// agent.paths.proc: two node processes, a zombie and a kernel thread.
+func TestProcessesFixture(t *testing.T) {
+	cfg := decodeConfig(t, `
+processes:
+- name: node
+- name: worker
+  match: {cmdline: 'worker\.js'}
+- name: kthreadd
+`)
+	p := NewProcesses(cfg.Processes, Options{Paths: Paths{Proc: "testdata/proc", Sys: "/sys", Rootfs: "/"}})
+	got := collect(t, p)
+	pageSize := float64(os.Getpagesize())
+	for k, want := range map[string]float64{
+		`tokpulse_process_up{process="node"}`:                      1,
+		`tokpulse_process_count{process="node"}`:                   2, // the zombie is not counted
+		`tokpulse_process_resident_memory_bytes{process="node"}`:   (12800 + 6400) * pageSize,
+		`tokpulse_process_cpu_seconds_total{process="node"}`:       (250 + 50 + 100 + 100) / 100.0,
+		`tokpulse_process_threads{process="node"}`:                 18,
+		`tokpulse_process_open_fds{process="node"}`:                8,
+		`tokpulse_process_start_time_seconds{process="node"}`:      1764200000 + 100000/100.0,
+		`tokpulse_process_count{process="worker"}`:                 1,
+		`tokpulse_process_resident_memory_bytes{process="worker"}`: 6400 * pageSize,
+		`tokpulse_process_count{process="kthreadd"}`:               0, // kernel threads are not watched
+	} {
+		if v, ok := got[k]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)
+		}
+	}
+	for _, s := range p.Evidence() {
+		for _, e := range s.Entries {
+			if strings.Contains(e.Text, "abc123") {
+				t.Errorf("evidence leaks the token on a command line: %s", e.Text)
+			}
+		}
+	}
+}
