@@ -15,7 +15,7 @@ import (
 )
 
 // TestAgentRunsProbesAndChecks runs the real binary with probes, checks, a
-// process group and a unit on this machine (which has no system bus): the
+// process group and a unit where there is no system bus: the
 // scheduled work shows up in /metrics, promtool accepts the exposition, the
 // missing bus is reported once and the agent carries on.
 func TestAgentRunsProbesAndChecks(t *testing.T) {
@@ -67,7 +67,12 @@ units: [tokpulse.service]
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := testutil.StartAgent(t, testutil.AgentOptions{Args: []string{"--config", cfgPath}, Addr: addr})
+	a := testutil.StartAgent(t, testutil.AgentOptions{
+		Args: []string{"--config", cfgPath},
+		// No system bus, whether or not this machine runs one.
+		Env:  []string{"DBUS_SYSTEM_BUS_ADDRESS=unix:path=" + dir + "/no_bus_socket"},
+		Addr: addr,
+	})
 	a.WaitReady(t, 1, 15*time.Second)
 
 	want := []string{
