@@ -42,7 +42,7 @@ func TestWebhookLifecycle(t *testing.T) {
 		at     time.Duration
 		alerts []alert.Alert
 	}{
-		{0, []alert.Alert{db, mem}},            // two initials, one POST
+		{0, []alert.Alert{db, mem}},                // two initials, one POST
 		{10 * time.Minute, []alert.Alert{db, mem}}, // nothing due
 		{16 * time.Minute, []alert.Alert{db, mem}}, // P1 reaches engineering-manager
 		{45 * time.Minute, []alert.Alert{db, mem}}, // not yet 30m since the last update
