@@ -275,3 +275,14 @@ func listenRetry(t testing.TB, addr string) net.Listener {
 	})
 	return ln
 }
+
+// httpServer serves a receiver on a given listener (to bring a "down"
+// receiver back on its old address).
+type httpServer struct{ srv *http.Server }
+
+func (h *httpServer) start(ln net.Listener, rc *receiver) {
+	h.srv = &http.Server{Handler: http.HandlerFunc(rc.serve)}
+	go func() { _ = h.srv.Serve(ln) }()
+}
+
+func (h *httpServer) close() { _ = h.srv.Close() }
