@@ -107,9 +107,9 @@ func TestWebhookLifecycle(t *testing.T) {
 		st, err := m.Status()
 		return err == nil && st.Outputs["central"].Pending == 0 && st.Events == 0
 	})
-	if v := testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultSuccess)); v != 5 {
-		t.Errorf("tokpulse_notifications_total{result=success} = %v, want 5", v)
-	}
+	eventually(t, 5*time.Second, "tokpulse_notifications_total{result=success} = 5", func() bool {
+		return testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultSuccess)) == 5
+	})
 }
 
 // TestWebhookFailures drives one output against receivers that fail in
