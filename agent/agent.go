@@ -21,6 +21,7 @@ import (
 
 	tpcollectors "github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
+	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
 // BuildInfo identifies the running binary; cmd/ sets it from ldflags.
@@ -60,6 +61,7 @@ type Agent struct {
 	server   *http.Server
 	ready    atomic.Bool
 	store    *state.Store
+	notifier *notify.Manager
 
 	mu       sync.RWMutex // guards cfg and pipeline
 	cfg      *Config
@@ -103,6 +105,10 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.pipeline = p
 	a.registry.MustRegister(&swappable{a: a})
+	if a.notifier, err = a.newNotifier(cfg); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -136,6 +142,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, stopRunners := context.WithCancel(ctx)
 	defer stopRunners()
 	a.pipeline.start(runCtx)
+	// Delivery outlives ctx: shutdown drains it before the state file closes.
+	a.notifier.Start(context.WithoutCancel(runCtx))
 
 	a.gather()
 	a.ready.Store(true)
@@ -189,6 +197,7 @@ func (a *Agent) shutdown() error {
 	p := a.pipeline
 	a.mu.RUnlock()
 	p.stop()
+	a.stopNotifier(ctx)
 	if a.server != nil {
 		if err := a.server.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.logger.Warn("HTTP server did not stop cleanly", "err", err)
@@ -250,6 +259,9 @@ func (a *Agent) reload(ctx context.Context) bool {
 	var p *pipeline
 	if err == nil {
 		p, err = newPipeline(cfg, a.collectorOptions(cfg))
+	}
+	if err == nil {
+		err = a.notifier.Apply(cfg.Notify, severities(cfg))
 	}
 	if err != nil {
 		a.metrics.reloadSuccess.Set(0)

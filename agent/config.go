@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
 // defaultConfigYAML is the configuration used when no --config is given. It
@@ -32,6 +33,8 @@ type Config struct {
 	Agent             AgentConfig `yaml:"agent"`
 	Web               WebConfig   `yaml:"web"`
 	collectors.Config `yaml:",inline"`
+	// Notify is where alerts go (webhooks, Alertmanager, files).
+	Notify notify.Config `yaml:"notify"`
 }
 
 // AgentConfig is the "agent:" section: identity, schedule, host paths, logging.
@@ -77,6 +80,7 @@ func Default() Config {
 		},
 		Web:    WebConfig{Listen: DefaultListen},
 		Config: collectors.DefaultConfig(),
+		Notify: notify.DefaultConfig(),
 	}
 }
 
@@ -131,6 +135,7 @@ func (c *Config) Validate(v *yamlx.Checker, path string) {
 	c.Agent.Validate(v, yamlx.Join(path, "agent"))
 	c.Web.Validate(v, yamlx.Join(path, "web"))
 	c.Config.Validate(v, path)
+	c.Notify.Validate(v, yamlx.Join(path, "notify"))
 }
 
 // Validate implements yamlx.Validator.

@@ -31,6 +31,7 @@ Usage:
   tokpulse-agent run     [--config FILE] [--web.config.file FILE]   run the daemon
   tokpulse-agent check   [--config FILE]                            validate a configuration
   tokpulse-agent config  default                                    print the embedded default configuration
+  tokpulse-agent notify  test [--config FILE]                       send a test alert through every notify output
   tokpulse-agent version                                            print version, commit and Go version
 
 Without --config the embedded default configuration is used.
@@ -54,6 +55,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if len(args) == 2 && args[1] == "default" {
 			_, _ = stdout.Write(agent.DefaultConfigYAML())
 			return 0
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
+	case "notify":
+		if len(args) >= 2 && args[1] == "test" {
+			return cmdNotifyTest(args[2:], stdout, stderr)
 		}
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -160,4 +167,21 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func cmdNotifyTest(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("notify test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "configuration file (default: the embedded default)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := agent.Load(*configFile)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return agent.NotifyTest(ctx, cfg, buildInfo(), stdout)
 }
