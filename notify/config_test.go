@@ -18,7 +18,9 @@ type agentFile struct {
 	Notify Config `yaml:"notify"`
 }
 
-func (f *agentFile) Validate(c *yamlx.Checker, path string) { f.Notify.Validate(c, yamlx.Join(path, "notify")) }
+func (f *agentFile) Validate(c *yamlx.Checker, path string) {
+	f.Notify.Validate(c, yamlx.Join(path, "notify"))
+}
 
 // TestConfigInvalid pairs every testdata/invalid-*.yml with the exact
 // messages (testdata/invalid-*.err) an operator gets for it.
