@@ -55,6 +55,7 @@ type Manager struct {
 	wake    map[string]chan struct{}
 	parent  context.Context // set by Start
 	run     *running
+	stopped bool // by Stop; Apply must not start senders again
 }
 
 var _ alert.Sink = (*Manager)(nil)
@@ -148,7 +149,7 @@ func (m *Manager) outputNames() []string {
 func (m *Manager) Start(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.parent = ctx
+	m.parent, m.stopped = ctx, false
 	m.forgetRemovedLocked()
 	m.startLocked()
 }
@@ -197,16 +198,20 @@ func (m *Manager) Apply(cfg Config, pol alert.Policies) error {
 	if err != nil {
 		return err
 	}
+	// The senders and the heartbeat take m.mu themselves: stop them
+	// without holding it.
+	m.mu.Lock()
+	r := m.run
+	m.run = nil
+	m.mu.Unlock()
+	if r != nil {
+		r.cancel()
+		r.wg.Wait()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	running := m.run != nil
-	if running {
-		m.run.cancel()
-		m.run.wg.Wait()
-		m.run = nil
-	}
 	m.install(cfg, pol, outs)
-	if running {
+	if r != nil && !m.stopped {
 		m.forgetRemovedLocked()
 		m.startLocked()
 	}
@@ -219,6 +224,7 @@ func (m *Manager) Stop(ctx context.Context) {
 	m.mu.Lock()
 	r := m.run
 	m.run = nil
+	m.stopped = true
 	m.mu.Unlock()
 	if r == nil {
 		return
