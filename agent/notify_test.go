@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,14 +75,24 @@ func TestNotifyTestCommand(t *testing.T) {
 // keeps delivering, and shutdown drains.
 func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	var got atomic.Int32
+	var mu sync.Mutex
+	seen := map[string]bool{}
 	var fail atomic.Bool
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if fail.Load() {
 			http.Error(w, "down", 503)
 			return
 		}
-		body, _ := io.ReadAll(r.Body)
-		got.Add(int32(strings.Count(string(body), `"kind":"`)))
+		var b struct{ Events []struct{ ID string } }
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		mu.Lock()
+		for _, e := range b.Events {
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				got.Add(1) // at least once: count each id once
+			}
+		}
+		mu.Unlock()
 		w.WriteHeader(204)
 	}))
 	defer recv.Close()

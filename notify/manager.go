@@ -63,8 +63,12 @@ var _ alert.Sink = (*Manager)(nil)
 // running is one generation of sender goroutines.
 type running struct {
 	cancel context.CancelFunc
-	drain  chan struct{}
-	wg     sync.WaitGroup
+	// drain asks for a last delivery attempt, then exit (shutdown); quit
+	// asks for an exit after the request in flight (reload), so that a
+	// reload does not cut a POST the receiver already accepted.
+	drain chan struct{}
+	quit  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // New builds a Manager; it fails when an output cannot be built (an
@@ -170,21 +174,21 @@ func (m *Manager) forgetRemovedLocked() {
 
 func (m *Manager) startLocked() {
 	ctx, cancel := context.WithCancel(m.parent)
-	r := &running{cancel: cancel, drain: make(chan struct{})}
+	r := &running{cancel: cancel, drain: make(chan struct{}), quit: make(chan struct{})}
 	for _, o := range m.outputs {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
 			s := &sender{m: m, out: o, wake: m.wake[o.Name()], cfg: m.cfg, pol: m.pol,
 				logger: m.logger.With("output", o.Name())}
-			s.run(ctx, r.drain)
+			s.run(ctx, r.drain, r.quit)
 		}()
 	}
 	if hb := m.cfg.Heartbeat.D(); hb > 0 {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			m.heartbeats(ctx, r.drain, hb)
+			m.heartbeats(ctx, r.drain, r.quit, hb)
 		}()
 	}
 	m.run = r
@@ -205,8 +209,9 @@ func (m *Manager) Apply(cfg Config, pol alert.Policies) error {
 	m.run = nil
 	m.mu.Unlock()
 	if r != nil {
-		r.cancel()
+		close(r.quit)
 		r.wg.Wait()
+		r.cancel()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -404,7 +409,7 @@ func (m *Manager) wakeAll() {
 // heartbeats queues a heartbeat now and every interval; a new heartbeat
 // replaces undelivered older ones (only the latest says anything). It also
 // forgets old resolved records.
-func (m *Manager) heartbeats(ctx context.Context, drain <-chan struct{}, every time.Duration) {
+func (m *Manager) heartbeats(ctx context.Context, drain, quit <-chan struct{}, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -416,6 +421,8 @@ func (m *Manager) heartbeats(ctx context.Context, drain <-chan struct{}, every t
 		case <-ctx.Done():
 			return
 		case <-drain:
+			return
+		case <-quit:
 			return
 		case <-t.C:
 		}
@@ -510,7 +517,7 @@ type sender struct {
 	failures int
 }
 
-func (s *sender) run(ctx context.Context, drain <-chan struct{}) {
+func (s *sender) run(ctx context.Context, drain, quit <-chan struct{}) {
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     s.cfg.Retry.InitialInterval.D(),
 		RandomizationFactor: 0.5,
@@ -527,6 +534,11 @@ func (s *sender) run(ctx context.Context, drain <-chan struct{}) {
 	}
 	draining := false
 	for {
+		select {
+		case <-quit:
+			return
+		default:
+		}
 		if !draining {
 			select {
 			case <-drain:
@@ -551,6 +563,8 @@ func (s *sender) run(ctx context.Context, drain <-chan struct{}) {
 			}
 			select {
 			case <-ctx.Done():
+				return
+			case <-quit:
 				return
 			case <-drain:
 				draining = true
@@ -585,6 +599,9 @@ func (s *sender) run(ctx context.Context, drain <-chan struct{}) {
 			case <-drain:
 				// One last attempt before shutdown.
 				draining = true
+			case <-quit:
+				t.Stop()
+				return
 			case <-t.C:
 			}
 			t.Stop()
