@@ -23,14 +23,14 @@ import (
 // events were produced. An event is deleted once no queue or dead-letter
 // bucket refers to it. Every change is one bbolt transaction (one fsync),
 // so a SIGKILL leaves either the state before or the state after.
-var (
-	bktRoot   = []byte("notify")
-	bktEvents = []byte("events")
-	bktMeta   = []byte("meta")
-	bktSev    = []byte("sev")
-	bktQueue  = []byte("q")
-	bktDead   = []byte("dead")
-	bktAlerts = []byte("alerts")
+const (
+	bktRoot   = "notify"
+	bktEvents = "events"
+	bktMeta   = "meta"
+	bktSev    = "sev"
+	bktQueue  = "q"
+	bktDead   = "dead"
+	bktAlerts = "alerts"
 )
 
 // Stored is an event read back from the outbox with its sequence number.
@@ -69,9 +69,9 @@ func keySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
 
 func root(tx *bolt.Tx) (*bolt.Bucket, error) {
 	if tx.Writable() {
-		return tx.CreateBucketIfNotExists(bktRoot)
+		return tx.CreateBucketIfNotExists([]byte(bktRoot))
 	}
-	if b := tx.Bucket(bktRoot); b != nil {
+	if b := tx.Bucket([]byte(bktRoot)); b != nil {
 		return b, nil
 	}
 	return nil, nil
@@ -79,17 +79,17 @@ func root(tx *bolt.Tx) (*bolt.Bucket, error) {
 
 // sub returns a nested bucket of the root, created in write transactions;
 // nil when it does not exist in a read transaction.
-func sub(tx *bolt.Tx, path ...[]byte) (*bolt.Bucket, error) {
+func sub(tx *bolt.Tx, path ...string) (*bolt.Bucket, error) {
 	b, err := root(tx)
 	if b == nil || err != nil {
 		return nil, err
 	}
 	for _, p := range path {
 		if tx.Writable() {
-			if b, err = b.CreateBucketIfNotExists(p); err != nil {
+			if b, err = b.CreateBucketIfNotExists([]byte(p)); err != nil {
 				return nil, err
 			}
-		} else if b = b.Bucket(p); b == nil {
+		} else if b = b.Bucket([]byte(p)); b == nil {
 			return nil, nil
 		}
 	}
@@ -138,7 +138,7 @@ func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []Event) ([]Stor
 		}
 		count++
 		size += int64(len(data))
-		sev, err := sub(tx, bktSev, []byte(strconv.Itoa(e.rank())))
+		sev, err := sub(tx, bktSev, strconv.Itoa(e.rank()))
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +146,7 @@ func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []Event) ([]Stor
 			return nil, err
 		}
 		for _, out := range outputs {
-			q, err := sub(tx, bktQueue, []byte(out))
+			q, err := sub(tx, bktQueue, out)
 			if err != nil {
 				return nil, err
 			}
@@ -191,7 +191,7 @@ func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []Event) ([]Stor
 // P4, P3, P2, and a P1 only when nothing else is left.
 func (o *outbox) victim(tx *bolt.Tx) ([]byte, error) {
 	for rank := 5; rank >= 1; rank-- {
-		sev, err := sub(tx, bktSev, []byte(strconv.Itoa(rank)))
+		sev, err := sub(tx, bktSev, strconv.Itoa(rank))
 		if err != nil {
 			return nil, err
 		}
@@ -211,7 +211,7 @@ func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
 	if v := evb.Get(k); v != nil {
 		var ev Event
 		if err := json.Unmarshal(v, &ev); err == nil {
-			if sev, err := sub(tx, bktSev, []byte(strconv.Itoa(ev.rank()))); err == nil {
+			if sev, err := sub(tx, bktSev, strconv.Itoa(ev.rank())); err == nil {
 				_ = sev.Delete(k)
 			}
 		}
@@ -221,7 +221,7 @@ func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
 			return err
 		}
 	}
-	for _, parent := range [][]byte{bktQueue, bktDead} {
+	for _, parent := range []string{bktQueue, bktDead} {
 		pb, err := sub(tx, parent)
 		if err != nil {
 			return err
@@ -235,7 +235,7 @@ func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
 
 // referenced reports whether a queue or dead-letter bucket still holds k.
 func referenced(tx *bolt.Tx, k []byte) bool {
-	for _, parent := range [][]byte{bktQueue, bktDead} {
+	for _, parent := range []string{bktQueue, bktDead} {
 		pb, _ := sub(tx, parent)
 		if pb == nil {
 			continue
@@ -279,7 +279,7 @@ func (o *outbox) release(tx *bolt.Tx, keys [][]byte) error {
 func (o *outbox) pending(output string, limit int) ([]Stored, error) {
 	var out []Stored
 	err := o.db.View(func(tx *bolt.Tx) error {
-		q, err := sub(tx, bktQueue, []byte(output))
+		q, err := sub(tx, bktQueue, output)
 		if q == nil || err != nil {
 			return err
 		}
@@ -304,7 +304,7 @@ func (o *outbox) pending(output string, limit int) ([]Stored, error) {
 // ack removes seqs from output's queue: the output accepted them.
 func (o *outbox) ack(output string, seqs []uint64) error {
 	return o.db.Update(func(tx *bolt.Tx) error {
-		q, err := sub(tx, bktQueue, []byte(output))
+		q, err := sub(tx, bktQueue, output)
 		if err != nil {
 			return err
 		}
@@ -322,11 +322,11 @@ func (o *outbox) ack(output string, seqs []uint64) error {
 // deadLetter moves seqs from output's queue to its dead-letter bucket.
 func (o *outbox) deadLetter(output string, batch []Stored, reason string, now time.Time) error {
 	return o.db.Update(func(tx *bolt.Tx) error {
-		q, err := sub(tx, bktQueue, []byte(output))
+		q, err := sub(tx, bktQueue, output)
 		if err != nil {
 			return err
 		}
-		dead, err := sub(tx, bktDead, []byte(output))
+		dead, err := sub(tx, bktDead, output)
 		if err != nil {
 			return err
 		}
@@ -347,7 +347,7 @@ func (o *outbox) deadLetter(output string, batch []Stored, reason string, now ti
 // supersede drops the queued events of kind for every output (used for
 // heartbeats: only the newest one matters).
 func (o *outbox) supersedeTx(tx *bolt.Tx, kind Kind) error {
-	sev, err := sub(tx, bktSev, []byte("5"))
+	sev, err := sub(tx, bktSev, "5")
 	if err != nil {
 		return err
 	}
@@ -392,7 +392,7 @@ func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
 			want[k] = true
 		}
 		var keys [][]byte
-		for _, parent := range [][]byte{bktQueue, bktDead} {
+		for _, parent := range []string{bktQueue, bktDead} {
 			pb, err := sub(tx, parent)
 			if err != nil {
 				return err
@@ -403,7 +403,7 @@ func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
 					gone = append(gone, append([]byte(nil), name...))
 					_ = pb.Bucket(name).ForEach(func(k, _ []byte) error {
 						keys = append(keys, append([]byte(nil), k...))
-						if string(parent) == string(bktQueue) {
+						if parent == bktQueue {
 							removed[string(name)]++
 						}
 						return nil
@@ -452,7 +452,7 @@ func (o *outbox) status(outputs []string) (Status, error) {
 		evb, _ := sub(tx, bktEvents)
 		for _, name := range outputs {
 			os := st.Outputs[name]
-			if q, _ := sub(tx, bktQueue, []byte(name)); q != nil {
+			if q, _ := sub(tx, bktQueue, name); q != nil {
 				os.Pending = q.Stats().KeyN
 				if k, _ := q.Cursor().First(); k != nil && evb != nil {
 					var ev Event
@@ -462,7 +462,7 @@ func (o *outbox) status(outputs []string) (Status, error) {
 					}
 				}
 			}
-			if d, _ := sub(tx, bktDead, []byte(name)); d != nil {
+			if d, _ := sub(tx, bktDead, name); d != nil {
 				_ = d.ForEach(func(_, v []byte) error {
 					var dl DeadLetter
 					if json.Unmarshal(v, &dl) == nil {
@@ -484,10 +484,10 @@ func (o *outbox) counts(outputs []string) (pending, dead map[string]int, err err
 	pending, dead = map[string]int{}, map[string]int{}
 	err = o.db.View(func(tx *bolt.Tx) error {
 		for _, name := range outputs {
-			if q, _ := sub(tx, bktQueue, []byte(name)); q != nil {
+			if q, _ := sub(tx, bktQueue, name); q != nil {
 				pending[name] = q.Stats().KeyN
 			}
-			if d, _ := sub(tx, bktDead, []byte(name)); d != nil {
+			if d, _ := sub(tx, bktDead, name); d != nil {
 				dead[name] = d.Stats().KeyN
 			}
 		}
