@@ -32,9 +32,9 @@ func freeAddr(t *testing.T) string {
 // TestNotifyTestCommand: "notify test" reports each output's result and
 // fails when one refuses.
 func TestNotifyTestCommand(t *testing.T) {
-	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
 	defer ok.Close()
-	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no such team", 400) }))
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no such team", http.StatusBadRequest) }))
 	defer bad.Close()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "alerts.jsonl")
@@ -80,7 +80,7 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	var fail atomic.Bool
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if fail.Load() {
-			http.Error(w, "down", 503)
+			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
 		var b struct{ Events []struct{ ID string } }
@@ -93,7 +93,7 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 			}
 		}
 		mu.Unlock()
-		w.WriteHeader(204)
+		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer recv.Close()
 	dir := t.TempDir()
