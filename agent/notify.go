@@ -77,6 +77,18 @@ func (a *Agent) handleOutbox(w http.ResponseWriter, _ *http.Request) {
 	_ = enc.Encode(map[string]any{"status": "success", "data": st})
 }
 
+// handleRequeue serves POST /api/v1/outbox/requeue[?output=NAME]: dead
+// letters go back in their queue once the receiver is fixed.
+func (a *Agent) handleRequeue(w http.ResponseWriter, r *http.Request) {
+	n, err := a.notifier.Requeue(r.URL.Query().Get("output"))
+	if err != nil {
+		http.Error(w, "requeueing dead letters: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]int{"requeued": n}})
+}
+
 // NotifyTest sends a test alert (firing, then resolved) through every
 // output of cfg and writes one line per output to w. It does not open the
 // state file, so it works while the agent runs. It returns the exit code:

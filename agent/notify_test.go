@@ -150,6 +150,15 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	if _, ok := st.Data.Outputs["central"]; !ok {
 		t.Fatalf("/api/v1/outbox lacks the output: %+v", st)
 	}
+	resp, err = http.Post("http://"+listen+"/api/v1/outbox/requeue?output=central", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rq struct{ Data struct{ Requeued int } }
+	if err := json.NewDecoder(resp.Body).Decode(&rq); err != nil || resp.StatusCode != http.StatusOK || rq.Data.Requeued != 0 {
+		t.Fatalf("requeue: %d %+v %v", resp.StatusCode, rq, err)
+	}
+	resp.Body.Close()
 
 	reload <- struct{}{}
 	fire("second")
@@ -184,5 +193,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDefaultConfigShowsAlerts: the embedded configuration writes alerts
+// to stdout, so that "make run" shows them.
+func TestDefaultConfigShowsAlerts(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := cfg.Notify.OutputNames(); len(names) != 1 || names[0] != "stdout" {
+		t.Fatalf("default outputs %v, want [stdout]", names)
 	}
 }

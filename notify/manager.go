@@ -497,6 +497,18 @@ func (m *Manager) active() ([]Event, error) {
 	return out, err
 }
 
+// Requeue puts the dead letters of output (of every output when "") back
+// in its queue, once the operator has fixed what made the receiver refuse
+// them. They are sent before newer events; receivers de-duplicate by id.
+func (m *Manager) Requeue(output string) (int, error) {
+	n, err := m.box.requeue(output)
+	if n > 0 {
+		m.logger.Info("Dead letters queued again", "output", output, "events", n)
+		m.wakeAll()
+	}
+	return n, err
+}
+
 // Status describes the outbox for /api/v1/outbox.
 func (m *Manager) Status() (Status, error) {
 	return m.box.status(m.outputNames())

@@ -344,6 +344,48 @@ func (o *outbox) deadLetter(output string, batch []Stored, reason string, now ti
 	})
 }
 
+// requeue moves output's dead letters (all outputs' when output is "")
+// back into its queue, in their original order, and returns how many.
+func (o *outbox) requeue(output string) (int, error) {
+	n := 0
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		pb, err := sub(tx, bktDead)
+		if err != nil {
+			return err
+		}
+		var names []string
+		_ = pb.ForEachBucket(func(name []byte) error {
+			if output == "" || string(name) == output {
+				names = append(names, string(name))
+			}
+			return nil
+		})
+		for _, name := range names {
+			q, err := sub(tx, bktQueue, name)
+			if err != nil {
+				return err
+			}
+			dead := pb.Bucket([]byte(name))
+			var keys [][]byte
+			_ = dead.ForEach(func(k, _ []byte) error {
+				keys = append(keys, append([]byte(nil), k...))
+				return nil
+			})
+			for _, k := range keys {
+				if err := q.Put(k, nil); err != nil {
+					return err
+				}
+				if err := dead.Delete(k); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
 // supersede drops the queued events of kind for every output (used for
 // heartbeats: only the newest one matters).
 func (o *outbox) supersedeTx(tx *bolt.Tx, kind Kind) error {

@@ -240,6 +240,15 @@ func TestWebhookFailures(t *testing.T) {
 				if !strings.Contains(string(body), `"dead_letters":[{`) {
 					t.Errorf("status JSON lacks the dead letter: %s", body)
 				}
+				// The operator fixes the receiver and requeues.
+				rc.setRespond(nil)
+				if n, err := m.Requeue("central"); err != nil || n != 1 {
+					t.Fatalf("Requeue = %d, %v; want 1", n, err)
+				}
+				eventually(t, 5*time.Second, "the requeued event", func() bool {
+					st, _ := m.Status()
+					return st.Outputs["central"].Pending == 0 && len(st.Outputs["central"].DeadLetters) == 0 && st.Events == 0
+				})
 			} else if len(dl) != 0 {
 				t.Errorf("unexpected dead letters %+v", dl)
 			}
