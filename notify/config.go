@@ -37,8 +37,8 @@ type Config struct {
 // OutboxConfig bounds the outbox. When either bound is exceeded the oldest
 // events of the lowest severity are dropped first (and counted).
 type OutboxConfig struct {
-	MaxEvents int   `yaml:"max_events"`
-	MaxBytes  int64 `yaml:"max_bytes"`
+	MaxEvents int   `yaml:"max_events" json:"max_events"`
+	MaxBytes  int64 `yaml:"max_bytes" json:"max_bytes"`
 }
 
 // RetryConfig is the capped exponential backoff (with jitter) between
