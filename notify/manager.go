@@ -638,6 +638,10 @@ func (s *sender) next() ([]Stored, time.Duration, error) {
 	}
 	now := s.m.opts.Now()
 	blocked := map[string]bool{}
+	// open: the group_wait of the oldest new alert of a severity is over,
+	// so every new alert of that severity queued since joins it (as
+	// Alertmanager's group_wait does).
+	open := map[string]bool{}
 	var wait time.Duration
 	var batch []Stored
 	for _, st := range list {
@@ -649,9 +653,11 @@ func (s *sender) next() ([]Stored, time.Duration, error) {
 		if blocked[key] {
 			continue
 		}
-		if e.Kind == KindInitial {
+		if e.Kind == KindInitial && !open[e.Severity] {
 			if gw := s.pol.For(alert.Severity(e.Severity)).GroupWait.D(); gw > 0 {
+				open[e.Severity] = true
 				if d := e.CreatedAt.Add(gw).Sub(now); d > 0 {
+					open[e.Severity] = false
 					blocked[key] = true
 					if wait == 0 || d < wait {
 						wait = d

@@ -306,3 +306,43 @@ func TestBodyTemplate(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupWait: P3 alerts starting within their group_wait leave in one
+// POST, and a P1 that starts meanwhile is not held back by them.
+func TestGroupWait(t *testing.T) {
+	dir := t.TempDir()
+	rc := newReceiver(t, "")
+	cfg := testConfig()
+	cfg.Webhooks = []WebhookConfig{webhookConfig(rc.srv.URL, "")}
+	pol := testPolicies()
+	pol.P3.GroupWait = yamlx.Duration(time.Second)
+	m := startManager(t, dir, cfg, pol, Options{})
+	ctx := context.Background()
+	now := time.Now()
+	if err := m.Alerts(ctx, now, []alert.Alert{firing("DiskA", alert.P3, now)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Alerts(ctx, time.Now(), []alert.Alert{firing("Outage", alert.P1, now)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the P1", func() bool { return len(rc.requests()) == 1 })
+	if err := m.Alerts(ctx, time.Now(), []alert.Alert{firing("DiskB", alert.P3, now)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the P3 group", func() bool { return len(rc.requests()) == 2 })
+	reqs := rc.requests()
+	p1 := checkBody(t, rc.schema, "", reqs[0])
+	if len(p1) != 1 || p1[0].AlertName != "Outage" {
+		t.Fatalf("first POST %v, want the P1 alone", p1)
+	}
+	if d := reqs[0].At.Sub(now); d > 900*time.Millisecond {
+		t.Errorf("the P1 waited %s behind the P3 group_wait", d)
+	}
+	group := checkBody(t, rc.schema, "", reqs[1])
+	if len(group) != 2 || group[0].AlertName != "DiskA" || group[1].AlertName != "DiskB" {
+		t.Fatalf("second POST %+v, want DiskA and DiskB together", group)
+	}
+	if d := reqs[1].At.Sub(now); d < time.Second {
+		t.Errorf("the P3 group left after %s, before its group_wait", d)
+	}
+}
