@@ -47,6 +47,11 @@ type Manager struct {
 	// alertsMu serialises hand-overs so that two evaluations never race
 	// on the same per-alert record.
 	alertsMu sync.Mutex
+	// seen is when the rules last handed over each firing alert (by
+	// fingerprint); only alerts seen lately are re-posted to Alertmanager,
+	// so that one the rules forgot (a rule deleted by a reload) expires
+	// there instead of living for ever. Guarded by alertsMu.
+	seen map[string]time.Time
 
 	mu      sync.Mutex // guards everything below
 	cfg     Config
@@ -86,7 +91,7 @@ func New(cfg Config, pol alert.Policies, opts Options) (*Manager, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
-	m := &Manager{opts: opts, logger: opts.Logger}
+	m := &Manager{opts: opts, logger: opts.Logger, seen: map[string]time.Time{}}
 	outs, err := m.buildOutputs(cfg)
 	if err != nil {
 		return nil, err
@@ -291,11 +296,11 @@ func (m *Manager) Alerts(ctx context.Context, now time.Time, alerts []alert.Aler
 		produced = produced[:0]
 		for i := range alerts {
 			a := &alerts[i]
-			ev, rec, ok, err := m.decide(recs, a, pol, now)
+			evs, rec, err := m.decide(recs, a, pol, now)
 			if err != nil {
 				return err
 			}
-			if !ok {
+			if len(evs) == 0 {
 				continue
 			}
 			data, err := json.Marshal(rec)
@@ -305,7 +310,7 @@ func (m *Manager) Alerts(ctx context.Context, now time.Time, alerts []alert.Aler
 			if err := recs.Put([]byte(a.Fingerprint), data); err != nil {
 				return err
 			}
-			produced = append(produced, ev)
+			produced = append(produced, evs...)
 		}
 		dropped, err = m.box.appendTx(tx, names, produced)
 		return err
@@ -314,6 +319,14 @@ func (m *Manager) Alerts(ctx context.Context, now time.Time, alerts []alert.Aler
 		return fmt.Errorf("writing alert events to the outbox: %w (check the state file's disk)", err)
 	}
 	m.reportDrops(dropped)
+	seenAt := m.opts.Now()
+	for i := range alerts {
+		if alerts[i].State == alert.StateFiring {
+			m.seen[alerts[i].Fingerprint] = seenAt
+		} else {
+			delete(m.seen, alerts[i].Fingerprint)
+		}
+	}
 	for _, e := range produced {
 		m.logger.Info("Alert event queued", "kind", e.Kind, "alertname", e.AlertName, "severity", e.Severity, "id", e.ID, "escalation", e.Escalation)
 	}
@@ -323,9 +336,9 @@ func (m *Manager) Alerts(ctx context.Context, now time.Time, alerts []alert.Aler
 	return nil
 }
 
-// decide returns the event a's hand-over produces, if any, and the record
-// to store with it.
-func (m *Manager) decide(recs *bolt.Bucket, a *alert.Alert, pol alert.Policies, now time.Time) (Event, record, bool, error) {
+// decide returns the events a's hand-over produces, if any, and the record
+// to store with them.
+func (m *Manager) decide(recs *bolt.Bucket, a *alert.Alert, pol alert.Policies, now time.Time) ([]Event, record, error) {
 	var rec record
 	have := false
 	if v := recs.Get([]byte(a.Fingerprint)); v != nil {
@@ -344,18 +357,25 @@ func (m *Manager) decide(recs *bolt.Bucket, a *alert.Alert, pol alert.Policies, 
 	switch a.State {
 	case alert.StateFiring:
 		sameIncident := have && rec.ActiveAt.Equal(a.ActiveAt)
+		var out []Event
 		var ev Event
 		switch {
 		case !sameIncident:
+			if have && rec.ResolvedAt.IsZero() && rec.Last.ID != "" {
+				// The previous occurrence was never resolved (the rules
+				// lost its state): close it, so that no receiver keeps an
+				// incident open for ever.
+				out = append(out, closeEvent(rec, host, now))
+			}
 			ev = newAlertEvent(KindInitial, a, host, ver, now, 0)
 			rec = record{ActiveAt: a.ActiveAt}
 		case !rec.ResolvedAt.IsZero():
-			return Event{}, rec, false, nil // a late repeat of an alert already resolved
+			return nil, rec, nil // a late repeat of an alert already resolved
 		case now.Sub(rec.LastSentAt) >= p.UpdateEvery.D() || (step != "" && step != rec.Escalation):
 			rec.Updates++
 			ev = newAlertEvent(KindUpdate, a, host, ver, now, rec.Updates)
 		default:
-			return Event{}, rec, false, nil
+			return nil, rec, nil
 		}
 		ev.Escalation = step
 		next := now.Add(p.UpdateEvery.D())
@@ -363,19 +383,37 @@ func (m *Manager) decide(recs *bolt.Bucket, a *alert.Alert, pol alert.Policies, 
 		rec.LastSentAt, rec.Escalation = now, step
 		rec.Last = ev
 		rec.Last.Evidence = nil
-		return ev, rec, true, nil
+		return append(out, ev), rec, nil
 	case alert.StateResolved:
 		if !have || !rec.ActiveAt.Equal(a.ActiveAt) || !rec.ResolvedAt.IsZero() {
 			// Never announced, or already resolved: nothing to say.
-			return Event{}, rec, false, nil
+			return nil, rec, nil
 		}
 		ev := newAlertEvent(KindResolved, a, host, ver, now, 0)
 		ev.Escalation = rec.Escalation
 		rec.ResolvedAt = *ev.EndedAt
 		rec.Last = Event{}
-		return ev, rec, true, nil
+		return []Event{ev}, rec, nil
 	}
-	return Event{}, rec, false, nil
+	return nil, rec, nil
+}
+
+// closeEvent resolves the occurrence rec describes, at now.
+func closeEvent(rec record, host string, now time.Time) Event {
+	e := rec.Last
+	e.ID = EventID(host, e.Fingerprint, rec.ActiveAt, KindResolved, 0)
+	e.Kind, e.Status, e.Update, e.NextUpdateAt, e.Text = KindResolved, "resolved", 0, nil, ""
+	end := now
+	e.EndedAt = &end
+	e.CreatedAt = now.UTC()
+	if e.StartedAt != nil {
+		d := end.Sub(*e.StartedAt).Seconds()
+		e.DurationSeconds = &d
+	} else {
+		d := 0.0
+		e.DurationSeconds = &d
+	}
+	return e
 }
 
 func (m *Manager) reportDrops(dropped []Stored) {
@@ -477,8 +515,22 @@ func (m *Manager) prune() {
 	}
 }
 
-// active returns the latest firing event of every alert still active.
+// staleAfter is how long an alert the rules stopped handing over is still
+// re-posted to Alertmanager.
+const staleAfter = 5 * time.Minute
+
+// active returns the latest firing event of every alert still active and
+// handed over within staleAfter.
 func (m *Manager) active() ([]Event, error) {
+	m.alertsMu.Lock()
+	cutoff := m.opts.Now().Add(-staleAfter)
+	fresh := map[string]bool{}
+	for fp, at := range m.seen {
+		if at.After(cutoff) {
+			fresh[fp] = true
+		}
+	}
+	m.alertsMu.Unlock()
 	var out []Event
 	err := m.box.db.View(func(tx *bolt.Tx) error {
 		recs, _ := sub(tx, bktAlerts)
@@ -487,7 +539,7 @@ func (m *Manager) active() ([]Event, error) {
 		}
 		return recs.ForEach(func(_, v []byte) error {
 			var r record
-			if json.Unmarshal(v, &r) == nil && r.ResolvedAt.IsZero() && r.Last.ID != "" {
+			if json.Unmarshal(v, &r) == nil && r.ResolvedAt.IsZero() && r.Last.ID != "" && fresh[r.Last.Fingerprint] {
 				out = append(out, r.Last)
 			}
 			return nil
