@@ -610,7 +610,7 @@ func (s *sender) run(ctx context.Context, drain, quit <-chan struct{}) {
 			default:
 			}
 		}
-		batch, wait, err := s.next()
+		batch, wait, err := s.next(draining)
 		if err != nil {
 			s.logger.Error("Reading the outbox failed", "err", err)
 			wait = time.Second
@@ -677,7 +677,8 @@ func (s *sender) run(ctx context.Context, drain, quit <-chan struct{}) {
 // later event of the same alert) new alerts still inside their severity's
 // group_wait, so that alerts starting together leave in one POST while a P1
 // never waits behind a P3's group_wait. wait is when to look again.
-func (s *sender) next() ([]Stored, time.Duration, error) {
+// While draining for shutdown, group_wait is ignored.
+func (s *sender) next(draining bool) ([]Stored, time.Duration, error) {
 	limit := s.out.MaxBatch()
 	list, err := s.m.box.pending(s.out.Name(), max(limit*2, 256))
 	if err != nil || len(list) == 0 {
@@ -705,7 +706,8 @@ func (s *sender) next() ([]Stored, time.Duration, error) {
 		if blocked[key] {
 			continue
 		}
-		if e.Kind == KindInitial && !open[e.Severity] {
+		// At shutdown nothing waits: the next start may be far away.
+		if e.Kind == KindInitial && !open[e.Severity] && !draining {
 			if gw := s.pol.For(alert.Severity(e.Severity)).GroupWait.D(); gw > 0 {
 				open[e.Severity] = true
 				if d := e.CreatedAt.Add(gw).Sub(now); d > 0 {

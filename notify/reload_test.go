@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
 // TestApplyWhileDelivering reloads repeatedly while heartbeats and
@@ -154,4 +156,49 @@ func TestWebhookTLS(t *testing.T) {
 
 func retried(m *Manager) float64 {
 	return testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry))
+}
+
+// TestStopDrainsWithinItsBudget: at shutdown a P3 still in its group_wait
+// is delivered to a healthy output, a hanging output does not hold the
+// shutdown past its budget, and what it did not get stays queued.
+func TestStopDrainsWithinItsBudget(t *testing.T) {
+	dir := t.TempDir()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // the server notices a gone client only after the body
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	out := filepath.Join(dir, "alerts.jsonl")
+	cfg := testConfig()
+	wh := webhookConfig(hang.URL, "")
+	wh.Timeout = yamlx.Duration(time.Minute)
+	cfg.Webhooks = []WebhookConfig{wh}
+	cfg.Files = []FileConfig{{Path: out}}
+	pol := testPolicies()
+	pol.P3.GroupWait = yamlx.Duration(time.Hour)
+	st := openStore(t, filepath.Join(dir, "state"))
+	defer st.Close()
+	m, err := New(cfg, pol, Options{Store: st, Host: "h", Version: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(context.Background())
+	now := time.Now()
+	if err := m.Alerts(context.Background(), now, []alert.Alert{firing("Slow", alert.P3, now)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	m.Stop(ctx)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Stop took %s with a 500ms budget", d)
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), `"alertname":"Slow"`) {
+		t.Errorf("the file output did not get the P3 at shutdown: %q", b)
+	}
+	p, err := m.box.pending("central", 10)
+	if err != nil || len(p) != 1 {
+		t.Fatalf("the hanging output's event should stay queued: %v %v", p, err)
+	}
 }
