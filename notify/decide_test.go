@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +68,30 @@ func TestHandoverSequences(t *testing.T) {
 				t.Errorf("events %q, want %q", strings.Join(got, " "), tc.want)
 			}
 		})
+	}
+}
+
+// TestNonFiniteValue: a NaN sample (an error ratio over zero requests) must
+// not make the hand-over fail.
+func TestNonFiniteValue(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	cfg := testConfig()
+	cfg.Files = []FileConfig{{Path: "-"}}
+	m, err := New(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		a := firing(fmt.Sprintf("R%d", i), alert.P2, now)
+		a.Value = v
+		if err := m.Alerts(context.Background(), now, []alert.Alert{a}); err != nil {
+			t.Fatalf("value %v: %v", v, err)
+		}
+	}
+	evs, _ := m.box.pending("stdout", 10)
+	if len(evs) != 3 || evs[0].Event.Value != nil {
+		t.Fatalf("events %+v", evs)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -55,6 +56,7 @@ type Event struct {
 	Summary     string            `json:"summary,omitempty"`
 	Description string            `json:"description,omitempty"`
 	Runbook     string            `json:"runbook,omitempty"`
+	// Value is absent when the sample was NaN or infinite.
 	Value       *float64          `json:"value,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
@@ -141,8 +143,11 @@ func newAlertEvent(kind Kind, a *alert.Alert, host, version string, now time.Tim
 		Host:        host, AgentVersion: version,
 		CreatedAt: now.UTC(),
 	}
-	v := a.Value
-	e.Value = &v
+	// JSON has no NaN or infinity; such a value (a ratio over zero
+	// requests) is left out rather than failing the hand-over.
+	if v := a.Value; !math.IsNaN(v) && !math.IsInf(v, 0) {
+		e.Value = &v
+	}
 	if !a.ResponseDeadline.IsZero() {
 		d := a.ResponseDeadline
 		e.ResponseDeadline = &d
