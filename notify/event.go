@@ -49,13 +49,13 @@ type Event struct {
 	// Status is "firing", "resolved", or "ok" for heartbeats.
 	Status string `json:"status"`
 	// IncidentID is shared by every event of one alert occurrence.
-	IncidentID  string            `json:"incident_id,omitempty"`
-	Fingerprint string            `json:"fingerprint,omitempty"`
-	AlertName   string            `json:"alertname,omitempty"`
-	Severity    string            `json:"severity,omitempty"`
-	Summary     string            `json:"summary,omitempty"`
-	Description string            `json:"description,omitempty"`
-	Runbook     string            `json:"runbook,omitempty"`
+	IncidentID  string `json:"incident_id,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	AlertName   string `json:"alertname,omitempty"`
+	Severity    string `json:"severity,omitempty"`
+	Summary     string `json:"summary,omitempty"`
+	Description string `json:"description,omitempty"`
+	Runbook     string `json:"runbook,omitempty"`
 	// Value is absent when the sample was NaN or infinite.
 	Value       *float64          `json:"value,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
