@@ -286,35 +286,51 @@ func (m *Manager) Alerts(ctx context.Context, now time.Time, alerts []alert.Aler
 	}
 	m.mu.Unlock()
 
+	// Most evaluations change nothing; find that out in a read
+	// transaction, so that a quiet agent does not fsync every interval.
+	quiet := true
+	err := m.box.db.View(func(tx *bolt.Tx) error {
+		recs, _ := sub(tx, bktAlerts)
+		for i := range alerts {
+			evs, _, err := m.decide(recs, &alerts[i], pol, now)
+			if err != nil || len(evs) > 0 {
+				quiet = false
+				return err
+			}
+		}
+		return nil
+	})
 	var produced []Event
 	var dropped []Stored
-	err := m.box.db.Update(func(tx *bolt.Tx) error {
-		recs, err := sub(tx, bktAlerts)
-		if err != nil {
+	if err == nil && !quiet {
+		err = m.box.db.Update(func(tx *bolt.Tx) error {
+			recs, err := sub(tx, bktAlerts)
+			if err != nil {
+				return err
+			}
+			produced = produced[:0]
+			for i := range alerts {
+				a := &alerts[i]
+				evs, rec, err := m.decide(recs, a, pol, now)
+				if err != nil {
+					return err
+				}
+				if len(evs) == 0 {
+					continue
+				}
+				data, err := json.Marshal(rec)
+				if err != nil {
+					return err
+				}
+				if err := recs.Put([]byte(a.Fingerprint), data); err != nil {
+					return err
+				}
+				produced = append(produced, evs...)
+			}
+			dropped, err = m.box.appendTx(tx, names, produced)
 			return err
-		}
-		produced = produced[:0]
-		for i := range alerts {
-			a := &alerts[i]
-			evs, rec, err := m.decide(recs, a, pol, now)
-			if err != nil {
-				return err
-			}
-			if len(evs) == 0 {
-				continue
-			}
-			data, err := json.Marshal(rec)
-			if err != nil {
-				return err
-			}
-			if err := recs.Put([]byte(a.Fingerprint), data); err != nil {
-				return err
-			}
-			produced = append(produced, evs...)
-		}
-		dropped, err = m.box.appendTx(tx, names, produced)
-		return err
-	})
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("writing alert events to the outbox: %w (check the state file's disk)", err)
 	}
@@ -341,7 +357,8 @@ func (m *Manager) Alerts(ctx context.Context, now time.Time, alerts []alert.Aler
 func (m *Manager) decide(recs *bolt.Bucket, a *alert.Alert, pol alert.Policies, now time.Time) ([]Event, record, error) {
 	var rec record
 	have := false
-	if v := recs.Get([]byte(a.Fingerprint)); v != nil {
+	// recs is nil in a read transaction on a new state file.
+	if v := recordBytes(recs, a.Fingerprint); v != nil {
 		if err := json.Unmarshal(v, &rec); err != nil {
 			m.logger.Warn("Delivery record is corrupt; treating the alert as new", "fingerprint", a.Fingerprint, "err", err)
 		} else {
@@ -396,6 +413,13 @@ func (m *Manager) decide(recs *bolt.Bucket, a *alert.Alert, pol alert.Policies, 
 		return []Event{ev}, rec, nil
 	}
 	return nil, rec, nil
+}
+
+func recordBytes(recs *bolt.Bucket, fingerprint string) []byte {
+	if recs == nil {
+		return nil
+	}
+	return recs.Get([]byte(fingerprint))
 }
 
 // closeEvent resolves the occurrence rec describes, at now.
