@@ -146,4 +146,10 @@ func TestAlertmanagerReal(t *testing.T) {
 		err := json.Unmarshal(reqs[len(reqs)-1].Body, &p)
 		return err == nil && len(p) == 1 && p[0].EndsAt.Equal(end)
 	})
+
+	// "tokpulse-agent notify test" through the same cluster.
+	res, err := Test(context.Background(), cfg, Options{Host: "web-1", Version: "1.2.3", ExternalURL: "http://web-1:9847"})
+	if err != nil || len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("notify test against Alertmanager: %+v %v", res, err)
+	}
 }
