@@ -22,8 +22,8 @@ import (
 	tpcollectors "github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
-	"github.com/tokpulse/tokpulse-agent/rules"
 	"github.com/tokpulse/tokpulse-agent/notify"
+	"github.com/tokpulse/tokpulse-agent/rules"
 )
 
 // BuildInfo identifies the running binary; cmd/ sets it from ldflags.
@@ -70,7 +70,7 @@ type Agent struct {
 	startedAt time.Time
 	reloadOK  atomic.Bool
 	rules     *rules.Manager
-	notifier *notify.Manager
+	notifier  *notify.Manager
 
 	mu       sync.RWMutex // guards cfg and pipeline
 	cfg      *Config
