@@ -14,7 +14,9 @@ import (
 // Config is the part of agent.yaml that configures collectors. The agent
 // inlines it at the top level of its own configuration.
 type Config struct {
-	Host HostConfig `yaml:"host"`
+	Host    HostConfig      `yaml:"host"`
+	Logs    []LogConfig     `yaml:"logs"`
+	Journal []JournalConfig `yaml:"journal"`
 }
 
 // DefaultConfig returns the collector configuration used where agent.yaml is
@@ -26,6 +28,13 @@ func DefaultConfig() Config {
 // Validate implements yamlx.Validator.
 func (c *Config) Validate(v *yamlx.Checker, path string) {
 	c.Host.Validate(v, yamlx.Join(path, "host"))
+	for i := range c.Logs {
+		c.Logs[i].Validate(v, yamlx.Index(yamlx.Join(path, "logs"), i))
+	}
+	for i := range c.Journal {
+		c.Journal[i].Validate(v, yamlx.Index(yamlx.Join(path, "journal"), i))
+	}
+	validateLogSources(v, c.Logs, c.Journal)
 }
 
 // Paths locates the host's pseudo filesystems. They are configurable so that
@@ -87,6 +96,8 @@ func Build(cfg Config, opts Options) ([]Named, error) {
 		build func(Config, Options) ([]Named, error)
 	}{
 		{"host", buildHost},
+		{"logs", buildLogs},
+		{"journal", buildJournal},
 	}
 	var out []Named
 	for _, b := range builders {
