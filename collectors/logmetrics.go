@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -201,6 +202,48 @@ type matcher struct {
 type literal struct {
 	b    []byte
 	fold bool // compare with the ASCII-lowercased line
+	rare int  // index in b of its rarest byte, searched for first
+}
+
+// byteRank orders bytes by how common they are in log text, most common
+// first: searching for a literal's rarest byte with bytes.IndexByte (SIMD)
+// and verifying around it wastes far fewer checks than starting from its
+// first letter ("error" starts with the most common letter of English).
+const byteRank = " eE0123456789taoinsrhldcumfpgwybvkxjqzTAOINSRHLDCUMFPGWYBVKXJQZ-./:,[]\"=_'"
+
+func rarestByte(b []byte) int {
+	best, bestRank := 0, -1
+	for i, c := range b {
+		r := strings.IndexByte(byteRank, c)
+		if r < 0 {
+			r = len(byteRank) // not listed: rarer than anything listed
+		}
+		if r > bestRank {
+			best, bestRank = i, r
+		}
+	}
+	return best
+}
+
+// in reports whether the literal occurs in hay.
+func (l *literal) in(hay []byte) bool {
+	n, r := len(l.b), l.rare
+	c := l.b[r]
+	for i := r; i < len(hay); {
+		j := bytes.IndexByte(hay[i:], c)
+		if j < 0 {
+			return false
+		}
+		start := i + j - r
+		if start+n > len(hay) {
+			return false
+		}
+		if string(hay[start:start+n]) == string(l.b) {
+			return true
+		}
+		i += j + 1
+	}
+	return false
 }
 
 func newMatcher(re *regexp.Regexp) *matcher {
@@ -230,16 +273,17 @@ func requiredLiterals(re *syntax.Regexp) ([]literal, bool) {
 			return nil, false
 		}
 		if fold {
+			// Only ASCII folds are prefiltered. The Unicode folds of
+			// ASCII letters (the Kelvin sign for k, the long s) need a
+			// non-ASCII line, for which the prefilter is not used.
 			for _, r := range re.Rune {
-				// Unicode folds of ASCII letters (the Kelvin sign for k,
-				// the long s) would escape an ASCII prefilter.
-				if r >= utf8.RuneSelf || r == 'k' || r == 'K' || r == 's' || r == 'S' {
+				if r >= utf8.RuneSelf {
 					return nil, false
 				}
 			}
 			s = strings.ToLower(s)
 		}
-		return []literal{{b: []byte(s), fold: fold}}, true
+		return []literal{{b: []byte(s), fold: fold, rare: rarestByte([]byte(s))}}, true
 	case syntax.OpCapture, syntax.OpPlus:
 		return requiredLiterals(re.Sub[0])
 	case syntax.OpRepeat:
@@ -305,12 +349,13 @@ func onlyLiterals(re *syntax.Regexp) bool {
 func (m *matcher) match(line, lower []byte, ascii bool) bool {
 	if ascii && m.lits != nil {
 		found := false
-		for _, l := range m.lits {
+		for i := range m.lits {
+			l := &m.lits[i]
 			hay := line
 			if l.fold {
 				hay = lower
 			}
-			if bytes.Contains(hay, l.b) {
+			if l.in(hay) {
 				found = true
 				break
 			}
@@ -330,12 +375,13 @@ func (m *matcher) passes(line, lower []byte, ascii bool) bool {
 	if !ascii || m.lits == nil {
 		return true
 	}
-	for _, l := range m.lits {
+	for i := range m.lits {
+		l := &m.lits[i]
 		hay := line
 		if l.fold {
 			hay = lower
 		}
-		if bytes.Contains(hay, l.b) {
+		if l.in(hay) {
 			return true
 		}
 	}
@@ -384,6 +430,7 @@ type linePipeline struct {
 	stats    lineStats
 	patterns []*patternState
 	metrics  []*logMetric
+	groups   []*metricGroup
 	redactor *evidence.Redactor
 	now      func() time.Time
 
@@ -406,8 +453,19 @@ func newLinePipeline(source string, patterns []LogPattern, metrics []LogMetricCo
 		p.patterns = append(p.patterns, &patternState{name: pt.Name, m: newMatcher(pt.Regexp.Regexp),
 			ring: evidenceRing{slots: make([]evidenceSlot, evidenceLines)}})
 	}
+	byRE := map[string]*metricGroup{}
 	for _, mc := range metrics {
-		p.metrics = append(p.metrics, newLogMetric(source, mc))
+		lm := newLogMetric(source, mc)
+		p.metrics = append(p.metrics, lm)
+		// Metrics declared with the same expression share one match per
+		// line (requests by status and their durations, typically).
+		g := byRE[mc.Regexp.String()]
+		if g == nil {
+			g = &metricGroup{m: lm.m, lin: compileLinear(mc.Regexp.Regexp)}
+			byRE[mc.Regexp.String()] = g
+			p.groups = append(p.groups, g)
+		}
+		g.metrics = append(g.metrics, lm)
 	}
 	return p
 }
@@ -439,8 +497,23 @@ func (p *linePipeline) match(line []byte, ts time.Time) {
 			pt.ring.add(ts, line)
 		}
 	}
-	for _, m := range p.metrics {
-		m.observe(line, p.lower, ascii)
+	for _, g := range p.groups {
+		if !g.m.passes(line, p.lower, ascii) {
+			continue
+		}
+		var idx []int
+		if g.lin != nil {
+			idx = g.lin.match(line, g.idx)
+		} else {
+			idx = g.m.re.FindSubmatchIndex(line)
+		}
+		if idx == nil {
+			continue
+		}
+		g.idx = idx[:0]
+		for _, m := range g.metrics {
+			m.observe(line, idx)
+		}
 	}
 }
 
@@ -602,14 +675,17 @@ func newLogMetric(source string, c LogMetricConfig) *logMetric {
 	return m
 }
 
-func (m *logMetric) observe(line, lower []byte, ascii bool) {
-	if !m.m.passes(line, lower, ascii) {
-		return
-	}
-	idx := m.m.re.FindSubmatchIndex(line)
-	if idx == nil {
-		return
-	}
+// metricGroup is the log-derived metrics of a source that share one
+// expression.
+type metricGroup struct {
+	m       *matcher
+	lin     *linear // nil when the expression is not linear
+	idx     []int   // scratch for submatch positions
+	metrics []*logMetric
+}
+
+// observe records one matching line; idx are its submatch positions.
+func (m *logMetric) observe(line []byte, idx []int) {
 	v := 1.0
 	if m.valueIdx >= 0 {
 		s, e := idx[2*m.valueIdx], idx[2*m.valueIdx+1]
@@ -717,4 +793,211 @@ func parseNumber(b []byte) (float64, bool) {
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
 	return v, err == nil
+}
+
+// linear is a fast matcher for the common shape of log-format expressions:
+// anchored at the start, a sequence of literals and ASCII character classes
+// with repeats, where every variable-length part is followed by something
+// it cannot contain (`\S+ `, `[^"]*"`, `\d+ `). For such expressions the
+// greedy choice is the only one, so one pass without backtracking finds
+// exactly the match (and submatches) Go's regexp would, several times
+// faster. Other expressions return nil from compileLinear and use regexp.
+type linear struct {
+	elems []linElem
+	ncap  int
+}
+
+type linElem struct {
+	kind     byte // 'l' literal, 'c' class, '(' capture start, ')' capture end, '$' end of text
+	lit      []byte
+	class    *[256]bool
+	min, max int // repeats of class; max < 0 is unbounded
+	cap      int
+}
+
+func compileLinear(re *regexp.Regexp) *linear {
+	parsed, err := syntax.Parse(re.String(), syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	parsed = parsed.Simplify()
+	if parsed.Op != syntax.OpConcat || len(parsed.Sub) == 0 || parsed.Sub[0].Op != syntax.OpBeginText {
+		return nil
+	}
+	l := &linear{ncap: re.NumSubexp() + 1}
+	for _, s := range parsed.Sub[1:] {
+		if !l.add(s) {
+			return nil
+		}
+	}
+	// Every variable part must be followed by something disjoint from it.
+	for i, e := range l.elems {
+		if e.kind != 'c' || e.min == e.max {
+			continue
+		}
+		j := i + 1
+		for j < len(l.elems) && (l.elems[j].kind == '(' || l.elems[j].kind == ')') {
+			j++
+		}
+		if j == len(l.elems) {
+			continue // runs to the end of the line: greedy takes it all
+		}
+		n := l.elems[j]
+		switch n.kind {
+		case '$':
+		case 'l':
+			if e.class[n.lit[0]] {
+				return nil
+			}
+		case 'c':
+			if n.min < 1 {
+				return nil
+			}
+			for b := 0; b < 256; b++ {
+				if e.class[b] && n.class[b] {
+					return nil
+				}
+			}
+		}
+	}
+	return l
+}
+
+func (l *linear) add(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return false
+		}
+		var b []byte
+		for _, r := range re.Rune {
+			b = utf8.AppendRune(b, r)
+		}
+		l.elems = append(l.elems, linElem{kind: 'l', lit: b})
+	case syntax.OpCharClass, syntax.OpAnyCharNotNL:
+		return l.addClass(re, 1, 1)
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		lo, hi := 0, -1
+		if re.Op == syntax.OpPlus {
+			lo = 1
+		}
+		if re.Op == syntax.OpQuest {
+			hi = 1
+		}
+		if re.Flags&syntax.NonGreedy != 0 {
+			return false
+		}
+		return l.addClass(re.Sub[0], lo, hi)
+	case syntax.OpRepeat:
+		if re.Flags&syntax.NonGreedy != 0 {
+			return false
+		}
+		return l.addClass(re.Sub[0], re.Min, re.Max)
+	case syntax.OpCapture:
+		l.elems = append(l.elems, linElem{kind: '(', cap: re.Cap})
+		if !l.add(re.Sub[0]) {
+			return false
+		}
+		l.elems = append(l.elems, linElem{kind: ')', cap: re.Cap})
+	case syntax.OpConcat:
+		for _, s := range re.Sub {
+			if !l.add(s) {
+				return false
+			}
+		}
+	case syntax.OpEndText:
+		l.elems = append(l.elems, linElem{kind: '$'})
+	default:
+		return false
+	}
+	return true
+}
+
+// addClass adds a class repeated lo..hi times. Only classes that are
+// decided by single bytes qualify: ASCII ranges, or the negation of ASCII
+// ranges (\S, [^"], .), since every byte of a multi-byte character (and
+// every invalid byte, read as U+FFFD) lies outside ASCII.
+func (l *linear) addClass(re *syntax.Regexp, lo, hi int) bool {
+	var set [256]bool
+	switch re.Op {
+	case syntax.OpLiteral:
+		if len(re.Rune) != 1 || re.Rune[0] >= utf8.RuneSelf || re.Flags&syntax.FoldCase != 0 {
+			return false
+		}
+		set[re.Rune[0]] = true
+	case syntax.OpAnyCharNotNL:
+		if hi >= 0 || lo > 1 {
+			return false
+		}
+		for b := range set {
+			set[b] = b != '\n'
+		}
+	case syntax.OpCharClass:
+		r := re.Rune
+		// Negated ASCII class: the last range runs to the top of Unicode.
+		neg := len(r) >= 2 && r[len(r)-1] == unicode.MaxRune && r[len(r)-2] < utf8.RuneSelf
+		for i := 0; i+1 < len(r); i += 2 {
+			lo, hi := r[i], r[i+1]
+			if hi >= utf8.RuneSelf && !(neg && i+2 == len(r)) {
+				return false
+			}
+			for c := lo; c <= hi && c < 256; c++ {
+				set[c] = true
+			}
+		}
+		if neg {
+			// Bytes and characters only count alike for "one or more"
+			// and "any number": a multi-byte character is several bytes.
+			if hi >= 0 || lo > 1 {
+				return false
+			}
+			for b := 0x80; b < 256; b++ {
+				set[b] = true
+			}
+		}
+	default:
+		return false
+	}
+	l.elems = append(l.elems, linElem{kind: 'c', class: &set, min: lo, max: hi})
+	return true
+}
+
+// match returns the submatch positions as regexp.FindSubmatchIndex does,
+// appended to dst, or nil.
+func (l *linear) match(line []byte, dst []int) []int {
+	n := 2 * l.ncap
+	dst = slices.Grow(dst[:0], n)[:n]
+	for i := range dst {
+		dst[i] = -1
+	}
+	pos := 0
+	for i := range l.elems {
+		e := &l.elems[i]
+		switch e.kind {
+		case 'l':
+			if !bytes.HasPrefix(line[pos:], e.lit) {
+				return nil
+			}
+			pos += len(e.lit)
+		case 'c':
+			k := 0
+			for pos+k < len(line) && (e.max < 0 || k < e.max) && e.class[line[pos+k]] {
+				k++
+			}
+			if k < e.min {
+				return nil
+			}
+			pos += k
+		case '(':
+			dst[2*e.cap] = pos
+		case ')':
+			dst[2*e.cap+1] = pos
+		case '$':
+			if pos != len(line) {
+				return nil
+			}
+		}
+	}
+	dst[0], dst[1] = 0, pos
+	return dst
 }
