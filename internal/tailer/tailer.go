@@ -123,6 +123,9 @@ type Tailer struct {
 	failed   map[string]failure // by path: last error and when to retry
 	chunk    []byte
 	scanned  bool
+	// truncated is set when a poll found a truncated file; Poll reports
+	// it as a change so that the new position is saved at once.
+	truncated bool
 	hasState bool
 	saved    []Position
 
@@ -265,7 +268,9 @@ func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 		}
 	}
 	t.scanned = true
-	return t.publish()
+	changed = t.publish() || t.truncated
+	t.truncated = false
+	return changed
 }
 
 func (t *Tailer) paths() []string {
@@ -488,6 +493,7 @@ func (t *Tailer) checkTruncation(ctx context.Context, f *file) error {
 	if t.events != nil {
 		t.events.Truncated(f.path, recovered)
 	}
+	t.truncated = true
 	f.off, f.readOff, f.buf, f.discarding = 0, 0, f.buf[:0], false
 	f.fpLen, f.fp = 0, 0
 	t.refreshFingerprint(f)

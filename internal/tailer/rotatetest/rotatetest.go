@@ -34,6 +34,8 @@ type Writer struct {
 	// reader holds it open is gone, and its lines are no longer in the
 	// rotation set.
 	Hold atomic.Bool
+	// Pause, while true, defers rotations altogether (writing goes on).
+	Pause atomic.Bool
 
 	written  atomic.Int64
 	rotated  [4]atomic.Int64
@@ -44,6 +46,15 @@ type Writer struct {
 
 // Written returns how many lines were written so far.
 func (w *Writer) Written() int64 { return w.written.Load() }
+
+// TotalRotations returns how many rotations were done.
+func (w *Writer) TotalRotations() int64 {
+	var n int64
+	for i := range w.rotated {
+		n += w.rotated[i].Load()
+	}
+	return n
+}
 
 // Rotations returns how many rotations of each method were done.
 func (w *Writer) Rotations() map[string]int64 {
@@ -95,7 +106,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			buf.WriteByte('\n')
 			seq++
 			sinceRotate++
-			if sinceRotate >= w.Every {
+			if sinceRotate >= w.Every && !w.Pause.Load() {
 				if err := buf.Flush(); err != nil {
 					return err
 				}
