@@ -126,8 +126,8 @@ type Tailer struct {
 	// truncated is set when a poll found a truncated file; Poll reports
 	// it as a change so that the new position is saved at once.
 	truncated bool
-	hasState bool
-	saved    []Position
+	hasState  bool
+	saved     []Position
 
 	mu        sync.Mutex
 	published []Position
@@ -264,7 +264,7 @@ func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 	// out of the pattern: drain it.
 	for p, f := range t.active {
 		if !seen[p] {
-			t.retire(f, "deleted", now)
+			t.retire(ctx, f, "deleted", now)
 		}
 	}
 	t.scanned = true
@@ -308,7 +308,7 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 			// Between a rename and the new file's creation, or deleted:
 			// the open file is drained either way.
 			if cur != nil {
-				t.retire(cur, "deleted", now)
+				t.retire(ctx, cur, "deleted", now)
 			}
 			return
 		}
@@ -325,9 +325,7 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 		if li, err := os.Lstat(path); err == nil && li.Mode()&fs.ModeSymlink != 0 {
 			how = "symlink"
 		}
-		t.retire(cur, how, now)
-		// Read the old file to its end now, before the new one.
-		t.readToEnd(ctx, cur)
+		t.retire(ctx, cur, how, now)
 		cur = nil
 	}
 	if cur == nil {
@@ -553,8 +551,10 @@ func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) int64 {
 	return 0
 }
 
-// retire moves an active file to the draining list.
-func (t *Tailer) retire(f *file, how string, now time.Time) {
+// retire moves an active file to the draining list, reading it to its end
+// first: its lines come before those of the file that replaced it.
+func (t *Tailer) retire(ctx context.Context, f *file, how string, now time.Time) {
+	t.readToEnd(ctx, f)
 	delete(t.active, f.path)
 	f.rotatedAt = now
 	t.draining = append(t.draining, f)
