@@ -813,6 +813,9 @@ type linElem struct {
 	class    *[256]bool
 	min, max int // repeats of class; max < 0 is unbounded
 	cap      int
+	// stop is the one byte outside class, or -1: a run of such a class
+	// ends at the next stop byte, which bytes.IndexByte finds with SIMD.
+	stop int
 }
 
 func compileLinear(re *regexp.Regexp) *linear {
@@ -958,7 +961,17 @@ func (l *linear) addClass(re *syntax.Regexp, lo, hi int) bool {
 	default:
 		return false
 	}
-	l.elems = append(l.elems, linElem{kind: 'c', class: &set, min: lo, max: hi})
+	stop, outside := -1, 0
+	for b := range set {
+		if !set[b] {
+			stop = b
+			outside++
+		}
+	}
+	if outside != 1 {
+		stop = -1
+	}
+	l.elems = append(l.elems, linElem{kind: 'c', class: &set, min: lo, max: hi, stop: stop})
 	return true
 }
 
@@ -981,8 +994,14 @@ func (l *linear) match(line []byte, dst []int) []int {
 			pos += len(e.lit)
 		case 'c':
 			k := 0
-			for pos+k < len(line) && (e.max < 0 || k < e.max) && e.class[line[pos+k]] {
-				k++
+			if e.stop >= 0 && e.max < 0 {
+				if k = bytes.IndexByte(line[pos:], byte(e.stop)); k < 0 {
+					k = len(line) - pos
+				}
+			} else {
+				for pos+k < len(line) && (e.max < 0 || k < e.max) && e.class[line[pos+k]] {
+					k++
+				}
 			}
 			if k < e.min {
 				return nil
