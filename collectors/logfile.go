@@ -247,7 +247,7 @@ func (l *LogFile) Run(ctx context.Context) {
 		}
 		resumed = ok && err == nil
 	}
-	l.tail.Start(st.Positions, resumed)
+	l.tail.Start(st.Positions, resumed, st.SavedAt)
 	l.checkpoint() // from now on a restart is a resumption
 
 	poll := time.NewTicker(l.cfg.PollInterval.D())

@@ -53,7 +53,7 @@ func exposition(t *testing.T, c Collector) string {
 func readAll(t *testing.T, l *LogFile) {
 	t.Helper()
 	l.now = l.opts.Now()
-	l.tail.Start(nil, false)
+	l.tail.Start(nil, false, time.Time{})
 	l.tail.Poll(context.Background())
 	l.flushEvent()
 }

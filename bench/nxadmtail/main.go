@@ -92,7 +92,7 @@ func trial(name string, seconds, rate, every int) (string, error) {
 			func(_ string, line []byte, _ bool) { c.line(line) }, nil)
 		tctx, tcancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { tl.Run(tctx, nil, false); close(done) }()
+		go func() { tl.Run(tctx, nil, false, time.Time{}); close(done) }()
 		stop = func() { tcancel(); <-done }
 	default:
 		t, err := tail.TailFile(path, tail.Config{Follow: true, ReOpen: true, Poll: name == "nxadm/tail poll",

@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -204,8 +205,8 @@ func (t *Tailer) Files() int {
 // longer applies: a file it never saw appeared while it was stopped). Run
 // returns after the last read, with Positions up to date, so that the
 // caller's final checkpoint covers every handled line.
-func (t *Tailer) Run(ctx context.Context, saved []Position, resumed bool) {
-	t.Start(saved, resumed)
+func (t *Tailer) Run(ctx context.Context, saved []Position, resumed bool, savedAt time.Time) {
+	t.Start(saved, resumed, savedAt)
 	tick := time.NewTicker(t.cfg.PollInterval)
 	defer tick.Stop()
 	for {
@@ -219,12 +220,105 @@ func (t *Tailer) Run(ctx context.Context, saved []Position, resumed bool) {
 	}
 }
 
-// Start loads saved positions without running; tests that step the tailer
-// with Poll call it instead of Run.
-func (t *Tailer) Start(saved []Position, resumed bool) {
+// Start loads saved positions, for callers that step the tailer with Poll
+// instead of Run. savedAt is when the positions were saved; when set,
+// rotated generations of the followed files that were written after it and
+// never seen (the file was rotated more than once while the agent was
+// down) are read as well.
+func (t *Tailer) Start(saved []Position, resumed bool, savedAt time.Time) {
 	t.saved = append([]Position(nil), saved...)
 	t.hasState = resumed || len(saved) > 0
+	known := t.knownInodes()
 	t.resumeRotated()
+	if !savedAt.IsZero() {
+		t.resumeUnseen(saved, known, savedAt)
+	}
+}
+
+func (t *Tailer) knownInodes() map[[2]uint64]bool {
+	known := map[[2]uint64]bool{}
+	for _, p := range t.saved {
+		known[[2]uint64{p.Dev, p.Ino}] = true
+	}
+	for _, p := range t.paths() {
+		if st, err := os.Stat(p); err == nil {
+			d, i := ids(st)
+			known[[2]uint64{d, i}] = true
+		}
+	}
+	return known
+}
+
+// compressed names are rotated generations we cannot read.
+var compressed = []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".z", ".zip"}
+
+// resumeUnseen finds generations of a followed file that appeared while
+// the agent was down: files named like it plus a suffix ("app.log.1",
+// "app.log-20261127"), in its folder, modified after the positions were
+// saved, that are neither a file we know by inode nor a copy of one (by
+// fingerprint). They are read from their start, oldest first.
+func (t *Tailer) resumeUnseen(saved []Position, known map[[2]uint64]bool, savedAt time.Time) {
+	type cand struct {
+		f     *file
+		mtime time.Time
+	}
+	var found []cand
+	seenDir := map[string]bool{}
+	for _, p := range saved {
+		dir, base := filepath.Dir(p.Real), filepath.Base(p.Path)
+		if seenDir[dir+"\x00"+base] {
+			continue
+		}
+		seenDir[dir+"\x00"+base] = true
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+	entries:
+		for _, e := range ents {
+			name := e.Name()
+			if !strings.HasPrefix(name, base) || name == base || !strings.ContainsAny(name[len(base):len(base)+1], ".-_") {
+				continue
+			}
+			for _, c := range compressed {
+				if strings.HasSuffix(name, c) {
+					continue entries
+				}
+			}
+			full := filepath.Join(dir, name)
+			st, err := os.Stat(full)
+			if err != nil || !st.Mode().IsRegular() || !st.ModTime().After(savedAt) {
+				continue
+			}
+			d, i := ids(st)
+			if known[[2]uint64{d, i}] {
+				continue
+			}
+			fh, err := os.Open(full)
+			if err != nil {
+				continue
+			}
+			isCopy := false
+			for _, q := range saved {
+				if fp, ok := fingerprint(fh, q.FPLen); q.FPLen > 0 && ok && fp == q.FP {
+					isCopy = true
+					break
+				}
+			}
+			if isCopy {
+				fh.Close()
+				continue
+			}
+			known[[2]uint64{d, i}] = true
+			t.logger.Info("Reading a rotated log file that appeared while the agent was stopped", "path", full)
+			found = append(found, cand{&file{path: p.Path, real: full, f: fh, dev: d, ino: i, rotatedAt: t.cfg.Now()}, st.ModTime()})
+		}
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].mtime.Before(found[j].mtime) })
+	for _, c := range found {
+		t.refreshFingerprint(c.f)
+		t.draining = append(t.draining, c.f)
+	}
 }
 
 // Close closes every file and publishes the final positions.

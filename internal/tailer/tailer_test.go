@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 type recorder struct {
@@ -50,7 +51,7 @@ func TestTailer(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "a.log")
 		appendFile(t, p, "old 1\nold 2\n")
 		tl, r := newTest(t, Config{Globs: []string{p}, StartAtEnd: true})
-		tl.Start(nil, false)
+		tl.Start(nil, false, time.Time{})
 		tl.Poll(ctx)
 		appendFile(t, p, "new 1\npart")
 		tl.Poll(ctx)
@@ -63,7 +64,7 @@ func TestTailer(t *testing.T) {
 	t.Run("a file created later is read from its start", func(t *testing.T) {
 		dir := t.TempDir()
 		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}, StartAtEnd: true})
-		tl.Start(nil, false)
+		tl.Start(nil, false, time.Time{})
 		tl.Poll(ctx)
 		if tl.Files() != 0 {
 			t.Errorf("files %d with no match", tl.Files())
@@ -89,7 +90,7 @@ func TestTailer(t *testing.T) {
 		f.WriteString("\nnext\n")
 		f.Close()
 		tl, r := newTest(t, Config{Globs: []string{p}, MaxLineBytes: 1024})
-		tl.Start(nil, false)
+		tl.Start(nil, false, time.Time{})
 		tl.Poll(ctx)
 		if len(r.lines) != 2 || len(r.lines[0]) != 1024 || r.lines[1] != "next" || r.cuts != 1 {
 			t.Errorf("got %d lines (first %d bytes), %d cut", len(r.lines), len(r.lines[0]), r.cuts)
@@ -109,7 +110,7 @@ func TestTailer(t *testing.T) {
 			t.Fatal(err)
 		}
 		tl, r := newTest(t, Config{Globs: []string{p}, RetryInterval: 1})
-		tl.Start(nil, false)
+		tl.Start(nil, false, time.Time{})
 		tl.Poll(ctx)
 		if len(r.errs) != 1 || !strings.Contains(r.errs[0].Error(), "is a directory") {
 			t.Fatalf("errors %v", r.errs)
@@ -130,7 +131,7 @@ func TestTailer(t *testing.T) {
 		defer w.Close()
 		w.WriteString("one\n")
 		tl, r := newTest(t, Config{Globs: []string{p}})
-		tl.Start(nil, false)
+		tl.Start(nil, false, time.Time{})
 		tl.Poll(ctx)
 		os.Remove(p)
 		w.WriteString("two, written after the delete\n")
@@ -149,10 +150,34 @@ func TestTailer(t *testing.T) {
 		dev, ino := ids(st)
 		saved := []Position{{Path: p, Real: p, Dev: dev, Ino: ino, Offset: 10, FPLen: 8, FP: 12345}}
 		tl, r := newTest(t, Config{Globs: []string{p}})
-		tl.Start(saved, true)
+		tl.Start(saved, true, time.Time{})
 		tl.Poll(ctx)
 		if len(r.lines) != 1 || r.lines[0] != "a different file with other first bytes" {
 			t.Errorf("lines %q", r.lines)
+		}
+	})
+	t.Run("two rotations while stopped: every generation is read", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, "x1\n")
+		tl, r := newTest(t, Config{Globs: []string{p}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		tl.Close()
+		saved, savedAt := tl.Positions(), time.Now()
+		// While stopped: x2 appended, renamed; y written and renamed; z.
+		appendFile(t, p, "x2\n")
+		os.Rename(p, p+".1")
+		appendFile(t, p, "y1\n")
+		os.Rename(p, p+".2")
+		appendFile(t, p, "z1\n")
+		appendFile(t, filepath.Join(dir, "app.log.3.gz"), "compressed\n")
+		appendFile(t, filepath.Join(dir, "other.log"), "not ours\n")
+		tl2, r2 := newTest(t, Config{Globs: []string{p}})
+		tl2.Start(saved, true, savedAt)
+		tl2.Poll(ctx)
+		if got := strings.Join(append(r.lines, r2.lines...), "|"); got != "x1|x2|y1|z1" {
+			t.Errorf("lines %q", got)
 		}
 	})
 	t.Run("copytruncate is finished from the copy", func(t *testing.T) {
@@ -160,7 +185,7 @@ func TestTailer(t *testing.T) {
 		p := filepath.Join(dir, "app.log")
 		appendFile(t, p, "line 1\n")
 		tl, r := newTest(t, Config{Globs: []string{p}})
-		tl.Start(nil, false)
+		tl.Start(nil, false, time.Time{})
 		tl.Poll(ctx)
 		appendFile(t, p, "line 2, only in the copy\n")
 		data, _ := os.ReadFile(p)

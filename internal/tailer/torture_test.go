@@ -59,6 +59,7 @@ func TestRotationTorture(t *testing.T) {
 	type checkpoint struct {
 		pos   []Position
 		lines int
+		at    time.Time
 	}
 	total := func() int {
 		mu.Lock()
@@ -71,22 +72,17 @@ func TestRotationTorture(t *testing.T) {
 	}
 	// run drives a Tailer as the log collector does: a poll every 50 ms,
 	// a checkpoint every second and after every change of files.
-	run := func(saved []Position, resumed bool, d time.Duration) (final []Position, last checkpoint) {
+	run := func(saved []Position, resumed bool, savedAt time.Time, d time.Duration) (final []Position, last checkpoint) {
 		tl := newTailer()
-		tl.Start(saved, resumed)
+		tl.Start(saved, resumed, savedAt)
 		deadline := time.After(d)
-		// From shortly before the stop until the next start, rotate
-		// only in ways a stopped reader can recover from: a file deleted
-		// while no reader holds it is gone from the rotation set.
-		hold := time.AfterFunc(d-1500*time.Millisecond, func() { w.Hold.Store(true) })
-		defer hold.Stop()
-		w.Hold.Store(false)
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		poll := time.NewTicker(50 * time.Millisecond)
 		defer poll.Stop()
 		save := func() {
 			// Positions first: every line before them is counted.
+			last.at = time.Now()
 			last.pos = tl.Positions()
 			last.lines = total()
 		}
@@ -106,9 +102,10 @@ func TestRotationTorture(t *testing.T) {
 	}
 
 	// Phase 1, then a clean stop (SIGTERM): resume from the final positions.
-	final, _ := run(nil, false, 6*time.Second)
+	final, _ := run(nil, false, time.Time{}, 6*time.Second)
+	stoppedAt := time.Now()
 	// Phase 2, then a kill (SIGKILL): resume from the last checkpoint.
-	_, ck := run(final, true, 6*time.Second)
+	_, ck := run(final, true, stoppedAt, 6*time.Second)
 	linesAtKill := total()
 	dupBound := linesAtKill - ck.lines
 	// Phase 3 until the writer is done, then drain.
@@ -122,8 +119,7 @@ func TestRotationTorture(t *testing.T) {
 	tl := newTailer()
 	rctx, rcancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})
-	go func() { tl.Run(rctx, ck.pos, true); close(stopped) }()
-	w.Hold.Store(false)
+	go func() { tl.Run(rctx, ck.pos, true, ck.at); close(stopped) }()
 	<-doneWriting
 	written := w.Written()
 	distinct := func() int64 {

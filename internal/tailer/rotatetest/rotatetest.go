@@ -29,10 +29,9 @@ type Writer struct {
 	Rate, Every int
 	// Duration is how long to write.
 	Duration time.Duration
-	// Hold, while true, keeps rotations to those a stopped reader can
-	// recover from (rename and copytruncate): a file deleted while no
-	// reader holds it open is gone, and its lines are no longer in the
-	// rotation set.
+	// Hold, while true, replaces delete-and-recreate by rename: a file
+	// deleted while no reader holds it open is gone, and its lines are no
+	// longer in the rotation set. Set it while the reader is stopped.
 	Hold atomic.Bool
 	// Pause, while true, defers rotations altogether (writing goes on).
 	Pause atomic.Bool
@@ -112,13 +111,18 @@ func (w *Writer) Run(ctx context.Context) error {
 				}
 				w.written.Store(seq)
 				m := method % len(Methods)
-				if w.Hold.Load() && (Methods[m] == "delete" || Methods[m] == "symlink") {
-					m = 0
+				name := Methods[m]
+				if w.Hold.Load() && name == "delete" {
+					name = "rename"
 				}
-				if err := w.rotate(Methods[m]); err != nil {
-					return fmt.Errorf("rotation %s: %w", Methods[m], err)
+				if err := w.rotate(name); err != nil {
+					return fmt.Errorf("rotation %s: %w", name, err)
 				}
-				w.rotated[m].Add(1)
+				for i, mm := range Methods {
+					if mm == name {
+						w.rotated[i].Add(1)
+					}
+				}
 				method++
 				sinceRotate = 0
 				buf.Reset(w.f)
