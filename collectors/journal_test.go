@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tokpulse/tokpulse-agent/internal/state"
 )
@@ -37,7 +38,7 @@ func (w *journalWriter) write(unit string, msgs ...string) {
 		w.mono++
 		fmt.Fprintf(&b, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_SYSTEMD_UNIT=%s\nPRIORITY=3\n_HOSTNAME=test\n",
 			time.Now().UnixMicro(), w.mono, unit)
-		if strings.ContainsRune(m, '\n') {
+		if strings.ContainsRune(m, '\n') || !utf8.ValidString(m) {
 			// Export format: binary-safe field with a little-endian length.
 			fmt.Fprint(&b, "MESSAGE\n")
 			n := uint64(len(m))
@@ -100,12 +101,13 @@ func TestJournalFollowAndResume(t *testing.T) {
 
 	j1, stop1 := run()
 	waitUntil(t, "the first entry", func() bool { return journalLines(j1) == 1 })
-	w.write("tokpulse.service", "database connection refused", "webhook delivery failed", "line one\nline two of a stack trace")
+	w.write("tokpulse.service", "database connection refused", "webhook delivery failed", "line one\nline two of a stack trace",
+		"binary \xff\xfe payload: denied")
 	w.write("other.service", "not ours: error")
-	waitUntil(t, "the appended entries", func() bool { return journalLines(j1) == 4 })
+	waitUntil(t, "the appended entries", func() bool { return journalLines(j1) == 5 })
 	stop1()
-	if got := j1.pipe.patterns[0].matches.Load(); got != 2 {
-		t.Errorf("error pattern matched %d entries, want 2", got)
+	if got := j1.pipe.patterns[0].matches.Load(); got != 3 {
+		t.Errorf("error pattern matched %d entries, want 3 (one of them not UTF-8)", got)
 	}
 
 	// Written while the agent is stopped: must be read after the restart.

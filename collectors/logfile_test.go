@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -162,9 +163,13 @@ func TestEvidenceRedacted(t *testing.T) {
 	abs, _ := filepath.Abs("testdata/logs/app.log")
 	lc.Paths = []string{abs}
 	lc.EvidenceLines = 100
-	l := NewLogFile(lc, Options{Now: func() time.Time { return fixedNow }})
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l := NewLogFile(lc, Options{Now: func() time.Time { return fixedNow }, Logger: logger})
 	readAll(t, l)
+	l.tail.Close()
 	ev, _ := json.Marshal(l.Evidence())
+	ev = append(ev, logs.Bytes()...)
 	for _, secret := range []string{"hunter2", "3f9a2b7c1d0e5f6a", "eyJhbGciOiJIUzI1NiJ9", "AKIA0000SECRET"} {
 		if bytes.Contains(ev, []byte(secret)) {
 			t.Errorf("evidence holds the secret %q", secret)

@@ -25,20 +25,45 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/tailer/rotatetest"
 )
 
+// built is the agent binary built by this test process when
+// $TOKPULSE_AGENT_BIN is not set, once for all tests; TestMain removes it.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
 // agentBinary returns the agent binary under test: $TOKPULSE_AGENT_BIN
-// (set by make test), or one built now.
+// (set by make test), or one built now with go build.
 func agentBinary(t *testing.T) string {
 	t.Helper()
 	if b := os.Getenv("TOKPULSE_AGENT_BIN"); b != "" {
 		return b
 	}
-	bin := filepath.Join(t.TempDir(), "tokpulse-agent")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/tokpulse-agent")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the agent: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "tokpulse-agent-bin-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "tokpulse-agent")
+		cmd := exec.Command("go", "build", "-o", built.bin, "../cmd/tokpulse-agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("building the agent: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 func freePort(t *testing.T) string {
