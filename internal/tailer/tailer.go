@@ -423,6 +423,28 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 		cur = nil
 	}
 	if cur == nil {
+		// The same file under another name the globs also match (a
+		// rotated "app.2026-11-27.log" under "*.log", a hard link): keep
+		// reading it where we are instead of from the start.
+		for p, f := range t.active {
+			if f.dev == dev && f.ino == ino && p != path {
+				return
+			}
+		}
+		for i, f := range t.draining {
+			if f.dev == dev && f.ino == ino {
+				t.draining = append(t.draining[:i], t.draining[i+1:]...)
+				f.path, f.rotatedAt = path, time.Time{}
+				if real, err := filepath.EvalSymlinks(path); err == nil {
+					f.real = real
+				}
+				t.active[path] = f
+				cur = f
+				break
+			}
+		}
+	}
+	if cur == nil {
 		if f, ok := t.failed[path]; ok && now.Before(f.retry) {
 			return
 		}

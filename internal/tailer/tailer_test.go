@@ -180,6 +180,25 @@ func TestTailer(t *testing.T) {
 			t.Errorf("lines %q", got)
 		}
 	})
+	t.Run("a rotated file the glob still matches is not read again", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, "one\n")
+		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		os.Rename(p, filepath.Join(dir, "app.2026-11-27.log"))
+		appendFile(t, filepath.Join(dir, "app.2026-11-27.log"), "two\n")
+		appendFile(t, p, "three\n")
+		tl.Poll(ctx)
+		tl.Poll(ctx)
+		if got := strings.Join(r.lines, "|"); got != "one|two|three" {
+			t.Errorf("lines %q", got)
+		}
+		if tl.Files() != 2 {
+			t.Errorf("files %d, want 2", tl.Files())
+		}
+	})
 	t.Run("copytruncate is finished from the copy", func(t *testing.T) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "app.log")
