@@ -52,6 +52,7 @@ type JournalConfig struct {
 	Patterns      []LogPattern      `yaml:"patterns"`
 	Metrics       []LogMetricConfig `yaml:"metrics"`
 	EvidenceLines int               `yaml:"evidence_lines"`
+	Redact        []yamlx.Regexp    `yaml:"redact"`
 }
 
 // DefaultJournalConfig returns the defaults of one journal: entry.
@@ -169,6 +170,7 @@ func NewJournal(cfg JournalConfig, opts Options) *Journal {
 	}
 	j := &Journal{cfg: cfg, opts: opts, minBO: journalMinBackoff, maxBO: journalMaxBackoff}
 	j.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
+	j.pipe.redact = cfg.Redact
 	if opts.State != nil {
 		j.bucket = opts.State.Bucket(journalStateBucket)
 	}

@@ -46,6 +46,10 @@ type LogConfig struct {
 	Metrics []LogMetricConfig `yaml:"metrics"`
 	// EvidenceLines is how many recent matching lines are kept per pattern.
 	EvidenceLines int `yaml:"evidence_lines"`
+	// Redact lists expressions whose matches are replaced by [REDACTED] in
+	// evidence, besides the built-in secrets (tokens, passwords, API keys,
+	// Authorization headers).
+	Redact []yamlx.Regexp `yaml:"redact"`
 }
 
 // MultilineConfig joins lines into events: a line that does not match
@@ -207,6 +211,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	}
 	l := &LogFile{cfg: cfg, opts: opts}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
+	l.pipe.redact = cfg.Redact
 	l.tail = tailer.New(tailer.Config{
 		Globs:        cfg.Paths,
 		StartAtEnd:   cfg.StartAt == "end",

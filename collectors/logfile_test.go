@@ -170,7 +170,7 @@ func TestEvidenceRedacted(t *testing.T) {
 	l.tail.Close()
 	ev, _ := json.Marshal(l.Evidence())
 	ev = append(ev, logs.Bytes()...)
-	for _, secret := range []string{"hunter2", "3f9a2b7c1d0e5f6a", "eyJhbGciOiJIUzI1NiJ9", "AKIA0000SECRET"} {
+	for _, secret := range []string{"hunter2", "3f9a2b7c1d0e5f6a", "eyJhbGciOiJIUzI1NiJ9", "AKIA0000SECRET", "10.0.0.7"} {
 		if bytes.Contains(ev, []byte(secret)) {
 			t.Errorf("evidence holds the secret %q", secret)
 		}

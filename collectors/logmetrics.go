@@ -432,6 +432,7 @@ type linePipeline struct {
 	metrics  []*logMetric
 	groups   []*metricGroup
 	redactor *evidence.Redactor
+	redact   []yamlx.Regexp // the source's own expressions
 	now      func() time.Time
 
 	lower []byte // scratch: the lowercased line
@@ -567,7 +568,11 @@ func (p *linePipeline) evidence(kind string) []evidence.Section {
 			continue
 		}
 		for i := range entries {
-			entries[i].Text = p.redactor.Redact(cleanText(entries[i].Text))
+			text := p.redactor.Redact(cleanText(entries[i].Text))
+			for _, re := range p.redact {
+				text = re.ReplaceAllString(text, evidence.Redacted)
+			}
+			entries[i].Text = text
 		}
 		out = append(out, evidence.Section{
 			Source:  kind + "/" + p.source,
