@@ -26,7 +26,6 @@ const journalRemote = "/lib/systemd/systemd-journal-remote"
 type journalWriter struct {
 	t    *testing.T
 	dir  string
-	seq  int
 	mono int64
 }
 

@@ -86,7 +86,10 @@ func (m *LogMetricConfig) UnmarshalYAML(node *yaml.Node) error {
 	return node.Decode((*plain)(m))
 }
 
-var metricNameRE = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+var (
+	metricNameRE = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	labelNameRE  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+)
 
 // Validate implements yamlx.Validator.
 func (m *LogMetricConfig) Validate(c *yamlx.Checker, path string) {
@@ -119,7 +122,7 @@ func (m *LogMetricConfig) Validate(c *yamlx.Checker, path string) {
 		if !groups[l] {
 			c.Errorf(yamlx.Index(yamlx.Join(path, "labels"), i), "the regexp has no group named %q; write (?P<%s>...) in it", l, l)
 		}
-		if l == "source" || !model.LabelName(l).IsValidLegacy() {
+		if l == "source" || !labelNameRE.MatchString(l) {
 			c.Errorf(yamlx.Index(yamlx.Join(path, "labels"), i), "%q cannot be a label name (source is set by the agent); rename the group", l)
 		}
 	}
