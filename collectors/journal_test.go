@@ -188,3 +188,68 @@ func TestJournalRestartBackoff(t *testing.T) {
 		t.Errorf("zombie children: %s", out)
 	}
 }
+
+// writeEntries appends entries given as field maps (MESSAGE, PRIORITY,
+// SYSLOG_IDENTIFIER, ...).
+func (w *journalWriter) writeEntries(entries ...map[string]string) {
+	w.t.Helper()
+	var b bytes.Buffer
+	for _, e := range entries {
+		w.mono++
+		fmt.Fprintf(&b, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=test\n",
+			time.Now().UnixMicro(), w.mono)
+		for k, v := range e {
+			fmt.Fprintf(&b, "%s=%s\n", k, v)
+		}
+		b.WriteString("\n")
+	}
+	cmd := exec.Command(journalRemote, "-o", filepath.Join(w.dir, "remote.journal"), "-")
+	cmd.Stdin = &b
+	if out, err := cmd.CombinedOutput(); err != nil {
+		w.t.Fatalf("systemd-journal-remote: %v\n%s", err, out)
+	}
+}
+
+// TestJournalFilters checks priority and field matches on real journal
+// files.
+func TestJournalFilters(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		priority string
+		matches  []string
+		want     uint64
+		marker   string // a priority the filter lets through
+	}{
+		{"priority err and more urgent", "err", nil, 2, "0"},
+		{"priority range", "warning..notice", nil, 2, "4"},
+		{"field match", "", []string{"SYSLOG_IDENTIFIER=tokpulse"}, 3, "6"},
+		{"field match and priority", "err", []string{"SYSLOG_IDENTIFIER=tokpulse"}, 1, "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jdir := t.TempDir()
+			w := &journalWriter{t: t, dir: jdir}
+			w.writeEntries(
+				map[string]string{"MESSAGE": "crit", "PRIORITY": "2", "SYSLOG_IDENTIFIER": "tokpulse"},
+				map[string]string{"MESSAGE": "err", "PRIORITY": "3", "SYSLOG_IDENTIFIER": "other"},
+				map[string]string{"MESSAGE": "warning", "PRIORITY": "4", "SYSLOG_IDENTIFIER": "tokpulse"},
+				map[string]string{"MESSAGE": "notice", "PRIORITY": "5", "SYSLOG_IDENTIFIER": "tokpulse"},
+				map[string]string{"MESSAGE": "info", "PRIORITY": "6", "SYSLOG_IDENTIFIER": "other"},
+			)
+			cfg := DefaultJournalConfig()
+			cfg.Name, cfg.Directory, cfg.StartAt, cfg.Priority, cfg.Matches = "f", jdir, "beginning", tc.priority, tc.matches
+			j := NewJournal(cfg, Options{})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { j.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			waitUntil(t, "the matching entries", func() bool { return journalLines(j) >= tc.want })
+			// A marker the filter lets through shows journalctl is past
+			// the other entries.
+			w.writeEntries(map[string]string{"MESSAGE": "marker", "PRIORITY": tc.marker, "SYSLOG_IDENTIFIER": "tokpulse"})
+			waitUntil(t, "the marker", func() bool { return journalLines(j) >= tc.want+1 })
+			if got := journalLines(j); got != tc.want+1 {
+				t.Errorf("read %d entries, want %d and the marker", got, tc.want)
+			}
+		})
+	}
+}
