@@ -127,8 +127,12 @@ type Tailer struct {
 	// truncated is set when a poll found a truncated file; Poll reports
 	// it as a change so that the new position is saved at once.
 	truncated bool
-	hasState  bool
-	saved     []Position
+	// truncatedFPs are the fingerprints of recently truncated files, and
+	// copies the inodes found to be copies of followed files.
+	truncatedFPs []Position
+	copies       map[[2]uint64]bool
+	hasState     bool
+	saved        []Position
 
 	mu        sync.Mutex
 	published []Position
@@ -180,6 +184,7 @@ func New(cfg Config, h Handler, ev Events) *Tailer {
 		cfg: cfg, handle: h, events: ev, logger: cfg.Logger,
 		active: map[string]*file{},
 		failed: map[string]failure{},
+		copies: map[[2]uint64]bool{},
 		chunk:  make([]byte, readChunk),
 	}
 }
@@ -448,7 +453,13 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 		if f, ok := t.failed[path]; ok && now.Before(f.retry) {
 			return
 		}
+		if t.copies[[2]uint64{dev, ino}] {
+			return
+		}
 		cur, err = t.open(path)
+		if errors.Is(err, errCopy) {
+			return
+		}
 		if err != nil {
 			t.fail(path, err, now)
 			return
@@ -504,12 +515,55 @@ func (t *Tailer) open(path string) (*file, error) {
 		t.logger.Debug("Resuming log file", "path", path, "offset", f.off)
 		return f, nil
 	}
+	if t.isCopy(fh, dev, ino) {
+		fh.Close()
+		t.copies[[2]uint64{dev, ino}] = true
+		t.logger.Info("Not reading a copy of a followed log file (copytruncate); its lines are read from the original", "path", path)
+		return nil, errCopy
+	}
 	if !t.scanned && !t.hasState && t.cfg.StartAtEnd {
 		f.off = st.Size()
 		f.readOff = f.off
 	}
 	t.refreshFingerprint(f)
 	return f, nil
+}
+
+// errCopy marks a file that is a copy of a followed one.
+var errCopy = errors.New("copy of a followed file")
+
+// minCopyFingerprint is the fewest leading bytes that identify a copy: a
+// new file that merely starts like a short followed file is not one.
+const minCopyFingerprint = 64
+
+// isCopy reports whether fh starts with the same bytes as a followed file
+// (before copytruncate truncates it) or as a file just truncated: a copy
+// made by copytruncate that the globs also match (app-20261127.log under
+// *.log). Reading it would count its lines twice.
+func (t *Tailer) isCopy(fh *os.File, dev, ino uint64) bool {
+	check := func(n int, fp uint64) bool {
+		if n < minCopyFingerprint {
+			return false
+		}
+		got, ok := fingerprint(fh, n)
+		return ok && got == fp
+	}
+	for _, f := range t.active {
+		if (f.dev != dev || f.ino != ino) && check(f.fpLen, f.fp) {
+			return true
+		}
+	}
+	for _, f := range t.draining {
+		if (f.dev != dev || f.ino != ino) && check(f.fpLen, f.fp) {
+			return true
+		}
+	}
+	for _, p := range t.truncatedFPs {
+		if check(p.FPLen, p.FP) {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tailer) takeSaved(dev, ino uint64) (Position, bool) {
@@ -609,6 +663,12 @@ func (t *Tailer) checkTruncation(ctx context.Context, f *file) error {
 	}
 	t.truncated = true
 	f.off, f.readOff, f.buf, f.discarding = 0, 0, f.buf[:0], false
+	// Remember what the file started with: its copy may show up under a
+	// name the globs match.
+	t.truncatedFPs = append(t.truncatedFPs, Position{FPLen: f.fpLen, FP: f.fp})
+	if len(t.truncatedFPs) > 16 {
+		t.truncatedFPs = t.truncatedFPs[1:]
+	}
 	f.fpLen, f.fp = 0, 0
 	t.refreshFingerprint(f)
 	return nil

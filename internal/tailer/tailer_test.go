@@ -199,6 +199,25 @@ func TestTailer(t *testing.T) {
 			t.Errorf("files %d, want 2", tl.Files())
 		}
 	})
+	t.Run("a copytruncate copy that the glob matches is not read", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		long := strings.Repeat("a long first line so that the fingerprint is meaningful ", 3)
+		appendFile(t, p, long+"\n")
+		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		appendFile(t, p, "only in the copy\n")
+		data, _ := os.ReadFile(p)
+		os.WriteFile(filepath.Join(dir, "app-20261127.log"), data, 0o644)
+		os.Truncate(p, 0)
+		appendFile(t, p, "after\n")
+		tl.Poll(ctx)
+		tl.Poll(ctx)
+		if got := strings.Join(r.lines, "|"); got != long+"|only in the copy|after" {
+			t.Errorf("lines %q", got)
+		}
+	})
 	t.Run("copytruncate is finished from the copy", func(t *testing.T) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "app.log")
