@@ -532,9 +532,11 @@ func (t *Tailer) open(path string) (*file, error) {
 // errCopy marks a file that is a copy of a followed one.
 var errCopy = errors.New("copy of a followed file")
 
-// minCopyFingerprint is the fewest leading bytes that identify a copy: a
-// new file that merely starts like a short followed file is not one.
-const minCopyFingerprint = 64
+// minCopyFingerprint is the fewest leading bytes that identify a copy: two
+// distinct logs practically never share their first 256 bytes (timestamps
+// differ), while a new file that merely starts like a short followed file
+// is not a copy.
+const minCopyFingerprint = 256
 
 // isCopy reports whether fh starts with the same bytes as a followed file
 // (before copytruncate truncates it) or as a file just truncated: a copy

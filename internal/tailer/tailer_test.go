@@ -202,7 +202,7 @@ func TestTailer(t *testing.T) {
 	t.Run("a copytruncate copy that the glob matches is not read", func(t *testing.T) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "app.log")
-		long := strings.Repeat("a long first line so that the fingerprint is meaningful ", 3)
+		long := strings.Repeat("a long first line so that the fingerprint is meaningful ", 6)
 		appendFile(t, p, long+"\n")
 		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
 		tl.Start(nil, false, time.Time{})
