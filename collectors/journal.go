@@ -292,7 +292,8 @@ func (j *Journal) args(first bool) []string {
 	case !first && !st.Since.IsZero():
 		// Restarted before reading any entry: nothing since the first
 		// start is lost.
-		a = append(a, "--no-tail", "--since=@"+strconv.FormatInt(st.Since.Unix(), 10))
+		us := st.Since.UnixMicro()
+		a = append(a, "--no-tail", fmt.Sprintf("--since=@%d.%06d", us/1e6, us%1e6))
 	default:
 		a = append(a, "--lines=0")
 	}

@@ -253,3 +253,42 @@ func TestJournalFilters(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalRestartBeforeFirstEntry stops a source (start_at: end) before
+// it read any entry: after the restart, the entries written meanwhile must
+// be read, and the older ones still not.
+func TestJournalRestartBeforeFirstEntry(t *testing.T) {
+	dir := t.TempDir()
+	jdir := filepath.Join(dir, "journal")
+	if err := os.MkdirAll(jdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := &journalWriter{t: t, dir: jdir}
+	w.write("tokpulse.service", "old, before the first start")
+	st, err := state.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := DefaultJournalConfig()
+	cfg.Name, cfg.Directory = "tokpulse", jdir
+	run := func() (*Journal, func()) {
+		j := NewJournal(cfg, Options{State: st})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { j.Run(ctx); close(done) }()
+		return j, func() { cancel(); <-done }
+	}
+	j1, stop1 := run()
+	waitUntil(t, "journalctl", func() bool { return j1.up.Load() })
+	stop1()
+	w.write("tokpulse.service", "written while stopped")
+	j2, stop2 := run()
+	defer stop2()
+	waitUntil(t, "the entry written while stopped", func() bool { return journalLines(j2) >= 1 })
+	w.write("tokpulse.service", "marker")
+	waitUntil(t, "the marker", func() bool { return journalLines(j2) >= 2 })
+	if got := journalLines(j2); got != 2 {
+		t.Errorf("read %d entries, want the one written while stopped and the marker", got)
+	}
+}
