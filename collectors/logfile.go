@@ -259,7 +259,10 @@ func (l *LogFile) Run(ctx context.Context) {
 	defer poll.Stop()
 	save := time.NewTicker(CheckpointInterval)
 	defer save.Stop()
+	wake := l.tail.Watch(ctx)
+	var last time.Time
 	for {
+		last = time.Now()
 		l.now = l.opts.Now()
 		if l.tail.Poll(ctx) {
 			l.checkpoint()
@@ -269,16 +272,35 @@ func (l *LogFile) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			l.flushEvent()
-			l.tail.Close()
-			l.checkpoint()
-			l.opts.Logger.Info("Log source stopped", "lines", l.pipe.stats.lines.Load(), "bytes", l.pipe.stats.bytes.Load())
+			l.stop()
 			return
 		case <-save.C:
 			l.checkpoint()
 		case <-poll.C:
+		case <-wake:
+			// A busy file wakes us at every write; poll at most every
+			// minWakeGap so that following it stays cheap.
+			if gap := minWakeGap - time.Since(last); gap > 0 {
+				select {
+				case <-ctx.Done():
+					l.stop()
+					return
+				case <-time.After(gap):
+				}
+			}
 		}
 	}
+}
+
+// minWakeGap spaces polls triggered by inotify.
+const minWakeGap = 20 * time.Millisecond
+
+// stop ends reading: the last event, the files, the final checkpoint.
+func (l *LogFile) stop() {
+	l.flushEvent()
+	l.tail.Close()
+	l.checkpoint()
+	l.opts.Logger.Info("Log source stopped", "lines", l.pipe.stats.lines.Load(), "bytes", l.pipe.stats.bytes.Load())
 }
 
 func (l *LogFile) checkpoint() {

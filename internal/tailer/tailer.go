@@ -20,7 +20,9 @@
 //
 // The tailer polls: a stat and a fingerprint read per file and poll interval
 // cost microseconds, and polling sees every rotation method the same way on
-// every filesystem, including network ones where inotify is silent.
+// every filesystem, including network ones where inotify is silent. Watch
+// adds inotify (fsnotify) wake-ups, so that new lines are read within
+// milliseconds where inotify works.
 package tailer
 
 import (
@@ -238,6 +240,8 @@ func (t *Tailer) Start(saved []Position, resumed bool, savedAt time.Time) {
 	if !savedAt.IsZero() {
 		t.resumeUnseen(saved, known, savedAt)
 	}
+	// Until the first poll, a checkpoint must keep what was saved.
+	t.publish()
 }
 
 func (t *Tailer) knownInodes() map[[2]uint64]bool {
@@ -884,6 +888,9 @@ func (t *Tailer) publish() (changed bool) {
 	for _, f := range t.active {
 		add(f)
 	}
+	// Saved positions not taken up yet (a file that cannot be opened right
+	// now) stay in the checkpoint, so that they are not forgotten.
+	ps = append(ps, t.saved...)
 	t.mu.Lock()
 	changed = len(ps) != len(t.published)
 	if !changed {
@@ -896,7 +903,7 @@ func (t *Tailer) publish() (changed bool) {
 		}
 	}
 	t.published = ps
-	t.nfiles = len(ps)
+	t.nfiles = len(t.active) + len(t.draining)
 	t.mu.Unlock()
 	return changed
 }

@@ -241,3 +241,23 @@ func TestTailer(t *testing.T) {
 }
 
 var _ = errors.New
+
+// TestWatchWakes checks that a write to a followed file wakes the caller
+// through inotify, and that writes to other files do not.
+func TestWatchWakes(t *testing.T) {
+	dir := t.TempDir()
+	tl, _ := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wake := tl.Watch(ctx)
+	appendFile(t, filepath.Join(dir, "other.txt"), "not followed\n")
+	appendFile(t, filepath.Join(dir, "app.log"), "line\n")
+	select {
+	case <-wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no wake-up within 10 s of a write")
+	}
+	if tl.matches(filepath.Join(dir, "other.txt")) {
+		t.Error("other.txt must not match")
+	}
+}
