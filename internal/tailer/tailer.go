@@ -392,6 +392,17 @@ func (t *Tailer) paths() []string {
 	return out
 }
 
+// explicit reports whether path was configured as such, not found by a
+// glob.
+func (t *Tailer) explicit(path string) bool {
+	for _, g := range t.cfg.Globs {
+		if g == path && !hasMeta(g) {
+			return true
+		}
+	}
+	return false
+}
+
 func hasMeta(p string) bool {
 	for i := 0; i < len(p); i++ {
 		switch p[i] {
@@ -418,9 +429,12 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 		t.fail(path, err, now)
 		return
 	}
-	if st.IsDir() {
+	if st.IsDir() && t.explicit(path) {
 		t.fail(path, fmt.Errorf("%s is a directory, not a log file; point the glob at the files inside it (e.g. %s/*.log)", path, path), now)
 		return
+	}
+	if st.IsDir() {
+		return // a folder that a glob happens to match: not ours
 	}
 	dev, ino := ids(st)
 	if cur != nil && (cur.dev != dev || cur.ino != ino) {

@@ -122,6 +122,17 @@ func TestTailer(t *testing.T) {
 			t.Errorf("lines %q after the directory became a file", r.lines)
 		}
 	})
+	t.Run("a folder that a glob matches is skipped quietly", func(t *testing.T) {
+		dir := t.TempDir()
+		os.Mkdir(filepath.Join(dir, "old.log"), 0o755)
+		appendFile(t, filepath.Join(dir, "app.log"), "x\n")
+		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		if len(r.errs) != 0 || len(r.lines) != 1 {
+			t.Errorf("errors %v, lines %q", r.errs, r.lines)
+		}
+	})
 	t.Run("a file deleted while read is read to its end", func(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "app.log")
 		w, err := os.Create(p)
