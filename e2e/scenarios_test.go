@@ -132,9 +132,12 @@ func TestSlowHealth(t *testing.T) {
 	}
 }
 
-// TestDatabaseUnavailable: a real PostgreSQL on loopback is stopped → the
-// P1 TokPulseDatabaseUnavailable from the psql check (for: 1m in the pack,
-// 1s here) with psql's error as evidence; resolved when it is back.
+// TestDatabaseUnavailable: a real PostgreSQL on loopback is stopped while
+// the app log fills with "database connection refused" lines → the P1
+// TokPulseDatabaseUnavailable from the psql check (for: 1m in the pack, 1s
+// here) with psql's error as evidence, and the log-based
+// TokPulseDatabaseConnectionErrors with the lines; both resolve when the
+// server is back.
 func TestDatabaseUnavailable(t *testing.T) {
 	t.Parallel()
 	s := newScenario(t, "database")
@@ -144,7 +147,17 @@ func TestDatabaseUnavailable(t *testing.T) {
 	const dbPassword = "Pg-s3cret-e2e"
 	s.secrets = append(s.secrets, dbPassword)
 	urlFile := s.write("database_url", fmt.Sprintf("postgresql://postgres:%s@127.0.0.1:%d/postgres?connect_timeout=3", dbPassword, pg.Port))
-	s.start(agentOptions{Body: fmt.Sprintf(`checks:
+	// The application logs its failed connections while the database is
+	// down, with the credentials it should not print.
+	var down atomic.Bool
+	app := writeLog(t, s.dir+"/app.log", 10, func(i int64) string {
+		ts := time.Now().UTC().Format(time.RFC3339Nano)
+		if down.Load() {
+			return fmt.Sprintf("%s ERROR database connection refused (connect ECONNREFUSED 127.0.0.1:%d) user=tokpulse password=%s", ts, pg.Port, dbPassword)
+		}
+		return ts + " INFO request served path=/api/videos"
+	})
+	s.start(agentOptions{Body: logsConfig(s.dir) + fmt.Sprintf(`checks:
   - name: postgres
     command: [psql, "$DATABASE_URL", -X, -c, "SELECT 1;"]
     env_files: {DATABASE_URL: %s}
@@ -157,9 +170,19 @@ func TestDatabaseUnavailable(t *testing.T) {
 	})
 
 	m := matcher{alert: "TokPulseDatabaseUnavailable", labels: map[string]string{"check": "postgres"}}
+	logged := matcher{alert: "TokPulseDatabaseConnectionErrors", labels: map[string]string{"source": "app", "pattern": "db_connection"}}
 	crossed := time.Now()
 	pg.Stop()
+	down.Store(true)
 	e := s.waitFiring(m, "P1", crossed, 20*time.Second)
+	// The log-based rule, at the pack's severity: connection errors in the
+	// log are P2 (a pool exhausted is not a database down); the P1 is the
+	// check's.
+	le := s.waitFiring(logged, "P2", crossed, 20*time.Second)
+	lev := le.evidenceText(map[string]string{"source": "app", "pattern": "db_connection"})
+	if !strings.Contains(lev, "ERROR database connection refused (connect ECONNREFUSED 127.0.0.1:") || !strings.Contains(lev, "password=[REDACTED]") {
+		t.Errorf("log evidence lacks the redacted connection errors:\n%s", lev)
+	}
 	ev := e.evidenceText(map[string]string{"check": "postgres"})
 	for _, want := range []string{"Last failure of check postgres (psql): exit", "reason=exit", fmt.Sprint(pg.Port), "refused"} {
 		if !strings.Contains(ev, want) {
@@ -171,17 +194,33 @@ func TestDatabaseUnavailable(t *testing.T) {
 	}
 
 	pg.Start()
+	down.Store(false)
 	s.waitResolved(m, e, 20*time.Second)
+	// keep_firing_for (10m in the pack, 10s here) holds it past the last line.
+	s.waitResolved(logged, le, 40*time.Second)
+	app.Stop()
 }
 
-// TestWebhookQueueBacklog: a real Redis whose webhook_queue list grows past
+// TestWebhookFailures: a real Redis whose webhook_queue list grows past
 // 100 → the P2 TokPulseWebhookQueueBacklog (for: 10m in the pack, 10s
-// here); resolved when the test drains the list.
-func TestWebhookQueueBacklog(t *testing.T) {
+// here), and "webhook failed" lines in the app log → the P2
+// TokPulseWebhookFailures with the lines, redacted; both resolve when the
+// test drains the list and the failures stop.
+func TestWebhookFailures(t *testing.T) {
 	t.Parallel()
 	s := newScenario(t, "webhooks")
 	rd := testutil.StartRedis(t)
-	s.start(agentOptions{Body: fmt.Sprintf(`checks:
+	const signingSecret = "whsec_e2e_0a1b2c3d4e"
+	s.secrets = append(s.secrets, signingSecret)
+	var failing atomic.Bool
+	app := writeLog(t, s.dir+"/app.log", 10, func(i int64) string {
+		ts := time.Now().UTC().Format(time.RFC3339Nano)
+		if failing.Load() && i%2 == 0 {
+			return ts + " ERROR webhook failed: POST https://hooks.example.com/tiktok status=502 attempt=3 secret=" + signingSecret
+		}
+		return ts + " INFO request served path=/api/videos"
+	})
+	s.start(agentOptions{Body: logsConfig(s.dir) + fmt.Sprintf(`checks:
   - name: webhook_queue
     command: [redis-cli, -e, -p, "%d", LLEN, webhook_queue]
     value: stdout
@@ -198,14 +237,24 @@ func TestWebhookQueueBacklog(t *testing.T) {
 		items[i] = fmt.Sprintf(`{"id":%d,"url":"https://hooks.example.com/x"}`, i)
 	}
 	rd.CLI(append([]string{"RPUSH", "webhook_queue"}, items...)...)
+	failing.Store(true)
 	crossed := time.Now()
 	m := matcher{alert: "TokPulseWebhookQueueBacklog", labels: map[string]string{"check": "webhook_queue"}}
+	logged := matcher{alert: "TokPulseWebhookFailures", labels: map[string]string{"source": "app", "pattern": "webhook_failed"}}
+	le := s.waitFiring(logged, "P2", crossed, 20*time.Second)
+	lev := le.evidenceText(map[string]string{"source": "app", "pattern": "webhook_failed"})
+	if !strings.Contains(lev, "ERROR webhook failed: POST https://hooks.example.com/tiktok status=502") || !strings.Contains(lev, "secret=[REDACTED]") {
+		t.Errorf("log evidence lacks the redacted webhook failures:\n%s", lev)
+	}
 	e := s.waitFiring(m, "P2", crossed, 40*time.Second)
 	if e.Value == nil || *e.Value != 150 || !strings.Contains(e.Summary, "150 webhooks") {
 		t.Errorf("value %v, summary %q; want 150", e.Value, e.Summary)
 	}
 	rd.CLI("DEL", "webhook_queue")
+	failing.Store(false)
 	s.waitResolved(m, e, 20*time.Second)
+	s.waitResolved(logged, le, 40*time.Second)
+	app.Stop()
 }
 
 // TestHighMemoryAndDisk: a fixture /proc whose meminfo says 85 % in use →
