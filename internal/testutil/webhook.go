@@ -189,3 +189,11 @@ func (rc *Receiver) Check(t testing.TB, r WebhookRequest) []json.RawMessage {
 	}
 	return b.Events
 }
+
+// NewReceiverHandler is a receiver that is not serving yet, for a test
+// that serves rc.Serve itself (over TLS, or on an address it frees and
+// takes back to play an outage).
+func NewReceiverHandler(t testing.TB, secret string) *Receiver {
+	t.Helper()
+	return &Receiver{Schema: WebhookSchema(t), Secret: secret}
+}
