@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +100,8 @@ type scenario struct {
 	hostname string
 	// secrets must never appear in anything the agent sends.
 	secrets []string
+	// rulesFor is each alert's `for` in the time-compressed pack.
+	rulesFor map[string]time.Duration
 
 	mu      sync.Mutex
 	checked int     // requests of hook already checked and decoded
@@ -122,7 +126,7 @@ func newScenario(t *testing.T, name string) *scenario {
 		hook: testutil.NewReceiver(t, key), am: testutil.StartAlertmanager(t)}
 	s.secrets = append(s.secrets, key)
 	s.write("webhook.key", key)
-	writeFastRules(t, filepath.Join(dir, "rules", "runbook.yml"))
+	s.rulesFor = writeFastRules(t, filepath.Join(dir, "rules", "runbook.yml"))
 	t.Cleanup(s.checkNoSecrets)
 	return s
 }
@@ -297,7 +301,9 @@ func (s *scenario) waitFiring(m matcher, severity string, since time.Time, timeo
 	}
 	// A timed record, not a timed assertion: the numbers go to
 	// docs/performance.md ("Runbook scenarios").
-	s.t.Logf("LATENCY scenario=%s alert=%s severity=%s latency=%s", s.name, m.alert, severity, e.ReceivedAt.Sub(since).Round(10*time.Millisecond))
+	lat := e.ReceivedAt.Sub(since)
+	s.t.Logf("LATENCY scenario=%s alert=%s%s severity=%s latency=%s for=%s beyond_for=%s", s.name, m.alert, labelString(m.labels), severity,
+		lat.Round(10*time.Millisecond), s.rulesFor[m.alert], (lat - s.rulesFor[m.alert]).Round(10*time.Millisecond))
 	s.waitAlertmanager(m, true, 20*time.Second)
 	return e
 }
@@ -384,8 +390,8 @@ type ruleFile struct {
 }
 
 // writeFastRules writes packaging/rules/runbook.yml to dst with its times
-// divided by timeScale (see there).
-func writeFastRules(t testing.TB, dst string) {
+// divided by timeScale (see there), and returns each alert's new `for`.
+func writeFastRules(t testing.TB, dst string) map[string]time.Duration {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "packaging", "rules", "runbook.yml"))
 	if err != nil {
@@ -405,11 +411,16 @@ func writeFastRules(t testing.TB, dst string) {
 		}
 		return model.Duration(time.Duration(v) / timeScale).String()
 	}
+	fors := map[string]time.Duration{}
 	p := parser.NewParser(parser.Options{})
 	for gi := range f.Groups {
 		for ri := range f.Groups[gi].Rules {
 			r := &f.Groups[gi].Rules[ri]
 			r.For, r.KeepFiringFor = scale(r.For), scale(r.KeepFiringFor)
+			if r.For != "" {
+				d, _ := model.ParseDuration(r.For)
+				fors[r.Alert] = time.Duration(d)
+			}
 			expr, err := p.ParseExpr(r.Expr)
 			if err != nil {
 				t.Fatalf("rule %s: %v", r.Alert, err)
@@ -438,4 +449,77 @@ func writeFastRules(t testing.TB, dst string) {
 	if err := os.WriteFile(dst, append([]byte(header), out...), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return fors
+}
+
+// labelString formats labels as {k="v",...} in key order.
+func labelString(l map[string]string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%q", k, l[k])
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// shipped returns the entries of the list key (logs, probes, checks) of
+// the shipped configuration, packaging/agent.yaml, as a YAML section for a
+// scenario's agent.yaml. edit adapts each entry to the scenario (paths,
+// addresses, intervals) and returns false to leave it out, so that the
+// scenarios run the patterns, metrics, commands and names the package
+// ships, not copies of them.
+func shipped(t testing.TB, key string, edit func(entry map[string]any) bool) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "packaging", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := cfg[key].([]any)
+	var out []any
+	for _, it := range list {
+		if m, ok := it.(map[string]any); ok && edit(m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("packaging/agent.yaml has no %s entry this scenario needs", key)
+	}
+	b, err := yaml.Marshal(map[string]any{key: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// named keeps the entries called name, passing them to edit.
+func named(name string, edit func(entry map[string]any)) func(map[string]any) bool {
+	return func(m map[string]any) bool {
+		if m["name"] != name {
+			return false
+		}
+		edit(m)
+		return true
+	}
+}
+
+// rebase points a shipped URL (http://127.0.0.1:3000/health) at base,
+// keeping its path and query.
+func rebase(t testing.TB, shippedURL, base string) string {
+	t.Helper()
+	u, err := url.Parse(shippedURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(base, "/") + u.RequestURI()
 }

@@ -14,43 +14,17 @@ import (
 )
 
 // logsConfig is the logs: section of the shipped configuration
-// (packaging/agent.yaml and docs/configuration.md, "logs") pointed at the
-// scenario's files: the app log with the runbook's patterns and the access
-// log with the request metrics. The access source also keeps its 5xx lines
-// as evidence (server_error), so that an error-rate alert shows the failing
-// requests.
-func logsConfig(dir string) string {
-	return fmt.Sprintf(`logs:
-  - name: app
-    paths: [%[1]s/app.log]
-    start_at: beginning
-    patterns:
-      - {name: error, regexp: '(?i)error|fail|denied'}
-      - {name: auth, regexp: '(?i)auth|login|token'}
-      - {name: rate_limit, regexp: '(?i)rate.*limit'}
-      - {name: webhook, regexp: '(?i)webhook'}
-      - {name: db_connection, regexp: '(?i)database connection (refused|failed|timed? ?out)|connect ECONNREFUSED'}
-      - {name: webhook_failed, regexp: '(?i)webhook (delivery )?fail'}
-  - name: access
-    paths: [%[1]s/access.log]
-    start_at: beginning
-    patterns:
-      - {name: server_error, regexp: '" 5\d\d \d+ '}
-      - {name: too_many_requests, regexp: '" 429 \d+ '}
-    metrics:
-      - name: tokpulse_http_requests_total
-        help: HTTP requests by status code, from the access log.
-        type: counter
-        regexp: '^\S+ \S+ \S+ \[[^\]]+\] "[^"]*" (?P<status>\d{3}) \d+ "[^"]*" "[^"]*" rt_ms=(?P<rt_ms>\d+)$'
-        labels: [status]
-      - name: tokpulse_http_request_duration_seconds
-        help: HTTP request duration (rt_ms / 1000), from the access log.
-        type: histogram
-        regexp: '^\S+ \S+ \S+ \[[^\]]+\] "[^"]*" (?P<status>\d{3}) \d+ "[^"]*" "[^"]*" rt_ms=(?P<rt_ms>\d+)$'
-        value: rt_ms
-        scale: 0.001
-        buckets: [.005, .01, .025, .05, .1, .25, .5, 1, 2, 2.5, 5, 10, 30]
-`, dir)
+// (packaging/agent.yaml) with its files under dir: the app log with the
+// runbook's patterns, the error log, and the access log with the request
+// metrics and the 5xx and 429 lines kept as evidence.
+func logsConfig(t testing.TB, dir string) string {
+	return shipped(t, "logs", func(m map[string]any) bool {
+		paths, _ := m["paths"].([]any)
+		for i, p := range paths {
+			paths[i] = strings.Replace(p.(string), "/var/log/tokpulse/", dir+"/", 1)
+		}
+		return true
+	})
 }
 
 // logWriter appends lines to a file at a steady rate, as an application
@@ -158,7 +132,7 @@ func TestErrorRate(t *testing.T) {
 		}
 		return accessLine(200, "/api/videos")
 	})
-	s.start(agentOptions{Body: logsConfig(s.dir)})
+	s.start(agentOptions{Body: logsConfig(t, s.dir)})
 
 	// 3 %: long enough for the rule's window and `for` twice over, measured
 	// in requests the agent has read rather than in time slept.
@@ -211,7 +185,7 @@ func TestRateLimiting(t *testing.T) {
 		}
 		return ts + " INFO request served path=/api/videos"
 	})
-	s.start(agentOptions{Body: logsConfig(s.dir)})
+	s.start(agentOptions{Body: logsConfig(t, s.dir)})
 	testutil.Eventually(t, 20*time.Second, "the agent to read both logs", func() bool {
 		return s.metricSum("tokpulse_http_requests_total{", `source="access"`) > 200 &&
 			s.metricSum("tokpulse_log_lines_total{", `source="app"`) > 20

@@ -59,9 +59,10 @@ func TestHealthCheckFailure(t *testing.T) {
 	s.secrets = append(s.secrets, appToken)
 	app := newHealthApp(t)
 	const probeInterval = time.Second
-	s.start(agentOptions{Body: fmt.Sprintf(`probes:
-  - {name: health, url: '%s/health', interval: %s, timeout: %s}
-`, app.srv.URL, probeInterval, probeInterval)})
+	s.start(agentOptions{Body: shipped(t, "probes", named("health", func(p map[string]any) {
+		p["url"] = rebase(t, p["url"].(string), app.srv.URL)
+		p["interval"], p["timeout"] = probeInterval.String(), probeInterval.String()
+	}))})
 	// Healthy first: the probe has run and nothing fires.
 	testutil.Eventually(t, 15*time.Second, "the health probe to succeed", func() bool {
 		_, m := s.agent.Get(t, "/metrics")
@@ -108,9 +109,10 @@ func TestSlowHealth(t *testing.T) {
 	t.Parallel()
 	s := newScenario(t, "slow")
 	app := newHealthApp(t)
-	s.start(agentOptions{Body: fmt.Sprintf(`probes:
-  - {name: health, url: '%s/health', interval: 4s, timeout: 4s}
-`, app.srv.URL)})
+	s.start(agentOptions{Body: shipped(t, "probes", named("health", func(p map[string]any) {
+		p["url"] = rebase(t, p["url"].(string), app.srv.URL)
+		p["interval"], p["timeout"] = "4s", "4s"
+	}))})
 	testutil.Eventually(t, 15*time.Second, "the health probe to succeed", func() bool {
 		_, m := s.agent.Get(t, "/metrics")
 		return strings.Contains(m, `tokpulse_probe_success{probe="health"} 1`)
@@ -157,13 +159,17 @@ func TestDatabaseUnavailable(t *testing.T) {
 		}
 		return ts + " INFO request served path=/api/videos"
 	})
-	s.start(agentOptions{Body: logsConfig(s.dir) + fmt.Sprintf(`checks:
-  - name: postgres
-    command: [psql, "$DATABASE_URL", -X, -c, "SELECT 1;"]
-    env_files: {DATABASE_URL: %s}
-    interval: 1s
-    timeout: 1s
-`, urlFile)})
+	// The shipped check and TCP probe; DATABASE_URL comes from a file here
+	// rather than from /etc/default/tokpulse-agent.
+	s.start(agentOptions{Body: logsConfig(t, s.dir) +
+		shipped(t, "checks", named("postgres", func(c map[string]any) {
+			c["env_files"] = map[string]any{"DATABASE_URL": urlFile}
+			c["interval"], c["timeout"] = "1s", "1s"
+		})) +
+		shipped(t, "probes", named("postgres_tcp", func(p map[string]any) {
+			p["url"] = fmt.Sprintf("tcp://127.0.0.1:%d", pg.Port)
+			p["interval"], p["timeout"] = "1s", "1s"
+		}))})
 	testutil.Eventually(t, 20*time.Second, "the postgres check to succeed", func() bool {
 		_, m := s.agent.Get(t, "/metrics")
 		return strings.Contains(m, `tokpulse_check_success{check="postgres"} 1`)
@@ -175,6 +181,11 @@ func TestDatabaseUnavailable(t *testing.T) {
 	pg.Stop()
 	down.Store(true)
 	e := s.waitFiring(m, "P1", crossed, 20*time.Second)
+	tcp := matcher{alert: "TokPulseDatabaseUnavailable", labels: map[string]string{"probe": "postgres_tcp"}}
+	te := s.waitFiring(tcp, "P1", crossed, 20*time.Second)
+	if ev := te.evidenceText(map[string]string{"probe": "postgres_tcp"}); !strings.Contains(ev, "reason=refused") {
+		t.Errorf("TCP probe evidence lacks the refused connection:\n%s", ev)
+	}
 	// The log-based rule, at the pack's severity: connection errors in the
 	// log are P2 (a pool exhausted is not a database down); the P1 is the
 	// check's.
@@ -196,6 +207,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 	pg.Start()
 	down.Store(false)
 	s.waitResolved(m, e, 20*time.Second)
+	s.waitResolved(tcp, te, 20*time.Second)
 	// keep_firing_for (10m in the pack, 10s here) holds it past the last line.
 	s.waitResolved(logged, le, 40*time.Second)
 	app.Stop()
@@ -220,13 +232,12 @@ func TestWebhookFailures(t *testing.T) {
 		}
 		return ts + " INFO request served path=/api/videos"
 	})
-	s.start(agentOptions{Body: logsConfig(s.dir) + fmt.Sprintf(`checks:
-  - name: webhook_queue
-    command: [redis-cli, -e, -p, "%d", LLEN, webhook_queue]
-    value: stdout
-    interval: 1s
-    timeout: 1s
-`, rd.Port)})
+	s.start(agentOptions{Body: logsConfig(t, s.dir) + shipped(t, "checks", named("webhook_queue", func(c map[string]any) {
+		// The shipped command, told the test server's port.
+		argv := c["command"].([]any)
+		c["command"] = append([]any{argv[0], "-p", fmt.Sprint(rd.Port)}, argv[1:]...)
+		c["interval"], c["timeout"] = "1s", "1s"
+	}))})
 	testutil.Eventually(t, 20*time.Second, "the webhook_queue check to run", func() bool {
 		_, m := s.agent.Get(t, "/metrics")
 		return strings.Contains(m, `tokpulse_check_value{check="webhook_queue"} 0`)
