@@ -523,3 +523,32 @@ func rebase(t testing.TB, shippedURL, base string) string {
 	}
 	return strings.TrimSuffix(base, "/") + u.RequestURI()
 }
+
+// agentAlert is an alert as the agent's /api/v1/alerts lists it.
+type agentAlert struct {
+	Name   string            `json:"alertname"`
+	State  string            `json:"state"`
+	Labels map[string]string `json:"labels"`
+}
+
+// agentAlerts returns the alerts the agent's rules hold, pending ones
+// included (those never reach a receiver).
+func (s *scenario) agentAlerts(m matcher) []agentAlert {
+	s.t.Helper()
+	_, body := s.agent.Get(s.t, "/api/v1/alerts")
+	var resp struct {
+		Data struct {
+			Alerts []agentAlert `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		s.t.Fatalf("/api/v1/alerts: %v\n%s", err, body)
+	}
+	var out []agentAlert
+	for _, a := range resp.Data.Alerts {
+		if m.match(event{AlertName: a.Name, Labels: a.Labels}) {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -94,6 +94,9 @@ func TestHealthCheckFailure(t *testing.T) {
 	if n := len(s.find(matcher{alert: m.alert, kind: "initial"})); n != 1 {
 		t.Errorf("%d initial events for one outage, want 1", n)
 	}
+	if got := s.find(matcher{alert: m.alert, kind: "resolved"}); len(got) != 0 {
+		t.Errorf("resolved while /health still fails: %+v", got[0])
+	}
 
 	app.mode.Store("ok")
 	r := s.waitResolved(m, e, 15*time.Second)
