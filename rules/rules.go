@@ -342,6 +342,11 @@ func (m *Manager) Evaluate(ctx context.Context, ts time.Time) error {
 		m.m.failures.Add(float64(len(ge)))
 		errs = append(errs, ge...)
 	}
+	// Orphans are handed on once, then shown for the retention like any
+	// resolved alert.
+	m.orphans = slices.DeleteFunc(m.orphans, func(o *orphan) bool {
+		return o.inst.Delivered && ts.Sub(o.inst.ResolvedAt) > ResolvedRetention
+	})
 	for _, o := range m.orphans {
 		if o.inst.State != alert.StateResolved {
 			o.inst.State = alert.StateResolved
@@ -434,8 +439,6 @@ func (m *Manager) markDelivered() {
 			a.dirty = true
 		}
 	})
-	// Orphans are handed on once.
-	m.orphans = slices.DeleteFunc(m.orphans, func(o *orphan) bool { return o.inst.Delivered })
 }
 
 func (m *Manager) toAlert(sev alert.Severity, a *instance, ts time.Time) alert.Alert {
