@@ -15,7 +15,7 @@ import (
 
 type nopNotifier struct{}
 
-func (nopNotifier) Notify(string) error              { return nil }
+func (nopNotifier) Notify(string) error             { return nil }
 func (nopNotifier) WatchdogInterval() time.Duration { return 0 }
 
 func TestRulesConfig(t *testing.T) {
