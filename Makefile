@@ -9,7 +9,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export CGO_ENABLED := 0
 
-STATICCHECK_VERSION := 2026.1
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: all build run test test-deps test-rules unit lint bench clean
 

@@ -65,7 +65,10 @@ type Agent struct {
 	server   *http.Server
 	ready    atomic.Bool
 	store    *state.Store
-	rules    *rules.Manager
+	// startedAt and reloadOK feed /api/v1/status.
+	startedAt time.Time
+	reloadOK  atomic.Bool
+	rules     *rules.Manager
 
 	mu       sync.RWMutex // guards cfg and pipeline
 	cfg      *Config
@@ -87,11 +90,13 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		opts.Now = time.Now
 	}
 	a := &Agent{
-		opts:     opts,
-		logger:   opts.Logger,
-		registry: prometheus.NewRegistry(),
-		cfg:      cfg,
+		opts:      opts,
+		logger:    opts.Logger,
+		registry:  prometheus.NewRegistry(),
+		cfg:       cfg,
+		startedAt: opts.Now(),
 	}
+	a.reloadOK.Store(true)
 	a.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -267,6 +272,7 @@ func (a *Agent) reload(ctx context.Context) bool {
 	}
 	if err != nil {
 		a.metrics.reloadSuccess.Set(0)
+		a.reloadOK.Store(false)
 		a.logger.Error("Configuration reload failed; keeping the running configuration", "file", a.opts.ConfigFile, "err", err)
 		return false
 	}
@@ -280,6 +286,7 @@ func (a *Agent) reload(ctx context.Context) bool {
 		_ = a.opts.Level.UnmarshalText([]byte(cfg.Agent.Log.Level))
 	}
 	a.metrics.reloadSuccess.Set(1)
+	a.reloadOK.Store(true)
 	a.metrics.reloadTime.SetToCurrentTime()
 	a.logger.Info("Configuration reloaded", "collectors", p.names())
 	return true

@@ -30,6 +30,7 @@ func newServer(a *Agent) *http.Server {
 		}
 		_, _ = w.Write([]byte("Ready.\n"))
 	})
+	mux.HandleFunc("GET /api/v1/status", a.handleStatus)
 	mux.HandleFunc("GET /api/v1/alerts", a.serveAlerts)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -34,6 +34,27 @@ type Runner interface {
 // it is logged at debug level and does not count as a failure.
 var ErrNoData = errors.New("collector returned no data")
 
+// Status is one line of `tokpulse-agent status`: how the last run of a
+// collector, or of one of its parts (a probe, a check, a log source), went.
+type Status struct {
+	// Kind is "collector" for a Set member, or the part's kind ("probe",
+	// "check", "log", "journal", "process", "unit").
+	Kind    string    `json:"kind"`
+	Name    string    `json:"name"`
+	LastRun time.Time `json:"last_run"`
+	OK      bool      `json:"ok"`
+	// Reason is a short machine-friendly cause of failure ("timeout").
+	Reason string `json:"reason,omitempty"`
+	// Detail is the error text or a one-line summary.
+	Detail string `json:"detail,omitempty"`
+}
+
+// StatusProvider is implemented by collectors whose parts each have a
+// status of their own (one per probe, check or log source).
+type StatusProvider interface {
+	Status() []Status
+}
+
 // Named is a collector with the name it is reported under.
 type Named struct {
 	Name string
@@ -51,6 +72,9 @@ type Set struct {
 
 	durationDesc *prometheus.Desc
 	successDesc  *prometheus.Desc
+
+	mu   sync.Mutex
+	last map[string]Status // by member name
 }
 
 // NewSet returns a Set over members. timeout bounds each gather so that one
@@ -63,6 +87,7 @@ func NewSet(members []Named, timeout time.Duration, logger *slog.Logger) *Set {
 		members: members,
 		logger:  logger,
 		timeout: timeout,
+		last:    map[string]Status{},
 		durationDesc: prometheus.NewDesc("tokpulse_collector_duration_seconds",
 			"How long the collector took in the last gather.", []string{"collector"}, nil),
 		successDesc: prometheus.NewDesc("tokpulse_collector_success",
@@ -103,6 +128,34 @@ func (s *Set) collectOne(ctx context.Context, m Named, ch chan<- prometheus.Metr
 		success = 0
 		s.logger.Error("Collector failed", "collector", m.Name, "err", err)
 	}
+	st := Status{Kind: "collector", Name: m.Name, LastRun: start, OK: success == 1}
+	if success == 0 {
+		st.Detail = err.Error()
+	}
+	s.mu.Lock()
+	s.last[m.Name] = st
+	s.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(s.durationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), m.Name)
 	ch <- prometheus.MustNewConstMetric(s.successDesc, prometheus.GaugeValue, success, m.Name)
+}
+
+// Status returns the last gather's result of every member, followed by the
+// statuses of the members' own parts.
+func (s *Set) Status() []Status {
+	var out []Status
+	s.mu.Lock()
+	for _, m := range s.members {
+		st, ok := s.last[m.Name]
+		if !ok {
+			st = Status{Kind: "collector", Name: m.Name, Detail: "not gathered yet"}
+		}
+		out = append(out, st)
+	}
+	s.mu.Unlock()
+	for _, m := range s.members {
+		if p, ok := m.Collector.(StatusProvider); ok {
+			out = append(out, p.Status()...)
+		}
+	}
+	return out
 }

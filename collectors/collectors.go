@@ -42,9 +42,9 @@ func DefaultPaths() Paths { return Paths{Proc: "/proc", Sys: "/sys", Rootfs: "/"
 
 // Validate implements yamlx.Validator.
 func (p *Paths) Validate(v *yamlx.Checker, path string) {
-	for key, val := range map[string]string{"proc": p.Proc, "sys": p.Sys, "rootfs": p.Rootfs} {
-		if !filepath.IsAbs(val) {
-			v.Errorf(yamlx.Join(path, key), "%q is not an absolute path; write e.g. /host/%s", val, key)
+	for _, kv := range [][2]string{{"proc", p.Proc}, {"sys", p.Sys}, {"rootfs", p.Rootfs}} {
+		if !filepath.IsAbs(kv[1]) {
+			v.Errorf(yamlx.Join(path, kv[0]), "%q is not an absolute path; write e.g. /host/%s", kv[1], kv[0])
 		}
 	}
 }

@@ -30,6 +30,7 @@ const usage = `tokpulse-agent: the TokPulse host monitoring agent.
 Usage:
   tokpulse-agent run     [--config FILE] [--web.config.file FILE]   run the daemon
   tokpulse-agent check   [--config FILE]                            validate a configuration
+  tokpulse-agent status  [--config FILE | --url URL] [--json]       show the running agent's collectors, probes, alerts
   tokpulse-agent test    rules FILE...                              run rule unit tests (promtool's test rules format)
   tokpulse-agent config  default                                    print the embedded default configuration
   tokpulse-agent version                                            print version, commit and Go version
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "test":
 		if len(args) >= 3 && args[1] == "rules" {
 			if !agent.TestRules(stdout, args[2:]...) {

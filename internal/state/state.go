@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the state file's name inside agent.state_dir.
@@ -32,7 +33,7 @@ func Open(dir string) (*Store, error) {
 	// A second agent on the same file would block for ever on bbolt's
 	// lock; fail fast and say why instead.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("state file %s is locked: is another tokpulse-agent running with the same agent.state_dir?", path)
 	}
 	if err != nil {

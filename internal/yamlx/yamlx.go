@@ -121,8 +121,9 @@ func parent(path string) string {
 
 // Decode parses data (read from file) into out, which must be a non-nil
 // pointer, typically already holding the defaults. It returns Problems, or nil.
-// When out implements Validator, Validate runs only if decoding succeeded, so
-// that it never sees half-decoded values.
+// When out implements Validator, Validate runs even after decoding errors (a
+// value that failed to decode keeps its default), so that one run of
+// `check` reports every problem in the file.
 func Decode(file string, data []byte, out any) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -144,10 +145,6 @@ func Decode(file string, data []byte, out any) error {
 				c.problems = append(c.problems, c.typeProblem(msg))
 			}
 		}
-	}
-	if len(c.problems) > 0 {
-		sortProblems(c.problems)
-		return c.problems
 	}
 	return validate(c, out)
 }
@@ -179,7 +176,7 @@ func syntaxProblem(file string, err error) Problem {
 	p := Problem{File: file, Msg: msg}
 	if m := lineRE.FindStringSubmatch(msg); m != nil {
 		p.Line, _ = strconv.Atoi(m[1])
-		p.Msg = m[2] + " (check the indentation and quoting on this line or the one before)"
+		p.Msg = m[2] + " (check the indentation and quoting around this line)"
 	}
 	return p
 }
@@ -298,12 +295,9 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
 		tag := f.Tag.Get("yaml")
 		name, opts, _ := strings.Cut(tag, ",")
-		if name == "-" {
+		if name == "-" || (!f.IsExported() && !f.Anonymous) {
 			continue
 		}
 		if strings.Contains(opts, "inline") {

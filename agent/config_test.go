@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokpulse/tokpulse-agent/collectors"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+// TestInvalidConfigs pairs each testdata/invalid-*.yml with the exact error
+// it must produce, in invalid-*.yml.err.
+func TestInvalidConfigs(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid-*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no invalid fixtures found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f)
+			if err == nil {
+				t.Fatalf("Load(%s) succeeded; want an error", f)
+			}
+			got := err.Error() + "\n"
+			golden := f + ".err"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("reading %s: %v (run go test ./agent -run TestInvalidConfigs -update)", golden, err)
+			}
+			if got != string(want) {
+				t.Errorf("Load(%s) error:\n%s\nwant:\n%s", f, got, want)
+			}
+			// Every problem names the file and a line, so an editor can jump there.
+			for _, line := range strings.Split(strings.TrimSpace(got), "\n") {
+				if !strings.HasPrefix(line, f+":") {
+					t.Errorf("problem %q does not start with %q", line, f+":")
+				}
+			}
+		})
+	}
+}
+
+func TestValidConfigLoadsExpectedValues(t *testing.T) {
+	cfg, err := Load("testdata/valid-full.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"hostname", cfg.Agent.Hostname, "web-1"},
+		{"interval", cfg.Agent.Interval.D(), 15 * time.Second},
+		{"state_dir", cfg.Agent.StateDir, "/tmp/tokpulse-state"},
+		{"paths", cfg.Agent.Paths, collectors.Paths{Proc: "/host/proc", Sys: "/host/sys", Rootfs: "/host"}},
+		{"log", cfg.Agent.Log, LogConfig{Level: "debug", Format: "json"}},
+		{"listen", cfg.Web.Listen, "[::1]:9999"},
+		{"host.cpu", cfg.Host.CPU, true},
+		{"host.load", cfg.Host.Load, false},
+		// Keys not written keep their defaults.
+		{"host.memory default", cfg.Host.Memory, true},
+		{"fs include", cfg.Host.Filesystem.MountPointsInclude.String(), "^/(srv|var)"},
+		{"fs exclude default kept", cfg.Host.Filesystem.MountPointsExclude.String(), collectors.DefaultHostConfig().Filesystem.MountPointsExclude.String()},
+		{"net exclude", cfg.Host.Network.DevicesExclude.Match("veth12"), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.got != c.want {
+				t.Errorf("got %v, want %v", c.got, c.want)
+			}
+		})
+	}
+}
+
+func TestEmbeddedDefaultConfig(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatalf("embedded default config is invalid: %v", err)
+	}
+	if cfg.Web.Listen != DefaultListen {
+		t.Errorf("listen = %q, want %q", cfg.Web.Listen, DefaultListen)
+	}
+	if cfg.Agent.Interval.D() != 10*time.Second {
+		t.Errorf("interval = %s, want 10s", cfg.Agent.Interval)
+	}
+}
+
+func TestEmptyFileIsAllDefaults(t *testing.T) {
+	cfg, err := Parse("empty.yml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := Default()
+	if cfg.Agent.Interval != def.Agent.Interval || cfg.Web != def.Web {
+		t.Errorf("empty file did not give defaults: %+v", cfg)
+	}
+}
+
+func TestDefaultStateDir(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "/run/state-from-systemd")
+	if got := defaultStateDir(); got != "/run/state-from-systemd" {
+		t.Errorf("with STATE_DIRECTORY set: %q", got)
+	}
+}

@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
+)
+
+// Status is the body of GET /api/v1/status, what `tokpulse-agent status`
+// shows. Its fields are documented in docs/api.md.
+type Status struct {
+	Agent      AgentStatus         `json:"agent"`
+	Components []collectors.Status `json:"components"`
+	// Alerts are the pending and firing alerts, and those resolved
+	// recently, as /api/v1/alerts serves them.
+	Alerts []alert.Alert `json:"alerts"`
+}
+
+// AgentStatus describes the running agent.
+type AgentStatus struct {
+	Version              string    `json:"version"`
+	Commit               string    `json:"commit"`
+	Hostname             string    `json:"hostname"`
+	StartedAt            time.Time `json:"started_at"`
+	ConfigFile           string    `json:"config_file"`
+	Interval             string    `json:"interval"`
+	LastReloadSuccessful bool      `json:"last_reload_successful"`
+	LastGather           string    `json:"last_gather"`
+}
+
+// StatusSnapshot assembles the agent's status.
+func (a *Agent) StatusSnapshot() Status {
+	cfg := a.Config()
+	file := a.opts.ConfigFile
+	if file == "" {
+		file = DefaultConfigName
+	}
+	gather, _ := a.lastGather.Load().(string)
+	return Status{
+		Agent: AgentStatus{
+			Version:              a.opts.Build.Version,
+			Commit:               a.opts.Build.Commit,
+			Hostname:             cfg.Agent.Hostname,
+			StartedAt:            a.startedAt,
+			ConfigFile:           file,
+			Interval:             cfg.Agent.Interval.String(),
+			LastReloadSuccessful: a.reloadOK.Load(),
+			LastGather:           gather,
+		},
+		Components: a.currentPipeline().set.Status(),
+		Alerts:     a.rules.Alerts(a.opts.Now()),
+	}
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(a.StatusSnapshot())
+}

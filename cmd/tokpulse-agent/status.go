@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
+)
+
+// cmdStatus prints the running agent's status, read from its local API.
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "configuration of the running agent, to find its web.listen (default: the embedded default)")
+	url := fs.String("url", "", "base URL of the agent's HTTP server (overrides --config), e.g. https://127.0.0.1:9847")
+	asJSON := fs.Bool("json", false, "print the raw JSON of /api/v1/status")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	base := *url
+	if base == "" {
+		cfg, err := agent.Load(*configFile)
+		if err != nil {
+			printProblems(stderr, err)
+			return 1
+		}
+		if cfg.Web.ConfigFile != "" {
+			fmt.Fprintln(stderr, "the agent serves through a web config file (TLS or basic auth); pass --url https://HOST:PORT")
+			return 1
+		}
+		base = "http://" + cfg.Web.Listen
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/v1/status", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "cannot reach the agent at %s: %v (is it running? systemctl status tokpulse-agent)\n", base, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "agent at %s answered %s: %s %v\n", base, resp.Status, body, err)
+		return 1
+	}
+	if *asJSON {
+		_, _ = stdout.Write(body)
+		return 0
+	}
+	var st agent.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		fmt.Fprintf(stderr, "unexpected answer from %s: %v\n", base, err)
+		return 1
+	}
+	color := false
+	if f, ok := stdout.(*os.File); ok {
+		color = term.IsTerminal(int(f.Fd()))
+	}
+	renderStatus(stdout, st, time.Now(), color)
+	return 0
+}
+
+// renderStatus writes st as compact tables, like `monit summary`.
+func renderStatus(w io.Writer, st agent.Status, now time.Time, color bool) {
+	paint := func(ok bool, s string) string {
+		if !color {
+			return s
+		}
+		if ok {
+			return "\x1b[32m" + s + "\x1b[0m"
+		}
+		return "\x1b[31m" + s + "\x1b[0m"
+	}
+	a := st.Agent
+	reload := "ok"
+	if !a.LastReloadSuccessful {
+		reload = paint(false, "FAILED (previous configuration in force)")
+	}
+	fmt.Fprintf(w, "tokpulse-agent %s on %s, up %s, config %s (last reload %s)\n%s\n\n",
+		a.Version, a.Hostname, strings.TrimSuffix(age(now, a.StartedAt), " ago"), a.ConfigFile, reload, a.LastGather)
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tNAME\tSTATUS\tLAST RUN\tDETAIL")
+	for _, c := range st.Components {
+		status := paint(c.OK, "OK")
+		if !c.OK {
+			status = paint(false, "FAIL")
+			if c.LastRun.IsZero() {
+				status = "-"
+			}
+		}
+		detail := c.Detail
+		if c.Reason != "" {
+			detail = c.Reason + ": " + detail
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Kind, c.Name, status, age(now, c.LastRun), oneLine(detail, 100))
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(w)
+	if len(st.Alerts) == 0 {
+		fmt.Fprintln(w, "No alerts.")
+		return
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ALERT\tSEVERITY\tSTATE\tSINCE\tVALUE\tSUMMARY")
+	for _, al := range st.Alerts {
+		state := string(al.State)
+		if al.State == alert.StateFiring {
+			state = paint(false, state)
+		}
+		since := al.ActiveAt
+		if al.State == alert.StateResolved {
+			since = al.ResolvedAt
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\n", al.Name, al.Severity, state,
+			strings.TrimSuffix(age(now, since), " ago"), al.Value, oneLine(al.Annotations["summary"], 80))
+	}
+	_ = tw.Flush()
+}
+
+// age formats how long ago t was, "-" for never.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm ago", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		return s[:max-1] + "…"
+	}
+	return s
+}

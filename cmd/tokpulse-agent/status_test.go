@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
+)
+
+func TestRenderStatus(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	st := agent.Status{
+		Agent: agent.AgentStatus{Version: "1.0.0", Hostname: "web-1", StartedAt: now.Add(-3*time.Hour - 2*time.Minute),
+			ConfigFile: "/etc/tokpulse-agent/agent.yaml", LastReloadSuccessful: false, LastGather: "145 series"},
+		Components: []collectors.Status{
+			{Kind: "collector", Name: "host", LastRun: now.Add(-2 * time.Second), OK: true},
+			{Kind: "probe", Name: "health", LastRun: now.Add(-4 * time.Second), Reason: "timeout", Detail: "context\ndeadline exceeded"},
+			{Kind: "check", Name: "postgres"},
+		},
+		Alerts: []alert.Alert{{Name: "HighMemoryUsage", Severity: alert.P2, State: alert.StateFiring,
+			ActiveAt: now.Add(-12 * time.Minute), Value: 0.853, Annotations: map[string]string{"summary": "Memory 85 % used on web-1"}}},
+	}
+	for _, tc := range []struct {
+		name  string
+		color bool
+		want  []string
+	}{
+		{"plain", false, []string{
+			"tokpulse-agent 1.0.0 on web-1, up 3h02m, config /etc/tokpulse-agent/agent.yaml (last reload FAILED (previous configuration in force))",
+			"collector  host      OK      2s ago    ",
+			"probe      health    FAIL    4s ago    timeout: context deadline exceeded",
+			"check      postgres  -       -",
+			"HighMemoryUsage  P2        firing  12m    0.853  Memory 85 % used on web-1",
+		}},
+		{"colour", true, []string{"\x1b[32mOK\x1b[0m", "\x1b[31mFAIL\x1b[0m"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			renderStatus(&buf, st, now, tc.color)
+			for _, w := range tc.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, buf.String())
+				}
+			}
+			if !tc.color && strings.Contains(buf.String(), "\x1b[") {
+				t.Error("escape codes without colour")
+			}
+		})
+	}
+}
