@@ -116,7 +116,10 @@ func (a *Agent) serveAlerts(w http.ResponseWriter, _ *http.Request) {
 // reloadRules applies cfg's rules and severities; on error the running
 // rules stay.
 func (a *Agent) reloadRules(cfg *Config) error {
+	// The interval sizes the store's window, which Load computes.
+	a.rules.SetInterval(cfg.Agent.Interval.D())
 	if err := a.rules.Load(ruleGlobs(cfg, a.opts.ConfigFile)); err != nil {
+		a.rules.SetInterval(a.Config().Agent.Interval.D())
 		return err
 	}
 	a.rules.SetPolicies(cfg.Severities)

@@ -148,6 +148,20 @@ func newEngine(logger *slog.Logger, interval time.Duration) *promql.Engine {
 	})
 }
 
+// SetInterval changes the evaluation interval (after a reload); it applies
+// to the store's window at the next Load.
+func (m *Manager) SetInterval(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d != m.opts.Interval {
+		m.opts.Interval = d
+		m.engine = newEngine(m.logger, d)
+	}
+}
+
 // SetPolicies replaces the severity policies (after a reload).
 func (m *Manager) SetPolicies(p alert.Policies) {
 	m.mu.Lock()
@@ -209,7 +223,11 @@ func (m *Manager) Load(globs []string) error {
 	// Margin: the lookback of an instant selector plus two intervals, so
 	// that a late gather never leaves a range one sample short.
 	m.store.SetWindow(window + LookbackDelta + 2*m.opts.Interval)
-	m.logger.Info("Rules loaded", "files", len(files), "groups", len(groups), "rules", len(byKey), "window", m.store.Window())
+	nrules := 0
+	for _, g := range groups {
+		nrules += len(g.Rules)
+	}
+	m.logger.Info("Rules loaded", "files", len(files), "groups", len(groups), "rules", nrules, "window", m.store.Window())
 	return nil
 }
 
