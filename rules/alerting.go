@@ -85,7 +85,7 @@ func (r *Rule) evalAlert(ctx context.Context, ts time.Time, res promql.Vector, q
 			return expandTemplate(ctx, r.Alert, text, tmplData, ts, query, ext.parsedURL, logger)
 		}
 		lb.Reset(smpl.Metric)
-		lb.Del(labels.MetricName)
+		lb.Del(model.MetricNameLabel)
 		r.Labels.Range(func(x labels.Label) { lb.Set(x.Name, expand(x.Value)) })
 		lb.Set(labels.AlertName, r.Alert)
 		lset := lb.Labels()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/template"
@@ -313,7 +314,7 @@ func record(r *Rule, vec promql.Vector, ts time.Time, store *Store) error {
 	out := make([]labels.Labels, len(vec))
 	for i, s := range vec {
 		lb.Reset(s.Metric)
-		lb.Set(labels.MetricName, r.Record)
+		lb.Set(model.MetricNameLabel, r.Record)
 		r.Labels.Range(func(l labels.Label) { lb.Set(l.Name, l.Value) })
 		out[i] = lb.Labels()
 		if h := out[i].Hash(); seen[h] {

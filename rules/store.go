@@ -185,7 +185,7 @@ func (a *gatherAppender) add(name string, m *dto.Metric, v float64, extraName st
 		return
 	}
 	a.b.Reset()
-	a.b.Add(labels.MetricName, name)
+	a.b.Add(model.MetricNameLabel, name)
 	for _, lp := range m.GetLabel() {
 		a.b.Add(lp.GetName(), lp.GetValue())
 	}
@@ -211,7 +211,7 @@ func (ms *memSeries) sameAs(name string, m *dto.Metric, extraName string) bool {
 	if extraName != "" {
 		n++
 	}
-	if ms.lset.Len() != n || ms.lset.Get(labels.MetricName) != name {
+	if ms.lset.Len() != n || ms.lset.Get(model.MetricNameLabel) != name {
 		return false
 	}
 	for _, lp := range m.GetLabel() {
@@ -249,7 +249,7 @@ func (s *Store) seriesLocked(lset labels.Labels) *memSeries {
 	}
 	ms := &memSeries{lset: lset, hash: h}
 	s.series[h] = ms
-	name := lset.Get(labels.MetricName)
+	name := lset.Get(model.MetricNameLabel)
 	if s.byName[name] == nil {
 		s.byName[name] = map[uint64]*memSeries{}
 	}
@@ -259,7 +259,7 @@ func (s *Store) seriesLocked(lset labels.Labels) *memSeries {
 
 func (s *Store) deleteLocked(ms *memSeries) {
 	delete(s.series, ms.hash)
-	name := ms.lset.Get(labels.MetricName)
+	name := ms.lset.Get(model.MetricNameLabel)
 	delete(s.byName[name], ms.hash)
 	if len(s.byName[name]) == 0 {
 		delete(s.byName, name)
@@ -344,7 +344,7 @@ func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.Sele
 	var out []*listSeries
 	candidates := q.s.series
 	for _, m := range ms {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			candidates = q.s.byName[m.Value]
 			break
 		}
