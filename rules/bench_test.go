@@ -65,8 +65,13 @@ func hostFamilies(n, i int, unhealthy bool) []*dto.MetricFamily {
 	for _, src := range []string{"access", "api", "admin"} {
 		for _, st := range []string{"200", "201", "204", "301", "304", "400", "401", "404", "429", "500", "502", "503"} {
 			v := 0.0
-			if st == "200" || unhealthy {
+			switch {
+			case st == "200":
 				v = fi * 10
+			case unhealthy:
+				// Uneven growth: the alerts' values change at every
+				// evaluation, so their annotations are expanded every time.
+				v = fi*10 + float64((i*i)%13)
 			}
 			add(req, v, "source", src, "status", st)
 		}
@@ -79,7 +84,7 @@ func hostFamilies(n, i int, unhealthy bool) []*dto.MetricFamily {
 		for _, p := range []string{"error", "auth", "rate_limit", "webhook", "db_connection", "webhook_failed"} {
 			v := 0.0
 			if unhealthy {
-				v = fi
+				v = fi + float64((i*i)%5)
 			}
 			add(lm, v, "source", src, "pattern", p)
 		}

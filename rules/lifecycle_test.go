@@ -201,8 +201,8 @@ func TestLifecycleFor(t *testing.T) {
 	for range 10 { // to t0+16m: past P1's first escalation step (15m)
 		h.eval(f(91))
 	}
-	if a := h.sink.last()[0]; a.Escalation != "engineering-manager" || a.Value != 91 {
-		t.Errorf("after 16m: escalation %q value %v, want engineering-manager and 91", a.Escalation, a.Value)
+	if a := h.sink.last()[0]; a.Escalation != "engineering-manager" || a.Value != 91 || a.Annotations["summary"] != "memory at 91%" {
+		t.Errorf("after 16m: escalation %q value %v summary %q, want engineering-manager, 91 and the summary expanded again", a.Escalation, a.Value, a.Annotations["summary"])
 	}
 	if h.evidence.n != 1 {
 		t.Errorf("evidence taken %d times, want once (when the alert started firing)", h.evidence.n)

@@ -53,6 +53,9 @@ type Rule struct {
 
 	// ranges is the longest time the expression looks back.
 	ranges time.Duration
+	// templatesQuery is set when a label or annotation template calls
+	// query, whose result may change while the alert's value does not.
+	templatesQuery bool
 	// active holds the rule's alert instances by fingerprint.
 	active map[string]*instance
 }
@@ -165,6 +168,11 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 				Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
 				File: file, Line: line, Group: g.Name,
 				ranges: lookback(expr), active: map[string]*instance{},
+			}
+			for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
+				for _, v := range m {
+					r.templatesQuery = r.templatesQuery || strings.Contains(v, "query")
+				}
 			}
 			if r.Alert != "" {
 				sev, ok := rr.Labels["severity"]
