@@ -27,6 +27,12 @@ func ruleGlobs(cfg *Config, configFile string) []string {
 	return out
 }
 
+// UnmatchedRuleGlobs returns the rule_files globs of cfg that match no
+// file, for a warning from check.
+func UnmatchedRuleGlobs(cfg *Config, configFile string) []string {
+	return rules.UnmatchedGlobs(ruleGlobs(cfg, configFile))
+}
+
 // CheckRules loads every rule file of cfg as the daemon would, for
 // `tokpulse-agent check`. It returns the files and the number of rules, or
 // an error listing every problem as "file:line: ...".

@@ -91,6 +91,19 @@ func ExpandGlobs(globs []string) ([]string, error) {
 	return slices.Compact(files), nil
 }
 
+// UnmatchedGlobs returns the globs that match no file: not an error (a
+// drop-in directory may be empty), but worth a warning, since a typo in a
+// path silently loads no rules.
+func UnmatchedGlobs(globs []string) []string {
+	var out []string
+	for _, g := range globs {
+		if m, err := filepath.Glob(g); err == nil && len(m) == 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 // LoadFiles parses and validates every rule file the globs match. The
 // error lists every problem of every file, each as "file:line: ...".
 func LoadFiles(globs []string, logger *slog.Logger) ([]*Group, []string, error) {

@@ -182,6 +182,9 @@ func (m *Manager) Load(globs []string) error {
 	if err != nil {
 		return err
 	}
+	for _, g := range UnmatchedGlobs(globs) {
+		m.logger.Warn("A rule_files glob matches no file", "glob", g)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var prev []*instance
