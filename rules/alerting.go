@@ -54,6 +54,10 @@ type instance struct {
 	newlyFiring bool
 }
 
+// stateKey is the instance's key in the state file: the fingerprint
+// within its group, since two groups may hold alerts with the same labels.
+func (a *instance) stateKey() string { return a.Group + "/" + a.Fingerprint }
+
 // fingerprint is a stable hash of a label set: it identifies an alert in
 // the state file and towards delivery across restarts and versions.
 func fingerprint(l labels.Labels) string {

@@ -254,8 +254,10 @@ func (m *Manager) readState() ([]*instance, error) {
 			m.logger.Warn("Dropping a corrupt alert state record", "key", string(k), "err", err)
 			return nil
 		}
+		// A record under another key (an older layout) is rewritten.
+		a.dirty = string(k) != a.stateKey()
 		out = append(out, a)
-		m.persisted[a.Fingerprint] = true
+		m.persisted[string(k)] = true
 		return nil
 	})
 	if err != nil {
@@ -502,7 +504,7 @@ func sortAlerts(as []alert.Alert) {
 // transaction.
 func (m *Manager) persist() error {
 	current := map[string]*instance{}
-	m.eachInstance(func(_ *Rule, _ alert.Severity, a *instance) { current[a.Fingerprint] = a })
+	m.eachInstance(func(_ *Rule, _ alert.Severity, a *instance) { current[a.stateKey()] = a })
 	if m.opts.State == nil {
 		for _, a := range current {
 			a.dirty = false
