@@ -11,7 +11,15 @@ export CGO_ENABLED := 0
 
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build run test test-deps test-rules unit lint bench clean
+# Packages: nfpm at a pinned version, installed into bin/tools by "go install".
+NFPM_VERSION := v2.45.2
+NFPM         := bin/tools/nfpm-$(NFPM_VERSION)
+PKG_VERSION  ?= $(shell ./packaging/version.sh)
+PKG_ARCH     ?= $(shell $(GO) env GOARCH)
+DIST         ?= dist
+PKG_STAGE    := build/pkg
+
+.PHONY: all build run test test-deps test-rules unit lint bench clean deb rpm package pkg-stage
 
 all: build
 
@@ -28,8 +36,8 @@ test-deps:
 
 # The default rule pack and its tests, in Prometheus' own format: our
 # binary and Debian's promtool must agree on every rule and every test.
-RULE_FILES := packaging/rules/runbook.yml
-RULE_TESTS := packaging/rules/runbook_test.yml
+RULE_FILES := packaging/rules/runbook.yml packaging/prometheus/tokpulse-agent-central.yml
+RULE_TESTS := packaging/rules/runbook_test.yml packaging/prometheus/tokpulse-agent-central_test.yml
 
 test-rules: test-deps build
 	./$(BIN) test rules $(RULE_TESTS)
@@ -48,5 +56,31 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# deb, rpm and package build the packages into $(DIST)/ (default dist/),
+# versioned by packaging/version.sh; PKG_VERSION=1.2.3 overrides it.
+package: deb rpm
+
+deb rpm: pkg-stage $(NFPM)
+	@mkdir -p $(DIST)
+	PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' \
+		$(NFPM) package --config packaging/nfpm.yaml --packager $@ --target $(DIST)/
+
+# pkg-stage puts what the packages ship but git does not hold in
+# $(PKG_STAGE): the binary (from $(BIN)), the compressed man page, the rule
+# pack (whatever packaging/rules/*.yml holds, possibly nothing, except the
+# rules' unit tests *_test.yml, which the agent would load as rules) and the
+# changelog with an entry for this version on top.
+pkg-stage: build
+	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)/rules
+	install -m 0755 $(BIN) $(PKG_STAGE)/tokpulse-agent
+	gzip -9n < packaging/tokpulse-agent.8 > $(PKG_STAGE)/tokpulse-agent.8.gz
+	for f in packaging/rules/*.yml; do case "$$f" in *_test.yml) ;; *) if [ -f "$$f" ]; then cp "$$f" $(PKG_STAGE)/rules/; fi ;; esac; done
+	./packaging/changelog.sh '$(PKG_VERSION)' packaging/changelog.yml > $(PKG_STAGE)/changelog.yml
+
+$(NFPM):
+	@mkdir -p bin/tools/nfpm.tmp
+	GOBIN=$(CURDIR)/bin/tools/nfpm.tmp $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	mv bin/tools/nfpm.tmp/nfpm $@ && rmdir bin/tools/nfpm.tmp
+
 clean:
-	rm -rf bin dist
+	rm -rf bin dist build

@@ -22,6 +22,7 @@ import (
 	tpcollectors "github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
+	"github.com/tokpulse/tokpulse-agent/notify"
 	"github.com/tokpulse/tokpulse-agent/rules"
 )
 
@@ -47,8 +48,8 @@ type Options struct {
 	Notifier Notifier
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Sink receives alerts after every rule evaluation; nil keeps them
-	// visible only in /api/v1/alerts and tokpulse_alerts.
+	// Sink receives alerts after every rule evaluation; nil means the
+	// agent's own delivery (notify:). Tests replace it to observe hand-overs.
 	Sink alert.Sink
 }
 
@@ -69,6 +70,7 @@ type Agent struct {
 	startedAt time.Time
 	reloadOK  atomic.Bool
 	rules     *rules.Manager
+	notifier  *notify.Manager
 
 	mu       sync.RWMutex // guards cfg and pipeline
 	cfg      *Config
@@ -114,6 +116,11 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.pipeline = p
 	a.registry.MustRegister(&swappable{a: a})
+	// Delivery first: the rules hand their alerts to it.
+	if a.notifier, err = a.newNotifier(cfg); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
 	if a.rules, err = a.newRules(cfg); err != nil {
 		_ = store.Close()
 		return nil, err
@@ -151,6 +158,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, stopRunners := context.WithCancel(ctx)
 	defer stopRunners()
 	a.pipeline.start(runCtx)
+	// Delivery outlives ctx: shutdown drains it before the state file closes.
+	a.notifier.Start(context.WithoutCancel(runCtx))
 
 	a.gather()
 	a.ready.Store(true)
@@ -204,6 +213,7 @@ func (a *Agent) shutdown() error {
 	p := a.pipeline
 	a.mu.RUnlock()
 	p.stop()
+	a.stopNotifier(ctx)
 	if a.server != nil {
 		if err := a.server.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.logger.Warn("HTTP server did not stop cleanly", "err", err)
@@ -266,6 +276,9 @@ func (a *Agent) reload(ctx context.Context) bool {
 	var p *pipeline
 	if err == nil {
 		p, err = newPipeline(cfg, a.collectorOptions(cfg))
+	}
+	if err == nil {
+		err = a.notifier.Apply(cfg.Notify, cfg.Severities)
 	}
 	if err == nil {
 		err = a.reloadRules(cfg)

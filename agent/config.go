@@ -12,6 +12,7 @@ import (
 	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
 // defaultConfigYAML is the configuration used when no --config is given. It
@@ -38,6 +39,8 @@ type Config struct {
 	RuleFiles []string `yaml:"rule_files"`
 	// Severities is the runbook's policy per incident class.
 	Severities alert.Policies `yaml:"severities"`
+	// Notify is where alerts go (webhooks, Alertmanager, files).
+	Notify notify.Config `yaml:"notify"`
 }
 
 // AgentConfig is the "agent:" section: identity, schedule, host paths, logging.
@@ -84,6 +87,7 @@ func Default() Config {
 		Web:        WebConfig{Listen: DefaultListen},
 		Config:     collectors.DefaultConfig(),
 		Severities: alert.DefaultPolicies(),
+		Notify:     notify.DefaultConfig(),
 	}
 }
 
@@ -144,6 +148,7 @@ func (c *Config) Validate(v *yamlx.Checker, path string) {
 			v.Errorf(yamlx.Index(yamlx.Join(path, "rule_files"), i), "%q is not a valid glob: %v; write e.g. /etc/tokpulse-agent/rules/*.yml", g, err)
 		}
 	}
+	c.Notify.Validate(v, yamlx.Join(path, "notify"))
 }
 
 // Validate implements yamlx.Validator.

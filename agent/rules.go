@@ -56,11 +56,15 @@ func TestRules(w io.Writer, files ...string) bool {
 
 // newRules builds the rule manager and loads cfg's rule files.
 func (a *Agent) newRules(cfg *Config) (*rules.Manager, error) {
+	sink := a.opts.Sink
+	if sink == nil {
+		sink = a.AlertSink()
+	}
 	m := rules.NewManager(rules.Options{
 		Logger:     a.logger.With("component", "rules"),
 		Registerer: a.registry,
 		State:      a.store,
-		Sink:       a.opts.Sink,
+		Sink:       sink,
 		Policies:   cfg.Severities,
 		Evidence: &rules.HostEvidence{
 			Proc:      cfg.Agent.Paths.Proc,

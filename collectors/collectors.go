@@ -15,6 +15,12 @@ import (
 // inlines it at the top level of its own configuration.
 type Config struct {
 	Host HostConfig `yaml:"host"`
+	// Probes, Checks, Processes and Units: see probe.go, check.go,
+	// process.go and unit.go.
+	Probes    ProbeList   `yaml:"probes"`
+	Checks    CheckList   `yaml:"checks"`
+	Processes ProcessList `yaml:"processes"`
+	Units     []string    `yaml:"units"`
 }
 
 // DefaultConfig returns the collector configuration used where agent.yaml is
@@ -26,6 +32,10 @@ func DefaultConfig() Config {
 // Validate implements yamlx.Validator.
 func (c *Config) Validate(v *yamlx.Checker, path string) {
 	c.Host.Validate(v, yamlx.Join(path, "host"))
+	validateProbes(c.Probes, v, yamlx.Join(path, "probes"))
+	validateChecks(c.Checks, v, yamlx.Join(path, "checks"))
+	validateProcesses(c.Processes, v, yamlx.Join(path, "processes"))
+	validateUnits(c.Units, v, yamlx.Join(path, "units"))
 }
 
 // Paths locates the host's pseudo filesystems. They are configurable so that
@@ -87,6 +97,10 @@ func Build(cfg Config, opts Options) ([]Named, error) {
 		build func(Config, Options) ([]Named, error)
 	}{
 		{"host", buildHost},
+		{"probes", buildProbes},
+		{"checks", buildChecks},
+		{"processes", buildProcesses},
+		{"systemd", buildUnits},
 	}
 	var out []Named
 	for _, b := range builders {

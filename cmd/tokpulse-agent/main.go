@@ -33,6 +33,7 @@ Usage:
   tokpulse-agent status  [--config FILE | --url URL] [--json]       show the running agent's collectors, probes, alerts
   tokpulse-agent test    rules FILE...                              run rule unit tests (promtool's test rules format)
   tokpulse-agent config  default                                    print the embedded default configuration
+  tokpulse-agent notify  test [--config FILE]                       send a test alert through every notify output
   tokpulse-agent version                                            print version, commit and Go version
 
 Without --config the embedded default configuration is used.
@@ -67,6 +68,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if len(args) == 2 && args[1] == "default" {
 			_, _ = stdout.Write(agent.DefaultConfigYAML())
 			return 0
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
+	case "notify":
+		if len(args) >= 2 && args[1] == "test" {
+			return cmdNotifyTest(args[2:], stdout, stderr)
 		}
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -184,4 +191,21 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func cmdNotifyTest(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("notify test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "configuration file (default: the embedded default)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := agent.Load(*configFile)
+	if err != nil {
+		printProblems(stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return agent.NotifyTest(ctx, cfg, buildInfo(), stdout)
 }

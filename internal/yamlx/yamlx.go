@@ -193,19 +193,42 @@ func (c *Checker) typeProblem(msg string) Problem {
 	}
 	p.Line, _ = strconv.Atoi(m[1])
 	p.Msg = m[2]
-	p.Key, p.Column = c.keyAtLine(p.Line)
-	if u := unmarshalRE.FindStringSubmatch(p.Msg); u != nil {
+	value := ""
+	u := unmarshalRE.FindStringSubmatch(p.Msg)
+	if u != nil {
+		value = u[2]
 		p.Msg = fmt.Sprintf("%q is not %s", u[2], describeGoType(u[3]))
 	}
+	p.Key, p.Column = c.keyAtLine(p.Line, value)
 	return p
 }
 
-// keyAtLine finds the deepest key written on line, so that an error yaml.v3
-// reports by line alone can name the key.
-func (c *Checker) keyAtLine(line int) (string, int) {
+// keyAtLine finds the key written on line that an error yaml.v3 reports by
+// line alone is about: the list item holding value when there is one (as in
+// "[200, 2xy]"), else the deepest key on the line.
+func (c *Checker) keyAtLine(line int, value string) (string, int) {
 	best, col := "", 0
+	if value != "" {
+		for path, n := range c.index {
+			if n.Line == line && n.Kind == yaml.ScalarNode && n.Value == value && strings.HasSuffix(path, "]") {
+				if best == "" || n.Column < col {
+					best, col = path, n.Column
+				}
+			}
+		}
+		if best != "" {
+			return best, col
+		}
+	}
 	for path, n := range c.index {
-		if n.Line == line && len(path) > len(best) {
+		// Deepest key first; among keys on one line ("[200, 2xy]") the
+		// first in the line, so that the answer does not depend on map
+		// order.
+		if n.Line != line {
+			continue
+		}
+		d, bd := strings.Count(path, ".")+strings.Count(path, "["), strings.Count(best, ".")+strings.Count(best, "[")
+		if best == "" || d > bd || (d == bd && n.Column < col) {
 			best, col = path, n.Column
 		}
 	}

@@ -108,3 +108,14 @@ func TestSecretFileRead(t *testing.T) {
 		t.Errorf("missing file error = %v", err)
 	}
 }
+
+func TestTypeErrorInFlowListNamesTheItem(t *testing.T) {
+	var v struct {
+		Codes []int `yaml:"codes"`
+	}
+	err := Decode("f.yml", []byte("codes: [200, 2xy, 301]\n"), &v)
+	want := `f.yml:1:14: codes[1]: "2xy" is not a whole number`
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %s", err, want)
+	}
+}

@@ -1,0 +1,439 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/schedule"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// Check failure reasons, the values of the reason label of
+// tokpulse_check_failures_total.
+const (
+	CheckReasonTimeout = "timeout" // the command ran past its timeout and was killed
+	CheckReasonExit    = "exit"    // the command exited with a non-zero status
+	CheckReasonStart   = "start"   // the command could not be started
+	CheckReasonParse   = "parse"   // stdout held no number (value: stdout) or did not match expect_output
+)
+
+var checkReasons = []string{CheckReasonTimeout, CheckReasonExit, CheckReasonStart, CheckReasonParse}
+
+// MaxConcurrentChecks bounds how many check commands run at once, so that a
+// host in trouble (where every check is slow) is not also flooded with
+// forks.
+const MaxConcurrentChecks = 4
+
+// CheckConfig is one entry of the checks: list: a command run on a
+// schedule, successful when it exits with status 0.
+type CheckConfig struct {
+	Name string `yaml:"name"`
+	// Command is the argv; no shell is involved unless it names one
+	// (["sh", "-c", "..."]). $VAR and ${VAR} are replaced from env,
+	// env_files and the agent's environment; $$ is a literal $.
+	Command  []string          `yaml:"command"`
+	Interval yamlx.Duration    `yaml:"interval"`
+	Timeout  yamlx.Duration    `yaml:"timeout"`
+	Env      map[string]string `yaml:"env"`
+	// EnvFiles sets variables whose values are secrets (a DATABASE_URL
+	// with a password): variable name → file holding the value.
+	EnvFiles map[string]yamlx.SecretFile `yaml:"env_files"`
+	// Value is "none" or "stdout": the first number of the output becomes
+	// tokpulse_check_value.
+	Value string `yaml:"value"`
+	// ExpectOutput must match stdout for the check to succeed. Some
+	// clients exit 0 on an error reply: redis-cli prints "NOAUTH
+	// Authentication required." and exits 0 unless run with -e.
+	ExpectOutput   yamlx.Regexp `yaml:"expect_output"`
+	MaxOutputBytes int          `yaml:"max_output_bytes"`
+}
+
+// DefaultCheckConfig returns the defaults of one check.
+func DefaultCheckConfig() CheckConfig {
+	return CheckConfig{
+		Interval:       yamlx.Duration(15 * time.Second),
+		Timeout:        yamlx.Duration(10 * time.Second),
+		Value:          "none",
+		MaxOutputBytes: 64 << 10,
+	}
+}
+
+// UnmarshalYAML seeds the defaults before decoding.
+func (c *CheckConfig) UnmarshalYAML(node *yaml.Node) error {
+	*c = DefaultCheckConfig()
+	type plain CheckConfig
+	return node.Decode((*plain)(c))
+}
+
+// Validate implements yamlx.Validator.
+func (c *CheckConfig) Validate(v *yamlx.Checker, path string) {
+	if c.Name == "" {
+		v.Errorf(yamlx.Join(path, "name"), "every check needs a name; write e.g. name: redis_ping")
+	}
+	if len(c.Command) == 0 || c.Command[0] == "" {
+		v.Errorf(yamlx.Join(path, "command"), "every check needs a command as a list of arguments; write e.g. command: [redis-cli, ping]")
+	}
+	if c.Value != "none" && c.Value != "stdout" {
+		v.Errorf(yamlx.Join(path, "value"), "%q is not a value mode; write none or stdout", c.Value)
+	}
+	if c.Timeout <= 0 {
+		v.Errorf(yamlx.Join(path, "timeout"), "timeout must be positive; write e.g. timeout: 10s")
+	}
+	if c.Interval <= 0 {
+		v.Errorf(yamlx.Join(path, "interval"), "interval must be positive; write e.g. interval: 15s")
+	} else if c.Timeout > c.Interval {
+		v.Errorf(yamlx.Join(path, "timeout"), "timeout %v is longer than interval %v; make it shorter so that runs do not overlap", c.Timeout, c.Interval)
+	}
+	if c.MaxOutputBytes <= 0 {
+		v.Errorf(yamlx.Join(path, "max_output_bytes"), "max_output_bytes must be positive; write e.g. max_output_bytes: 65536")
+	}
+	for k := range c.EnvFiles {
+		if _, dup := c.Env[k]; dup {
+			v.Errorf(yamlx.Join(path, "env_files"), "%s is set in both env and env_files; keep one", k)
+		}
+	}
+}
+
+func validateChecks(cs []CheckConfig, v *yamlx.Checker, path string) {
+	seen := map[string]bool{}
+	for i := range cs {
+		p := yamlx.Index(path, i)
+		cs[i].Validate(v, p)
+		if cs[i].Name != "" && seen[cs[i].Name] {
+			v.Errorf(yamlx.Join(p, "name"), "check name %q is used twice; names must be unique", cs[i].Name)
+		}
+		seen[cs[i].Name] = true
+	}
+}
+
+// CheckResult is the outcome of one check run.
+type CheckResult struct {
+	Time     time.Time
+	Success  bool
+	Reason   string
+	Err      error
+	Duration time.Duration
+	ExitCode int
+	// Value is the first number of stdout when HasValue.
+	Value    float64
+	HasValue bool
+	// Stdout and Stderr are the first max_output_bytes of each.
+	Stdout, Stderr string
+	// Truncated reports that the output went past the bound.
+	Truncated bool
+}
+
+// headBuffer keeps the first max bytes written to it and discards the rest,
+// so that a command that prints gigabytes neither blocks on a full pipe nor
+// fills the agent's memory.
+type headBuffer struct {
+	max       int
+	buf       []byte
+	truncated bool
+}
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	room := h.max - len(h.buf)
+	if len(p) > room {
+		h.truncated = true
+		p = p[:max(room, 0)]
+	}
+	h.buf = append(h.buf, p...)
+	return n, nil
+}
+
+// numberRE finds the first number in a command's output ("(integer) 42",
+// "42", "-1.5e3").
+var numberRE = regexp.MustCompile(`[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`)
+
+// RunCheck runs cfg's command once and judges it. A command that outlives
+// ctx is killed with its whole process group, children included.
+func RunCheck(ctx context.Context, cfg CheckConfig) CheckResult {
+	start := time.Now()
+	r := runCheck(ctx, cfg)
+	r.Duration = time.Since(start)
+	return r
+}
+
+func runCheck(ctx context.Context, cfg CheckConfig) CheckResult {
+	env := map[string]string{}
+	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	for k, f := range cfg.EnvFiles {
+		s, err := f.Read()
+		if err != nil {
+			return CheckResult{Reason: CheckReasonStart, Err: fmt.Errorf("env_files %s: %w", k, err)}
+		}
+		env[k] = s.Reveal()
+	}
+	argv, err := expandArgv(cfg.Command, env)
+	if err != nil {
+		return CheckResult{Reason: CheckReasonStart, Err: err}
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = os.Environ()
+	for _, k := range sortedKeys(env) {
+		cmd.Env = append(cmd.Env, k+"="+env[k])
+	}
+	// Its own process group, so that a timeout kills what the command
+	// started too (psql's pager, a shell's children), not just its leader.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A grandchild that escaped the group could hold the pipes open; do not
+	// wait for it longer than this.
+	cmd.WaitDelay = time.Second
+	stdout := &headBuffer{max: cfg.MaxOutputBytes}
+	stderr := &headBuffer{max: cfg.MaxOutputBytes}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+
+	err = cmd.Run()
+	r := CheckResult{ExitCode: -1}
+	if cmd.ProcessState != nil {
+		r.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	r.Stdout, r.Stderr = string(stdout.buf), string(stderr.buf)
+	r.Truncated = stdout.truncated || stderr.truncated
+	var exitErr *exec.ExitError
+	switch {
+	case err != nil && ctx.Err() == context.DeadlineExceeded:
+		r.Reason, r.Err = CheckReasonTimeout, fmt.Errorf("%s did not finish within %v and was killed with its process group", argv[0], cfg.Timeout)
+		return r
+	case err != nil && cmd.ProcessState == nil:
+		r.Reason, r.Err = CheckReasonStart, fmt.Errorf("starting %s: %w (is it installed and on the agent's PATH?)", argv[0], err)
+		return r
+	case errors.As(err, &exitErr):
+		r.Reason, r.Err = CheckReasonExit, fmt.Errorf("%s exited with status %d: %s", argv[0], r.ExitCode, firstLine(r.Stderr, r.Stdout))
+		return r
+	case err != nil && !errors.Is(err, exec.ErrWaitDelay):
+		r.Reason, r.Err = CheckReasonStart, fmt.Errorf("running %s: %w", argv[0], err)
+		return r
+	}
+	if re := cfg.ExpectOutput; !re.IsZero() && !re.Match(strings.TrimRight(r.Stdout, "\r\n")) {
+		r.Reason, r.Err = CheckReasonParse, fmt.Errorf("%s printed %q, which does not match expect_output %q", argv[0], firstLine(r.Stdout), re.String())
+		return r
+	}
+	if cfg.Value == "stdout" {
+		m := numberRE.FindString(r.Stdout)
+		f, perr := strconv.ParseFloat(m, 64)
+		if m == "" || perr != nil {
+			r.Reason, r.Err = CheckReasonParse, fmt.Errorf("%s printed no number (value: stdout): %q", argv[0], firstLine(r.Stdout))
+			return r
+		}
+		r.Value, r.HasValue = f, true
+	}
+	r.Success = true
+	return r
+}
+
+// expandArgv replaces $VAR and ${VAR} from env, then the agent's
+// environment. An unset variable is an error rather than an empty string,
+// because psql "" connects somewhere else than the operator meant.
+func expandArgv(argv []string, env map[string]string) ([]string, error) {
+	var missing []string
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		out[i] = os.Expand(a, func(k string) string {
+			if k == "$" {
+				return "$"
+			}
+			if v, ok := env[k]; ok {
+				return v
+			}
+			if v, ok := os.LookupEnv(k); ok {
+				return v
+			}
+			missing = append(missing, k)
+			return ""
+		})
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("variables %s are not set; set them in the check's env or env_files, or in the agent's environment (write $$ for a literal $)", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+func firstLine(texts ...string) string {
+	for _, t := range texts {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		line, _, _ := strings.Cut(t, "\n")
+		if len(line) > 200 {
+			line = line[:200] + "…"
+		}
+		return line
+	}
+	return "no output"
+}
+
+// Checks runs the configured checks, each on its own schedule and at most
+// MaxConcurrentChecks at once, and reports their last results.
+type Checks struct {
+	checks []*checkState
+	sem    chan struct{}
+	logger *slog.Logger
+	now    func() time.Time
+	redact *evidence.Redactor
+
+	success, value, duration, failures *prometheus.Desc
+}
+
+type checkState struct {
+	cfg         CheckConfig
+	mu          sync.Mutex
+	last        *CheckResult
+	lastFailure *CheckResult
+	failures    map[string]float64
+}
+
+// NewChecks returns the collector of cfgs.
+func NewChecks(cfgs []CheckConfig, opts Options) *Checks {
+	opts = opts.withDefaults()
+	c := &Checks{
+		sem:      make(chan struct{}, MaxConcurrentChecks),
+		logger:   opts.Logger.With("collector", "checks"),
+		now:      opts.Now,
+		redact:   opts.Redactor,
+		success:  prometheus.NewDesc("tokpulse_check_success", "1 if the last run of the check succeeded, 0 if it failed.", []string{"check"}, nil),
+		value:    prometheus.NewDesc("tokpulse_check_value", "The first number the check printed in its last successful run (value: stdout).", []string{"check"}, nil),
+		duration: prometheus.NewDesc("tokpulse_check_duration_seconds", "How long the last run of the check took.", []string{"check"}, nil),
+		failures: prometheus.NewDesc("tokpulse_check_failures_total", "Failed check runs, by reason.", []string{"check", "reason"}, nil),
+	}
+	for _, cfg := range cfgs {
+		c.checks = append(c.checks, &checkState{cfg: cfg, failures: map[string]float64{}})
+	}
+	return c
+}
+
+func buildChecks(cfg Config, opts Options) ([]Named, error) {
+	if len(cfg.Checks) == 0 {
+		return nil, nil
+	}
+	return []Named{{Name: "checks", Collector: NewChecks(cfg.Checks, opts)}}, nil
+}
+
+// Run implements Runner.
+func (c *Checks) Run(ctx context.Context) {
+	jobs := make([]schedule.Job, len(c.checks))
+	for i, s := range c.checks {
+		jobs[i] = schedule.Job{Name: s.cfg.Name, Interval: s.cfg.Interval.D(), Run: func(ctx context.Context) { c.RunOnce(ctx, i) }}
+	}
+	schedule.Run(ctx, jobs, schedule.Options{MaxPhase: 5 * time.Second})
+}
+
+// RunOnce runs check i now (once a slot is free) and records its result.
+func (c *Checks) RunOnce(ctx context.Context, i int) CheckResult {
+	s := c.checks[i]
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return CheckResult{}
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout.D())
+	r := RunCheck(cctx, s.cfg)
+	cancel()
+	<-c.sem
+	if ctx.Err() != nil {
+		return r // stopping: the cut-short run says nothing
+	}
+	r.Time = c.now()
+	s.mu.Lock()
+	wasUp := s.last == nil || s.last.Success
+	s.last = &r
+	if !r.Success {
+		s.failures[r.Reason]++
+		s.lastFailure = &r
+	}
+	s.mu.Unlock()
+	switch {
+	case !r.Success && wasUp:
+		c.logger.Warn("Check failing", "check", s.cfg.Name, "reason", r.Reason, "err", c.redact.Redact(fmt.Sprint(r.Err)))
+	case r.Success && !wasUp:
+		c.logger.Info("Check recovered", "check", s.cfg.Name)
+	}
+	return r
+}
+
+// Update implements Collector; it reports the last results and never runs
+// a command.
+func (c *Checks) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	for _, s := range c.checks {
+		name := s.cfg.Name
+		s.mu.Lock()
+		for _, reason := range checkReasons {
+			ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, s.failures[reason], name, reason)
+		}
+		if r := s.last; r != nil {
+			ch <- prometheus.MustNewConstMetric(c.success, prometheus.GaugeValue, b2f(r.Success), name)
+			ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, r.Duration.Seconds(), name)
+			if r.HasValue {
+				ch <- prometheus.MustNewConstMetric(c.value, prometheus.GaugeValue, r.Value, name)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// evidenceOutputBytes bounds each output kept in an evidence section.
+const evidenceOutputBytes = 4096
+
+// Evidence implements evidence.Provider: the last failure of each check
+// with its reason, error and output.
+func (c *Checks) Evidence() []evidence.Section {
+	var out []evidence.Section
+	for _, s := range c.checks {
+		s.mu.Lock()
+		f, last := s.lastFailure, s.last
+		s.mu.Unlock()
+		if f == nil {
+			continue
+		}
+		name := s.cfg.Name
+		title := fmt.Sprintf("Last failure of check %s (%s): %s", name, s.cfg.Command[0], f.Reason)
+		if last != nil && last.Success {
+			title += "; it has succeeded since"
+		}
+		entries := []evidence.Entry{{Time: f.Time, Text: c.redact.Redact(fmt.Sprintf("reason=%s exit=%d duration=%s error=%v", f.Reason, f.ExitCode, f.Duration.Round(time.Millisecond), f.Err))}}
+		for _, o := range []struct{ name, text string }{{"stdout", f.Stdout}, {"stderr", f.Stderr}} {
+			if strings.TrimSpace(o.text) == "" {
+				continue
+			}
+			t := o.text
+			if len(t) > evidenceOutputBytes {
+				t = strings.ToValidUTF8(t[:evidenceOutputBytes], "\uFFFD") + "…"
+			}
+			entries = append(entries, evidence.Entry{Time: f.Time, Text: o.name + ": " + c.redact.Redact(t)})
+		}
+		out = append(out, evidence.Section{
+			Source: "check/" + name, Kind: "check_output", Title: title,
+			Labels: map[string]string{"check": name}, Entries: entries,
+		})
+	}
+	return out
+}
+
+// CheckList is the checks: list; see ProbeList for why it is a type.
+type CheckList []CheckConfig
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *CheckList) UnmarshalYAML(node *yaml.Node) error {
+	return decodeList(node, (*[]CheckConfig)(l))
+}

@@ -1,0 +1,251 @@
+package collectors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// unitStates are the ActiveState values systemd reports; each unit exports
+// one series per state, 1 for the current one.
+var unitStates = []string{"active", "activating", "deactivating", "inactive", "failed", "reloading"}
+
+// normalizeUnit appends ".service" to a name with no unit type, as
+// systemctl does.
+func normalizeUnit(name string) string {
+	if strings.Contains(name, ".") {
+		return name
+	}
+	return name + ".service"
+}
+
+func validateUnits(units []string, c *yamlx.Checker, path string) {
+	seen := map[string]bool{}
+	for i, u := range units {
+		p := yamlx.Index(path, i)
+		switch n := normalizeUnit(u); {
+		case u == "" || strings.ContainsAny(u, " /\t"):
+			c.Errorf(p, "%q is not a unit name; write e.g. tokpulse.service", u)
+		case seen[n]:
+			c.Errorf(p, "unit %s is listed twice", n)
+		default:
+			seen[n] = true
+		}
+	}
+}
+
+// UnitBus is the part of a systemd D-Bus connection the unit collector
+// uses; tests inject a fake one.
+type UnitBus interface {
+	ListUnitsByNamesContext(ctx context.Context, units []string) ([]sddbus.UnitStatus, error)
+	GetUnitTypePropertyContext(ctx context.Context, unit, unitType, property string) (*sddbus.Property, error)
+	Close()
+}
+
+// DialSystemBus connects to systemd over the system D-Bus.
+func DialSystemBus(ctx context.Context) (UnitBus, error) {
+	c, err := sddbus.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Units reports the state of systemd units read over D-Bus. Where there is
+// no system bus (a container, a build machine), it says so once, exports
+// tokpulse_systemd_up 0 and retries with a capped backoff; the rest of the
+// agent is not affected.
+type Units struct {
+	units  []string
+	dial   func(ctx context.Context) (UnitBus, error)
+	logger *slog.Logger
+	redact *evidence.Redactor
+	// MinBackoff and MaxBackoff bound the wait between connection
+	// attempts.
+	MinBackoff, MaxBackoff time.Duration
+
+	mu       sync.Mutex
+	bus      UnitBus
+	lost     chan struct{}
+	warned   bool
+	lastSeen []sddbus.UnitStatus
+
+	up, state, restarts *prometheus.Desc
+}
+
+// NewUnits returns the collector of units; dial nil means DialSystemBus.
+func NewUnits(units []string, dial func(context.Context) (UnitBus, error), opts Options) *Units {
+	opts = opts.withDefaults()
+	if dial == nil {
+		dial = DialSystemBus
+	}
+	names := make([]string, len(units))
+	for i, u := range units {
+		names[i] = normalizeUnit(u)
+	}
+	return &Units{
+		units: names, dial: dial,
+		logger:     opts.Logger.With("collector", "systemd"),
+		redact:     opts.Redactor,
+		MinBackoff: time.Second, MaxBackoff: 5 * time.Minute,
+		lost:     make(chan struct{}, 1),
+		up:       prometheus.NewDesc("tokpulse_systemd_up", "1 when systemd answers over the system D-Bus, 0 when it cannot be reached.", nil, nil),
+		state:    prometheus.NewDesc("tokpulse_systemd_unit_state", "1 for the unit's current ActiveState, 0 for the others.", []string{"unit", "state"}, nil),
+		restarts: prometheus.NewDesc("tokpulse_systemd_unit_restarts_total", "Automatic restarts of the service (NRestarts) since it was last started by hand.", []string{"unit"}, nil),
+	}
+}
+
+func buildUnits(cfg Config, opts Options) ([]Named, error) {
+	if len(cfg.Units) == 0 {
+		return nil, nil
+	}
+	return []Named{{Name: "systemd", Collector: NewUnits(cfg.Units, nil, opts)}}, nil
+}
+
+func (u *Units) current() UnitBus {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.bus
+}
+
+// markLost drops a connection that failed, so that Run reconnects.
+func (u *Units) markLost(bus UnitBus, err error) {
+	u.mu.Lock()
+	if u.bus != bus {
+		u.mu.Unlock()
+		return
+	}
+	u.bus = nil
+	u.mu.Unlock()
+	bus.Close()
+	u.logger.Warn("Lost the systemd D-Bus connection; reconnecting", "err", err)
+	select {
+	case u.lost <- struct{}{}:
+	default:
+	}
+}
+
+// Run implements Runner: it keeps a connection to the system bus.
+func (u *Units) Run(ctx context.Context) {
+	backoff := u.MinBackoff
+	defer func() {
+		u.mu.Lock()
+		if u.bus != nil {
+			u.bus.Close()
+			u.bus = nil
+		}
+		u.mu.Unlock()
+	}()
+	for {
+		if u.current() == nil {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			bus, err := u.dial(dctx)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				// Said once at warn; every retry after that is debug, so a
+				// host without systemd does not fill the log.
+				if !u.warned {
+					u.warned = true
+					u.logger.Warn("Cannot reach systemd over the system D-Bus; unit states are not reported (tokpulse_systemd_up is 0) until it answers. Is dbus running and /run/dbus/system_bus_socket readable by the agent?", "err", err)
+				} else {
+					u.logger.Debug("Still cannot reach systemd over D-Bus", "err", err, "retry_in", backoff)
+				}
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				backoff = min(backoff*2, u.MaxBackoff)
+				continue
+			}
+			if u.warned {
+				u.logger.Info("Connected to systemd over D-Bus")
+			}
+			u.warned = false
+			backoff = u.MinBackoff
+			u.mu.Lock()
+			u.bus = bus
+			u.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-u.lost:
+		}
+	}
+}
+
+// Update implements Collector: one D-Bus call for the states of every unit
+// and one per service for its restart count.
+func (u *Units) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	bus := u.current()
+	if bus == nil {
+		ch <- prometheus.MustNewConstMetric(u.up, prometheus.GaugeValue, 0)
+		return nil
+	}
+	sts, err := bus.ListUnitsByNamesContext(ctx, u.units)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(u.up, prometheus.GaugeValue, 0)
+		if ctx.Err() == nil {
+			u.markLost(bus, err)
+		}
+		return nil
+	}
+	ch <- prometheus.MustNewConstMetric(u.up, prometheus.GaugeValue, 1)
+	u.mu.Lock()
+	u.lastSeen = sts
+	u.mu.Unlock()
+	for _, s := range sts {
+		for _, st := range unitStates {
+			ch <- prometheus.MustNewConstMetric(u.state, prometheus.GaugeValue, b2f(s.ActiveState == st), s.Name, st)
+		}
+		if !strings.HasSuffix(s.Name, ".service") || s.LoadState != "loaded" {
+			continue
+		}
+		p, err := bus.GetUnitTypePropertyContext(ctx, s.Name, "Service", "NRestarts")
+		if err != nil {
+			continue // systemd older than 235 has no NRestarts
+		}
+		if n, ok := p.Value.Value().(uint32); ok {
+			ch <- prometheus.MustNewConstMetric(u.restarts, prometheus.CounterValue, float64(n), s.Name)
+		}
+	}
+	return nil
+}
+
+// Evidence implements evidence.Provider: each unit's load, active and sub
+// state as last read.
+func (u *Units) Evidence() []evidence.Section {
+	u.mu.Lock()
+	sts := u.lastSeen
+	connected := u.bus != nil
+	u.mu.Unlock()
+	var out []evidence.Section
+	for _, s := range sts {
+		text := fmt.Sprintf("load=%s active=%s sub=%s", s.LoadState, s.ActiveState, s.SubState)
+		if !connected {
+			text += " (the D-Bus connection is lost; this is the last state read)"
+		}
+		out = append(out, evidence.Section{
+			Source: "unit/" + s.Name, Kind: "unit_state",
+			Title:   fmt.Sprintf("systemd unit %s: %s (%s)", s.Name, s.ActiveState, s.SubState),
+			Labels:  map[string]string{"unit": s.Name},
+			Entries: []evidence.Entry{{Time: time.Now(), Text: u.redact.Redact(text)}},
+		})
+	}
+	return out
+}

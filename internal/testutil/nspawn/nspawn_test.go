@@ -1,0 +1,140 @@
+package nspawn
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMirrorFromSources(t *testing.T) {
+	tests := []struct {
+		name, file, suite, want string
+	}{
+		{"first stanza", "debian.sources", "bookworm", "http://deb.debian.org/debian"},
+		{"security stanza", "debian.sources", "bookworm-security", "http://deb.debian.org/debian-security"},
+		{"missing suite", "debian.sources", "trixie", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := MirrorFromSources(filepath.Join("testdata", tt.file), tt.suite)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("MirrorFromSources = %q, want an error", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("MirrorFromSources = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBoot boots the cached tree, asks systemd inside for its state, writes
+// a file in, reaches the container's loopback from the host's tools, and
+// stops the container by the PID it started.
+func TestBoot(t *testing.T) {
+	c := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	out, err := c.Exec(ctx, "systemctl", "is-system-running")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "running" {
+		t.Errorf("systemctl is-system-running = %q, want running", got)
+	}
+	out, err = c.Exec(ctx, "cat", "/proc/1/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "systemd" {
+		t.Errorf("PID 1 inside is %q, want systemd", got)
+	}
+
+	src := filepath.Join(t.TempDir(), "hello")
+	if err := os.WriteFile(src, []byte("hello from the host\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CopyIn(ctx, src, "/srv/deep/hello", 0o640); err != nil {
+		t.Fatal(err)
+	}
+	out, err = c.Exec(ctx, "stat", "-c", "%a %U %s", "/srv/deep/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "640 root 20" {
+		t.Errorf("copied file: stat = %q, want \"640 root 20\"", got)
+	}
+
+	// The container has a network of its own: a port on its loopback is
+	// not the host's.
+	out, err = c.HostExec(ctx, "readlink", "/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostNet, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got == hostNet || !strings.HasPrefix(got, "net:") {
+		t.Errorf("HostExec ran in network namespace %q; the host's is %q, want a different one", got, hostNet)
+	}
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(c.PID())); err == nil {
+		// The PID could be reused by now, but not within this instant on
+		// an idle test machine; if it is, the comm will differ.
+		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(c.PID()) + "/comm")
+		if strings.TrimSpace(string(comm)) == "systemd" {
+			t.Errorf("container init %d still runs after Stop", c.PID())
+		}
+	}
+	// The cached tree stays pristine: the file went to the overlay.
+	root, err := Tree(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "srv", "deep", "hello")); err == nil {
+		t.Errorf("CopyIn wrote into the cached tree %s", root)
+	}
+}
+
+// TestRun runs a command in an unbooted container: no systemd inside, a
+// bound file visible, and the tree untouched afterwards.
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src := filepath.Join(t.TempDir(), "hello")
+	if err := os.WriteFile(src, []byte("bound\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Run(ctx, Options{}, map[string]string{src: "/mnt/hello"},
+		"sh", "-c", "cat /mnt/hello; test -d /run/systemd/system && echo systemd-running; touch /srv/run-marker; echo done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(out); !strings.Contains(got, "bound\n") || strings.Contains(got, "systemd-running") || !strings.Contains(got, "done") {
+		t.Errorf("Run output %q, want the bound file, no running systemd, done", got)
+	}
+	if _, err := Run(ctx, Options{}, nil, "false"); err == nil {
+		t.Errorf("Run of false succeeded")
+	}
+	root, err := Tree(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "srv", "run-marker")); err == nil {
+		t.Errorf("Run wrote into the cached tree %s", root)
+	}
+}

@@ -1,0 +1,170 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// amAlert is one alert in Alertmanager's API v2 (POST /api/v2/alerts).
+type amAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+}
+
+// alertmanager posts alerts to every replica of one Alertmanager cluster.
+// Like Prometheus, it counts a post as accepted when at least one replica
+// accepted it: the replicas gossip what they received.
+type alertmanager struct {
+	name      string
+	cfg       AlertmanagerConfig
+	client    *http.Client
+	token     yamlx.Secret
+	generator string
+	host      string
+	now       func() time.Time
+}
+
+func newAlertmanager(c AlertmanagerConfig, externalURL, host string, now func() time.Time) (*alertmanager, error) {
+	a := &alertmanager{name: c.name(), cfg: c, host: host, now: now,
+		generator: strings.TrimSuffix(externalURL, "/") + "/api/v1/alerts"}
+	var err error
+	if a.client, err = newHTTPClient(c.TLS, c.Timeout.D()); err != nil {
+		return nil, err
+	}
+	if c.BearerTokenFile != "" {
+		if a.token, err = c.BearerTokenFile.Read(); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *alertmanager) Name() string                  { return a.name }
+func (a *alertmanager) MaxBatch() int                 { return a.cfg.MaxBatch }
+func (a *alertmanager) ResendInterval() time.Duration { return a.cfg.ResendInterval.D() }
+
+// toAM converts alert events; heartbeats have no Alertmanager form (the
+// central Prometheus watches the agent's own up series instead).
+func (a *alertmanager) toAM(events []Event) []amAlert {
+	now := a.now()
+	var out []amAlert
+	for _, e := range events {
+		if e.Kind == KindHeartbeat {
+			continue
+		}
+		labels := map[string]string{}
+		for k, v := range e.Labels {
+			labels[k] = v
+		}
+		labels["alertname"] = e.AlertName
+		labels["severity"] = e.Severity
+		if _, ok := labels["host"]; !ok {
+			labels["host"] = e.Host
+		}
+		ann := map[string]string{}
+		for k, v := range e.Annotations {
+			ann[k] = v
+		}
+		ann["incident_id"] = e.IncidentID
+		if e.Escalation != "" {
+			ann["escalation_step"] = e.Escalation
+		}
+		al := amAlert{Labels: labels, Annotations: ann, GeneratorURL: a.generator}
+		if e.StartedAt != nil {
+			al.StartsAt = *e.StartedAt
+		}
+		if e.EndedAt != nil {
+			al.EndsAt = *e.EndedAt
+		} else {
+			// As Prometheus does: valid for four resend intervals, so that
+			// Alertmanager resolves the alert itself if the agent dies.
+			al.EndsAt = now.Add(4 * a.cfg.ResendInterval.D())
+		}
+		out = append(out, al)
+	}
+	return out
+}
+
+// Send implements Output.
+func (a *alertmanager) Send(ctx context.Context, events []Event) error {
+	alerts := a.toAM(events)
+	if len(alerts) == 0 {
+		return nil
+	}
+	return a.post(ctx, alerts)
+}
+
+// Resend re-posts the active alerts.
+func (a *alertmanager) Resend(ctx context.Context, active []Event) error {
+	alerts := a.toAM(active)
+	if len(alerts) == 0 {
+		return nil
+	}
+	return a.post(ctx, alerts)
+}
+
+func (a *alertmanager) post(ctx context.Context, alerts []amAlert) error {
+	body, err := json.Marshal(alerts)
+	if err != nil {
+		return &SendError{Err: err, Permanent: true}
+	}
+	errs := make([]error, len(a.cfg.URLs))
+	var wg sync.WaitGroup
+	for i, base := range a.cfg.URLs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = a.postOne(ctx, strings.TrimSuffix(base, "/")+"/api/v2/alerts", body)
+		}()
+	}
+	wg.Wait()
+	allPermanent := true
+	var retry time.Duration
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+		allPermanent = allPermanent && permanent(err)
+		retry = max(retry, retryAfterOf(err))
+	}
+	return &SendError{Err: errors.Join(errs...), Permanent: allPermanent, RetryAfter: retry}
+}
+
+func (a *alertmanager) postOne(ctx context.Context, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return &SendError{Err: err, Permanent: true}
+	}
+	for k, v := range a.cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token.Reveal())
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return &SendError{Err: fmt.Errorf("posting to %s: %w", redactURL(url), err)}
+	}
+	defer resp.Body.Close()
+	defer func() { _, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) }()
+	if err := classify(resp, a.now()); err != nil {
+		se := err.(*SendError)
+		se.Err = fmt.Errorf("posting to %s: %w", redactURL(url), se.Err)
+		return se
+	}
+	return nil
+}

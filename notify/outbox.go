@@ -1,0 +1,539 @@
+package notify
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The outbox lives in the state file under one top-level bucket:
+//
+//	notify/events        seq → event JSON (one copy, whatever the outputs)
+//	notify/meta          seq, count, bytes, dropped counters
+//	notify/sev/<rank>    seq → ∅, index to find the oldest of a severity
+//	notify/q/<output>    seq → ∅, what the output still has to accept
+//	notify/dead/<output> seq → deadLetter JSON, what the output refused
+//	notify/alerts        fingerprint → record JSON, what was sent per alert
+//
+// seq is a big-endian counter, so every bucket iterates in the order the
+// events were produced. An event is deleted once no queue or dead-letter
+// bucket refers to it. Every change is one bbolt transaction (one fsync),
+// so a SIGKILL leaves either the state before or the state after.
+const (
+	bktRoot   = "notify"
+	bktEvents = "events"
+	bktMeta   = "meta"
+	bktSev    = "sev"
+	bktQueue  = "q"
+	bktDead   = "dead"
+	bktAlerts = "alerts"
+)
+
+// Stored is an event read back from the outbox with its sequence number.
+type Stored struct {
+	Seq   uint64
+	Event Event
+}
+
+// DeadLetter is an event an output refused for good (a 4xx other than 408
+// and 429); it stays in the outbox, outside the queue, until dropped.
+type DeadLetter struct {
+	Seq     uint64    `json:"seq"`
+	ID      string    `json:"id"`
+	Kind    Kind      `json:"kind"`
+	Alert   string    `json:"alertname,omitempty"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+	Payload *Event    `json:"-"`
+}
+
+// outbox is the durable queue. Its methods are safe for concurrent use
+// because bbolt serialises write transactions.
+type outbox struct {
+	db        *bolt.DB
+	maxEvents int
+	maxBytes  int64
+}
+
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
+
+func keySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
+
+func root(tx *bolt.Tx) (*bolt.Bucket, error) {
+	if tx.Writable() {
+		return tx.CreateBucketIfNotExists([]byte(bktRoot))
+	}
+	if b := tx.Bucket([]byte(bktRoot)); b != nil {
+		return b, nil
+	}
+	return nil, nil
+}
+
+// sub returns a nested bucket of the root, created in write transactions;
+// nil when it does not exist in a read transaction.
+func sub(tx *bolt.Tx, path ...string) (*bolt.Bucket, error) {
+	b, err := root(tx)
+	if b == nil || err != nil {
+		return nil, err
+	}
+	for _, p := range path {
+		if tx.Writable() {
+			if b, err = b.CreateBucketIfNotExists([]byte(p)); err != nil {
+				return nil, err
+			}
+		} else if b = b.Bucket([]byte(p)); b == nil {
+			return nil, nil
+		}
+	}
+	return b, nil
+}
+
+func getInt(meta *bolt.Bucket, key string) int64 {
+	v := meta.Get([]byte(key))
+	if v == nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(string(v), 10, 64)
+	return n
+}
+
+func putInt(meta *bolt.Bucket, key string, n int64) error {
+	return meta.Put([]byte(key), []byte(strconv.FormatInt(n, 10)))
+}
+
+// appendTx writes events for every output in outputs inside tx, then drops
+// the oldest lowest-severity events while a bound is exceeded. It returns
+// what it dropped.
+func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []Event) ([]Stored, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	evb, err := sub(tx, bktEvents)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := sub(tx, bktMeta)
+	if err != nil {
+		return nil, err
+	}
+	seq, count, size := getInt(meta, "seq"), getInt(meta, "count"), getInt(meta, "bytes")
+	for i := range events {
+		e := &events[i]
+		data, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encoding event %s: %w", e.ID, err)
+		}
+		seq++
+		k := seqKey(uint64(seq))
+		if err := evb.Put(k, data); err != nil {
+			return nil, err
+		}
+		count++
+		size += int64(len(data))
+		sev, err := sub(tx, bktSev, strconv.Itoa(e.rank()))
+		if err != nil {
+			return nil, err
+		}
+		if err := sev.Put(k, nil); err != nil {
+			return nil, err
+		}
+		for _, out := range outputs {
+			q, err := sub(tx, bktQueue, out)
+			if err != nil {
+				return nil, err
+			}
+			if err := q.Put(k, nil); err != nil {
+				return nil, err
+			}
+		}
+		if len(outputs) == 0 {
+			// No output wants it: nothing to keep. It was still produced
+			// (and counted in seq), which keeps ids and order honest.
+			if err := o.deleteEvent(tx, k, &count, &size); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var dropped []Stored
+	for count > int64(o.maxEvents) || size > o.maxBytes {
+		k, err := o.victim(tx)
+		if err != nil || k == nil {
+			return dropped, err
+		}
+		var ev Event
+		_ = json.Unmarshal(evb.Get(k), &ev)
+		dropped = append(dropped, Stored{Seq: keySeq(k), Event: ev})
+		if err := o.deleteEvent(tx, k, &count, &size); err != nil {
+			return dropped, err
+		}
+	}
+	if err := putInt(meta, "seq", seq); err != nil {
+		return nil, err
+	}
+	if err := putInt(meta, "count", count); err != nil {
+		return nil, err
+	}
+	if err := putInt(meta, "dropped", getInt(meta, "dropped")+int64(len(dropped))); err != nil {
+		return nil, err
+	}
+	return dropped, putInt(meta, "bytes", size)
+}
+
+// victim is the oldest event of the lowest severity: heartbeats first, then
+// P4, P3, P2, and a P1 only when nothing else is left.
+func (o *outbox) victim(tx *bolt.Tx) ([]byte, error) {
+	for rank := 5; rank >= 1; rank-- {
+		sev, err := sub(tx, bktSev, strconv.Itoa(rank))
+		if err != nil {
+			return nil, err
+		}
+		if k, _ := sev.Cursor().First(); k != nil {
+			return append([]byte(nil), k...), nil
+		}
+	}
+	return nil, nil
+}
+
+// deleteEvent removes the event at k from every bucket.
+func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
+	evb, err := sub(tx, bktEvents)
+	if err != nil {
+		return err
+	}
+	if v := evb.Get(k); v != nil {
+		var ev Event
+		if err := json.Unmarshal(v, &ev); err == nil {
+			if sev, err := sub(tx, bktSev, strconv.Itoa(ev.rank())); err == nil {
+				_ = sev.Delete(k)
+			}
+		}
+		*count--
+		*size -= int64(len(v))
+		if err := evb.Delete(k); err != nil {
+			return err
+		}
+	}
+	for _, parent := range []string{bktQueue, bktDead} {
+		pb, err := sub(tx, parent)
+		if err != nil {
+			return err
+		}
+		if err := pb.ForEachBucket(func(name []byte) error { return pb.Bucket(name).Delete(k) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// referenced reports whether a queue or dead-letter bucket still holds k.
+func referenced(tx *bolt.Tx, k []byte) bool {
+	for _, parent := range []string{bktQueue, bktDead} {
+		pb, _ := sub(tx, parent)
+		if pb == nil {
+			continue
+		}
+		found := false
+		_ = pb.ForEachBucket(func(name []byte) error {
+			if pb.Bucket(name).Get(k) != nil {
+				found = true
+			}
+			return nil
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// release deletes the events at keys that nothing refers to any more.
+func (o *outbox) release(tx *bolt.Tx, keys [][]byte) error {
+	meta, err := sub(tx, bktMeta)
+	if err != nil {
+		return err
+	}
+	count, size := getInt(meta, "count"), getInt(meta, "bytes")
+	for _, k := range keys {
+		if !referenced(tx, k) {
+			if err := o.deleteEvent(tx, k, &count, &size); err != nil {
+				return err
+			}
+		}
+	}
+	if err := putInt(meta, "count", count); err != nil {
+		return err
+	}
+	return putInt(meta, "bytes", size)
+}
+
+// pending returns up to limit events that output has not yet accepted, in
+// order.
+func (o *outbox) pending(output string, limit int) ([]Stored, error) {
+	var out []Stored
+	err := o.db.View(func(tx *bolt.Tx) error {
+		q, err := sub(tx, bktQueue, output)
+		if q == nil || err != nil {
+			return err
+		}
+		evb, _ := sub(tx, bktEvents)
+		c := q.Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			v := evb.Get(k)
+			if v == nil {
+				continue // dropped between transactions; ack will clean up
+			}
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("outbox event %d is corrupt: %w", keySeq(k), err)
+			}
+			out = append(out, Stored{Seq: keySeq(k), Event: ev})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ack removes seqs from output's queue: the output accepted them.
+func (o *outbox) ack(output string, seqs []uint64) error {
+	return o.db.Update(func(tx *bolt.Tx) error {
+		q, err := sub(tx, bktQueue, output)
+		if err != nil {
+			return err
+		}
+		keys := make([][]byte, len(seqs))
+		for i, s := range seqs {
+			keys[i] = seqKey(s)
+			if err := q.Delete(keys[i]); err != nil {
+				return err
+			}
+		}
+		return o.release(tx, keys)
+	})
+}
+
+// deadLetter moves seqs from output's queue to its dead-letter bucket.
+func (o *outbox) deadLetter(output string, batch []Stored, reason string, now time.Time) error {
+	return o.db.Update(func(tx *bolt.Tx) error {
+		q, err := sub(tx, bktQueue, output)
+		if err != nil {
+			return err
+		}
+		dead, err := sub(tx, bktDead, output)
+		if err != nil {
+			return err
+		}
+		for _, s := range batch {
+			k := seqKey(s.Seq)
+			if err := q.Delete(k); err != nil {
+				return err
+			}
+			data, _ := json.Marshal(DeadLetter{Seq: s.Seq, ID: s.Event.ID, Kind: s.Event.Kind, Alert: s.Event.AlertName, Reason: reason, At: now.UTC()})
+			if err := dead.Put(k, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// requeue moves output's dead letters (all outputs' when output is "")
+// back into its queue, in their original order, and returns how many.
+func (o *outbox) requeue(output string) (int, error) {
+	n := 0
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		pb, err := sub(tx, bktDead)
+		if err != nil {
+			return err
+		}
+		var names []string
+		_ = pb.ForEachBucket(func(name []byte) error {
+			if output == "" || string(name) == output {
+				names = append(names, string(name))
+			}
+			return nil
+		})
+		for _, name := range names {
+			q, err := sub(tx, bktQueue, name)
+			if err != nil {
+				return err
+			}
+			dead := pb.Bucket([]byte(name))
+			var keys [][]byte
+			_ = dead.ForEach(func(k, _ []byte) error {
+				keys = append(keys, append([]byte(nil), k...))
+				return nil
+			})
+			for _, k := range keys {
+				if err := q.Put(k, nil); err != nil {
+					return err
+				}
+				if err := dead.Delete(k); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// supersede drops the queued events of kind for every output (used for
+// heartbeats: only the newest one matters).
+func (o *outbox) supersedeTx(tx *bolt.Tx, kind Kind) error {
+	sev, err := sub(tx, bktSev, "5")
+	if err != nil {
+		return err
+	}
+	evb, err := sub(tx, bktEvents)
+	if err != nil {
+		return err
+	}
+	var keys [][]byte
+	_ = sev.ForEach(func(k, _ []byte) error {
+		var ev Event
+		if json.Unmarshal(evb.Get(k), &ev) == nil && ev.Kind == kind {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if len(keys) == 0 {
+		return nil
+	}
+	meta, err := sub(tx, bktMeta)
+	if err != nil {
+		return err
+	}
+	count, size := getInt(meta, "count"), getInt(meta, "bytes")
+	for _, k := range keys {
+		if err := o.deleteEvent(tx, k, &count, &size); err != nil {
+			return err
+		}
+	}
+	if err := putInt(meta, "count", count); err != nil {
+		return err
+	}
+	return putInt(meta, "bytes", size)
+}
+
+// removeOutputs forgets the queues of outputs not in keep, returning how many
+// events each had pending.
+func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
+	removed := map[string]int{}
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		want := map[string]bool{}
+		for _, k := range keep {
+			want[k] = true
+		}
+		var keys [][]byte
+		for _, parent := range []string{bktQueue, bktDead} {
+			pb, err := sub(tx, parent)
+			if err != nil {
+				return err
+			}
+			var gone [][]byte
+			_ = pb.ForEachBucket(func(name []byte) error {
+				if !want[string(name)] {
+					gone = append(gone, append([]byte(nil), name...))
+					_ = pb.Bucket(name).ForEach(func(k, _ []byte) error {
+						keys = append(keys, append([]byte(nil), k...))
+						if parent == bktQueue {
+							removed[string(name)]++
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+			for _, name := range gone {
+				if err := pb.DeleteBucket(name); err != nil {
+					return err
+				}
+			}
+		}
+		return o.release(tx, keys)
+	})
+	return removed, err
+}
+
+// OutputStatus is what /api/v1/outbox shows per output.
+type OutputStatus struct {
+	Pending     int          `json:"pending"`
+	Oldest      *time.Time   `json:"oldest_pending,omitempty"`
+	DeadLetters []DeadLetter `json:"dead_letters"`
+}
+
+// Status is the outbox as a whole, for /api/v1/outbox.
+type Status struct {
+	Events  int64                   `json:"events"`
+	Bytes   int64                   `json:"bytes"`
+	Dropped int64                   `json:"dropped_total"`
+	Limits  OutboxConfig            `json:"limits"`
+	Outputs map[string]OutputStatus `json:"outputs"`
+}
+
+func (o *outbox) status(outputs []string) (Status, error) {
+	st := Status{Outputs: map[string]OutputStatus{}, Limits: OutboxConfig{MaxEvents: o.maxEvents, MaxBytes: o.maxBytes}}
+	for _, name := range outputs {
+		st.Outputs[name] = OutputStatus{DeadLetters: []DeadLetter{}}
+	}
+	err := o.db.View(func(tx *bolt.Tx) error {
+		meta, _ := sub(tx, bktMeta)
+		if meta == nil {
+			return nil
+		}
+		st.Events, st.Bytes, st.Dropped = getInt(meta, "count"), getInt(meta, "bytes"), getInt(meta, "dropped")
+		evb, _ := sub(tx, bktEvents)
+		for _, name := range outputs {
+			os := st.Outputs[name]
+			if q, _ := sub(tx, bktQueue, name); q != nil {
+				os.Pending = q.Stats().KeyN
+				if k, _ := q.Cursor().First(); k != nil && evb != nil {
+					var ev Event
+					if json.Unmarshal(evb.Get(k), &ev) == nil {
+						t := ev.CreatedAt
+						os.Oldest = &t
+					}
+				}
+			}
+			if d, _ := sub(tx, bktDead, name); d != nil {
+				_ = d.ForEach(func(_, v []byte) error {
+					var dl DeadLetter
+					if json.Unmarshal(v, &dl) == nil {
+						os.DeadLetters = append(os.DeadLetters, dl)
+					}
+					return nil
+				})
+			}
+			st.Outputs[name] = os
+		}
+		return nil
+	})
+	return st, err
+}
+
+// counts returns pending and dead-letter counts per output, cheaply, for
+// the metrics.
+func (o *outbox) counts(outputs []string) (pending, dead map[string]int, err error) {
+	pending, dead = map[string]int{}, map[string]int{}
+	err = o.db.View(func(tx *bolt.Tx) error {
+		for _, name := range outputs {
+			if q, _ := sub(tx, bktQueue, name); q != nil {
+				pending[name] = q.Stats().KeyN
+			}
+			if d, _ := sub(tx, bktDead, name); d != nil {
+				dead[name] = d.Stats().KeyN
+			}
+		}
+		return nil
+	})
+	return pending, dead, err
+}

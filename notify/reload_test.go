@@ -1,0 +1,204 @@
+package notify
+
+import (
+	"context"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// TestApplyWhileDelivering reloads repeatedly while heartbeats and
+// deliveries run (a reload must not deadlock with them), then renames the
+// output: the queue of the old name is dropped, the new name gets new
+// events.
+func TestApplyWhileDelivering(t *testing.T) {
+	dir := t.TempDir()
+	rc := newReceiver(t, "")
+	cfg := testConfig()
+	cfg.Heartbeat = 20 * 1e6
+	cfg.Webhooks = []WebhookConfig{webhookConfig(rc.srv.URL, "")}
+	m := startManager(t, filepath.Join(dir, "state"), cfg, testPolicies(), Options{})
+	now := time.Now()
+	for i := range 20 {
+		if err := m.Alerts(context.Background(), now, []alert.Alert{firing("A"+string(rune('a'+i)), alert.P2, now)}); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- m.Apply(cfg, testPolicies()) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Apply deadlocked")
+		}
+	}
+	eventually(t, 5*time.Second, "20 alerts", func() bool {
+		n := 0
+		for _, e := range rc.events(nil) {
+			if e.Kind == KindInitial {
+				n++
+			}
+		}
+		return n == 20
+	})
+
+	// Rename: whatever "central" had pending is dropped with the name.
+	down := testConfig()
+	down.Webhooks = []WebhookConfig{webhookConfig("http://"+freeAddr(t), "")}
+	if err := m.Apply(down, testPolicies()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Alerts(context.Background(), now, []alert.Alert{firing("Queued", alert.P1, now)}); err != nil {
+		t.Fatal(err)
+	}
+	renamed := testConfig()
+	renamed.Webhooks = []WebhookConfig{webhookConfig(rc.srv.URL, "")}
+	renamed.Webhooks[0].Name = "central-v2"
+	if err := m.Apply(renamed, testPolicies()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.Outputs["central"]; ok || st.Events != 0 {
+		t.Fatalf("old output's queue kept: %+v", st)
+	}
+
+	// A failing build keeps the running configuration.
+	bad := renamed
+	bad.Webhooks = []WebhookConfig{webhookConfig(rc.srv.URL, filepath.Join(dir, "missing-secret"))}
+	if err := m.Apply(bad, testPolicies()); err == nil || !strings.Contains(err.Error(), "missing-secret") {
+		t.Fatalf("Apply with a missing secret file: %v", err)
+	}
+	if got := m.outputNames(); len(got) != 1 || got[0] != "central-v2" {
+		t.Fatalf("outputs after a failed Apply: %v", got)
+	}
+}
+
+// TestTemplateOverride: a per-output template file wins over the
+// notify-wide one, which wins over the runbook default.
+func TestTemplateOverride(t *testing.T) {
+	dir := t.TempDir()
+	global := writeFile(t, dir, "global.tmpl", "GLOBAL {{ .AlertName }}")
+	own := writeFile(t, dir, "own.tmpl", `[{{ .Severity }}] {{ .AlertName }} on {{ .Host }} since {{ time .StartedAt }}`)
+	out := filepath.Join(dir, "alerts.jsonl")
+	cfg := testConfig()
+	cfg.Templates = TemplateFiles{Initial: global, Resolved: global}
+	cfg.Files = []FileConfig{{Name: "own", Path: out, Templates: TemplateFiles{Initial: own}}}
+	m := startManager(t, filepath.Join(dir, "state"), cfg, testPolicies(), Options{})
+	t0 := time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
+	a := firing("Disk", alert.P3, t0)
+	if err := m.Alerts(context.Background(), t0, []alert.Alert{a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Alerts(context.Background(), t0.Add(time.Minute), []alert.Alert{resolved(a, t0.Add(time.Minute))}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "two lines", func() bool {
+		b, _ := os.ReadFile(out)
+		return strings.Count(string(b), "\n") == 2
+	})
+	b, _ := os.ReadFile(out)
+	for _, want := range []string{`"text":"[P3] Disk on web-1 since 2026-11-27 05:00:00 UTC"`, `"text":"GLOBAL Disk"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("file lacks %s:\n%s", want, b)
+		}
+	}
+}
+
+// TestWebhookTLS: a receiver with its own CA is trusted through tls.ca_file
+// and refused without it (a retryable failure, not a dead letter).
+func TestWebhookTLS(t *testing.T) {
+	dir := t.TempDir()
+	rc := &receiver{t: t, schema: schema(t)}
+	srv := httptest.NewTLSServer(http.HandlerFunc(rc.serve))
+	defer srv.Close()
+	ca := writeFile(t, dir, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+	for _, trusted := range []bool{false, true} {
+		cfg := testConfig()
+		wh := webhookConfig(srv.URL, "")
+		if trusted {
+			wh.TLS = TLSConfig{CAFile: ca}
+		}
+		cfg.Webhooks = []WebhookConfig{wh}
+		m := startManager(t, filepath.Join(dir, "state", map[bool]string{true: "t", false: "f"}[trusted]), cfg, testPolicies(), Options{})
+		now := time.Now()
+		if err := m.Alerts(context.Background(), now, []alert.Alert{firing("TLS", alert.P1, now)}); err != nil {
+			t.Fatal(err)
+		}
+		if trusted {
+			eventually(t, 5*time.Second, "delivery over TLS", func() bool { return len(rc.events(nil)) == 1 })
+			continue
+		}
+		eventually(t, 5*time.Second, "retries", func() bool {
+			return len(rc.requests()) == 0 && retried(m) >= 2
+		})
+		if st, _ := m.Status(); len(st.Outputs["central"].DeadLetters) != 0 {
+			t.Fatal("a TLS failure was dead-lettered")
+		}
+		m.Stop(context.Background())
+	}
+}
+
+func retried(m *Manager) float64 {
+	return testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry))
+}
+
+// TestStopDrainsWithinItsBudget: at shutdown a P3 still in its group_wait
+// is delivered to a healthy output, a hanging output does not hold the
+// shutdown past its budget, and what it did not get stays queued.
+func TestStopDrainsWithinItsBudget(t *testing.T) {
+	dir := t.TempDir()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // the server notices a gone client only after the body
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	out := filepath.Join(dir, "alerts.jsonl")
+	cfg := testConfig()
+	wh := webhookConfig(hang.URL, "")
+	wh.Timeout = yamlx.Duration(time.Minute)
+	cfg.Webhooks = []WebhookConfig{wh}
+	cfg.Files = []FileConfig{{Path: out}}
+	pol := testPolicies()
+	pol.P3.GroupWait = yamlx.Duration(time.Hour)
+	st := openStore(t, filepath.Join(dir, "state"))
+	defer st.Close()
+	m, err := New(cfg, pol, Options{Store: st, Host: "h", Version: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(context.Background())
+	now := time.Now()
+	if err := m.Alerts(context.Background(), now, []alert.Alert{firing("Slow", alert.P3, now)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	m.Stop(ctx)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Stop took %s with a 500ms budget", d)
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), `"alertname":"Slow"`) {
+		t.Errorf("the file output did not get the P3 at shutdown: %q", b)
+	}
+	p, err := m.box.pending("central", 10)
+	if err != nil || len(p) != 1 {
+		t.Fatalf("the hanging output's event should stay queued: %v %v", p, err)
+	}
+}

@@ -1,0 +1,7 @@
+// Package packaging holds no code. Its tests build the .deb and .rpm with
+// the Makefile, inspect them with systemd-analyze, lintian and rpm, and
+// install the .deb in a booted Debian container (internal/testutil/nspawn)
+// to check the service end to end: start, reload, sandbox, watchdog,
+// upgrade, removal and purge. They need root and the Debian packages that
+// .ci/deps installs.
+package packaging

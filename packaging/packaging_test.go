@@ -1,0 +1,760 @@
+package packaging
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/testutil/nspawn"
+)
+
+// maxExposure is the highest "systemd-analyze security" exposure score the
+// unit may have (docs/install.md records the current one).
+const maxExposure = 2.0
+
+// repoRoot is the repository, one level above this package.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// run runs a host command and fails the test with its output if it fails.
+func run(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// built is one build of both packages.
+type built struct {
+	version  string
+	deb, rpm string
+}
+
+// buildDir holds the packages built by this test binary; TestMain removes
+// it. Tests share builds of the same version (see buildPackages).
+var (
+	buildDir string
+	buildsMu sync.Mutex
+	builds   = map[string]built{}
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tokpulse-agent-packaging-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildPackages runs "make deb rpm" with the binary and the packages in a
+// temporary directory, so the repository's bin/ (which other tests run) is
+// left alone. An empty version takes the Makefile's, from git describe.
+// Each version is built once per test binary.
+func buildPackages(t *testing.T, version string) built {
+	t.Helper()
+	buildsMu.Lock()
+	defer buildsMu.Unlock()
+	if b, ok := builds[version]; ok {
+		return b
+	}
+	root := repoRoot(t)
+	tmp, err := os.MkdirTemp(buildDir, "build-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-s", "deb", "rpm", "BIN=" + filepath.Join(tmp, "tokpulse-agent"), "DIST=" + filepath.Join(tmp, "dist")}
+	if version != "" {
+		// The binary reports the package version too, so the test can see
+		// which build runs after an upgrade.
+		args = append(args, "PKG_VERSION="+version, "VERSION="+version)
+	}
+	run(t, root, nil, "make", args...)
+	b := built{version: version}
+	if b.version == "" {
+		b.version = strings.TrimSpace(run(t, root, nil, "./packaging/version.sh"))
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "dist", "*.deb"))
+	rpms, _ := filepath.Glob(filepath.Join(tmp, "dist", "*.rpm"))
+	if len(debs) != 1 || len(rpms) != 1 {
+		t.Fatalf("make deb rpm made %q and %q, want one .deb and one .rpm", debs, rpms)
+	}
+	b.deb, b.rpm = debs[0], rpms[0]
+	builds[version] = b
+	return b
+}
+
+// packageFiles lists the regular files, directories and symlinks the .deb
+// installs, without the leading ".".
+func packageFiles(t *testing.T, deb string) []string {
+	t.Helper()
+	var files []string
+	out := run(t, "", nil, "sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -t`, "sh", deb)
+	for _, f := range strings.Fields(out) {
+		f = strings.TrimSuffix(strings.TrimPrefix(f, "."), "/")
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return files
+}
+
+// TestPackages checks the unit and both packages with the tools their
+// formats come with, without installing anything on this host.
+func TestPackages(t *testing.T) {
+	b := buildPackages(t, "")
+	root := repoRoot(t)
+
+	if want := regexp.MustCompile(`^\d+\.\d+\.\d+(\+\d+\.g[0-9a-f]+)?(\.dirty)?$`); !want.MatchString(b.version) {
+		t.Errorf("package version %q from git describe does not look like X.Y.Z[+N.gSHA][.dirty]", b.version)
+	}
+	if base := filepath.Base(b.deb); base != "tokpulse-agent_"+b.version+"-1_amd64.deb" && !strings.HasPrefix(base, "tokpulse-agent_"+b.version+"-1_") {
+		t.Errorf(".deb named %s, want tokpulse-agent_%s-1_ARCH.deb", base, b.version)
+	}
+
+	t.Run("shipped config checks", func(t *testing.T) {
+		tmp := t.TempDir()
+		run(t, "", nil, "sh", "-c", `dpkg-deb -x "$1" "$2"`, "sh", b.deb, tmp)
+		out := run(t, "", nil, filepath.Join(tmp, "usr/bin/tokpulse-agent"), "check", "--config", filepath.Join(tmp, "etc/tokpulse-agent/agent.yaml"))
+		if !strings.Contains(out, "OK") {
+			t.Errorf("tokpulse-agent check of the shipped agent.yaml: %s", out)
+		}
+	})
+
+	t.Run("systemd-analyze verify", func(t *testing.T) {
+		// verify resolves the unit's binaries and dependencies in --root:
+		// the package's files plus this host's own systemd units.
+		tmp := t.TempDir()
+		run(t, "", nil, "sh", "-c", `dpkg-deb -x "$1" "$2" && mkdir -p "$2/usr/lib/systemd" && cp -a /usr/lib/systemd/system "$2/usr/lib/systemd/"`, "sh", b.deb, tmp)
+		cmd := exec.Command("systemd-analyze", "verify", "--root="+tmp, "--man=no", filepath.Join(tmp, "lib/systemd/system/tokpulse-agent.service"))
+		out, err := cmd.CombinedOutput()
+		// verify exits 0 on unknown keys but says so: any output is a fault.
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		}
+		// The man page it points to renders without warnings.
+		out, err = exec.Command("man", "--warnings", "-l", filepath.Join(tmp, "usr/share/man/man8/tokpulse-agent.8.gz")).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "tokpulse-agent") {
+			t.Errorf("man tokpulse-agent.8: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("systemd-analyze security", func(t *testing.T) {
+		out := run(t, "", nil, "systemd-analyze", "security", "--offline=yes", "--no-pager", filepath.Join(root, "tokpulse-agent.service"))
+		score := exposure(t, out)
+		t.Logf("systemd-analyze security --offline=yes: exposure %.1f", score)
+		if score > maxExposure {
+			t.Errorf("exposure %.1f > %.1f:\n%s", score, maxExposure, out)
+		}
+	})
+
+	t.Run("lintian", func(t *testing.T) {
+		// Errors and warnings fail; every override in
+		// packaging/lintian-overrides carries its reason. Info tags are
+		// listed in the log.
+		cmd := exec.Command("lintian", "--allow-root", "--display-info", "--tag-display-limit", "0", b.deb)
+		out, err := cmd.CombinedOutput()
+		t.Logf("lintian:\n%s", out)
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
+				t.Errorf("lintian: %s", line)
+			}
+		}
+		if err != nil && !t.Failed() {
+			t.Errorf("lintian failed without an error or warning: %v", err)
+		}
+		overrides, err := os.ReadFile(filepath.Join(root, "packaging", "lintian-overrides"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		commented := false
+		for _, line := range strings.Split(string(overrides), "\n") {
+			switch {
+			case strings.HasPrefix(line, "#") && len(strings.TrimSpace(line)) > 2:
+				commented = true
+			case strings.TrimSpace(line) == "":
+			case !commented:
+				t.Errorf("lintian override %q has no reason written above it", line)
+			default:
+				commented = false
+			}
+		}
+	})
+
+	t.Run("deb contents", func(t *testing.T) {
+		files := packageFiles(t, b.deb)
+		for _, want := range []string{
+			"/usr/bin/tokpulse-agent",
+			"/lib/systemd/system/tokpulse-agent.service",
+			"/etc/tokpulse-agent/agent.yaml",
+			"/etc/tokpulse-agent/rules.d",
+			"/usr/share/tokpulse-agent/rules",
+			"/etc/default/tokpulse-agent",
+			"/usr/share/man/man8/tokpulse-agent.8.gz",
+			"/usr/share/doc/tokpulse-agent/copyright",
+			"/usr/share/doc/tokpulse-agent/changelog.Debian.gz",
+		} {
+			if !slices.Contains(files, want) {
+				t.Errorf(".deb lacks %s; it has %q", want, files)
+			}
+		}
+		ruleFiles, _ := filepath.Glob(filepath.Join(root, "packaging", "rules", "*.yml"))
+		for _, f := range ruleFiles {
+			shipped := "/usr/share/tokpulse-agent/rules/" + filepath.Base(f)
+			switch isTest := strings.HasSuffix(f, "_test.yml"); {
+			case isTest && slices.Contains(files, shipped):
+				t.Errorf(".deb ships the rule test %s, which the agent would load as rules", shipped)
+			case !isTest && !slices.Contains(files, shipped):
+				t.Errorf(".deb lacks the rule file %s", shipped)
+			}
+		}
+		conffiles := run(t, "", nil, "sh", "-c", `d=$(mktemp -d) && dpkg-deb -e "$1" "$d" && cat "$d/conffiles" && rm -rf "$d"`, "sh", b.deb)
+		for _, want := range []string{"/etc/tokpulse-agent/agent.yaml", "/etc/default/tokpulse-agent"} {
+			if !strings.Contains(conffiles, want+"\n") {
+				t.Errorf("conffiles lack %s:\n%s", want, conffiles)
+			}
+		}
+		control := run(t, "", nil, "dpkg-deb", "--field", b.deb, "Depends", "Version")
+		for _, want := range []string{"passwd", "procps", b.version + "-1"} {
+			if !strings.Contains(control, want) {
+				t.Errorf("control fields lack %q:\n%s", want, control)
+			}
+		}
+	})
+
+	t.Run("rpm -qpl", func(t *testing.T) {
+		out := run(t, "", nil, "rpm", "-qp", "--qf", `[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILENAMES}\n]`, b.rpm)
+		for _, want := range []string{
+			" -rwxr-xr-x /usr/bin/tokpulse-agent\n",
+			" -rw-r--r-- /usr/lib/systemd/system/tokpulse-agent.service\n",
+			"cn -rw-r--r-- /etc/tokpulse-agent/agent.yaml\n",
+			"cn -rw-r--r-- /etc/sysconfig/tokpulse-agent\n",
+			" drwxr-xr-x /etc/tokpulse-agent/rules.d\n",
+			" drwxr-xr-x /usr/share/tokpulse-agent/rules\n",
+			" -rw-r--r-- /usr/share/man/man8/tokpulse-agent.8.gz\n",
+			"l -rw-r--r-- /usr/share/licenses/tokpulse-agent/copyright\n",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("rpm file list lacks %q:\n%s", want, out)
+			}
+		}
+		for _, f := range strings.Fields(run(t, "", nil, "rpm", "-qpl", b.rpm)) {
+			if strings.HasPrefix(f, "/etc/default/") || strings.HasPrefix(f, "/lib/") || strings.Contains(f, "lintian") {
+				t.Errorf("rpm ships the Debian path %s", f)
+			}
+		}
+	})
+
+	t.Run("rpm --scripts", func(t *testing.T) {
+		out := run(t, "", nil, "rpm", "-qp", "--scripts", b.rpm)
+		for _, want := range []string{
+			"postinstall scriptlet", "useradd --system", "usermod --append --groups", "systemctl --no-reload preset tokpulse-agent.service",
+			"preuninstall scriptlet", "systemctl --no-reload disable --now tokpulse-agent.service",
+			"postuninstall scriptlet", "systemctl try-restart tokpulse-agent.service",
+			"set -e",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("rpm scripts lack %q:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("rpm -qpR", func(t *testing.T) {
+		out := run(t, "", nil, "rpm", "-qpR", b.rpm)
+		for _, want := range []string{"shadow-utils", "systemd", "util-linux"} {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `\b`).MatchString(out) {
+				t.Errorf("rpm requirements lack %s:\n%s", want, out)
+			}
+		}
+		info := run(t, "", nil, "rpm", "-qpi", b.rpm)
+		if !strings.Contains(info, "Version     : "+b.version) {
+			t.Errorf("rpm version is not %s:\n%s", b.version, info)
+		}
+		if cl := run(t, "", nil, "rpm", "-qp", "--changelog", b.rpm); !strings.Contains(cl, b.version) {
+			t.Errorf("rpm %%changelog has no entry for %s:\n%s", b.version, cl)
+		}
+	})
+}
+
+var exposureRE = regexp.MustCompile(`Overall exposure level for tokpulse-agent\.service: ([0-9.]+)`)
+
+// exposure reads the score from systemd-analyze security's last line.
+func exposure(t *testing.T, out string) float64 {
+	t.Helper()
+	m := exposureRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure level in:\n%s", out)
+	}
+	f, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// host is a booted container with a helper to run commands and fail.
+type host struct {
+	t *testing.T
+	c *nspawn.Container
+}
+
+func (h host) sh(script string) string {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := h.c.Exec(ctx, "sh", "-ec", script)
+	if err != nil {
+		h.t.Fatalf("%v\njournal:\n%s", err, h.journal())
+	}
+	return string(out)
+}
+
+// try runs script and returns its output and whether it succeeded.
+func (h host) try(script string) (string, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := h.c.Exec(ctx, "sh", "-ec", script)
+	return string(out), err == nil
+}
+
+func (h host) journal() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _ := h.c.Exec(ctx, "journalctl", "--no-pager", "-n", "60", "-u", "tokpulse-agent")
+	return string(out)
+}
+
+// metrics fetches /metrics from the agent inside, with the host's curl in
+// the container's network.
+func (h host) metrics() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := h.c.HostExec(ctx, "curl", "-fsS", "--max-time", "5", "http://127.0.0.1:9847/metrics")
+	return string(out), err
+}
+
+// show returns a property of the unit.
+func (h host) show(prop string) string {
+	h.t.Helper()
+	return strings.TrimSpace(h.sh("systemctl show -P " + prop + " tokpulse-agent.service"))
+}
+
+// eventually polls cond every 100 ms until it holds or timeout passes.
+func (h host) eventually(what string, timeout time.Duration, cond func() (bool, string)) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s: not within %s; last: %s\njournal:\n%s", what, timeout, detail, h.journal())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// metricsMatch waits until /metrics matches every expression.
+func (h host) metricsMatch(what string, exprs ...string) string {
+	h.t.Helper()
+	var body string
+	h.eventually(what, 30*time.Second, func() (bool, string) {
+		m, err := h.metrics()
+		if err != nil {
+			return false, err.Error()
+		}
+		body = m
+		for _, e := range exprs {
+			if !regexp.MustCompile(`(?m)` + e).MatchString(m) {
+				return false, "no match for " + e
+			}
+		}
+		return true, ""
+	})
+	return body
+}
+
+// TestServiceInContainer installs the .deb on a booted Debian and runs the
+// service through its life: start, sandbox, reload, watchdog, upgrade,
+// removal, purge.
+func TestServiceInContainer(t *testing.T) {
+	v1 := buildPackages(t, "1.0.0")
+	v2 := buildPackages(t, "1.0.1")
+	// procps provides /bin/kill for ExecReload (a dependency of the
+	// package); minbase lacks it and the container has no network.
+	c := nspawn.Start(t, nspawn.Options{Include: []string{"procps"}})
+	h := host{t: t, c: c}
+	ctx := context.Background()
+	for _, b := range []built{v1, v2} {
+		if err := c.CopyIn(ctx, b.deb, "/root/"+filepath.Base(b.deb), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	debFiles := packageFiles(t, v1.deb)
+
+	// Install: Debian's convention enables and starts the service, and
+	// Type=notify means "active" was reached only after READY=1.
+	h.sh("dpkg -i /root/" + filepath.Base(v1.deb))
+	if got := h.show("ActiveState"); got != "active" {
+		t.Fatalf("after dpkg -i the service is %q, want active\n%s", got, h.journal())
+	}
+	if got := h.show("UnitFileState"); got != "enabled" {
+		t.Errorf("after dpkg -i the service is %q, want enabled", got)
+	}
+	if got := strings.TrimSpace(h.sh("id -nG tokpulse-agent")); !strings.Contains(got, "adm") || !strings.Contains(got, "systemd-journal") {
+		t.Errorf("tokpulse-agent's groups are %q, want adm and systemd-journal among them", got)
+	}
+	if got := strings.TrimSpace(h.sh("stat -c '%U:%G %a' /var/lib/tokpulse-agent")); got != "tokpulse-agent:tokpulse-agent 750" {
+		t.Errorf("state directory: %q, want tokpulse-agent:tokpulse-agent 750", got)
+	}
+	// The maintainer script is idempotent: running it again (as dpkg does
+	// after an interrupted configure) succeeds and leaves the service up.
+	h.sh("/var/lib/dpkg/info/tokpulse-agent.postinst configure 1.0.0-1")
+	if got := h.show("ActiveState"); got != "active" {
+		t.Fatalf("after a second postinst the service is %q\n%s", got, h.journal())
+	}
+	pid1 := h.show("MainPID")
+
+	t.Run("metrics", func(t *testing.T) {
+		h := host{t: t, c: c}
+		h.metricsMatch("host collector series on /metrics",
+			`^node_load1 [0-9.e+]+$`,
+			`^node_memory_MemAvailable_bytes [0-9.e+]+$`,
+			`^tokpulse_collector_success\{collector="host"\} 1$`,
+			`^tokpulse_agent_build_info\{.*version="1\.0\.0".*\} 1$`,
+		)
+		if got := strings.TrimSpace(h.sh("ps -o user= -p " + pid1)); got != "tokpulse-agent" {
+			t.Errorf("the agent runs as %q, want tokpulse-agent", got)
+		}
+		if got := strings.TrimSpace(h.sh("stat -c %U /var/lib/tokpulse-agent/state.db")); got != "tokpulse-agent" {
+			t.Errorf("state.db owned by %q", got)
+		}
+	})
+
+	t.Run("security inside", func(t *testing.T) {
+		h := host{t: t, c: c}
+		// The installed unit verifies against the container's own systemd
+		// (no man-db in minbase; the host test renders the page).
+		if out, ok := h.try("systemd-analyze verify --man=no /lib/systemd/system/tokpulse-agent.service 2>&1"); !ok || strings.TrimSpace(out) != "" {
+			t.Errorf("systemd-analyze verify of the installed unit: %s", out)
+		}
+		out, _ := h.try("systemd-analyze security --no-pager tokpulse-agent.service")
+		score := exposure(t, out)
+		t.Logf("systemd-analyze security of the installed unit: exposure %.1f", score)
+		if score > maxExposure {
+			t.Errorf("exposure %.1f > %.1f:\n%s", score, maxExposure, out)
+		}
+	})
+
+	t.Run("sandbox reads logs journal and D-Bus", func(t *testing.T) {
+		// Until the logs, journal and unit collectors land, a drop-in runs
+		// the same reads as ExecStartPost, which systemd runs with the
+		// service's user, groups and whole sandbox; a failed read fails the
+		// start.
+		h := host{t: t, c: c}
+		h.sh(`mkdir -p /var/log/tokpulse
+echo "sandbox-probe log line" > /var/log/tokpulse/app.log
+chgrp adm /var/log/tokpulse/app.log && chmod 0640 /var/log/tokpulse/app.log
+logger -t sandbox-probe "sandbox-probe journal entry"
+`)
+		h.dropIn("sandbox-probe.conf", sandboxProbe)
+		h.sh("systemctl restart tokpulse-agent")
+		j := h.sh("journalctl --no-pager -o cat -u tokpulse-agent --since=-1min")
+		for _, want := range []string{
+			"probe-log: sandbox-probe log line",
+			"probe-journal: sandbox-probe journal entry",
+			`probe-dbus: s "active"`,
+			"probe-state: writable",
+		} {
+			if !strings.Contains(j, want) {
+				t.Errorf("sandboxed read failed: no %q in the journal:\n%s", want, j)
+			}
+		}
+		h.sh("rm -rf /etc/systemd/system/tokpulse-agent.service.d /var/lib/tokpulse-agent/probe && systemctl daemon-reload && systemctl restart tokpulse-agent")
+		h.metricsMatch("agent back after the probe", `^tokpulse_collector_success\{collector="host"\} 1$`)
+	})
+
+	t.Run("reload", func(t *testing.T) {
+		h := host{t: t, c: c}
+		pid := h.show("MainPID")
+		h.metricsMatch("network series before reload", `^node_network_receive_bytes_total\{`)
+		// A valid change: the network part switched off.
+		h.sh(`sed -i '/^  network:/,/^    enabled:/ s/enabled: true/enabled: false/' /etc/tokpulse-agent/agent.yaml
+grep -A1 '^  network:' /etc/tokpulse-agent/agent.yaml | grep -q 'enabled: false'
+systemctl reload tokpulse-agent`)
+		h.eventually("network series gone after reload", 30*time.Second, func() (bool, string) {
+			m, err := h.metrics()
+			if err != nil {
+				return false, err.Error()
+			}
+			return !strings.Contains(m, "node_network_receive_bytes_total{") &&
+				strings.Contains(m, "tokpulse_agent_config_last_reload_successful 1"), "still there"
+		})
+		if got := h.show("MainPID"); got != pid {
+			t.Errorf("reload restarted the agent: MainPID %s → %s", pid, got)
+		}
+
+		// A broken file: "systemctl reload" fails on the check, and the
+		// agent keeps running with the configuration it has.
+		h.sh(`cp /etc/tokpulse-agent/agent.yaml /root/agent.yaml.good
+printf 'agent:\n  interval: banana\n' >> /etc/tokpulse-agent/agent.yaml`)
+		if out, ok := h.try("systemctl reload tokpulse-agent"); ok {
+			t.Errorf("systemctl reload with a broken config succeeded:\n%s", out)
+		}
+		// SIGHUP bypasses the check: the agent itself refuses the file.
+		h.sh("systemctl kill -s HUP --kill-whom=main tokpulse-agent")
+		h.metricsMatch("failed reload reported", `^tokpulse_agent_config_last_reload_successful 0$`)
+		if got := h.show("ActiveState"); got != "active" {
+			t.Errorf("after a broken reload the service is %q, want active", got)
+		}
+		if got := h.show("MainPID"); got != pid {
+			t.Errorf("a broken reload restarted the agent: MainPID %s → %s", pid, got)
+		}
+		h.sh("cp /root/agent.yaml.good /etc/tokpulse-agent/agent.yaml && systemctl reload tokpulse-agent")
+		h.metricsMatch("good reload after the broken one", `^tokpulse_agent_config_last_reload_successful 1$`)
+	})
+
+	t.Run("watchdog", func(t *testing.T) {
+		// WatchdogSec=90s as shipped; a drop-in shortens it so the test
+		// does not wait 90 s for the same mechanism.
+		h := host{t: t, c: c}
+		h.dropIn("watchdog-test.conf", "[Service]\nWatchdogSec=3s\nRestartSec=1s\n")
+		h.sh("systemctl restart tokpulse-agent")
+		pid := h.show("MainPID")
+		restarts, _ := strconv.Atoi(h.show("NRestarts"))
+		h.sh("kill -STOP " + pid)
+		h.eventually("restart after the watchdog fired", 60*time.Second, func() (bool, string) {
+			out, _ := h.try("systemctl show -P MainPID tokpulse-agent; systemctl show -P ActiveState tokpulse-agent; systemctl show -P NRestarts tokpulse-agent")
+			f := strings.Fields(out)
+			if len(f) != 3 {
+				return false, out
+			}
+			n, _ := strconv.Atoi(f[2])
+			return f[0] != pid && f[0] != "0" && f[1] == "active" && n > restarts, out
+		})
+		if j := h.sh("journalctl --no-pager -o cat -u tokpulse-agent --since=-2min"); !strings.Contains(j, "Watchdog timeout") {
+			t.Errorf("no watchdog timeout in the journal:\n%s", j)
+		}
+		h.sh("rm -rf /etc/systemd/system/tokpulse-agent.service.d && systemctl daemon-reload && systemctl restart tokpulse-agent")
+	})
+
+	t.Run("upgrade", func(t *testing.T) {
+		h := host{t: t, c: c}
+		h.metricsMatch("agent up before upgrade", `^tokpulse_agent_build_info\{.*version="1\.0\.0".*\} 1$`)
+		pid := h.show("MainPID")
+		h.sh(`sed -i 's/^  interval: 10s$/  interval: 7s/' /etc/tokpulse-agent/agent.yaml
+grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml`)
+		h.sh("dpkg -i /root/" + filepath.Base(v2.deb))
+		if got := strings.TrimSpace(h.sh("dpkg-query -W -f '${Version}' tokpulse-agent")); got != "1.0.1-1" {
+			t.Errorf("installed version %q after upgrade, want 1.0.1-1", got)
+		}
+		if out, ok := h.try("grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml"); !ok {
+			t.Errorf("the upgrade replaced the changed conffile: %s", out)
+		}
+		h.metricsMatch("new version serving after upgrade", `^tokpulse_agent_build_info\{.*version="1\.0\.1".*\} 1$`)
+		if got := h.show("MainPID"); got == pid {
+			t.Errorf("the upgrade did not restart the agent (MainPID %s)", got)
+		}
+		if got := h.show("ActiveState"); got != "active" {
+			t.Errorf("after upgrade the service is %q", got)
+		}
+	})
+
+	t.Run("remove and purge", func(t *testing.T) {
+		h := host{t: t, c: c}
+		uid := strings.TrimSpace(h.sh("id -u tokpulse-agent"))
+		h.sh("dpkg -r tokpulse-agent")
+		if got := h.show("ActiveState"); got != "inactive" {
+			t.Errorf("after dpkg -r the service is %q, want inactive", got)
+		}
+		if _, err := h.metrics(); err == nil {
+			t.Errorf("after dpkg -r the agent still serves /metrics")
+		}
+		if _, ok := h.try("getent passwd tokpulse-agent"); !ok {
+			t.Errorf("dpkg -r removed the user; only purge should")
+		}
+		if _, ok := h.try("test -f /etc/tokpulse-agent/agent.yaml"); !ok {
+			t.Errorf("dpkg -r removed the conffile; only purge should")
+		}
+
+		h.sh("dpkg --purge tokpulse-agent")
+		var left []string
+		for _, f := range append(debFiles,
+			"/var/lib/tokpulse-agent", "/etc/tokpulse-agent",
+			"/etc/systemd/system/tokpulse-agent.service",
+			"/etc/systemd/system/multi-user.target.wants/tokpulse-agent.service",
+			"/var/lib/systemd/deb-systemd-helper-enabled/tokpulse-agent.service.dsh-also",
+			"/var/lib/systemd/deb-systemd-helper-masked/tokpulse-agent.service",
+		) {
+			if !strings.Contains(f, "tokpulse") {
+				continue // shared directories such as /usr/bin
+			}
+			if _, ok := h.try("test -e " + f + " || test -L " + f); ok {
+				left = append(left, f)
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("after purge these remain: %q", left)
+		}
+		for _, db := range []string{"passwd", "group"} {
+			if out, ok := h.try("getent " + db + " tokpulse-agent"); ok {
+				t.Errorf("after purge %s still has tokpulse-agent: %s", db, out)
+			}
+		}
+		// The test's own files (/root, the log under /var/log/tokpulse) are
+		// not the package's.
+		out, _ := h.try("find / -xdev \\( -uid " + uid + " -o -name '*tokpulse-agent*' \\) -not -path '/proc/*' -not -path '/root/*' 2>/dev/null")
+		if strings.TrimSpace(out) != "" {
+			t.Errorf("after purge, files of the agent remain:\n%s", out)
+		}
+	})
+}
+
+// sandboxProbe is a drop-in whose ExecStartPost does, under the service's
+// user and sandbox, the reads the collectors need: a log file of group adm,
+// the journal, a unit's state over D-Bus, a write to the state directory;
+// and checks that /etc stays read-only and /etc/shadow unreadable.
+const sandboxProbe = `[Service]
+ExecStartPost=/bin/sh -ec 'echo "probe-log: $(head -n1 /var/log/tokpulse/app.log)"; \
+  echo "probe-journal: $(journalctl --no-pager -o cat -t sandbox-probe -n 1)"; \
+  echo "probe-dbus: $(busctl --system get-property org.freedesktop.systemd1 /org/freedesktop/systemd1/unit/dbus_2eservice org.freedesktop.systemd1.Unit ActiveState)"; \
+  echo "probe-state: $(touch $STATE_DIRECTORY/probe && echo writable)"; \
+  if touch /etc/tokpulse-agent/probe 2>/dev/null; then echo "probe-etc: writable"; exit 1; fi; \
+  if cat /etc/shadow >/dev/null 2>&1; then echo "probe-shadow: readable"; exit 1; fi'
+`
+
+// dropIn writes a drop-in for the unit and reloads systemd.
+func (h host) dropIn(name, content string) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.c.WriteFile(ctx, "/etc/systemd/system/tokpulse-agent.service.d/"+name, strings.NewReader(content), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	h.sh("systemctl daemon-reload")
+}
+
+// TestInstallWithoutSystemd installs and purges the .deb where systemd does
+// not run (a chroot, an image build): the scripts succeed, create the user,
+// enable the unit for the next boot and start nothing.
+func TestInstallWithoutSystemd(t *testing.T) {
+	b := buildPackages(t, "1.0.0")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := nspawn.Run(ctx, nspawn.Options{Include: []string{"procps"}}, map[string]string{b.deb: "/mnt/tokpulse-agent.deb"}, "sh", "-ec", `
+test ! -d /run/systemd/system
+dpkg -i /mnt/tokpulse-agent.deb
+id tokpulse-agent
+test -L /etc/systemd/system/multi-user.target.wants/tokpulse-agent.service && echo enabled-for-boot
+if pgrep -x tokpulse-agent; then echo agent-running; exit 1; fi
+dpkg --purge tokpulse-agent
+if getent passwd tokpulse-agent; then echo user-left; exit 1; fi
+test ! -e /var/lib/tokpulse-agent && test ! -e /etc/tokpulse-agent && echo purged
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"groups=", "adm", "systemd-journal", "enabled-for-boot", "purged"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}
+
+// TestRPMScriptletsOnSystemd runs the .rpm's scriptlets, taken from the
+// package, with RPM's arguments on a booted Debian holding the .rpm's
+// files: there is no RHEL tree here, but the scriptlets only need systemd
+// and shadow-utils' commands, which Debian has too.
+func TestRPMScriptletsOnSystemd(t *testing.T) {
+	b := buildPackages(t, "1.0.0")
+	tmp := t.TempDir()
+	tree := filepath.Join(tmp, "root")
+	run(t, "", nil, "rpm", "-i", "--root="+tree, "--nodeps", "--noscripts", "--notriggers", b.rpm)
+	run(t, "", nil, "tar", "-C", tree, "-cf", filepath.Join(tmp, "payload.tar"), "usr", "etc")
+
+	c := nspawn.Start(t, nspawn.Options{Include: []string{"procps"}})
+	h := host{t: t, c: c}
+	ctx := context.Background()
+	if err := c.CopyIn(ctx, filepath.Join(tmp, "payload.tar"), "/root/payload.tar", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for tag, name := range map[string]string{"POSTIN": "post", "PREUN": "preun", "POSTUN": "postun"} {
+		script := run(t, "", nil, "rpm", "-qp", "--qf", "%{"+tag+"}", b.rpm)
+		if !strings.HasPrefix(script, "#!/bin/sh") {
+			t.Fatalf("rpm %%%s scriptlet: %q", name, script)
+		}
+		if err := c.WriteFile(ctx, "/root/"+name, strings.NewReader(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.sh("tar -xf /root/payload.tar -C / && test -f /usr/lib/systemd/system/tokpulse-agent.service && test -x /usr/bin/tokpulse-agent")
+
+	// Install ($1 = 1): the user and state directory, and the preset
+	// policy applied (Debian has no preset files, so systemd's default
+	// "enable" holds); nothing started.
+	h.sh("/root/post 1")
+	if got := strings.TrimSpace(h.sh("id -nG tokpulse-agent")); !strings.Contains(got, "adm") || !strings.Contains(got, "systemd-journal") {
+		t.Errorf("after %%post 1 the user's groups are %q", got)
+	}
+	if got := h.show("UnitFileState"); got != "enabled" {
+		t.Errorf("after %%post 1 with the default preset the unit is %q, want enabled", got)
+	}
+	if got := h.show("ActiveState"); got != "inactive" {
+		t.Errorf("%%post started the service (%q); RHEL leaves that to the operator", got)
+	}
+	h.sh("systemctl start tokpulse-agent")
+	h.metricsMatch("agent from the rpm payload serves /metrics", `^tokpulse_collector_success\{collector="host"\} 1$`)
+
+	// Upgrade: the new package's %post 2, then the old one's %preun 1 and
+	// %postun 1, which restarts the running service.
+	pid := h.show("MainPID")
+	h.sh("/root/post 2 && /root/preun 1 && /root/postun 1")
+	if got := h.show("MainPID"); got == pid || got == "0" {
+		t.Errorf("%%postun 1 did not restart the service: MainPID %s → %s", pid, got)
+	}
+	if got := h.show("ActiveState"); got != "active" {
+		t.Errorf("after upgrade scriptlets the service is %q", got)
+	}
+
+	// Erase ($1 = 0): stopped and disabled; the user stays, as Fedora's
+	// guidelines ask.
+	h.sh("/root/preun 0 && /root/postun 0")
+	if got := h.show("ActiveState"); got != "inactive" {
+		t.Errorf("after %%preun 0 the service is %q, want inactive", got)
+	}
+	if got := h.show("UnitFileState"); got != "disabled" {
+		t.Errorf("after %%preun 0 the unit is %q, want disabled", got)
+	}
+	if _, ok := h.try("getent passwd tokpulse-agent"); !ok {
+		t.Errorf("the rpm scriptlets removed the user; RPM convention keeps it")
+	}
+	// Idempotent: a second install run changes nothing and succeeds.
+	h.sh("/root/post 1 && /root/post 1")
+}
