@@ -43,6 +43,9 @@ type memSeries struct {
 	// missing from a round gets a staleness marker, as Prometheus writes
 	// one when a target stops exporting a series.
 	seen uint64
+	// family is the metric family the series was gathered in ("" for
+	// recorded series).
+	family string
 	// hash is lset.Hash(); gatherKey the series' key in Store.gathered
 	// (0 for recorded series).
 	hash, gatherKey uint64
@@ -59,7 +62,9 @@ type Store struct {
 	// names its metric, so a query touches only that metric's series.
 	byName map[string]map[uint64]*memSeries
 	// gathered finds a gathered series from the exposition's fields.
-	gathered  map[uint64]*memSeries
+	gathered map[uint64]*memSeries
+	// families holds the last round in which each metric family came.
+	families  map[string]uint64
 	window    time.Duration
 	maxSeries int
 	round     uint64
@@ -75,7 +80,7 @@ func NewStore(window time.Duration, maxSeries int) *Store {
 		maxSeries = DefaultMaxSeries
 	}
 	return &Store{
-		series: map[uint64]*memSeries{}, byName: map[string]map[uint64]*memSeries{}, gathered: map[uint64]*memSeries{},
+		series: map[uint64]*memSeries{}, byName: map[string]map[uint64]*memSeries{}, gathered: map[uint64]*memSeries{}, families: map[string]uint64{},
 		window: window, maxSeries: maxSeries,
 	}
 }
@@ -121,6 +126,8 @@ func (s *Store) AppendFamilies(ts time.Time, mfs []*dto.MetricFamily) {
 	a := gatherAppender{s: s, t: t, b: labels.NewScratchBuilder(8)}
 	for _, mf := range mfs {
 		name := mf.GetName()
+		a.family = name
+		s.families[name] = s.round
 		for _, m := range mf.GetMetric() {
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
@@ -160,10 +167,11 @@ func (s *Store) AppendFamilies(ts time.Time, mfs []*dto.MetricFamily) {
 // the exposition's own fields, so that a known series costs no label
 // building or float formatting.
 type gatherAppender struct {
-	s *Store
-	t int64
-	b labels.ScratchBuilder
-	d xxhash.Digest
+	s      *Store
+	t      int64
+	family string
+	b      labels.ScratchBuilder
+	d      xxhash.Digest
 }
 
 func (a *gatherAppender) add(name string, m *dto.Metric, v float64, extraName string, extraVal float64) {
@@ -198,6 +206,7 @@ func (a *gatherAppender) add(name string, m *dto.Metric, v float64, extraName st
 		return
 	}
 	ms.seen = a.s.round
+	ms.family = a.family
 	if ms.gatherKey == 0 {
 		ms.gatherKey = key
 		a.s.gathered[key] = ms
@@ -293,14 +302,31 @@ func (s *Store) push(ms *memSeries, x sample) {
 	s.samples++
 }
 
+// missing reports whether a gathered series is gone: absent from this
+// round while its family was present (a label set that ended), or absent
+// two rounds running. A whole family missing once is more likely a
+// collector that timed out than one removed, and marking its series stale
+// would end their alerts and restart their `for` clocks.
+func (s *Store) missing(ms *memSeries) bool {
+	if ms.seen == s.round || ms.seen == math.MaxUint64 {
+		return false
+	}
+	return s.families[ms.family] == s.round || ms.seen+1 < s.round
+}
+
 // sweepLocked marks series missing from this gather stale (when gather is
 // set), drops samples older than the window and series left empty, in one
 // pass. A series' backing array is reallocated once most of it is dead, so
 // that memory is returned and does not grow with uptime.
 func (s *Store) sweepLocked(now int64, gather bool) {
 	mint := now - s.window.Milliseconds()
+	for f, r := range s.families {
+		if r+2 < s.round {
+			delete(s.families, f)
+		}
+	}
 	for _, ms := range s.series {
-		if gather && ms.seen != s.round && len(ms.samples) > 0 && !value.IsStaleNaN(ms.samples[len(ms.samples)-1].v) {
+		if gather && s.missing(ms) && len(ms.samples) > 0 && !value.IsStaleNaN(ms.samples[len(ms.samples)-1].v) {
 			s.push(ms, sample{now, math.Float64frombits(value.StaleNaN)})
 		}
 		if s.window <= 0 || len(ms.samples) == 0 || ms.samples[0].t >= mint {
