@@ -27,6 +27,12 @@ func ruleGlobs(cfg *Config, configFile string) []string {
 	return out
 }
 
+// UnmatchedRuleGlobs returns the rule_files globs of cfg that match no
+// file, for a warning from check.
+func UnmatchedRuleGlobs(cfg *Config, configFile string) []string {
+	return rules.UnmatchedGlobs(ruleGlobs(cfg, configFile))
+}
+
 // CheckRules loads every rule file of cfg as the daemon would, for
 // `tokpulse-agent check`. It returns the files and the number of rules, or
 // an error listing every problem as "file:line: ...".
@@ -120,7 +126,10 @@ func (a *Agent) serveAlerts(w http.ResponseWriter, _ *http.Request) {
 // reloadRules applies cfg's rules and severities; on error the running
 // rules stay.
 func (a *Agent) reloadRules(cfg *Config) error {
+	// The interval sizes the store's window, which Load computes.
+	a.rules.SetInterval(cfg.Agent.Interval.D())
 	if err := a.rules.Load(ruleGlobs(cfg, a.opts.ConfigFile)); err != nil {
+		a.rules.SetInterval(a.Config().Agent.Interval.D())
 		return err
 	}
 	a.rules.SetPolicies(cfg.Severities)

@@ -53,6 +53,9 @@ type Rule struct {
 
 	// ranges is the longest time the expression looks back.
 	ranges time.Duration
+	// templatesQuery is set when a label or annotation template calls
+	// query, whose result may change while the alert's value does not.
+	templatesQuery bool
 	// active holds the rule's alert instances by fingerprint.
 	active map[string]*instance
 }
@@ -86,6 +89,19 @@ func ExpandGlobs(globs []string) ([]string, error) {
 	}
 	slices.Sort(files)
 	return slices.Compact(files), nil
+}
+
+// UnmatchedGlobs returns the globs that match no file: not an error (a
+// drop-in directory may be empty), but worth a warning, since a typo in a
+// path silently loads no rules.
+func UnmatchedGlobs(globs []string) []string {
+	var out []string
+	for _, g := range globs {
+		if m, err := filepath.Glob(g); err == nil && len(m) == 0 {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // LoadFiles parses and validates every rule file the globs match. The
@@ -165,6 +181,11 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 				Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
 				File: file, Line: line, Group: g.Name,
 				ranges: lookback(expr), active: map[string]*instance{},
+			}
+			for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
+				for _, v := range m {
+					r.templatesQuery = r.templatesQuery || strings.Contains(v, "query")
+				}
 			}
 			if r.Alert != "" {
 				sev, ok := rr.Labels["severity"]

@@ -65,7 +65,7 @@ func TestShippedPackPassesPromtool(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"check", "rules", "../packaging/rules/runbook.yml", "testdata/valid.yml"},
-		{"test", "rules", "../packaging/rules/runbook_test.yml", "testdata/unittest-pass.yml"},
+		{"test", "rules", "../packaging/rules/runbook_test.yml", "testdata/unittest-pass.yml", "testdata/unittest-chain.yml"},
 	} {
 		out, err := exec.Command("promtool", args...).CombinedOutput()
 		if err != nil {
@@ -82,6 +82,7 @@ func TestUnitTestRunner(t *testing.T) {
 	}{
 		{"../packaging/rules/runbook_test.yml", true, []string{"SUCCESS"}},
 		{"testdata/unittest-pass.yml", true, []string{"SUCCESS"}},
+		{"testdata/unittest-chain.yml", true, []string{"SUCCESS"}},
 		{"testdata/unittest-fail.yml", false, []string{
 			"FAILED:",
 			`alertname: Down, time: 5m`,
