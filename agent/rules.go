@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"path/filepath"
 
+	rulepack "github.com/tokpulse/tokpulse-agent/packaging/rules"
+
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
@@ -19,7 +21,7 @@ import (
 func ruleGlobs(cfg *Config, configFile string) []string {
 	out := make([]string, 0, len(cfg.RuleFiles))
 	for _, g := range cfg.RuleFiles {
-		if !filepath.IsAbs(g) && configFile != "" {
+		if !filepath.IsAbs(g) && configFile != "" && !rulepack.IsBuiltin(g) {
 			g = filepath.Join(filepath.Dir(configFile), g)
 		}
 		out = append(out, g)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	rulepack "github.com/tokpulse/tokpulse-agent/packaging/rules"
+
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -81,6 +83,13 @@ func newParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 func ExpandGlobs(globs []string) ([]string, error) {
 	var files []string
 	for _, g := range globs {
+		if rulepack.IsBuiltin(g) {
+			if _, err := rulepack.Read(g); err != nil {
+				return nil, fmt.Errorf("rule_files: %q is not a rule file built into the agent (there is builtin:runbook.yml): %w", g, err)
+			}
+			files = append(files, g)
+			continue
+		}
 		m, err := filepath.Glob(g)
 		if err != nil {
 			return nil, fmt.Errorf("rule_files: %q is not a valid glob: %w", g, err)
@@ -97,6 +106,9 @@ func ExpandGlobs(globs []string) ([]string, error) {
 func UnmatchedGlobs(globs []string) []string {
 	var out []string
 	for _, g := range globs {
+		if rulepack.IsBuiltin(g) {
+			continue // ExpandGlobs rejects a missing one
+		}
 		if m, err := filepath.Glob(g); err == nil && len(m) == 0 {
 			out = append(out, g)
 		}
@@ -133,7 +145,15 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	data, err := os.ReadFile(file)
+	var (
+		data []byte
+		err  error
+	)
+	if rulepack.IsBuiltin(file) {
+		data, err = rulepack.Read(file)
+	} else {
+		data, err = os.ReadFile(file)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading rule file: %w (check rule_files in agent.yaml)", err)
 	}

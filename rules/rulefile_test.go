@@ -106,3 +106,19 @@ func TestUnitTestRunner(t *testing.T) {
 		})
 	}
 }
+
+func TestBuiltinRulePack(t *testing.T) {
+	groups, files, err := LoadFiles([]string{"builtin:runbook.yml"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0] != "builtin:runbook.yml" || len(groups) == 0 {
+		t.Fatalf("files %v, %d groups", files, len(groups))
+	}
+	if _, _, err := LoadFiles([]string{"builtin:nope.yml"}, nil); err == nil || !strings.Contains(err.Error(), "builtin:runbook.yml") {
+		t.Errorf("unknown builtin: err = %v, want one naming the pack", err)
+	}
+	if u := UnmatchedGlobs([]string{"builtin:runbook.yml"}); len(u) != 0 {
+		t.Errorf("builtin reported unmatched: %v", u)
+	}
+}
