@@ -304,7 +304,12 @@ func (s *scenario) waitFiring(m matcher, severity string, since time.Time, timeo
 	lat := e.ReceivedAt.Sub(since)
 	s.t.Logf("LATENCY scenario=%s alert=%s%s severity=%s latency=%s for=%s beyond_for=%s", s.name, m.alert, labelString(m.labels), severity,
 		lat.Round(10*time.Millisecond), s.rulesFor[m.alert], (lat - s.rulesFor[m.alert]).Round(10*time.Millisecond))
-	s.waitAlertmanager(m, true, 20*time.Second)
+	am := m
+	am.labels = map[string]string{"severity": severity}
+	for k, v := range m.labels {
+		am.labels[k] = v
+	}
+	s.waitAlertmanager(am, true, 20*time.Second)
 	return e
 }
 
