@@ -3,6 +3,7 @@ package collectors
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -105,7 +106,7 @@ func (l *LogConfig) Validate(c *yamlx.Checker, path string) {
 		c.Errorf(yamlx.Join(path, "max_line_bytes"), "%d is out of range; write a size between 256 and 16777216 bytes (default 65536)", l.MaxLineBytes)
 	}
 	if l.PollInterval.D() < 10*time.Millisecond {
-		c.Errorf(yamlx.Join(path, "poll_interval"), "must be at least 10ms; the default is 250ms")
+		c.Errorf(yamlx.Join(path, "poll_interval"), "must be at least 10ms; the default is 1s")
 	}
 	if l.Multiline.MaxLines < 1 {
 		c.Errorf(yamlx.Join(yamlx.Join(path, "multiline"), "max_lines"), "must be at least 1")
@@ -179,6 +180,10 @@ type LogFile struct {
 	pipe   *linePipeline
 	tail   *tailer.Tailer
 	bucket *state.Bucket
+	// saved is what the last checkpoint wrote; an unchanged position is not
+	// written again, so an idle source costs no write (and no fsync) per
+	// second.
+	saved []tailer.Position
 
 	rotations, truncations, recoveredBytes atomic.Uint64
 
@@ -275,7 +280,9 @@ func (l *LogFile) Run(ctx context.Context) {
 			l.stop()
 			return
 		case <-save.C:
-			l.checkpoint()
+			if !slices.Equal(l.tail.Positions(), l.saved) {
+				l.checkpoint()
+			}
 		case <-poll.C:
 		case <-wake:
 			// A busy file wakes us at every write; poll at most every
@@ -310,7 +317,9 @@ func (l *LogFile) checkpoint() {
 	st := logState{Positions: l.tail.Positions(), SavedAt: l.opts.Now()}
 	if err := l.bucket.PutJSON(l.cfg.Name, st); err != nil {
 		l.opts.Logger.Error("Saving log positions failed; a restart may read lines again", "err", err)
+		return
 	}
+	l.saved = st.Positions
 }
 
 // line is the tailer's Handler.

@@ -106,7 +106,7 @@ type Config struct {
 // Defaults for Config's zero fields.
 const (
 	DefaultMaxLineBytes     = 64 << 10
-	DefaultPollInterval     = 250 * time.Millisecond
+	DefaultPollInterval     = time.Second
 	DefaultRotateWait       = 5 * time.Second
 	DefaultRetryInterval    = 5 * time.Second
 	DefaultFingerprintBytes = 1024
