@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -151,4 +152,125 @@ systemctl kill --signal=KILL tp-running`)
 	// Back to active: a failed unit restarted by hand.
 	h.sh("systemctl reset-failed tp-running && systemctl start tp-running")
 	h.metricsMatch("a failed unit started again", state("tp-running.service", "active"))
+}
+
+// echoUnit writes $COUNT lines "$BATCH line N" to its stdout, which journald
+// stores as the unit's entries, at priority notice: above every message
+// systemd itself logs about the unit (Starting, Finished, Deactivated,
+// Consumed), which are info.
+const echoUnit = `[Service]
+Type=oneshot
+SyslogLevel=notice
+EnvironmentFile=/etc/tp-echo.env
+ExecStart=/usr/local/bin/tp-echo
+`
+
+const echoScript = `#!/bin/sh
+i=1
+while [ "$i" -le "$COUNT" ]; do
+	echo "$BATCH line $i"
+	i=$((i + 1))
+done
+`
+
+// TestJournalInContainer follows the live journal of a booted system: a
+// unit writes known lines, and the agent counts the unit's entries and the
+// pattern matches exactly; stopped and started again, it resumes after its
+// saved cursor, counting the lines written while it was down once and the
+// ones before never again.
+func TestJournalInContainer(t *testing.T) {
+	c := nspawn.Start(t, nspawn.Options{})
+	h := host{t: t, c: c}
+	h.writeFile("/usr/local/bin/tp-echo", echoScript, 0o755)
+	h.writeFile("/etc/systemd/system/tp-echo.service", echoUnit, 0o644)
+	h.sh("systemctl daemon-reload")
+	// x takes every entry of the unit, notice only its own lines. Both
+	// start at the journal's beginning on the agent's first run, which
+	// holds nothing of tp-echo yet: unlike start_at: end, this does not
+	// race with journalctl's first seek. Later runs resume at the cursor.
+	h.startPlainAgent(`agent:
+  interval: 1s
+web:
+  listen: 127.0.0.1:9847
+journal:
+- name: x
+  units: [tp-echo.service]
+  start_at: beginning
+  patterns:
+  - {name: batch1, regexp: '^batch1 line \d+$'}
+  - {name: batch2, regexp: '^batch2 line \d+$'}
+  - {name: batch3, regexp: '^batch3 line \d+$'}
+  - {name: even, regexp: '^batch\d line \d*[02468]$'}
+- name: notice
+  units: [tp-echo.service]
+  priority: notice
+  start_at: beginning
+`)
+	h.metricsMatch("journalctl followed", `^tokpulse_journal_up\{source="x"\} 1$`, `^tokpulse_journal_up\{source="notice"\} 1$`)
+
+	echo := func(batch string, n int) {
+		h.t.Helper()
+		h.sh(fmt.Sprintf("printf 'BATCH=%s\\nCOUNT=%d\\n' > /etc/tp-echo.env && systemctl start tp-echo", batch, n))
+	}
+	// unitEntries is how many entries journalctl itself has for the unit.
+	unitEntries := func() float64 {
+		n, err := strconv.Atoi(strings.TrimSpace(h.sh("journalctl --no-pager -q -o json -u tp-echo.service | wc -l")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return float64(n)
+	}
+	// expect waits until every series has its value (a missing series
+	// counts as 0) and the x source has counted sinceStart entries of the
+	// unit more than it had when this run of the agent started.
+	expect := func(what string, want map[string]float64, sinceStart float64) {
+		h.t.Helper()
+		h.eventually(what, 30*time.Second, func() (bool, string) {
+			m, err := h.metrics()
+			if err != nil {
+				return false, err.Error()
+			}
+			var diffs []string
+			wantX := unitEntries() - sinceStart
+			if got, _ := metricValue(m, `tokpulse_log_lines_total{source="x"}`); got != wantX {
+				diffs = append(diffs, fmt.Sprintf("x lines %v, want %v (journalctl -u)", got, wantX))
+			}
+			for series, v := range want {
+				if got, _ := metricValue(m, series); got != v {
+					diffs = append(diffs, fmt.Sprintf("%s = %v, want %v", series, got, v))
+				}
+			}
+			return len(diffs) == 0, strings.Join(diffs, "; ")
+		})
+	}
+
+	echo("batch1", 40)
+	expect("batch1 counted live", map[string]float64{
+		`tokpulse_log_lines_total{source="notice"}`:               40,
+		`tokpulse_log_matches_total{pattern="batch1",source="x"}`: 40,
+		`tokpulse_log_matches_total{pattern="even",source="x"}`:   20,
+	}, 0)
+
+	// Stopped (SIGTERM: the cursor is saved), lines written while it is
+	// down, started again: a new process whose counters start at 0.
+	h.sh("systemctl stop tokpulse-agent")
+	before := unitEntries()
+	echo("batch2", 25)
+	h.sh("systemctl start tokpulse-agent")
+	expect("only what was written while the agent was down", map[string]float64{
+		`tokpulse_log_lines_total{source="notice"}`:               25,
+		`tokpulse_log_matches_total{pattern="batch1",source="x"}`: 0,
+		`tokpulse_log_matches_total{pattern="batch2",source="x"}`: 25,
+		`tokpulse_log_matches_total{pattern="even",source="x"}`:   12,
+		`tokpulse_journal_cursor_resets_total{source="x"}`:        0,
+	}, before)
+
+	echo("batch3", 15)
+	expect("live again after the restart", map[string]float64{
+		`tokpulse_log_lines_total{source="notice"}`:               40,
+		`tokpulse_log_matches_total{pattern="batch1",source="x"}`: 0,
+		`tokpulse_log_matches_total{pattern="batch3",source="x"}`: 15,
+		`tokpulse_log_matches_total{pattern="even",source="x"}`:   19,
+	}, before)
+	t.Logf("journalctl -u tp-echo.service: %v entries, 80 of them the unit's lines", unitEntries())
 }
