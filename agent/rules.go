@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"path/filepath"
 
+	rulepack "github.com/tokpulse/tokpulse-agent/packaging/rules"
+
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
@@ -19,12 +21,18 @@ import (
 func ruleGlobs(cfg *Config, configFile string) []string {
 	out := make([]string, 0, len(cfg.RuleFiles))
 	for _, g := range cfg.RuleFiles {
-		if !filepath.IsAbs(g) && configFile != "" {
+		if !filepath.IsAbs(g) && configFile != "" && !rulepack.IsBuiltin(g) {
 			g = filepath.Join(filepath.Dir(configFile), g)
 		}
 		out = append(out, g)
 	}
 	return out
+}
+
+// UnmatchedRuleGlobs returns the rule_files globs of cfg that match no
+// file, for a warning from check.
+func UnmatchedRuleGlobs(cfg *Config, configFile string) []string {
+	return rules.UnmatchedGlobs(ruleGlobs(cfg, configFile))
 }
 
 // CheckRules loads every rule file of cfg as the daemon would, for
@@ -120,7 +128,10 @@ func (a *Agent) serveAlerts(w http.ResponseWriter, _ *http.Request) {
 // reloadRules applies cfg's rules and severities; on error the running
 // rules stay.
 func (a *Agent) reloadRules(cfg *Config) error {
+	// The interval sizes the store's window, which Load computes.
+	a.rules.SetInterval(cfg.Agent.Interval.D())
 	if err := a.rules.Load(ruleGlobs(cfg, a.opts.ConfigFile)); err != nil {
+		a.rules.SetInterval(a.Config().Agent.Interval.D())
 		return err
 	}
 	a.rules.SetPolicies(cfg.Severities)

@@ -21,6 +21,9 @@ type Config struct {
 	Checks    CheckList   `yaml:"checks"`
 	Processes ProcessList `yaml:"processes"`
 	Units     []string    `yaml:"units"`
+	// Logs and Journal: see logfile.go and journal.go.
+	Logs    []LogConfig     `yaml:"logs"`
+	Journal []JournalConfig `yaml:"journal"`
 }
 
 // DefaultConfig returns the collector configuration used where agent.yaml is
@@ -36,6 +39,13 @@ func (c *Config) Validate(v *yamlx.Checker, path string) {
 	validateChecks(c.Checks, v, yamlx.Join(path, "checks"))
 	validateProcesses(c.Processes, v, yamlx.Join(path, "processes"))
 	validateUnits(c.Units, v, yamlx.Join(path, "units"))
+	for i := range c.Logs {
+		c.Logs[i].Validate(v, yamlx.Index(yamlx.Join(path, "logs"), i))
+	}
+	for i := range c.Journal {
+		c.Journal[i].Validate(v, yamlx.Index(yamlx.Join(path, "journal"), i))
+	}
+	validateLogSources(v, c.Logs, c.Journal)
 }
 
 // Paths locates the host's pseudo filesystems. They are configurable so that
@@ -101,6 +111,8 @@ func Build(cfg Config, opts Options) ([]Named, error) {
 		{"checks", buildChecks},
 		{"processes", buildProcesses},
 		{"systemd", buildUnits},
+		{"logs", buildLogs},
+		{"journal", buildJournal},
 	}
 	var out []Named
 	for _, b := range builders {

@@ -1,7 +1,6 @@
 package collectors
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,27 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 )
-
-// syncBuffer is a log sink safe for the collector's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestUnitsWithoutBus runs the collector where there is no system bus: it
 // must say so once, export tokpulse_systemd_up 0, keep
@@ -39,7 +22,7 @@ func TestUnitsWithoutBus(t *testing.T) {
 	// A socket path that exists nowhere, so that the test means the same on
 	// a machine that does run a system bus.
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+t.TempDir()+"/no_bus_socket")
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	var mu sync.Mutex
 	attempts := 0
 	dial := func(ctx context.Context) (UnitBus, error) {

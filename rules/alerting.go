@@ -54,6 +54,10 @@ type instance struct {
 	newlyFiring bool
 }
 
+// stateKey is the instance's key in the state file: the fingerprint
+// within its group, since two groups may hold alerts with the same labels.
+func (a *instance) stateKey() string { return a.Group + "/" + a.Fingerprint }
+
 // fingerprint is a stable hash of a label set: it identifies an alert in
 // the state file and towards delivery across restarts and versions.
 func fingerprint(l labels.Labels) string {
@@ -85,13 +89,21 @@ func (r *Rule) evalAlert(ctx context.Context, ts time.Time, res promql.Vector, q
 			return expandTemplate(ctx, r.Alert, text, tmplData, ts, query, ext.parsedURL, logger)
 		}
 		lb.Reset(smpl.Metric)
-		lb.Del(labels.MetricName)
+		lb.Del(model.MetricNameLabel)
 		r.Labels.Range(func(x labels.Label) { lb.Set(x.Name, expand(x.Value)) })
 		lb.Set(labels.AlertName, r.Alert)
 		lset := lb.Labels()
-		anns := map[string]string{}
-		r.Annotations.Range(func(x labels.Label) { anns[x.Name] = expand(x.Value) })
 		fp := fingerprint(lset)
+		var anns map[string]string
+		// Templates are a pure function of labels and value unless they
+		// query: an alert whose value did not change keeps its expanded
+		// annotations, which saves most of an evaluation while it fires.
+		if cur, ok := r.active[fp]; ok && cur.State != alert.StateResolved && cur.Value == smpl.F && !r.templatesQuery {
+			anns = cur.Annotations
+		} else {
+			anns = map[string]string{}
+			r.Annotations.Range(func(x labels.Label) { anns[x.Name] = expand(x.Value) })
+		}
 		if _, dup := seen[fp]; dup {
 			return errDuplicateLabels
 		}

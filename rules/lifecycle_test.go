@@ -201,8 +201,8 @@ func TestLifecycleFor(t *testing.T) {
 	for range 10 { // to t0+16m: past P1's first escalation step (15m)
 		h.eval(f(91))
 	}
-	if a := h.sink.last()[0]; a.Escalation != "engineering-manager" || a.Value != 91 {
-		t.Errorf("after 16m: escalation %q value %v, want engineering-manager and 91", a.Escalation, a.Value)
+	if a := h.sink.last()[0]; a.Escalation != "engineering-manager" || a.Value != 91 || a.Annotations["summary"] != "memory at 91%" {
+		t.Errorf("after 16m: escalation %q value %v summary %q, want engineering-manager, 91 and the summary expanded again", a.Escalation, a.Value, a.Annotations["summary"])
 	}
 	if h.evidence.n != 1 {
 		t.Errorf("evidence taken %d times, want once (when the alert started firing)", h.evidence.n)
@@ -270,14 +270,20 @@ func TestLifecycleFlapping(t *testing.T) {
 			t.Fatalf("a flapping alert was handed on: %+v", c)
 		}
 	}
-	// A series that disappears (a collector removed) ends the alert at the
-	// next evaluation, through its staleness marker, not 5m later.
+	// A series that disappears (a collector removed by a reload) ends the
+	// alert through its staleness marker, not 5m later; a whole family
+	// missing from one gather (a collector that timed out) gets one more
+	// round first.
 	for range 6 {
 		h.eval(f(95))
 	}
 	h.eval(nil)
+	if s := h.state(); s != alert.StateFiring {
+		t.Fatalf("after one gather without the series: %q, want still firing", s)
+	}
+	h.eval(nil)
 	if s := h.state(); s != alert.StateResolved {
-		t.Fatalf("after the series vanished: %q, want resolved", s)
+		t.Fatalf("after two gathers without the series: %q, want resolved", s)
 	}
 }
 

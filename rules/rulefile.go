@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	rulepack "github.com/tokpulse/tokpulse-agent/packaging/rules"
+
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -53,6 +55,9 @@ type Rule struct {
 
 	// ranges is the longest time the expression looks back.
 	ranges time.Duration
+	// templatesQuery is set when a label or annotation template calls
+	// query, whose result may change while the alert's value does not.
+	templatesQuery bool
 	// active holds the rule's alert instances by fingerprint.
 	active map[string]*instance
 }
@@ -78,6 +83,13 @@ func newParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 func ExpandGlobs(globs []string) ([]string, error) {
 	var files []string
 	for _, g := range globs {
+		if rulepack.IsBuiltin(g) {
+			if _, err := rulepack.Read(g); err != nil {
+				return nil, fmt.Errorf("rule_files: %q is not a rule file built into the agent (there is builtin:runbook.yml): %w", g, err)
+			}
+			files = append(files, g)
+			continue
+		}
 		m, err := filepath.Glob(g)
 		if err != nil {
 			return nil, fmt.Errorf("rule_files: %q is not a valid glob: %w", g, err)
@@ -86,6 +98,22 @@ func ExpandGlobs(globs []string) ([]string, error) {
 	}
 	slices.Sort(files)
 	return slices.Compact(files), nil
+}
+
+// UnmatchedGlobs returns the globs that match no file: not an error (a
+// drop-in directory may be empty), but worth a warning, since a typo in a
+// path silently loads no rules.
+func UnmatchedGlobs(globs []string) []string {
+	var out []string
+	for _, g := range globs {
+		if rulepack.IsBuiltin(g) {
+			continue // ExpandGlobs rejects a missing one
+		}
+		if m, err := filepath.Glob(g); err == nil && len(m) == 0 {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // LoadFiles parses and validates every rule file the globs match. The
@@ -117,7 +145,15 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	data, err := os.ReadFile(file)
+	var (
+		data []byte
+		err  error
+	)
+	if rulepack.IsBuiltin(file) {
+		data, err = rulepack.Read(file)
+	} else {
+		data, err = os.ReadFile(file)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading rule file: %w (check rule_files in agent.yaml)", err)
 	}
@@ -165,6 +201,11 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 				Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
 				File: file, Line: line, Group: g.Name,
 				ranges: lookback(expr), active: map[string]*instance{},
+			}
+			for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
+				for _, v := range m {
+					r.templatesQuery = r.templatesQuery || strings.Contains(v, "query")
+				}
 			}
 			if r.Alert != "" {
 				sev, ok := rr.Labels["severity"]

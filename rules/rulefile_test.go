@@ -65,7 +65,7 @@ func TestShippedPackPassesPromtool(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"check", "rules", "../packaging/rules/runbook.yml", "testdata/valid.yml"},
-		{"test", "rules", "../packaging/rules/runbook_test.yml", "testdata/unittest-pass.yml"},
+		{"test", "rules", "../packaging/rules/runbook_test.yml", "testdata/unittest-pass.yml", "testdata/unittest-chain.yml"},
 	} {
 		out, err := exec.Command("promtool", args...).CombinedOutput()
 		if err != nil {
@@ -82,6 +82,7 @@ func TestUnitTestRunner(t *testing.T) {
 	}{
 		{"../packaging/rules/runbook_test.yml", true, []string{"SUCCESS"}},
 		{"testdata/unittest-pass.yml", true, []string{"SUCCESS"}},
+		{"testdata/unittest-chain.yml", true, []string{"SUCCESS"}},
 		{"testdata/unittest-fail.yml", false, []string{
 			"FAILED:",
 			`alertname: Down, time: 5m`,
@@ -103,5 +104,21 @@ func TestUnitTestRunner(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestBuiltinRulePack(t *testing.T) {
+	groups, files, err := LoadFiles([]string{"builtin:runbook.yml"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0] != "builtin:runbook.yml" || len(groups) == 0 {
+		t.Fatalf("files %v, %d groups", files, len(groups))
+	}
+	if _, _, err := LoadFiles([]string{"builtin:nope.yml"}, nil); err == nil || !strings.Contains(err.Error(), "builtin:runbook.yml") {
+		t.Errorf("unknown builtin: err = %v, want one naming the pack", err)
+	}
+	if u := UnmatchedGlobs([]string{"builtin:runbook.yml"}); len(u) != 0 {
+		t.Errorf("builtin reported unmatched: %v", u)
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/template"
@@ -148,6 +149,20 @@ func newEngine(logger *slog.Logger, interval time.Duration) *promql.Engine {
 	})
 }
 
+// SetInterval changes the evaluation interval (after a reload); it applies
+// to the store's window at the next Load.
+func (m *Manager) SetInterval(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d != m.opts.Interval {
+		m.opts.Interval = d
+		m.engine = newEngine(m.logger, d)
+	}
+}
+
 // SetPolicies replaces the severity policies (after a reload).
 func (m *Manager) SetPolicies(p alert.Policies) {
 	m.mu.Lock()
@@ -166,6 +181,9 @@ func (m *Manager) Load(globs []string) error {
 	groups, files, err := LoadFiles(globs, m.logger)
 	if err != nil {
 		return err
+	}
+	for _, g := range UnmatchedGlobs(globs) {
+		m.logger.Warn("A rule_files glob matches no file", "glob", g)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -209,7 +227,11 @@ func (m *Manager) Load(globs []string) error {
 	// Margin: the lookback of an instant selector plus two intervals, so
 	// that a late gather never leaves a range one sample short.
 	m.store.SetWindow(window + LookbackDelta + 2*m.opts.Interval)
-	m.logger.Info("Rules loaded", "files", len(files), "groups", len(groups), "rules", len(byKey), "window", m.store.Window())
+	nrules := 0
+	for _, g := range groups {
+		nrules += len(g.Rules)
+	}
+	m.logger.Info("Rules loaded", "files", len(files), "groups", len(groups), "rules", nrules, "window", m.store.Window())
 	return nil
 }
 
@@ -232,8 +254,10 @@ func (m *Manager) readState() ([]*instance, error) {
 			m.logger.Warn("Dropping a corrupt alert state record", "key", string(k), "err", err)
 			return nil
 		}
+		// A record under another key (an older layout) is rewritten.
+		a.dirty = string(k) != a.stateKey()
 		out = append(out, a)
-		m.persisted[a.Fingerprint] = true
+		m.persisted[string(k)] = true
 		return nil
 	})
 	if err != nil {
@@ -295,7 +319,7 @@ func record(r *Rule, vec promql.Vector, ts time.Time, store *Store) error {
 	out := make([]labels.Labels, len(vec))
 	for i, s := range vec {
 		lb.Reset(s.Metric)
-		lb.Set(labels.MetricName, r.Record)
+		lb.Set(model.MetricNameLabel, r.Record)
 		r.Labels.Range(func(l labels.Label) { lb.Set(l.Name, l.Value) })
 		out[i] = lb.Labels()
 		if h := out[i].Hash(); seen[h] {
@@ -342,6 +366,11 @@ func (m *Manager) Evaluate(ctx context.Context, ts time.Time) error {
 		m.m.failures.Add(float64(len(ge)))
 		errs = append(errs, ge...)
 	}
+	// Orphans are handed on once, then shown for the retention like any
+	// resolved alert.
+	m.orphans = slices.DeleteFunc(m.orphans, func(o *orphan) bool {
+		return o.inst.Delivered && ts.Sub(o.inst.ResolvedAt) > ResolvedRetention
+	})
 	for _, o := range m.orphans {
 		if o.inst.State != alert.StateResolved {
 			o.inst.State = alert.StateResolved
@@ -434,8 +463,6 @@ func (m *Manager) markDelivered() {
 			a.dirty = true
 		}
 	})
-	// Orphans are handed on once.
-	m.orphans = slices.DeleteFunc(m.orphans, func(o *orphan) bool { return o.inst.Delivered })
 }
 
 func (m *Manager) toAlert(sev alert.Severity, a *instance, ts time.Time) alert.Alert {
@@ -477,7 +504,7 @@ func sortAlerts(as []alert.Alert) {
 // transaction.
 func (m *Manager) persist() error {
 	current := map[string]*instance{}
-	m.eachInstance(func(_ *Rule, _ alert.Severity, a *instance) { current[a.Fingerprint] = a })
+	m.eachInstance(func(_ *Rule, _ alert.Severity, a *instance) { current[a.stateKey()] = a })
 	if m.opts.State == nil {
 		for _, a := range current {
 			a.dirty = false

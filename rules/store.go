@@ -2,12 +2,14 @@ package rules
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
 	"slices"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -41,6 +43,12 @@ type memSeries struct {
 	// missing from a round gets a staleness marker, as Prometheus writes
 	// one when a target stops exporting a series.
 	seen uint64
+	// family is the metric family the series was gathered in ("" for
+	// recorded series).
+	family string
+	// hash is lset.Hash(); gatherKey the series' key in Store.gathered
+	// (0 for recorded series).
+	hash, gatherKey uint64
 }
 
 // Store is the bounded in-memory series store the rules evaluate: the
@@ -48,8 +56,15 @@ type memSeries struct {
 // implements storage.Queryable for the promql engine. No WAL, no
 // compaction: what it loses in a restart the window refills.
 type Store struct {
-	mu        sync.RWMutex
-	series    map[uint64]*memSeries
+	mu     sync.RWMutex
+	series map[uint64]*memSeries
+	// byName indexes series by metric name: every selector of a rule
+	// names its metric, so a query touches only that metric's series.
+	byName map[string]map[uint64]*memSeries
+	// gathered finds a gathered series from the exposition's fields.
+	gathered map[uint64]*memSeries
+	// families holds the last round in which each metric family came.
+	families  map[string]uint64
 	window    time.Duration
 	maxSeries int
 	round     uint64
@@ -64,7 +79,10 @@ func NewStore(window time.Duration, maxSeries int) *Store {
 	if maxSeries <= 0 {
 		maxSeries = DefaultMaxSeries
 	}
-	return &Store{series: map[uint64]*memSeries{}, window: window, maxSeries: maxSeries}
+	return &Store{
+		series: map[uint64]*memSeries{}, byName: map[string]map[uint64]*memSeries{}, gathered: map[uint64]*memSeries{}, families: map[string]uint64{},
+		window: window, maxSeries: maxSeries,
+	}
 }
 
 // SetWindow changes the window (after a reload changed the rules).
@@ -105,36 +123,26 @@ func (s *Store) AppendFamilies(ts time.Time, mfs []*dto.MetricFamily) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.round++
-	b := labels.NewScratchBuilder(8)
-	add := func(name string, m *dto.Metric, v float64, extra ...string) {
-		b.Reset()
-		b.Add(labels.MetricName, name)
-		for _, lp := range m.GetLabel() {
-			b.Add(lp.GetName(), lp.GetValue())
-		}
-		for i := 0; i+1 < len(extra); i += 2 {
-			b.Add(extra[i], extra[i+1])
-		}
-		b.Sort()
-		s.appendLocked(b.Labels(), t, v, true)
-	}
+	a := gatherAppender{s: s, t: t, b: labels.NewScratchBuilder(8)}
 	for _, mf := range mfs {
 		name := mf.GetName()
+		a.family = name
+		s.families[name] = s.round
 		for _, m := range mf.GetMetric() {
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
-				add(name, m, m.GetCounter().GetValue())
+				a.add(name, m, m.GetCounter().GetValue(), "", 0)
 			case dto.MetricType_GAUGE:
-				add(name, m, m.GetGauge().GetValue())
+				a.add(name, m, m.GetGauge().GetValue(), "", 0)
 			case dto.MetricType_UNTYPED:
-				add(name, m, m.GetUntyped().GetValue())
+				a.add(name, m, m.GetUntyped().GetValue(), "", 0)
 			case dto.MetricType_SUMMARY:
 				sm := m.GetSummary()
 				for _, q := range sm.GetQuantile() {
-					add(name, m, q.GetValue(), model.QuantileLabel, formatFloat(q.GetQuantile()))
+					a.add(name, m, q.GetValue(), model.QuantileLabel, q.GetQuantile())
 				}
-				add(name+"_sum", m, sm.GetSampleSum())
-				add(name+"_count", m, float64(sm.GetSampleCount()))
+				a.add(name+"_sum", m, sm.GetSampleSum(), "", 0)
+				a.add(name+"_count", m, float64(sm.GetSampleCount()), "", 0)
 			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
 				h := m.GetHistogram()
 				inf := false
@@ -142,23 +150,85 @@ func (s *Store) AppendFamilies(ts time.Time, mfs []*dto.MetricFamily) {
 					if math.IsInf(bk.GetUpperBound(), 1) {
 						inf = true
 					}
-					add(name+"_bucket", m, float64(bk.GetCumulativeCount()), model.BucketLabel, formatFloat(bk.GetUpperBound()))
+					a.add(name+"_bucket", m, float64(bk.GetCumulativeCount()), model.BucketLabel, bk.GetUpperBound())
 				}
 				if !inf {
-					add(name+"_bucket", m, float64(h.GetSampleCount()), model.BucketLabel, "+Inf")
+					a.add(name+"_bucket", m, float64(h.GetSampleCount()), model.BucketLabel, math.Inf(1))
 				}
-				add(name+"_sum", m, h.GetSampleSum())
-				add(name+"_count", m, float64(h.GetSampleCount()))
+				a.add(name+"_sum", m, h.GetSampleSum(), "", 0)
+				a.add(name+"_count", m, float64(h.GetSampleCount()), "", 0)
 			}
 		}
 	}
-	for _, ms := range s.series {
-		if ms.seen != s.round && len(ms.samples) > 0 && !value.IsStaleNaN(ms.samples[len(ms.samples)-1].v) {
-			ms.samples = append(ms.samples, sample{t, math.Float64frombits(value.StaleNaN)})
-			s.samples++
+	s.sweepLocked(t, true)
+}
+
+// gatherAppender appends one gather. Series are found through a hash of
+// the exposition's own fields, so that a known series costs no label
+// building or float formatting.
+type gatherAppender struct {
+	s      *Store
+	t      int64
+	family string
+	b      labels.ScratchBuilder
+	d      xxhash.Digest
+}
+
+func (a *gatherAppender) add(name string, m *dto.Metric, v float64, extraName string, extraVal float64) {
+	a.d.Reset()
+	_, _ = a.d.WriteString(name)
+	for _, lp := range m.GetLabel() {
+		_, _ = a.d.WriteString("\xff" + lp.GetName() + "\xfe" + lp.GetValue())
+	}
+	if extraName != "" {
+		var buf [8]byte
+		binary.LittleEndian.PutUint64(buf[:], math.Float64bits(extraVal))
+		_, _ = a.d.WriteString("\xff" + extraName + "\xfe")
+		_, _ = a.d.Write(buf[:])
+	}
+	key := a.d.Sum64()
+	if ms, ok := a.s.gathered[key]; ok && ms.sameAs(name, m, extraName) {
+		ms.seen = a.s.round
+		a.s.addSample(ms, a.t, v)
+		return
+	}
+	a.b.Reset()
+	a.b.Add(model.MetricNameLabel, name)
+	for _, lp := range m.GetLabel() {
+		a.b.Add(lp.GetName(), lp.GetValue())
+	}
+	if extraName != "" {
+		a.b.Add(extraName, formatFloat(extraVal))
+	}
+	a.b.Sort()
+	ms := a.s.seriesLocked(a.b.Labels())
+	if ms == nil {
+		return
+	}
+	ms.seen = a.s.round
+	ms.family = a.family
+	if ms.gatherKey == 0 {
+		ms.gatherKey = key
+		a.s.gathered[key] = ms
+	}
+	a.s.addSample(ms, a.t, v)
+}
+
+// sameAs guards the gather cache against a hash collision.
+func (ms *memSeries) sameAs(name string, m *dto.Metric, extraName string) bool {
+	n := 1 + len(m.GetLabel())
+	if extraName != "" {
+		n++
+	}
+	if ms.lset.Len() != n || ms.lset.Get(model.MetricNameLabel) != name {
+		return false
+	}
+	for _, lp := range m.GetLabel() {
+		if ms.lset.Get(lp.GetName()) != lp.GetValue() {
+			return false
 		}
 	}
-	s.trimLocked(t)
+	return extraName == "" || ms.lset.Has(extraName)
 }
 
 // Append adds one sample (rule unit tests and recording rules). A series
@@ -166,62 +236,118 @@ func (s *Store) AppendFamilies(ts time.Time, mfs []*dto.MetricFamily) {
 func (s *Store) Append(lset labels.Labels, ts time.Time, v float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.appendLocked(lset, ts.UnixMilli(), v, false)
+	ms := s.seriesLocked(lset)
+	if ms == nil {
+		return
+	}
+	// Recorded series are not gathered; they stay until they age out.
+	ms.seen = math.MaxUint64
+	s.addSample(ms, ts.UnixMilli(), v)
 }
 
-func (s *Store) appendLocked(lset labels.Labels, t int64, v float64, gathered bool) {
+// seriesLocked returns the series of lset, creating it, or nil when the
+// store is full (the drop is counted).
+func (s *Store) seriesLocked(lset labels.Labels) *memSeries {
 	h := lset.Hash()
-	ms, ok := s.series[h]
-	if !ok {
-		if len(s.series) >= s.maxSeries {
-			s.dropped++
-			return
-		}
-		ms = &memSeries{lset: lset}
-		s.series[h] = ms
+	if ms, ok := s.series[h]; ok {
+		return ms
 	}
-	if gathered {
-		ms.seen = s.round
-	} else {
-		// Recorded series stay until they age out.
-		ms.seen = math.MaxUint64
+	if len(s.series) >= s.maxSeries {
+		s.dropped++
+		return nil
 	}
+	ms := &memSeries{lset: lset, hash: h}
+	s.series[h] = ms
+	name := lset.Get(model.MetricNameLabel)
+	if s.byName[name] == nil {
+		s.byName[name] = map[uint64]*memSeries{}
+	}
+	s.byName[name][h] = ms
+	return ms
+}
+
+func (s *Store) deleteLocked(ms *memSeries) {
+	delete(s.series, ms.hash)
+	name := ms.lset.Get(model.MetricNameLabel)
+	delete(s.byName[name], ms.hash)
+	if len(s.byName[name]) == 0 {
+		delete(s.byName, name)
+	}
+	if ms.gatherKey != 0 {
+		delete(s.gathered, ms.gatherKey)
+	}
+}
+
+func (s *Store) addSample(ms *memSeries, t int64, v float64) {
 	if n := len(ms.samples); n > 0 && ms.samples[n-1].t >= t {
 		if ms.samples[n-1].t == t {
 			ms.samples[n-1].v = v
 		}
 		return // out of order: Prometheus would reject it too
 	}
-	ms.samples = append(ms.samples, sample{t, v})
+	s.push(ms, sample{t, v})
+}
+
+// push appends one sample. Growth is by an eighth, not append's default
+// (up to double), and copies only live samples: the window's samples are
+// most of the store's memory, and in steady state every series is full.
+func (s *Store) push(ms *memSeries, x sample) {
+	if len(ms.samples) == cap(ms.samples) {
+		n := len(ms.samples)
+		grown := make([]sample, n, n+max(n/8, 4))
+		copy(grown, ms.samples)
+		ms.samples = grown
+	}
+	ms.samples = append(ms.samples, x)
 	s.samples++
 }
 
-// trimLocked drops samples older than the window, and series left empty.
-// A series' backing array is reallocated once most of it is dead, so that
-// memory is returned and does not grow with uptime.
-func (s *Store) trimLocked(now int64) {
-	if s.window <= 0 {
-		return
+// missing reports whether a gathered series is gone: absent from this
+// round while its family was present (a label set that ended), or absent
+// two rounds running. A whole family missing once is more likely a
+// collector that timed out than one removed, and marking its series stale
+// would end their alerts and restart their `for` clocks.
+func (s *Store) missing(ms *memSeries) bool {
+	if ms.seen == s.round || ms.seen == math.MaxUint64 {
+		return false
 	}
+	return s.families[ms.family] == s.round || ms.seen+1 < s.round
+}
+
+// sweepLocked marks series missing from this gather stale (when gather is
+// set), drops samples older than the window and series left empty, in one
+// pass. A series' backing array is reallocated once most of it is dead, so
+// that memory is returned and does not grow with uptime.
+func (s *Store) sweepLocked(now int64, gather bool) {
 	mint := now - s.window.Milliseconds()
-	for h, ms := range s.series {
-		i := sort.Search(len(ms.samples), func(i int) bool { return ms.samples[i].t >= mint })
-		if i == 0 {
+	for f, r := range s.families {
+		if r+2 < s.round {
+			delete(s.families, f)
+		}
+	}
+	for _, ms := range s.series {
+		if gather && s.missing(ms) && len(ms.samples) > 0 && !value.IsStaleNaN(ms.samples[len(ms.samples)-1].v) {
+			s.push(ms, sample{now, math.Float64frombits(value.StaleNaN)})
+		}
+		if s.window <= 0 || len(ms.samples) == 0 || ms.samples[0].t >= mint {
 			continue
 		}
+		i := sort.Search(len(ms.samples), func(i int) bool { return ms.samples[i].t >= mint })
 		s.samples -= i
 		rest := ms.samples[i:]
 		// A staleness marker with nothing left before it hides nothing.
 		if len(rest) == 0 || (len(rest) == 1 && value.IsStaleNaN(rest[0].v)) {
 			s.samples -= len(rest)
-			delete(s.series, h)
+			s.deleteLocked(ms)
 			continue
 		}
-		if cap(rest) < len(rest)*2 && cap(ms.samples) <= 2*len(rest)+16 {
-			ms.samples = rest
-			continue
+		// Reslicing leaves the dead head in the array until push next
+		// reallocates; only when most of the array is dead (the series went
+		// quiet, or the window shrank) is it copied now.
+		if cap(rest) > 4*len(rest)+16 {
+			rest = append(make([]sample, 0, len(rest)+len(rest)/8+4), rest...)
 		}
-		ms.samples = append(make([]sample, 0, len(rest)+len(rest)/4+4), rest...)
+		ms.samples = rest
 	}
 }
 
@@ -242,7 +368,14 @@ func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.Sele
 	}
 	q.s.mu.RLock()
 	var out []*listSeries
-	for _, m := range q.s.series {
+	candidates := q.s.series
+	for _, m := range ms {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
+			candidates = q.s.byName[m.Value]
+			break
+		}
+	}
+	for _, m := range candidates {
 		if !matches(m.lset, ms) {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"google.golang.org/protobuf/proto"
 )
 
 func query(t *testing.T, s *Store, q string, ts time.Time) promql.Vector {
@@ -78,8 +79,14 @@ func TestStoreWindowCapAndStaleness(t *testing.T) {
 			t.Errorf("series %s holds %d samples in an array of %d: memory not returned", ms.lset, len(ms.samples), cap(ms.samples))
 		}
 	}
-	// "a" vanishes: a staleness marker hides it at once.
+	// "a" vanishes: once could be a collector timing out, so it answers
+	// one more round; then a staleness marker hides it.
 	last := t0.Add(30 * time.Minute)
+	s.AppendFamilies(last, fam("b", "c"))
+	if v := query(t, s, "a", last); len(v) != 1 {
+		t.Fatalf("a series missing once is already hidden: %v", v)
+	}
+	last = last.Add(time.Minute)
 	s.AppendFamilies(last, fam("b", "c"))
 	if v := query(t, s, "a", last); len(v) != 0 {
 		t.Fatalf("a vanished series still answers: %v", v)
@@ -91,6 +98,23 @@ func TestStoreWindowCapAndStaleness(t *testing.T) {
 	s.AppendFamilies(last.Add(time.Hour), nil)
 	if st := s.Stats(); st.Series != 0 || st.Samples != 0 {
 		t.Fatalf("after the window passed: %+v, want empty", st)
+	}
+}
+
+// TestStoreLabelSetEnds checks that a label set that ends while its family
+// is still exported is hidden at once, as Prometheus' staleness does.
+func TestStoreLabelSetEnds(t *testing.T) {
+	s := NewStore(time.Hour, 0)
+	two := &dto.MetricFamily{Name: proto.String("up"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{
+		{Label: []*dto.LabelPair{{Name: proto.String("probe"), Value: proto.String("a")}}, Gauge: &dto.Gauge{Value: proto.Float64(1)}},
+		{Label: []*dto.LabelPair{{Name: proto.String("probe"), Value: proto.String("b")}}, Gauge: &dto.Gauge{Value: proto.Float64(1)}},
+	}}
+	s.AppendFamilies(t0, []*dto.MetricFamily{two})
+	one := proto.Clone(two).(*dto.MetricFamily)
+	one.Metric = one.Metric[:1]
+	s.AppendFamilies(t0.Add(time.Minute), []*dto.MetricFamily{one})
+	if v := query(t, s, "up", t0.Add(time.Minute)); len(v) != 1 {
+		t.Fatalf("up = %v, want only probe a", v)
 	}
 }
 

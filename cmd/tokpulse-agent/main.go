@@ -130,6 +130,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, f := range files {
 		fmt.Fprintf(stdout, "  %s: OK\n", f)
 	}
+	for _, g := range agent.UnmatchedRuleGlobs(cfg, *configFile) {
+		fmt.Fprintf(stderr, "warning: rule_files: %q matches no file\n", g)
+	}
 	return 0
 }
 

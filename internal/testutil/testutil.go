@@ -146,7 +146,7 @@ type Agent struct {
 	Cmd    *exec.Cmd
 	Addr   string
 	Notify *NotifySocket
-	stderr *syncBuffer
+	stderr *SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -162,7 +162,7 @@ type AgentOptions struct {
 // stops it (SIGKILL, by PID) at the end of the test if it still runs.
 func StartAgent(t testing.TB, o AgentOptions) *Agent {
 	t.Helper()
-	a := &Agent{Addr: o.Addr, Notify: NewNotifySocket(t), stderr: &syncBuffer{}, done: make(chan struct{})}
+	a := &Agent{Addr: o.Addr, Notify: NewNotifySocket(t), stderr: &SyncBuffer{}, done: make(chan struct{})}
 	a.Cmd = exec.Command(AgentBinary(t), append([]string{"run"}, o.Args...)...)
 	a.Cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+a.Notify.Path), o.Env...)
 	a.Cmd.Stdout = a.stderr
@@ -261,18 +261,22 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (a process's
+// output, a logger used by several goroutines).
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write implements io.Writer.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

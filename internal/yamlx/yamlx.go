@@ -74,6 +74,7 @@ type Validator interface {
 type Checker struct {
 	file     string
 	index    map[string]*yaml.Node // dotted path → key node
+	values   map[string]*yaml.Node // dotted path → value node
 	problems Problems
 }
 
@@ -129,7 +130,7 @@ func Decode(file string, data []byte, out any) error {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return Problems{syntaxProblem(file, err)}
 	}
-	c := &Checker{file: file, index: map[string]*yaml.Node{}}
+	c := &Checker{file: file, index: map[string]*yaml.Node{}, values: map[string]*yaml.Node{}}
 	if len(doc.Content) == 0 {
 		// An empty file is a valid "all defaults" configuration.
 		return validate(c, out)
@@ -171,6 +172,8 @@ func sortProblems(ps Problems) {
 
 var lineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
+var columnRE = regexp.MustCompile(`^column (\d+): (.*)$`)
+
 func syntaxProblem(file string, err error) Problem {
 	msg := err.Error()
 	p := Problem{File: file, Msg: msg}
@@ -193,6 +196,17 @@ func (c *Checker) typeProblem(msg string) Problem {
 	}
 	p.Line, _ = strconv.Atoi(m[1])
 	p.Msg = m[2]
+	if cm := columnRE.FindStringSubmatch(p.Msg); cm != nil {
+		// From Fail: the value's exact position is known.
+		col, _ := strconv.Atoi(cm[1])
+		p.Msg = cm[2]
+		for path, n := range c.values {
+			if n.Line == p.Line && n.Column == col {
+				p.Key, p.Column = path, c.index[path].Column
+				return p
+			}
+		}
+	}
 	value := ""
 	u := unmarshalRE.FindStringSubmatch(p.Msg)
 	if u != nil {
@@ -287,7 +301,7 @@ func walk(c *Checker, node *yaml.Node, t reflect.Type, path string) {
 				})
 				continue
 			}
-			c.index[p] = k
+			c.index[p], c.values[p] = k, v
 			walk(c, v, f, p)
 		}
 	case reflect.Slice, reflect.Array:
@@ -296,7 +310,7 @@ func walk(c *Checker, node *yaml.Node, t reflect.Type, path string) {
 		}
 		for i, item := range node.Content {
 			p := Index(path, i)
-			c.index[p] = item
+			c.index[p], c.values[p] = item, item
 			walk(c, item, t.Elem(), p)
 		}
 	case reflect.Map:
@@ -306,7 +320,7 @@ func walk(c *Checker, node *yaml.Node, t reflect.Type, path string) {
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			k, v := node.Content[i], node.Content[i+1]
 			p := Join(path, k.Value)
-			c.index[p] = k
+			c.index[p], c.values[p] = k, v
 			walk(c, v, t.Elem(), p)
 		}
 	}
@@ -393,5 +407,7 @@ func levenshtein(a, b string) int {
 // its own type errors instead of stopping at it, so that every problem in a
 // file is reported in one run.
 func Fail(node *yaml.Node, format string, args ...any) error {
-	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", node.Line, fmt.Sprintf(format, args...))}}
+	// The column lets Decode name the key even when several share a line
+	// ({name: x, regexp: '('}).
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: column %d: %s", node.Line, node.Column, fmt.Sprintf(format, args...))}}
 }

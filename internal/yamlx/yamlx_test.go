@@ -119,3 +119,13 @@ func TestTypeErrorInFlowListNamesTheItem(t *testing.T) {
 		t.Errorf("error = %v, want %s", err, want)
 	}
 }
+
+func TestFailInFlowMappingNamesTheKey(t *testing.T) {
+	var v struct {
+		Items []inner `yaml:"items"`
+	}
+	err := Decode("f.yml", []byte("items:\n  - {every: 1s, match: '('}\n"), &v)
+	if err == nil || !strings.HasPrefix(err.Error(), "f.yml:2:17: items[0].match: invalid regular expression") {
+		t.Errorf("error = %v, want it at items[0].match", err)
+	}
+}

@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
+)
+
+// sinkRecorder keeps every alert handed to delivery.
+type sinkRecorder struct {
+	mu  sync.Mutex
+	all []alert.Alert
+}
+
+func (s *sinkRecorder) Alerts(_ context.Context, _ time.Time, as []alert.Alert) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.all = append(s.all, as...)
+	return nil
+}
+
+func (s *sinkRecorder) find(name string, st alert.State) (alert.Alert, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.all {
+		if a.Name == name && a.State == st {
+			return a, true
+		}
+	}
+	return alert.Alert{}, false
+}
+
+// TestShippedPackHealthProbe runs the agent with the shipped rule pack and a
+// health probe against a real HTTP server: a failing /health is a P1 at
+// once, handed on with the probe's own failure as the first evidence, and
+// resolves when the endpoint recovers.
+func TestShippedPackHealthProbe(t *testing.T) {
+	var healthy atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if healthy.Load() {
+			fmt.Fprintln(w, `{"status":"ok"}`)
+			return
+		}
+		http.Error(w, `{"status":"database unreachable"}`, http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	pack, err := filepath.Abs("../packaging/rules/runbook.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf(`agent:
+  interval: 1s
+  state_dir: %s
+web:
+  listen: 127.0.0.1:0
+host:
+  cpu: false
+  filesystem: {enabled: false}
+  disk: {enabled: false}
+  network: {enabled: false}
+probes:
+  - name: health
+    url: %s/health
+    interval: 1s
+    timeout: 900ms
+rule_files: [%s]
+`, filepath.Join(dir, "state"), srv.URL, pack)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &sinkRecorder{}
+	a, err := New(cfg, Options{ConfigFile: cfgFile, Notifier: nopNotifier{}, Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	wait := func(st alert.State) alert.Alert {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if x, ok := sink.find("TokPulseHealthCheckFailed", st); ok {
+				return x
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("TokPulseHealthCheckFailed never %s; alerts: %+v", st, a.rules.Alerts(time.Now()))
+		return alert.Alert{}
+	}
+	f := wait(alert.StateFiring)
+	if f.Severity != alert.P1 || f.Labels["probe"] != "health" || f.Runbook() != "Complete Service Outage" || f.Value != 0 {
+		t.Errorf("firing alert %+v", f)
+	}
+	if !f.ResponseDeadline.Equal(f.ActiveAt.Add(15 * time.Minute)) {
+		t.Errorf("response deadline %s, want active_at + 15m", f.ResponseDeadline)
+	}
+	if len(f.Evidence) == 0 || f.Evidence[0].Labels["probe"] != "health" {
+		t.Fatalf("the probe's own evidence is not first: %+v", f.Evidence)
+	}
+	titles := map[string]bool{}
+	for _, s := range f.Evidence {
+		titles[s.Title] = true
+	}
+	if !titles["Memory and swap (free -h)"] || !titles["Top processes by CPU (ps aux --sort=-%cpu)"] {
+		t.Errorf("host evidence missing: %v", titles)
+	}
+	healthy.Store(true)
+	r := wait(alert.StateResolved)
+	if r.Fingerprint != f.Fingerprint || r.ResolvedAt.Before(f.FiredAt) {
+		t.Errorf("resolution %+v does not match %+v", r, f)
+	}
+}

@@ -1,0 +1,359 @@
+package collectors
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/state"
+	"github.com/tokpulse/tokpulse-agent/internal/tailer"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// LogConfig is one entry of "logs:": a set of files read as one source.
+type LogConfig struct {
+	// Name is the source label of every metric of this source.
+	Name string `yaml:"name"`
+	// Paths are files or globs; globs are expanded again at every poll,
+	// so files that appear later are followed too. A pattern that matches
+	// nothing is not an error: tokpulse_log_files shows 0.
+	Paths []string `yaml:"paths"`
+	// StartAt is where a file seen for the first time on the agent's first
+	// run is read from: "end" (default) or "beginning". Files that appear
+	// later are always read from their beginning.
+	StartAt string `yaml:"start_at"`
+	// MaxLineBytes caps a line; a longer one is cut, counted in
+	// tokpulse_log_lines_truncated_total and never held whole in memory.
+	MaxLineBytes int `yaml:"max_line_bytes"`
+	// PollInterval is how often the files are checked for new lines and
+	// rotation.
+	PollInterval yamlx.Duration `yaml:"poll_interval"`
+	// RotateWait is how long a rotated file is still read, for writers
+	// that reopen their log late.
+	RotateWait yamlx.Duration `yaml:"rotate_wait"`
+	// Multiline joins continuation lines (stack traces) to the line they
+	// continue before patterns and metrics see them.
+	Multiline MultilineConfig `yaml:"multiline"`
+	// Patterns are counted in tokpulse_log_matches_total; empty means the
+	// default four (error, auth, rate_limit, webhook).
+	Patterns []LogPattern `yaml:"patterns"`
+	// Metrics are log-derived metrics.
+	Metrics []LogMetricConfig `yaml:"metrics"`
+	// EvidenceLines is how many recent matching lines are kept per pattern.
+	EvidenceLines int `yaml:"evidence_lines"`
+	// Redact lists expressions whose matches are replaced by [REDACTED] in
+	// evidence, besides the built-in secrets (tokens, passwords, API keys,
+	// Authorization headers).
+	Redact []yamlx.Regexp `yaml:"redact"`
+}
+
+// MultilineConfig joins lines into events: a line that does not match
+// Start continues the event before it.
+type MultilineConfig struct {
+	// Start matches the first line of an event, e.g. '^\d{4}-\d\d-\d\d'.
+	// Empty disables joining.
+	Start yamlx.Regexp `yaml:"start"`
+	// MaxLines caps an event; more continuation lines start a new event.
+	MaxLines int `yaml:"max_lines"`
+	// Timeout ends an event when no line followed it for this long.
+	Timeout yamlx.Duration `yaml:"timeout"`
+}
+
+// DefaultLogConfig returns the defaults of one logs: entry.
+func DefaultLogConfig() LogConfig {
+	return LogConfig{
+		StartAt:       "end",
+		MaxLineBytes:  tailer.DefaultMaxLineBytes,
+		PollInterval:  yamlx.Duration(tailer.DefaultPollInterval),
+		RotateWait:    yamlx.Duration(tailer.DefaultRotateWait),
+		Multiline:     MultilineConfig{MaxLines: 500, Timeout: yamlx.Duration(time.Second)},
+		EvidenceLines: 10,
+	}
+}
+
+// UnmarshalYAML seeds the defaults before decoding.
+func (l *LogConfig) UnmarshalYAML(node *yaml.Node) error {
+	type plain LogConfig
+	*l = DefaultLogConfig()
+	return node.Decode((*plain)(l))
+}
+
+// Validate implements yamlx.Validator.
+func (l *LogConfig) Validate(c *yamlx.Checker, path string) {
+	validateSourceName(c, path, l.Name)
+	if len(l.Paths) == 0 {
+		c.Errorf(yamlx.Join(path, "paths"), "a log source needs paths, such as [/var/log/tokpulse/app.log]")
+	}
+	for i, p := range l.Paths {
+		ip := yamlx.Index(yamlx.Join(path, "paths"), i)
+		if !filepath.IsAbs(p) {
+			c.Errorf(ip, "%q is not an absolute path; write e.g. /var/log/%s", p, p)
+		}
+		if _, err := filepath.Match(p, ""); err != nil {
+			c.Errorf(ip, "%q is not a valid glob: %v", p, err)
+		}
+	}
+	if l.StartAt != "end" && l.StartAt != "beginning" {
+		c.Errorf(yamlx.Join(path, "start_at"), "%q is not a start position; write end or beginning", l.StartAt)
+	}
+	if l.MaxLineBytes < 256 || l.MaxLineBytes > 16<<20 {
+		c.Errorf(yamlx.Join(path, "max_line_bytes"), "%d is out of range; write a size between 256 and 16777216 bytes (default 65536)", l.MaxLineBytes)
+	}
+	if l.PollInterval.D() < 10*time.Millisecond {
+		c.Errorf(yamlx.Join(path, "poll_interval"), "must be at least 10ms; the default is 250ms")
+	}
+	if l.Multiline.MaxLines < 1 {
+		c.Errorf(yamlx.Join(yamlx.Join(path, "multiline"), "max_lines"), "must be at least 1")
+	}
+	if l.EvidenceLines < 0 || l.EvidenceLines > 1000 {
+		c.Errorf(yamlx.Join(path, "evidence_lines"), "write a number between 0 and 1000")
+	}
+	validatePatterns(c, yamlx.Join(path, "patterns"), l.Patterns)
+	for i := range l.Metrics {
+		l.Metrics[i].Validate(c, yamlx.Index(yamlx.Join(path, "metrics"), i))
+	}
+}
+
+func validateSourceName(c *yamlx.Checker, path, name string) {
+	if name == "" {
+		c.Errorf(yamlx.Join(path, "name"), "each source needs a name, such as app; it becomes the source label")
+	}
+}
+
+// validateLogSources checks what spans sources: unique names (files and
+// journal share the source label) and consistent metric declarations.
+func validateLogSources(c *yamlx.Checker, logs []LogConfig, journals []JournalConfig) {
+	names := map[string]string{}
+	metrics := map[string][]LogMetricConfig{}
+	check := func(p, name string) {
+		if prev, ok := names[name]; ok && name != "" {
+			c.Errorf(yamlx.Join(p, "name"), "source %q is already defined at %s; each source needs its own name", name, prev)
+		}
+		names[name] = p
+	}
+	for i, l := range logs {
+		p := yamlx.Index("logs", i)
+		check(p, l.Name)
+		metrics[yamlx.Join(p, "metrics")] = l.Metrics
+	}
+	for i, j := range journals {
+		p := yamlx.Index("journal", i)
+		check(p, j.Name)
+		metrics[yamlx.Join(p, "metrics")] = j.Metrics
+	}
+	validateLogMetricsAcross(c, metrics)
+}
+
+func buildLogs(cfg Config, opts Options) ([]Named, error) {
+	var out []Named
+	for _, l := range cfg.Logs {
+		out = append(out, Named{Name: "logs/" + l.Name, Collector: NewLogFile(l, opts)})
+	}
+	return out, nil
+}
+
+// logStateBucket holds the read positions of file sources, one key per
+// source.
+const logStateBucket = "logs"
+
+// logState is what the state file keeps per file source.
+type logState struct {
+	Positions []tailer.Position `json:"positions"`
+	SavedAt   time.Time         `json:"saved_at"`
+}
+
+// CheckpointInterval is how often read positions are written to the state
+// file (and once more on shutdown). After a crash, at most the lines read
+// in the last interval are read again.
+const CheckpointInterval = time.Second
+
+// LogFile follows the files of one logs: source.
+type LogFile struct {
+	cfg    LogConfig
+	opts   Options
+	pipe   *linePipeline
+	tail   *tailer.Tailer
+	bucket *state.Bucket
+
+	rotations, truncations, recoveredBytes atomic.Uint64
+
+	// multiline state, used by the reader goroutine only
+	event      []byte
+	eventLines int
+	eventTime  time.Time
+	now        time.Time // time of the current poll
+}
+
+var (
+	logFilesDesc = prometheus.NewDesc("tokpulse_log_files",
+		"Files the source is following now (rotated files still being read included); 0 means the paths match no file.", []string{"source"}, nil)
+	logRotationsDesc = prometheus.NewDesc("tokpulse_log_rotations_total",
+		"Followed files replaced at their path (rename, delete, symlink switch).", []string{"source"}, nil)
+	logTruncationsDesc = prometheus.NewDesc("tokpulse_log_truncations_total",
+		"Followed files found truncated (copytruncate).", []string{"source"}, nil)
+	logRecoveredDesc = prometheus.NewDesc("tokpulse_log_copytruncate_recovered_bytes_total",
+		"Bytes read from a copytruncate copy because the original was truncated before the agent read them.", []string{"source"}, nil)
+)
+
+// NewLogFile returns the collector of one logs: source. It starts reading
+// when Run is called.
+func NewLogFile(cfg LogConfig, opts Options) *LogFile {
+	opts = opts.withDefaults()
+	opts.Logger = opts.Logger.With("source", cfg.Name)
+	patterns := cfg.Patterns
+	if len(patterns) == 0 {
+		patterns = DefaultLogPatterns()
+	}
+	l := &LogFile{cfg: cfg, opts: opts}
+	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
+	l.pipe.redact = cfg.Redact
+	l.tail = tailer.New(tailer.Config{
+		Globs:        cfg.Paths,
+		StartAtEnd:   cfg.StartAt == "end",
+		MaxLineBytes: cfg.MaxLineBytes,
+		PollInterval: cfg.PollInterval.D(),
+		RotateWait:   cfg.RotateWait.D(),
+		Logger:       opts.Logger,
+		Now:          opts.Now,
+	}, l.line, (*logEvents)(l))
+	if opts.State != nil {
+		l.bucket = opts.State.Bucket(logStateBucket)
+	}
+	return l
+}
+
+// Update implements Collector.
+func (l *LogFile) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	l.pipe.collect(ch)
+	ch <- prometheus.MustNewConstMetric(logFilesDesc, prometheus.GaugeValue, float64(l.tail.Files()), l.cfg.Name)
+	ch <- prometheus.MustNewConstMetric(logRotationsDesc, prometheus.CounterValue, float64(l.rotations.Load()), l.cfg.Name)
+	ch <- prometheus.MustNewConstMetric(logTruncationsDesc, prometheus.CounterValue, float64(l.truncations.Load()), l.cfg.Name)
+	ch <- prometheus.MustNewConstMetric(logRecoveredDesc, prometheus.CounterValue, float64(l.recoveredBytes.Load()), l.cfg.Name)
+	return nil
+}
+
+// Evidence implements evidence.Provider.
+func (l *LogFile) Evidence() []evidence.Section { return l.pipe.evidence("log") }
+
+// Run follows the files until ctx is cancelled. It saves the read
+// positions every CheckpointInterval and once more after the last read.
+func (l *LogFile) Run(ctx context.Context) {
+	var st logState
+	resumed := false
+	if l.bucket != nil {
+		ok, err := l.bucket.GetJSON(l.cfg.Name, &st)
+		if err != nil {
+			l.opts.Logger.Error("Saved log positions are unreadable; starting as on a first run", "err", err)
+		}
+		resumed = ok && err == nil
+	}
+	l.tail.Start(st.Positions, resumed, st.SavedAt)
+	l.checkpoint() // from now on a restart is a resumption
+
+	poll := time.NewTicker(l.cfg.PollInterval.D())
+	defer poll.Stop()
+	save := time.NewTicker(CheckpointInterval)
+	defer save.Stop()
+	wake := l.tail.Watch(ctx)
+	var last time.Time
+	for {
+		last = time.Now()
+		l.now = l.opts.Now()
+		if l.tail.Poll(ctx) {
+			l.checkpoint()
+		}
+		if len(l.event) > 0 && l.now.Sub(l.eventTime) >= l.cfg.Multiline.Timeout.D() {
+			l.flushEvent()
+		}
+		select {
+		case <-ctx.Done():
+			l.stop()
+			return
+		case <-save.C:
+			l.checkpoint()
+		case <-poll.C:
+		case <-wake:
+			// A busy file wakes us at every write; poll at most every
+			// minWakeGap so that following it stays cheap.
+			if gap := minWakeGap - time.Since(last); gap > 0 {
+				select {
+				case <-ctx.Done():
+					l.stop()
+					return
+				case <-time.After(gap):
+				}
+			}
+		}
+	}
+}
+
+// minWakeGap spaces polls triggered by inotify.
+const minWakeGap = 20 * time.Millisecond
+
+// stop ends reading: the last event, the files, the final checkpoint.
+func (l *LogFile) stop() {
+	l.flushEvent()
+	l.tail.Close()
+	l.checkpoint()
+	l.opts.Logger.Info("Log source stopped", "lines", l.pipe.stats.lines.Load(), "bytes", l.pipe.stats.bytes.Load())
+}
+
+func (l *LogFile) checkpoint() {
+	if l.bucket == nil {
+		return
+	}
+	st := logState{Positions: l.tail.Positions(), SavedAt: l.opts.Now()}
+	if err := l.bucket.PutJSON(l.cfg.Name, st); err != nil {
+		l.opts.Logger.Error("Saving log positions failed; a restart may read lines again", "err", err)
+	}
+}
+
+// line is the tailer's Handler.
+func (l *LogFile) line(_ string, line []byte, cut bool) {
+	ts := l.now
+	if ts.IsZero() {
+		ts = l.opts.Now()
+	}
+	if l.cfg.Multiline.Start.IsZero() {
+		l.pipe.process(line, cut, ts)
+		return
+	}
+	l.pipe.count(line, cut, ts)
+	if len(l.event) > 0 && (l.cfg.Multiline.Start.Regexp.Match(line) || l.eventLines >= l.cfg.Multiline.MaxLines) {
+		l.flushEvent()
+	}
+	if len(l.event) > 0 {
+		l.event = append(l.event, '\n')
+	}
+	room := l.cfg.MaxLineBytes - len(l.event)
+	if room > 0 {
+		l.event = append(l.event, line[:min(len(line), room)]...)
+	}
+	l.eventLines++
+	l.eventTime = ts
+}
+
+func (l *LogFile) flushEvent() {
+	if len(l.event) == 0 {
+		return
+	}
+	l.pipe.match(l.event, l.eventTime)
+	l.event, l.eventLines = l.event[:0], 0
+}
+
+// logEvents adapts LogFile to tailer.Events.
+type logEvents LogFile
+
+func (e *logEvents) ReadError(path string, err error) { e.pipe.stats.readErrors.Add(1) }
+func (e *logEvents) Rotated(path, how string)         { e.rotations.Add(1) }
+func (e *logEvents) Truncated(path string, n int64) {
+	e.truncations.Add(1)
+	e.recoveredBytes.Add(uint64(n))
+}
+
+var _ evidence.Provider = (*LogFile)(nil)

@@ -1,0 +1,263 @@
+package collectors
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// fixedNow is the clock of golden tests.
+var fixedNow = time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
+
+// collectorAdapter registers a Collector on its own.
+type collectorAdapter struct{ c Collector }
+
+func (a collectorAdapter) Describe(chan<- *prometheus.Desc) {}
+func (a collectorAdapter) Collect(ch chan<- prometheus.Metric) {
+	_ = a.c.Update(context.Background(), ch)
+}
+
+// exposition renders what c exports in the text format, sorted.
+func exposition(t *testing.T, c Collector) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collectorAdapter{c})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var b bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
+}
+
+// readAll follows a LogFile's files once, as one poll of Run.
+func readAll(t *testing.T, l *LogFile) {
+	t.Helper()
+	l.now = l.opts.Now()
+	l.tail.Start(nil, false, time.Time{})
+	l.tail.Poll(context.Background())
+	l.flushEvent()
+}
+
+func compareGolden(t *testing.T, file, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (run go test ./collectors -run Golden -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (rerun with -update after checking the change):\n--- got\n%s\n--- want\n%s", file, got, want)
+	}
+}
+
+// TestLogGolden reads each testdata/logs/NAME.log with the source declared
+// in NAME.yml and compares the metrics with NAME.prom and the evidence with
+// NAME.evidence.json.
+func TestLogGolden(t *testing.T) {
+	ymls, _ := filepath.Glob("testdata/logs/*.yml")
+	if len(ymls) == 0 {
+		t.Fatal("no golden cases under testdata/logs")
+	}
+	for _, yml := range ymls {
+		base := strings.TrimSuffix(yml, ".yml")
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			cfg := loadTestLogConfig(t, yml)
+			lc := cfg.Logs[0]
+			abs, _ := filepath.Abs(base + ".log")
+			lc.Paths = []string{abs}
+			l := NewLogFile(lc, Options{Now: func() time.Time { return fixedNow }})
+			readAll(t, l)
+			compareGolden(t, base+".prom", exposition(t, l))
+			ev, err := json.MarshalIndent(l.Evidence(), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareGolden(t, base+".evidence.json", string(ev)+"\n")
+		})
+	}
+}
+
+// TestAccessLogCounts checks the access-log metrics against the ground
+// truth the generator printed for testdata/access_sample.log.
+func TestAccessLogCounts(t *testing.T) {
+	cfg := loadTestLogConfig(t, "testdata/access-metrics.yml")
+	lc := cfg.Logs[0]
+	abs, _ := filepath.Abs("testdata/access_sample.log")
+	lc.Paths, lc.StartAt = []string{abs}, "beginning"
+	l := NewLogFile(lc, Options{Now: func() time.Time { return fixedNow }})
+	readAll(t, l)
+	truth, err := os.ReadFile("testdata/access_sample.truth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{}
+	for _, f := range strings.Fields(string(truth)) {
+		k, v, ok := strings.Cut(f, "=")
+		if ok {
+			var n float64
+			_, _ = fmtSscan(v, &n)
+			want[k] = n
+		}
+	}
+	got := map[string]float64{}
+	reqs := 0.0
+	for _, s := range l.pipe.metrics[0].order {
+		class := s.labels[1][:1] + "xx"
+		got[class] += s.value
+		reqs += s.value
+		if s.labels[1] == "429" {
+			got["429"] += s.value
+		}
+	}
+	for _, k := range []string{"2xx", "3xx", "4xx", "5xx", "429"} {
+		if got[k] != want[k] {
+			t.Errorf("%s: counted %v, generator says %v", k, got[k], want[k])
+		}
+	}
+	if reqs != want["access"] {
+		t.Errorf("requests: counted %v, generator says %v", reqs, want["access"])
+	}
+	if h := l.pipe.metrics[1].order[0]; float64(h.count) != want["access"] {
+		t.Errorf("histogram count %d, generator says %v access lines", h.count, want["access"])
+	}
+	if n := float64(l.pipe.stats.lines.Load()); n != want["lines"] {
+		t.Errorf("lines: %v, generator says %v", n, want["lines"])
+	}
+	if n := float64(l.pipe.patterns[0].matches.Load()); n != want["error_fail_denied"] {
+		t.Errorf("error pattern: %v, generator says %v", n, want["error_fail_denied"])
+	}
+}
+
+// TestEvidenceRedacted checks that no secret of the app fixture reaches the
+// evidence.
+func TestEvidenceRedacted(t *testing.T) {
+	cfg := loadTestLogConfig(t, "testdata/logs/app.yml")
+	lc := cfg.Logs[0]
+	abs, _ := filepath.Abs("testdata/logs/app.log")
+	lc.Paths = []string{abs}
+	lc.EvidenceLines = 100
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l := NewLogFile(lc, Options{Now: func() time.Time { return fixedNow }, Logger: logger})
+	readAll(t, l)
+	l.tail.Close()
+	ev, _ := json.Marshal(l.Evidence())
+	ev = append(ev, logs.Bytes()...)
+	for _, secret := range []string{"hunter2", "3f9a2b7c1d0e5f6a", "eyJhbGciOiJIUzI1NiJ9", "AKIA0000SECRET", "10.0.0.7"} {
+		if bytes.Contains(ev, []byte(secret)) {
+			t.Errorf("evidence holds the secret %q", secret)
+		}
+	}
+	if !bytes.Contains(ev, []byte("[REDACTED]")) {
+		t.Error("evidence shows no redaction at all")
+	}
+}
+
+func fmtSscan(s string, n *float64) (int, error) {
+	v, ok := parseNumber([]byte(s))
+	*n = v
+	if !ok {
+		return 0, os.ErrInvalid
+	}
+	return 1, nil
+}
+
+// TestLinearMatchesRegexp checks the fast matcher against Go's regexp on
+// every line of the fixtures, including invalid UTF-8.
+func TestLinearMatchesRegexp(t *testing.T) {
+	exprs := []string{
+		`^\S+ \S+ \S+ \[[^\]]+\] "[^"]*" (?P<status>\d{3}) \d+ "[^"]*" "[^"]*" rt_ms=(?P<rt_ms>\d+)$`,
+		`^\S+ \S+ \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) (?P<bytes>\d+) "[^"]*" "[^"]*" rt_ms=(?P<rt>\d+)$`,
+		`^(?P<ts>\S+) (?P<level>[A-Z]+) +(?P<svc>\S+) `,
+		`^seq=(?P<n>\d{9}) `,
+		`^[^ ]* (?P<x>.*)$`,
+	}
+	var lines [][]byte
+	for _, f := range []string{"testdata/access_sample.log", "testdata/logs/app.log", "testdata/logs/bad.log"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, bytes.Split(data, []byte("\n"))...)
+	}
+	lines = append(lines, []byte("1.2.3.4 - - [x] \"GET /é HTTP/1.1\" 200 5 \"-\" \"ü\" rt_ms=7"), []byte("seq=12345678 short"))
+	for _, e := range exprs {
+		re := regexp.MustCompile(e)
+		lin := compileLinear(re)
+		if lin == nil {
+			t.Errorf("%s: expected a linear matcher", e)
+			continue
+		}
+		for _, line := range lines {
+			want := re.FindSubmatchIndex(line)
+			got := lin.match(line, nil)
+			if (want == nil) != (got == nil) || want != nil && !equalInts(want, got) {
+				t.Errorf("%s on %q: linear %v, regexp %v", e, line, got, want)
+			}
+		}
+	}
+	for _, e := range []string{`a|b`, `^\S*\S`, `^[^"]{3}`, `^(?i)abc`, `^.{2}`, `^\d*\d`} {
+		if compileLinear(regexp.MustCompile(e)) != nil {
+			t.Errorf("%s must not compile to a linear matcher", e)
+		}
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMatcherPrefilter checks that prefiltered patterns agree with Go's
+// regexp, for ASCII and non-ASCII lines.
+func TestMatcherPrefilter(t *testing.T) {
+	lines := []string{"ERROR x", "Failed", "access DENIED", "token", "toKEN", "to\u212aen", "rate limit", "RATE-LIMIT",
+		"limit rate", "webhooks", "WebHook", "nothing here", "", "ſome", "erro r", "déniéd denied"}
+	for _, p := range append(DefaultLogPatterns(), LogPattern{Name: "x", Regexp: mustRE(`(?i)database connection (refused|failed|timed? ?out)|connect ECONNREFUSED`)}) {
+		m := newMatcher(p.Regexp.Regexp)
+		if m.lits == nil {
+			t.Errorf("%s: no prefilter derived", p.Regexp)
+		}
+		for _, line := range lines {
+			lower, ascii := lowerASCII(nil, []byte(line))
+			if got, want := m.match([]byte(line), lower, ascii), p.Regexp.MatchString(line); got != want {
+				t.Errorf("%s on %q: %v, regexp says %v", p.Regexp, line, got, want)
+			}
+		}
+	}
+}
+
+func mustRE(s string) yamlx.Regexp { return yamlx.MustRegexp(s) }

@@ -1,0 +1,930 @@
+// Package tailer follows growing log files through every common kind of
+// rotation without losing or repeating a line.
+//
+// It is our own small tailer rather than nxadm/tail: that library lost lines
+// on rename and on repeated truncation in this project's rotation torture test
+// (see docs/logs.md). The design follows what the torture test demands:
+//
+//   - Files are identified by device and inode plus a fingerprint (a hash of
+//     the first bytes), so that a reused inode is not mistaken for the file
+//     it replaced.
+//   - A file that is renamed, deleted or replaced behind a symlink stays open
+//     and is read to its end (and for RotateWait longer, for writers that
+//     reopen late) before it is let go.
+//   - A truncated file (copytruncate) is first finished from its copy: a file
+//     in the same folder with the same fingerprint and more bytes than our
+//     offset. Only then is the truncated file read from its start.
+//   - Positions advance only at line ends, and a position is published only
+//     after its line was handed to the Handler, so that a checkpoint never
+//     claims a line that was not processed.
+//
+// The tailer polls: a stat and a fingerprint read per file and poll interval
+// cost microseconds, and polling sees every rotation method the same way on
+// every filesystem, including network ones where inotify is silent. Watch
+// adds inotify (fsnotify) wake-ups, so that new lines are read within
+// milliseconds where inotify works.
+package tailer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Position is where reading of one file stopped. It is what the state file
+// keeps per file.
+type Position struct {
+	// Path is the watched name (a glob match); Real is the file it resolved
+	// to, whose folder is searched after a rotation or truncation.
+	Path string `json:"path"`
+	Real string `json:"real"`
+	Dev  uint64 `json:"dev"`
+	Ino  uint64 `json:"ino"`
+	// Offset is the byte after the last line handed to the Handler.
+	Offset int64 `json:"offset"`
+	// FPLen bytes from the file's start hash to FP.
+	FPLen int    `json:"fp_len"`
+	FP    uint64 `json:"fp"`
+}
+
+// Handler receives every line, without its line end. line is only valid
+// during the call. cut reports a line longer than MaxLineBytes, of which only
+// the first MaxLineBytes are given.
+type Handler func(path string, line []byte, cut bool)
+
+// Events receives what the tailer notices besides lines. Every method is
+// called from the tailer's goroutine.
+type Events interface {
+	// ReadError reports a path that cannot be followed (unreadable, a
+	// directory, ...). It is called at most once per path per RetryInterval.
+	ReadError(path string, err error)
+	// Rotated reports a followed file replaced at its path (rename,
+	// delete, symlink switch); how says which.
+	Rotated(path, how string)
+	// Truncated reports a followed file cut short; recovered is the number
+	// of bytes read from its copy.
+	Truncated(path string, recovered int64)
+}
+
+// Config sets how a Tailer follows its files.
+type Config struct {
+	// Globs name the files to follow; they are re-expanded at every poll.
+	Globs []string
+	// StartAtEnd makes files found at the first scan, without a saved
+	// position, start at their end. Files found later always start at
+	// their beginning: they were created after the agent started.
+	StartAtEnd bool
+	// MaxLineBytes caps a line; the rest of a longer line is skipped.
+	MaxLineBytes int
+	// PollInterval is how often files are checked for growth and rotation.
+	PollInterval time.Duration
+	// RotateWait is how long a rotated file is still read after it was
+	// replaced, for writers that reopen their log late.
+	RotateWait time.Duration
+	// RetryInterval spaces retries of a path that failed.
+	RetryInterval time.Duration
+	// FingerprintBytes is how many leading bytes identify a file.
+	FingerprintBytes int
+	Logger           *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults for Config's zero fields.
+const (
+	DefaultMaxLineBytes     = 64 << 10
+	DefaultPollInterval     = 250 * time.Millisecond
+	DefaultRotateWait       = 5 * time.Second
+	DefaultRetryInterval    = 5 * time.Second
+	DefaultFingerprintBytes = 1024
+	readChunk               = 64 << 10
+)
+
+// Tailer follows the files of one source. Run does all reading in one
+// goroutine; Positions may be called from any goroutine.
+type Tailer struct {
+	cfg    Config
+	handle Handler
+	events Events
+	logger *slog.Logger
+
+	active   map[string]*file // by watched path
+	draining []*file
+	failed   map[string]failure // by path: last error and when to retry
+	chunk    []byte
+	scanned  bool
+	// truncated is set when a poll found a truncated file; Poll reports
+	// it as a change so that the new position is saved at once.
+	truncated bool
+	// truncatedFPs are the fingerprints of recently truncated files, and
+	// copies the inodes found to be copies of followed files.
+	truncatedFPs []Position
+	copies       map[[2]uint64]bool
+	hasState     bool
+	saved        []Position
+
+	mu        sync.Mutex
+	published []Position
+	nfiles    int
+}
+
+type failure struct {
+	msg   string
+	retry time.Time
+}
+
+type file struct {
+	path, real string
+	f          *os.File
+	dev, ino   uint64
+	off        int64 // committed: end of the last handled line
+	readOff    int64 // next byte to read (off + len(buf) unless discarding)
+	buf        []byte
+	discarding bool
+	fpLen      int
+	fp         uint64
+	rotatedAt  time.Time // set while draining
+}
+
+// New returns a Tailer that hands lines to h and events to ev.
+func New(cfg Config, h Handler, ev Events) *Tailer {
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = DefaultMaxLineBytes
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.RotateWait <= 0 {
+		cfg.RotateWait = DefaultRotateWait
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = DefaultRetryInterval
+	}
+	if cfg.FingerprintBytes <= 0 {
+		cfg.FingerprintBytes = DefaultFingerprintBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Tailer{
+		cfg: cfg, handle: h, events: ev, logger: cfg.Logger,
+		active: map[string]*file{},
+		failed: map[string]failure{},
+		copies: map[[2]uint64]bool{},
+		chunk:  make([]byte, readChunk),
+	}
+}
+
+// Positions returns the positions of every open file as of the last
+// completed read. Every line before them has been handed to the Handler.
+func (t *Tailer) Positions() []Position {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Position(nil), t.published...)
+}
+
+// Files returns how many files are being followed (including rotated ones
+// still being drained).
+func (t *Tailer) Files() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.nfiles
+}
+
+// Run follows the files until ctx is cancelled, starting from the saved
+// positions. resumed tells that the source ran before (so StartAtEnd no
+// longer applies: a file it never saw appeared while it was stopped). Run
+// returns after the last read, with Positions up to date, so that the
+// caller's final checkpoint covers every handled line.
+func (t *Tailer) Run(ctx context.Context, saved []Position, resumed bool, savedAt time.Time) {
+	t.Start(saved, resumed, savedAt)
+	tick := time.NewTicker(t.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		_ = t.Poll(ctx)
+		select {
+		case <-ctx.Done():
+			t.closeAll()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Start loads saved positions, for callers that step the tailer with Poll
+// instead of Run. savedAt is when the positions were saved; when set,
+// rotated generations of the followed files that were written after it and
+// never seen (the file was rotated more than once while the agent was
+// down) are read as well.
+func (t *Tailer) Start(saved []Position, resumed bool, savedAt time.Time) {
+	t.saved = append([]Position(nil), saved...)
+	t.hasState = resumed || len(saved) > 0
+	known := t.knownInodes()
+	t.resumeRotated()
+	if !savedAt.IsZero() {
+		t.resumeUnseen(saved, known, savedAt)
+	}
+	// Until the first poll, a checkpoint must keep what was saved.
+	t.publish()
+}
+
+func (t *Tailer) knownInodes() map[[2]uint64]bool {
+	known := map[[2]uint64]bool{}
+	for _, p := range t.saved {
+		known[[2]uint64{p.Dev, p.Ino}] = true
+	}
+	for _, p := range t.paths() {
+		if st, err := os.Stat(p); err == nil {
+			d, i := ids(st)
+			known[[2]uint64{d, i}] = true
+		}
+	}
+	return known
+}
+
+// compressed names are rotated generations we cannot read.
+var compressed = []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".z", ".zip"}
+
+// resumeUnseen finds generations of a followed file that appeared while
+// the agent was down: files named like it plus a suffix ("app.log.1",
+// "app.log-20261127"), in its folder, modified after the positions were
+// saved, that are neither a file we know by inode nor a copy of one (by
+// fingerprint). They are read from their start, oldest first.
+func (t *Tailer) resumeUnseen(saved []Position, known map[[2]uint64]bool, savedAt time.Time) {
+	type cand struct {
+		f     *file
+		mtime time.Time
+	}
+	var found []cand
+	seenDir := map[string]bool{}
+	for _, p := range saved {
+		dir, base := filepath.Dir(p.Real), filepath.Base(p.Path)
+		if seenDir[dir+"\x00"+base] {
+			continue
+		}
+		seenDir[dir+"\x00"+base] = true
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+	entries:
+		for _, e := range ents {
+			name := e.Name()
+			if !strings.HasPrefix(name, base) || name == base || !strings.ContainsAny(name[len(base):len(base)+1], ".-_") {
+				continue
+			}
+			for _, c := range compressed {
+				if strings.HasSuffix(name, c) {
+					continue entries
+				}
+			}
+			full := filepath.Join(dir, name)
+			st, err := os.Stat(full)
+			if err != nil || !st.Mode().IsRegular() || !st.ModTime().After(savedAt) {
+				continue
+			}
+			d, i := ids(st)
+			if known[[2]uint64{d, i}] {
+				continue
+			}
+			fh, err := os.Open(full)
+			if err != nil {
+				continue
+			}
+			isCopy := false
+			for _, q := range saved {
+				if fp, ok := fingerprint(fh, q.FPLen); q.FPLen > 0 && ok && fp == q.FP {
+					isCopy = true
+					break
+				}
+			}
+			if isCopy {
+				fh.Close()
+				continue
+			}
+			known[[2]uint64{d, i}] = true
+			t.logger.Info("Reading a rotated log file that appeared while the agent was stopped", "path", full)
+			found = append(found, cand{&file{path: p.Path, real: full, f: fh, dev: d, ino: i, rotatedAt: t.cfg.Now()}, st.ModTime()})
+		}
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].mtime.Before(found[j].mtime) })
+	for _, c := range found {
+		t.refreshFingerprint(c.f)
+		t.draining = append(t.draining, c.f)
+	}
+}
+
+// Close closes every file and publishes the final positions.
+func (t *Tailer) Close() { t.closeAll() }
+
+// Poll does one round: drain rotated files, rescan the globs, read every
+// file to its end. Run calls it; tests call it to step deterministically.
+// It reports whether the set of files changed (a rotation, a new file, a
+// file let go): the caller should checkpoint then, so that a crash soon
+// after a rotation does not lose track of the new file.
+func (t *Tailer) Poll(ctx context.Context) (changed bool) {
+	now := t.cfg.Now()
+	// Rotated files first, so that lines come out in the order written.
+	keep := t.draining[:0]
+	for _, d := range t.draining {
+		n := t.readToEnd(ctx, d)
+		if n == 0 && now.Sub(d.rotatedAt) >= t.cfg.RotateWait && ctx.Err() == nil {
+			t.finish(d)
+			continue
+		}
+		keep = append(keep, d)
+	}
+	t.draining = keep
+
+	seen := map[string]bool{}
+	for _, p := range t.paths() {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if ctx.Err() != nil {
+			break
+		}
+		t.follow(ctx, p, now)
+	}
+	// A followed path that no glob matches any more was deleted or renamed
+	// out of the pattern: drain it.
+	for p, f := range t.active {
+		if !seen[p] {
+			t.retire(ctx, f, "deleted", now)
+		}
+	}
+	t.scanned = true
+	changed = t.publish() || t.truncated
+	t.truncated = false
+	return changed
+}
+
+func (t *Tailer) paths() []string {
+	var out []string
+	for _, g := range t.cfg.Globs {
+		if !hasMeta(g) {
+			out = append(out, g)
+			continue
+		}
+		m, err := filepath.Glob(g)
+		if err != nil {
+			continue // validated at config load
+		}
+		out = append(out, m...)
+	}
+	return out
+}
+
+// explicit reports whether path was configured as such, not found by a
+// glob.
+func (t *Tailer) explicit(path string) bool {
+	for _, g := range t.cfg.Globs {
+		if g == path && !hasMeta(g) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasMeta(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '*', '?', '[', '\\':
+			return true
+		}
+	}
+	return false
+}
+
+// follow checks one watched path and reads what it holds.
+func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
+	cur := t.active[path]
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// Between a rename and the new file's creation, or deleted:
+			// the open file is drained either way.
+			if cur != nil {
+				t.retire(ctx, cur, "deleted", now)
+			}
+			return
+		}
+		t.fail(path, err, now)
+		return
+	}
+	if st.IsDir() && t.explicit(path) {
+		t.fail(path, fmt.Errorf("%s is a directory, not a log file; point the glob at the files inside it (e.g. %s/*.log)", path, path), now)
+		return
+	}
+	if st.IsDir() {
+		return // a folder that a glob happens to match: not ours
+	}
+	dev, ino := ids(st)
+	if cur != nil && (cur.dev != dev || cur.ino != ino) {
+		how := "renamed"
+		if li, err := os.Lstat(path); err == nil && li.Mode()&fs.ModeSymlink != 0 {
+			how = "symlink"
+		}
+		t.retire(ctx, cur, how, now)
+		cur = nil
+	}
+	if cur == nil {
+		// The same file under another name the globs also match (a
+		// rotated "app.2026-11-27.log" under "*.log", a hard link): keep
+		// reading it where we are instead of from the start.
+		for p, f := range t.active {
+			if f.dev == dev && f.ino == ino && p != path {
+				return
+			}
+		}
+		for i, f := range t.draining {
+			if f.dev == dev && f.ino == ino {
+				t.draining = append(t.draining[:i], t.draining[i+1:]...)
+				f.path, f.rotatedAt = path, time.Time{}
+				if real, err := filepath.EvalSymlinks(path); err == nil {
+					f.real = real
+				}
+				t.active[path] = f
+				cur = f
+				break
+			}
+		}
+	}
+	if cur == nil {
+		if f, ok := t.failed[path]; ok && now.Before(f.retry) {
+			return
+		}
+		if t.copies[[2]uint64{dev, ino}] {
+			return
+		}
+		cur, err = t.open(path)
+		if errors.Is(err, errCopy) {
+			return
+		}
+		if err != nil {
+			t.fail(path, err, now)
+			return
+		}
+		delete(t.failed, path)
+		t.active[path] = cur
+	}
+	if err := t.checkTruncation(ctx, cur); err != nil {
+		t.fail(path, err, now)
+		return
+	}
+	t.readToEnd(ctx, cur)
+}
+
+func (t *Tailer) fail(path string, err error, now time.Time) {
+	if f, ok := t.failed[path]; ok && now.Before(f.retry) {
+		return
+	}
+	msg := err.Error()
+	if f, ok := t.failed[path]; !ok || f.msg != msg {
+		t.logger.Warn("Cannot read log file; retrying", "path", path, "err", err, "retry_every", t.cfg.RetryInterval)
+	}
+	t.failed[path] = failure{msg: msg, retry: now.Add(t.cfg.RetryInterval)}
+	if t.events != nil {
+		t.events.ReadError(path, err)
+	}
+}
+
+// open opens path and decides where to start reading it.
+func (t *Tailer) open(path string) (*file, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w (give the agent's user read access, e.g. add it to the group adm)", path, err)
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		fh.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		real = path
+	}
+	dev, ino := ids(st)
+	f := &file{path: path, real: real, f: fh, dev: dev, ino: ino}
+	if p, ok := t.takeSaved(dev, ino); ok {
+		f.off, f.fpLen, f.fp = p.Offset, p.FPLen, p.FP
+		f.readOff = f.off
+		t.logger.Debug("Resuming log file", "path", path, "offset", f.off)
+		return f, nil
+	}
+	if t.isCopy(fh, dev, ino) {
+		fh.Close()
+		t.copies[[2]uint64{dev, ino}] = true
+		t.logger.Info("Not reading a copy of a followed log file (copytruncate); its lines are read from the original", "path", path)
+		return nil, errCopy
+	}
+	if !t.scanned && !t.hasState && t.cfg.StartAtEnd {
+		f.off = st.Size()
+		f.readOff = f.off
+	}
+	t.refreshFingerprint(f)
+	return f, nil
+}
+
+// errCopy marks a file that is a copy of a followed one.
+var errCopy = errors.New("copy of a followed file")
+
+// minCopyFingerprint is the fewest leading bytes that identify a copy: two
+// distinct logs practically never share their first 256 bytes (timestamps
+// differ), while a new file that merely starts like a short followed file
+// is not a copy.
+const minCopyFingerprint = 256
+
+// isCopy reports whether fh starts with the same bytes as a followed file
+// (before copytruncate truncates it) or as a file just truncated: a copy
+// made by copytruncate that the globs also match (app-20261127.log under
+// *.log). Reading it would count its lines twice.
+func (t *Tailer) isCopy(fh *os.File, dev, ino uint64) bool {
+	check := func(n int, fp uint64) bool {
+		if n < minCopyFingerprint {
+			return false
+		}
+		got, ok := fingerprint(fh, n)
+		return ok && got == fp
+	}
+	for _, f := range t.active {
+		if (f.dev != dev || f.ino != ino) && check(f.fpLen, f.fp) {
+			return true
+		}
+	}
+	for _, f := range t.draining {
+		if (f.dev != dev || f.ino != ino) && check(f.fpLen, f.fp) {
+			return true
+		}
+	}
+	for _, p := range t.truncatedFPs {
+		if check(p.FPLen, p.FP) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Tailer) takeSaved(dev, ino uint64) (Position, bool) {
+	for i, p := range t.saved {
+		if p.Dev == dev && p.Ino == ino {
+			t.saved = append(t.saved[:i], t.saved[i+1:]...)
+			return p, true
+		}
+	}
+	return Position{}, false
+}
+
+// resumeRotated finds, after a restart, files that were being read when the
+// agent stopped but have since been rotated away from their watched path:
+// they are looked up by inode in their folder and drained from the saved
+// offset.
+func (t *Tailer) resumeRotated() {
+	if len(t.saved) == 0 {
+		return
+	}
+	watched := map[[2]uint64]bool{}
+	for _, p := range t.paths() {
+		if st, err := os.Stat(p); err == nil {
+			d, i := ids(st)
+			watched[[2]uint64{d, i}] = true
+		}
+	}
+	var rest []Position
+	for _, p := range t.saved {
+		if watched[[2]uint64{p.Dev, p.Ino}] {
+			rest = append(rest, p)
+			continue
+		}
+		f := t.findInode(p)
+		if f == nil {
+			t.logger.Info("A log file read before the restart is gone (deleted, or moved out of its folder); lines written to it after the last checkpoint were not read",
+				"path", p.Path, "offset", p.Offset)
+			continue
+		}
+		f.rotatedAt = t.cfg.Now()
+		t.draining = append(t.draining, f)
+	}
+	t.saved = rest
+}
+
+func (t *Tailer) findInode(p Position) *file {
+	dir := filepath.Dir(p.Real)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		name := filepath.Join(dir, e.Name())
+		st, err := os.Stat(name)
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		if d, i := ids(st); d != p.Dev || i != p.Ino {
+			continue
+		}
+		fh, err := os.Open(name)
+		if err != nil {
+			return nil
+		}
+		if fp, ok := fingerprint(fh, p.FPLen); p.FPLen > 0 && (!ok || fp != p.FP) {
+			fh.Close()
+			return nil // the inode was reused by another file
+		}
+		return &file{path: p.Path, real: name, f: fh, dev: p.Dev, ino: p.Ino,
+			off: p.Offset, readOff: p.Offset, fpLen: p.FPLen, fp: p.FP}
+	}
+	return nil
+}
+
+// checkTruncation notices a file cut short (copytruncate, or "> file") and
+// a reused inode: the size fell below our offset, or the first bytes are
+// not the ones we fingerprinted. Before starting again at 0 it finishes the
+// old content from its copy.
+func (t *Tailer) checkTruncation(ctx context.Context, f *file) error {
+	st, err := f.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", f.path, err)
+	}
+	size := st.Size()
+	same := size >= f.off
+	if same && f.fpLen > 0 {
+		fp, ok := fingerprint(f.f, f.fpLen)
+		same = ok && fp == f.fp
+	}
+	if same {
+		return nil
+	}
+	recovered := t.recoverFromCopy(ctx, f)
+	t.logger.Info("Log file was truncated; reading it again from the start", "path", f.path, "offset", f.off, "recovered_bytes", recovered)
+	if t.events != nil {
+		t.events.Truncated(f.path, recovered)
+	}
+	t.truncated = true
+	f.off, f.readOff, f.buf, f.discarding = 0, 0, f.buf[:0], false
+	// Remember what the file started with: its copy may show up under a
+	// name the globs match.
+	t.truncatedFPs = append(t.truncatedFPs, Position{FPLen: f.fpLen, FP: f.fp})
+	if len(t.truncatedFPs) > 16 {
+		t.truncatedFPs = t.truncatedFPs[1:]
+	}
+	f.fpLen, f.fp = 0, 0
+	t.refreshFingerprint(f)
+	return nil
+}
+
+// recoverFromCopy reads, from a copy of f's old content, the bytes after
+// our offset: the lines written between our last read and the truncation.
+func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) int64 {
+	if f.fpLen == 0 {
+		return 0
+	}
+	dir := filepath.Dir(f.real)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	type cand struct {
+		name  string
+		mtime time.Time
+	}
+	var cands []cand
+	for _, e := range ents {
+		name := filepath.Join(dir, e.Name())
+		st, err := os.Stat(name)
+		if err != nil || !st.Mode().IsRegular() || st.Size() <= f.off {
+			continue
+		}
+		if d, i := ids(st); d == f.dev && i == f.ino {
+			continue
+		}
+		cands = append(cands, cand{name, st.ModTime()})
+	}
+	// The newest copy is the likeliest; fingerprints decide.
+	sort.Slice(cands, func(i, j int) bool { return cands[i].mtime.After(cands[j].mtime) })
+	for _, c := range cands {
+		fh, err := os.Open(c.name)
+		if err != nil {
+			continue
+		}
+		fp, ok := fingerprint(fh, f.fpLen)
+		if !ok || fp != f.fp {
+			fh.Close()
+			continue
+		}
+		cp := &file{path: f.path, real: c.name, f: fh, off: f.off, readOff: f.off,
+			buf: append([]byte(nil), f.buf...), discarding: f.discarding}
+		cp.readOff = f.readOff
+		start := f.off
+		t.readToEnd(ctx, cp)
+		t.flushPartial(cp)
+		fh.Close()
+		t.logger.Info("Recovered lines written before a copytruncate from the copy", "path", f.path, "copy", c.name, "bytes", cp.off-start)
+		return cp.off - start
+	}
+	t.logger.Warn("Log file was truncated and no copy with its content was found; lines written since the last read may be lost", "path", f.path)
+	return 0
+}
+
+// retire moves an active file to the draining list, reading it to its end
+// first: its lines come before those of the file that replaced it.
+func (t *Tailer) retire(ctx context.Context, f *file, how string, now time.Time) {
+	t.readToEnd(ctx, f)
+	delete(t.active, f.path)
+	f.rotatedAt = now
+	t.draining = append(t.draining, f)
+	t.logger.Debug("Log file rotated", "path", f.path, "how", how)
+	if t.events != nil {
+		t.events.Rotated(f.path, how)
+	}
+}
+
+// finish closes a drained file; a last line without a line end is handed
+// over, since no writer will complete it now.
+func (t *Tailer) finish(f *file) {
+	t.flushPartial(f)
+	f.f.Close()
+}
+
+func (t *Tailer) flushPartial(f *file) {
+	if len(f.buf) > 0 && !f.discarding {
+		t.handle(f.path, f.buf, false)
+		f.off += int64(len(f.buf))
+		f.buf = f.buf[:0]
+	}
+}
+
+func (t *Tailer) closeAll() {
+	for _, f := range t.active {
+		f.f.Close()
+	}
+	for _, f := range t.draining {
+		f.f.Close()
+	}
+	t.publish()
+}
+
+// readToEnd reads f from readOff to its current end, handing over complete
+// lines. It returns the number of bytes read.
+func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
+	var total int64
+	max := t.cfg.MaxLineBytes
+	for ctx.Err() == nil {
+		n, err := f.f.ReadAt(t.chunk, f.readOff)
+		if n > 0 {
+			total += int64(n)
+			f.readOff += int64(n)
+			t.split(f, t.chunk[:n], max)
+		}
+		if err != nil || n < len(t.chunk) {
+			if err != nil && !errors.Is(err, io.EOF) {
+				t.logger.Warn("Reading log file failed", "path", f.path, "err", err)
+				if t.events != nil {
+					t.events.ReadError(f.path, err)
+				}
+			}
+			break
+		}
+	}
+	if f.fpLen < t.cfg.FingerprintBytes && f.readOff > int64(f.fpLen) {
+		t.refreshFingerprint(f)
+	}
+	return total
+}
+
+// split hands the complete lines of data (which follows f.buf) to the
+// Handler and keeps the partial rest, bounded by max.
+func (t *Tailer) split(f *file, data []byte, max int) {
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if f.discarding {
+			if i < 0 {
+				f.off += int64(len(data))
+				return
+			}
+			f.off += int64(i + 1)
+			data = data[i+1:]
+			f.discarding = false
+			continue
+		}
+		if i < 0 {
+			room := max - len(f.buf)
+			if len(data) < room {
+				f.buf = append(f.buf, data...)
+				return
+			}
+			// The line is longer than max: hand over its head, skip the rest.
+			f.buf = append(f.buf, data[:room]...)
+			t.handle(f.path, f.buf, true)
+			f.off += int64(len(f.buf)) + int64(len(data)-room)
+			f.buf = f.buf[:0]
+			f.discarding = true
+			return
+		}
+		line := data[:i]
+		consumed := int64(i + 1)
+		if len(f.buf) > 0 {
+			consumed += int64(len(f.buf))
+			f.buf = append(f.buf, line...)
+			line = f.buf
+		}
+		cut := false
+		if len(line) > max {
+			line, cut = line[:max], true
+		}
+		if n := len(line); n > 0 && line[n-1] == '\r' && !cut {
+			line = line[:n-1]
+		}
+		t.handle(f.path, line, cut)
+		f.off += consumed
+		f.buf = f.buf[:0]
+		data = data[i+1:]
+	}
+}
+
+func (t *Tailer) refreshFingerprint(f *file) {
+	n := min(int64(t.cfg.FingerprintBytes), f.readOff)
+	if f.readOff == 0 {
+		// Nothing read yet: fingerprint what is there, so that a
+		// truncation before our first read is still noticed.
+		if st, err := f.f.Stat(); err == nil {
+			n = min(int64(t.cfg.FingerprintBytes), st.Size())
+		}
+	}
+	if n <= int64(f.fpLen) {
+		return
+	}
+	if fp, ok := fingerprint(f.f, int(n)); ok {
+		f.fpLen, f.fp = int(n), fp
+	}
+}
+
+func fingerprint(r io.ReaderAt, n int) (uint64, bool) {
+	buf := make([]byte, n)
+	m, err := r.ReadAt(buf, 0)
+	if m < n {
+		return 0, false
+	}
+	_ = err
+	return xxhash.Sum64(buf), true
+}
+
+func (t *Tailer) publish() (changed bool) {
+	ps := make([]Position, 0, len(t.active)+len(t.draining))
+	add := func(f *file) {
+		ps = append(ps, Position{Path: f.path, Real: f.real, Dev: f.dev, Ino: f.ino,
+			Offset: f.off, FPLen: f.fpLen, FP: f.fp})
+	}
+	for _, f := range t.draining {
+		add(f)
+	}
+	for _, f := range t.active {
+		add(f)
+	}
+	// Saved positions not taken up yet (a file that cannot be opened right
+	// now) stay in the checkpoint, so that they are not forgotten.
+	ps = append(ps, t.saved...)
+	t.mu.Lock()
+	changed = len(ps) != len(t.published)
+	if !changed {
+		old := map[[2]uint64]bool{}
+		for _, p := range t.published {
+			old[[2]uint64{p.Dev, p.Ino}] = true
+		}
+		for _, p := range ps {
+			changed = changed || !old[[2]uint64{p.Dev, p.Ino}]
+		}
+	}
+	t.published = ps
+	t.nfiles = len(t.active) + len(t.draining)
+	t.mu.Unlock()
+	return changed
+}
+
+func ids(st fs.FileInfo) (dev, ino uint64) {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return uint64(s.Dev), s.Ino
+	}
+	return 0, 0
+}

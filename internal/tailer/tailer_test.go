@@ -1,0 +1,274 @@
+package tailer
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type recorder struct {
+	lines  []string
+	cuts   int
+	errs   []error
+	rot    []string
+	trunc  int
+	copied int64
+}
+
+func (r *recorder) handle(_ string, line []byte, cut bool) {
+	r.lines = append(r.lines, string(line))
+	if cut {
+		r.cuts++
+	}
+}
+func (r *recorder) ReadError(_ string, err error) { r.errs = append(r.errs, err) }
+func (r *recorder) Rotated(_, how string)         { r.rot = append(r.rot, how) }
+func (r *recorder) Truncated(_ string, n int64)   { r.trunc++; r.copied += n }
+func appendFile(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newTest(t *testing.T, cfg Config) (*Tailer, *recorder) {
+	r := &recorder{}
+	return New(cfg, r.handle, r), r
+}
+
+func TestTailer(t *testing.T) {
+	ctx := context.Background()
+	t.Run("start at end reads only new lines, partial lines wait", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "a.log")
+		appendFile(t, p, "old 1\nold 2\n")
+		tl, r := newTest(t, Config{Globs: []string{p}, StartAtEnd: true})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		appendFile(t, p, "new 1\npart")
+		tl.Poll(ctx)
+		appendFile(t, p, "ial\r\n")
+		tl.Poll(ctx)
+		if got := strings.Join(r.lines, "|"); got != "new 1|partial" {
+			t.Errorf("lines %q", got)
+		}
+	})
+	t.Run("a file created later is read from its start", func(t *testing.T) {
+		dir := t.TempDir()
+		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}, StartAtEnd: true})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		if tl.Files() != 0 {
+			t.Errorf("files %d with no match", tl.Files())
+		}
+		appendFile(t, filepath.Join(dir, "b.log"), "first\n")
+		tl.Poll(ctx)
+		if got := strings.Join(r.lines, "|"); got != "first" {
+			t.Errorf("lines %q", got)
+		}
+	})
+	t.Run("a 100 MB line is cut and never held whole", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "long.log")
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := []byte(strings.Repeat("x", 1<<20))
+		for i := 0; i < 100; i++ {
+			if _, err := f.Write(chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.WriteString("\nnext\n")
+		f.Close()
+		tl, r := newTest(t, Config{Globs: []string{p}, MaxLineBytes: 1024})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		if len(r.lines) != 2 || len(r.lines[0]) != 1024 || r.lines[1] != "next" || r.cuts != 1 {
+			t.Errorf("got %d lines (first %d bytes), %d cut", len(r.lines), len(r.lines[0]), r.cuts)
+		}
+		for _, fl := range tl.active {
+			if cap(fl.buf) > 64<<10 {
+				t.Errorf("line buffer grew to %d bytes", cap(fl.buf))
+			}
+		}
+		if ps := tl.Positions(); len(ps) != 1 || ps[0].Offset != 100<<20+6 {
+			t.Errorf("positions %+v", ps)
+		}
+	})
+	t.Run("a directory where a file was expected is an error, retried", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "app.log")
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		tl, r := newTest(t, Config{Globs: []string{p}, RetryInterval: 1})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		if len(r.errs) != 1 || !strings.Contains(r.errs[0].Error(), "is a directory") {
+			t.Fatalf("errors %v", r.errs)
+		}
+		os.Remove(p)
+		appendFile(t, p, "now a file\n")
+		tl.Poll(ctx)
+		if len(r.lines) != 1 {
+			t.Errorf("lines %q after the directory became a file", r.lines)
+		}
+	})
+	t.Run("a folder that a glob matches is skipped quietly", func(t *testing.T) {
+		dir := t.TempDir()
+		os.Mkdir(filepath.Join(dir, "old.log"), 0o755)
+		appendFile(t, filepath.Join(dir, "app.log"), "x\n")
+		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		if len(r.errs) != 0 || len(r.lines) != 1 {
+			t.Errorf("errors %v, lines %q", r.errs, r.lines)
+		}
+	})
+	t.Run("a file deleted while read is read to its end", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "app.log")
+		w, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		w.WriteString("one\n")
+		tl, r := newTest(t, Config{Globs: []string{p}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		os.Remove(p)
+		w.WriteString("two, written after the delete\n")
+		tl.Poll(ctx)
+		if got := strings.Join(r.lines, "|"); got != "one|two, written after the delete" {
+			t.Errorf("lines %q", got)
+		}
+		if len(r.rot) != 1 || r.rot[0] != "deleted" {
+			t.Errorf("rotations %v", r.rot)
+		}
+	})
+	t.Run("a reused inode is not mistaken for the saved file", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "app.log")
+		appendFile(t, p, "a different file with other first bytes\n")
+		st, _ := os.Stat(p)
+		dev, ino := ids(st)
+		saved := []Position{{Path: p, Real: p, Dev: dev, Ino: ino, Offset: 10, FPLen: 8, FP: 12345}}
+		tl, r := newTest(t, Config{Globs: []string{p}})
+		tl.Start(saved, true, time.Time{})
+		tl.Poll(ctx)
+		if len(r.lines) != 1 || r.lines[0] != "a different file with other first bytes" {
+			t.Errorf("lines %q", r.lines)
+		}
+	})
+	t.Run("two rotations while stopped: every generation is read", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, "x1\n")
+		tl, r := newTest(t, Config{Globs: []string{p}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		tl.Close()
+		saved, savedAt := tl.Positions(), time.Now()
+		// While stopped: x2 appended, renamed; y written and renamed; z.
+		appendFile(t, p, "x2\n")
+		os.Rename(p, p+".1")
+		appendFile(t, p, "y1\n")
+		os.Rename(p, p+".2")
+		appendFile(t, p, "z1\n")
+		appendFile(t, filepath.Join(dir, "app.log.3.gz"), "compressed\n")
+		appendFile(t, filepath.Join(dir, "other.log"), "not ours\n")
+		tl2, r2 := newTest(t, Config{Globs: []string{p}})
+		tl2.Start(saved, true, savedAt)
+		tl2.Poll(ctx)
+		if got := strings.Join(append(r.lines, r2.lines...), "|"); got != "x1|x2|y1|z1" {
+			t.Errorf("lines %q", got)
+		}
+	})
+	t.Run("a rotated file the glob still matches is not read again", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, "one\n")
+		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		os.Rename(p, filepath.Join(dir, "app.2026-11-27.log"))
+		appendFile(t, filepath.Join(dir, "app.2026-11-27.log"), "two\n")
+		appendFile(t, p, "three\n")
+		tl.Poll(ctx)
+		tl.Poll(ctx)
+		if got := strings.Join(r.lines, "|"); got != "one|two|three" {
+			t.Errorf("lines %q", got)
+		}
+		if tl.Files() != 2 {
+			t.Errorf("files %d, want 2", tl.Files())
+		}
+	})
+	t.Run("a copytruncate copy that the glob matches is not read", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		long := strings.Repeat("a long first line so that the fingerprint is meaningful ", 6)
+		appendFile(t, p, long+"\n")
+		tl, r := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		appendFile(t, p, "only in the copy\n")
+		data, _ := os.ReadFile(p)
+		os.WriteFile(filepath.Join(dir, "app-20261127.log"), data, 0o644)
+		os.Truncate(p, 0)
+		appendFile(t, p, "after\n")
+		tl.Poll(ctx)
+		tl.Poll(ctx)
+		if got := strings.Join(r.lines, "|"); got != long+"|only in the copy|after" {
+			t.Errorf("lines %q", got)
+		}
+	})
+	t.Run("copytruncate is finished from the copy", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, "line 1\n")
+		tl, r := newTest(t, Config{Globs: []string{p}})
+		tl.Start(nil, false, time.Time{})
+		tl.Poll(ctx)
+		appendFile(t, p, "line 2, only in the copy\n")
+		data, _ := os.ReadFile(p)
+		os.WriteFile(filepath.Join(dir, "app.log.1"), data, 0o644)
+		os.Truncate(p, 0)
+		appendFile(t, p, "line 3\n")
+		tl.Poll(ctx)
+		if got := strings.Join(r.lines, "|"); got != "line 1|line 2, only in the copy|line 3" {
+			t.Errorf("lines %q", got)
+		}
+		if r.trunc != 1 || r.copied != int64(len("line 2, only in the copy\n")) {
+			t.Errorf("truncations %d, recovered %d bytes", r.trunc, r.copied)
+		}
+	})
+}
+
+var _ = errors.New
+
+// TestWatchWakes checks that a write to a followed file wakes the caller
+// through inotify, and that writes to other files do not.
+func TestWatchWakes(t *testing.T) {
+	dir := t.TempDir()
+	tl, _ := newTest(t, Config{Globs: []string{filepath.Join(dir, "*.log")}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wake := tl.Watch(ctx)
+	appendFile(t, filepath.Join(dir, "other.txt"), "not followed\n")
+	appendFile(t, filepath.Join(dir, "app.log"), "line\n")
+	select {
+	case <-wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no wake-up within 10 s of a write")
+	}
+	if tl.matches(filepath.Join(dir, "other.txt")) {
+		t.Error("other.txt must not match")
+	}
+}
