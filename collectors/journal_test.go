@@ -292,3 +292,40 @@ func TestJournalRestartBeforeFirstEntry(t *testing.T) {
 		t.Errorf("read %d entries, want the one written while stopped and the marker", got)
 	}
 }
+
+// TestJournalArgsAcrossBoots: journalctl is started with --merge only when
+// the saved cursor is of another boot than the current one, and never for
+// a directory: journalctl --follow skips the entries already written after
+// a cursor of another boot (packaging's TestJournalInContainer shows it on
+// a real journald).
+func TestJournalArgsAcrossBoots(t *testing.T) {
+	bootFile := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(bootFile, []byte("0123abcd-0123-4567-89ab-0123456789ab\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const thisBoot = "s=5e1;i=2a;b=0123abcd0123456789ab0123456789ab;m=1f;t=5f0;x=77"
+	const otherBoot = "s=5e1;i=2a;b=ffffffffffffffffffffffffffffffff;m=1f;t=5f0;x=77"
+	tests := []struct {
+		name, cursor, directory, bootFile string
+		merge                             bool
+	}{
+		{"cursor of this boot", thisBoot, "", bootFile, false},
+		{"cursor of another boot", otherBoot, "", bootFile, true},
+		{"directory", otherBoot, "/var/log/remote", bootFile, false},
+		{"no cursor", "", "", bootFile, false},
+		{"boot ID unreadable", otherBoot, "", filepath.Join(t.TempDir(), "missing"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultJournalConfig()
+			cfg.Name, cfg.Directory = "x", tt.directory
+			j := NewJournal(cfg, Options{})
+			j.bootIDFile = tt.bootFile
+			j.st.Cursor = tt.cursor
+			args := j.args(false)
+			if got := strings.Contains(strings.Join(args, " "), "--merge"); got != tt.merge {
+				t.Errorf("args %q: --merge %v, want %v", args, got, tt.merge)
+			}
+		})
+	}
+}

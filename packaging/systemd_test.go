@@ -200,6 +200,8 @@ journal:
   - {name: batch1, regexp: '^batch1 line \d+$'}
   - {name: batch2, regexp: '^batch2 line \d+$'}
   - {name: batch3, regexp: '^batch3 line \d+$'}
+  - {name: batch4, regexp: '^batch4 line \d+$'}
+  - {name: batch5, regexp: '^batch5 line \d+$'}
   - {name: even, regexp: '^batch\d line \d*[02468]$'}
 - name: notice
   units: [tp-echo.service]
@@ -272,5 +274,27 @@ journal:
 		`tokpulse_log_matches_total{pattern="batch3",source="x"}`: 15,
 		`tokpulse_log_matches_total{pattern="even",source="x"}`:   19,
 	}, before)
-	t.Logf("journalctl -u tp-echo.service: %v entries, 80 of them the unit's lines", unitEntries())
+
+	// A reboot while the agent is down: lines of the old boot after the
+	// saved cursor, then a new boot ID (as after a reboot, journald stamps
+	// new entries with it and /proc shows it), lines of the new boot.
+	// journalctl --follow --after-cursor with a cursor of another boot
+	// shows none of the entries already written, of either boot; the
+	// agent must count both batches, once.
+	h.sh("systemctl stop tokpulse-agent")
+	before = unitEntries()
+	echo("batch4", 10)
+	if err := c.UseHostBootID(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	echo("batch5", 10)
+	h.sh("systemctl start tokpulse-agent")
+	expect("lines of both boots after a reboot", map[string]float64{
+		`tokpulse_log_lines_total{source="notice"}`:               20,
+		`tokpulse_log_matches_total{pattern="batch3",source="x"}`: 0,
+		`tokpulse_log_matches_total{pattern="batch4",source="x"}`: 10,
+		`tokpulse_log_matches_total{pattern="batch5",source="x"}`: 10,
+		`tokpulse_log_matches_total{pattern="even",source="x"}`:   10,
+	}, before)
+	t.Logf("journalctl -u tp-echo.service: %v entries, 100 of them the unit's lines", unitEntries())
 }
