@@ -23,7 +23,8 @@ import (
 // collectors from the installed .deb under the full hardening.
 
 // plainAgentUnit runs the agent as root with nothing but what the agent
-// itself needs from systemd: READY=1, the watchdog, a state directory.
+// itself needs from systemd: a notify socket for READY=1 and a state
+// directory.
 const plainAgentUnit = `[Unit]
 Description=tokpulse-agent under test (no sandbox)
 
