@@ -291,7 +291,11 @@ func (j *Journal) args(first bool) []string {
 	j.mu.Unlock()
 	switch {
 	case st.Cursor != "":
-		a = append(a, "--after-cursor="+st.Cursor)
+		// Without --no-tail, journalctl --follow shows only the first 10
+		// entries after the cursor, then waits for the next write to the
+		// journal before it shows the rest: a backlog stalls on a quiet
+		// journal.
+		a = append(a, "--no-tail", "--after-cursor="+st.Cursor)
 		// journalctl --follow reading the local journal skips every entry
 		// already written after a cursor of another boot, of either boot
 		// (systemd 252; a reboot while the agent was down). --merge, which

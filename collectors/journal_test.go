@@ -329,3 +329,45 @@ func TestJournalArgsAcrossBoots(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalResumeBacklog resumes after more than ten entries were written
+// while the source was stopped, into a journal nobody writes to afterwards:
+// journalctl --follow --after-cursor without --no-tail showed ten and
+// waited for the next write before showing the rest.
+func TestJournalResumeBacklog(t *testing.T) {
+	dir := t.TempDir()
+	jdir := filepath.Join(dir, "journal")
+	if err := os.MkdirAll(jdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := &journalWriter{t: t, dir: jdir}
+	st, err := state.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := DefaultJournalConfig()
+	cfg.Name, cfg.Directory, cfg.StartAt = "backlog", jdir, "beginning"
+	run := func() (*Journal, func()) {
+		j := NewJournal(cfg, Options{State: st})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); j.Run(ctx) }()
+		return j, func() { cancel(); wg.Wait() }
+	}
+
+	w.write("tokpulse.service", "first")
+	j1, stop1 := run()
+	waitUntil(t, "the first entry", func() bool { return journalLines(j1) == 1 })
+	stop1()
+
+	backlog := make([]string, 25)
+	for i := range backlog {
+		backlog[i] = fmt.Sprintf("written while stopped %d", i)
+	}
+	w.write("tokpulse.service", backlog...)
+	j2, stop2 := run()
+	defer stop2()
+	waitUntil(t, "the whole backlog", func() bool { return journalLines(j2) == 25 })
+}
