@@ -503,8 +503,8 @@ cp /etc/tokpulse-agent/agent.yaml /root/agent.yaml.shipped`)
 		}()
 		h.sh("systemctl restart tokpulse-agent")
 		h.metricsMatch("series of the log, journal and unit collectors",
-			`^tokpulse_log_lines_total\{source="app"\} 3$`,
-			`^tokpulse_log_matches_total\{pattern="error",source="app"\} 1$`,
+			`^tokpulse_log_lines_total\{source="admlog"\} 3$`,
+			`^tokpulse_log_matches_total\{pattern="error",source="admlog"\} 1$`,
 			`^tokpulse_log_read_errors_total\{source="secret"\} [1-9]`,
 			`^tokpulse_log_lines_total\{source="probe"\} 2$`,
 			`^tokpulse_log_matches_total\{pattern="error",source="probe"\} 1$`,
@@ -519,7 +519,7 @@ cp /etc/tokpulse-agent/agent.yaml /root/agent.yaml.shipped`)
 		h.sh(`echo "sandbox line 4" >> /var/log/tokpulse/app.log
 logger -t sandbox-probe "sandbox-probe journal entry 3"`)
 		h.metricsMatch("live lines under the sandbox",
-			`^tokpulse_log_lines_total\{source="app"\} 4$`,
+			`^tokpulse_log_lines_total\{source="admlog"\} 4$`,
 			`^tokpulse_log_lines_total\{source="probe"\} 3$`,
 		)
 		// The agent's own view of the file system: /etc and /usr read-only
@@ -676,7 +676,9 @@ const sandboxConfig = `agent:
 web:
   listen: 127.0.0.1:9847
 logs:
-- name: app
+# Not "app": the shipped configuration, which ran before, follows the same
+# file as "app" and may have saved its position at the file's end.
+- name: admlog
   paths: [/var/log/tokpulse/app.log]
   start_at: beginning
 - name: secret
