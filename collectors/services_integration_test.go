@@ -3,148 +3,26 @@ package collectors
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 )
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// server is a throwaway daemon started by a test.
-type server struct {
-	t   *testing.T
-	cmd *exec.Cmd
-	log string
-}
-
-func startServer(t *testing.T, logFile string, argv ...string) *server {
-	t.Helper()
-	f, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", argv[0], err)
-	}
-	f.Close()
-	s := &server{t: t, cmd: cmd, log: logFile}
-	t.Cleanup(s.stop)
-	return s
-}
-
-// stop asks the server to shut down, then kills its group if it lingers.
-func (s *server) stop() {
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	// The whole group: runuser does not pass signals on to postgres.
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-}
-
-func (s *server) logText() string {
-	b, _ := os.ReadFile(s.log)
-	return string(b)
-}
-
-// asUser prefixes argv so that it runs as name when the test runs as root
-// (PostgreSQL refuses to run as root).
-func asUser(name string, argv ...string) []string {
-	if os.Geteuid() != 0 {
-		return argv
-	}
-	return append([]string{"runuser", "-u", name, "--"}, argv...)
-}
-
-// postgresBin finds a PostgreSQL server program; Debian keeps them under
-// /usr/lib/postgresql/VERSION/bin, off the PATH.
-func postgresBin(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
-	if len(m) == 0 {
-		t.Fatalf("%s not found on PATH or under /usr/lib/postgresql/*/bin; install Debian's postgresql (./.ci/deps does)", name)
-	}
-	return m[len(m)-1]
-}
 
 // TestPostgresAndRedisChecks runs the runbook's database and Redis checks
 // and TCP probes against real servers, then stops the servers and sees
 // every one fail with the right reason.
 func TestPostgresAndRedisChecks(t *testing.T) {
-	for _, c := range []string{"psql", "redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Fatalf("%s is missing; run ./.ci/deps (Debian packages postgresql and redis-server)", c)
-		}
-	}
-	// The data directories must be reachable by the postgres user, which
-	// t.TempDir's 0700 parents are not.
-	base, err := os.MkdirTemp("", "tokpulse-services-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	pgData, pgSock := filepath.Join(base, "pgdata"), filepath.Join(base, "pgsock")
-	for _, d := range []string{pgData, pgSock} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("user postgres is missing (Debian's postgresql package creates it): %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		for _, d := range []string{pgData, pgSock} {
-			if err := os.Chown(d, uid, gid); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-
-	initArgv := asUser("postgres", postgresBin(t, "initdb"), "-D", pgData, "-A", "trust", "-U", "postgres", "--no-sync")
-	initdb := exec.Command(initArgv[0], initArgv[1:]...)
-	if out, err := initdb.CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	pgPort, redisPort := freePort(t), freePort(t)
-	pg := startServer(t, filepath.Join(base, "postgres.log"), asUser("postgres", postgresBin(t, "postgres"),
-		"-D", pgData, "-k", pgSock, "-p", strconv.Itoa(pgPort), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")...)
-	redis := startServer(t, filepath.Join(base, "redis.log"), "redis-server", "--port", strconv.Itoa(redisPort),
-		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", base)
+	// Throwaway servers on loopback, shared with the end-to-end scenarios
+	// (internal/testutil); each waits until its server answers.
+	pg := testutil.StartPostgres(t)
+	redis := testutil.StartRedis(t)
+	pgPort, redisPort := pg.Port, redis.Port
+	base := t.TempDir()
 
 	// The runbook's checks, as the shipped config writes them, pointed at
 	// the throwaway servers.
@@ -176,19 +54,6 @@ probes:
 	}
 	ctx := context.Background()
 
-	// Wait for both servers to accept work (no fixed sleep).
-	waitFor(t, "PostgreSQL to accept queries", func() bool {
-		if pg.cmd.ProcessState != nil {
-			t.Fatalf("postgres exited:\n%s", pg.logText())
-		}
-		return checks.RunOnce(ctx, 0).Success
-	})
-	waitFor(t, "Redis to answer", func() bool {
-		if redis.cmd.ProcessState != nil {
-			t.Fatalf("redis-server exited:\n%s", redis.logText())
-		}
-		return checks.RunOnce(ctx, 1).Success
-	})
 	if out, err := exec.Command("redis-cli", "-p", strconv.Itoa(redisPort), "RPUSH", "webhook_queue", "a", "b", "c").CombinedOutput(); err != nil {
 		t.Fatalf("RPUSH: %v\n%s", err, out)
 	}
@@ -214,8 +79,8 @@ probes:
 		}
 	}
 
-	pg.stop()
-	redis.stop()
+	pg.Stop()
+	redis.Server.Stop()
 	for i, c := range cfg.Checks {
 		r := checks.RunOnce(ctx, i)
 		if r.Success || r.Reason != CheckReasonExit {
@@ -234,9 +99,7 @@ probes:
 	}
 	// A Redis that requires a password answers ping with an error, and
 	// redis-cli exits 0 all the same: only -e or expect_output catch it.
-	authPort := freePort(t)
-	startServer(t, filepath.Join(base, "redis-auth.log"), "redis-server", "--port", strconv.Itoa(authPort),
-		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", base, "--requirepass", "s3cret")
+	authPort := testutil.StartRedis(t, "--requirepass", "s3cret").Port
 	authCfg := decodeConfig(t, fmt.Sprintf(`
 checks:
 - name: plain

@@ -5,81 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
-
-// startAlertmanager runs Debian's prometheus-alertmanager on a loopback
-// port with its own storage; .ci/deps installs it, and a missing binary
-// fails the test.
-func startAlertmanager(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		t.Fatalf("prometheus-alertmanager not found (run ./.ci/deps): %v", err)
-	}
-	dir := t.TempDir()
-	cfg := writeFile(t, dir, "alertmanager.yml", "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n")
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	url := "http://" + addr
-	eventually(t, 20*time.Second, "Alertmanager ready", func() bool {
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	return url
-}
-
-type amGot struct {
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     time.Time         `json:"startsAt"`
-	EndsAt       time.Time         `json:"endsAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Status       struct {
-		State string `json:"state"`
-	} `json:"status"`
-}
-
-func amAlerts(t *testing.T, url string) []amGot {
-	t.Helper()
-	resp, err := http.Get(url + "/api/v2/alerts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out []amGot
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestAlertmanagerReal fires an alert into a real Alertmanager (plus a
 // recording second replica), sees it there with the right labels and
 // generatorURL, sees it re-posted, and sees it resolved after the agent
 // resolves it.
 func TestAlertmanagerReal(t *testing.T) {
-	am := startAlertmanager(t)
+	am := testutil.StartAlertmanager(t)
 	replica := newReceiver(t, "")
 	replica.setRespond(func(_ int, w http.ResponseWriter, r *http.Request) bool {
 		if r.URL.Path != "/api/v2/alerts" {
@@ -98,9 +37,9 @@ func TestAlertmanagerReal(t *testing.T) {
 	if err := m.Alerts(context.Background(), t0, []alert.Alert{a}); err != nil {
 		t.Fatal(err)
 	}
-	var got amGot
+	var got testutil.AMAlert
 	eventually(t, 10*time.Second, "the alert in Alertmanager", func() bool {
-		for _, x := range amAlerts(t, am) {
+		for _, x := range testutil.AlertmanagerAlerts(t, am) {
 			if x.Labels["alertname"] == "PaymentsFailing" {
 				got = x
 				return true
@@ -131,7 +70,7 @@ func TestAlertmanagerReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the alert resolved in Alertmanager", func() bool {
-		for _, x := range amAlerts(t, am) {
+		for _, x := range testutil.AlertmanagerAlerts(t, am) {
 			if x.Labels["alertname"] == "PaymentsFailing" {
 				t.Logf("still listed: %+v", x)
 				return false

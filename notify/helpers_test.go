@@ -1,142 +1,60 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
-// schema compiles docs/webhook.schema.json, the contract every body must
-// meet.
-func schema(t testing.TB) *jsonschema.Schema {
-	t.Helper()
-	f, err := os.Open("../docs/webhook.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("webhook.schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("webhook.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// request is one POST a receiver saw.
-type request struct {
-	Header http.Header
-	Body   []byte
-	At     time.Time
-}
-
-// receiver is a real HTTP receiver. respond decides each answer (nil: 200).
+// receiver is the shared webhook receiver (internal/testutil: signature,
+// headers and docs/webhook.schema.json checked on every body) under the
+// names these tests use.
 type receiver struct {
-	t       testing.TB
-	srv     *httptest.Server
-	schema  *jsonschema.Schema
-	secret  string
-	mu      sync.Mutex
-	reqs    []request
-	respond func(n int, w http.ResponseWriter, r *http.Request) bool // true: handled
+	*testutil.Receiver
+	t   testing.TB
+	srv *httptest.Server // nil for a receiver a test serves itself
 }
 
+// newReceiver starts a receiver that verifies signatures with secret.
 func newReceiver(t testing.TB, secret string) *receiver {
-	rc := &receiver{t: t, schema: schema(t), secret: secret}
-	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
-	t.Cleanup(rc.srv.Close)
-	return rc
+	r := testutil.NewReceiver(t, secret)
+	return &receiver{Receiver: r, t: t, srv: r.Server}
 }
 
-func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	rc.mu.Lock()
-	n := len(rc.reqs)
-	rc.reqs = append(rc.reqs, request{Header: r.Header.Clone(), Body: body, At: time.Now()})
-	respond := rc.respond
-	rc.mu.Unlock()
-	if respond != nil && respond(n, w, r) {
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+// newUnstartedReceiver is a receiver that checks no signature, for a test
+// that serves its handler (rc.Serve) on a listener of its own.
+func newUnstartedReceiver(t testing.TB) *receiver {
+	return &receiver{Receiver: testutil.NewReceiverHandler(t, ""), t: t}
 }
 
 func (rc *receiver) setRespond(f func(n int, w http.ResponseWriter, r *http.Request) bool) {
-	rc.mu.Lock()
-	rc.respond = f
-	rc.mu.Unlock()
+	rc.SetRespond(f)
 }
 
-func (rc *receiver) requests() []request {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return append([]request(nil), rc.reqs...)
-}
+func (rc *receiver) requests() []testutil.WebhookRequest { return rc.Requests() }
 
-// checkBody verifies a request's signature, headers and schema and returns
-// its events.
-func checkBody(t testing.TB, s *jsonschema.Schema, secret string, r request) []Event {
-	t.Helper()
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.Body))
-	if err != nil {
-		t.Fatalf("body is not JSON: %v\n%s", err, r.Body)
-	}
-	if err := s.Validate(inst); err != nil {
-		t.Fatalf("body does not match docs/webhook.schema.json: %v\n%s", err, r.Body)
-	}
-	ts := r.Header.Get(HeaderTimestamp)
-	if secret != "" {
-		if got, want := r.Header.Get(HeaderSignature), Sign(secret, ts, r.Body); got != want {
-			t.Fatalf("signature %q, want %q", got, want)
+// check verifies a request (schema, signature, headers) and returns its
+// events.
+func (rc *receiver) check(r testutil.WebhookRequest) []Event {
+	rc.t.Helper()
+	var out []Event
+	for _, raw := range rc.Check(rc.t, r) {
+		var e Event
+		if err := json.Unmarshal(raw, &e); err != nil {
+			rc.t.Fatal(err)
 		}
-	}
-	var b Body
-	if err := json.Unmarshal(r.Body, &b); err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, e := range b.Events {
-		ids = append(ids, e.ID)
-	}
-	if got := r.Header.Get(HeaderEventID); got != joinIDs(ids) {
-		t.Fatalf("%s = %q, want %q", HeaderEventID, got, joinIDs(ids))
-	}
-	if r.Header.Get(HeaderSchema) != SchemaVersion || r.Header.Get("Content-Type") != "application/json" {
-		t.Fatalf("headers %v", r.Header)
-	}
-	return b.Events
-}
-
-func joinIDs(ids []string) string {
-	out := ""
-	for i, id := range ids {
-		if i > 0 {
-			out += ","
-		}
-		out += id
+		out = append(out, e)
 	}
 	return out
 }
@@ -149,7 +67,7 @@ func (rc *receiver) events(accepted func(n int) bool) []Event {
 		if accepted != nil && !accepted(i) {
 			continue
 		}
-		out = append(out, checkBody(rc.t, rc.schema, rc.secret, r)...)
+		out = append(out, rc.check(r)...)
 	}
 	return out
 }
@@ -281,7 +199,7 @@ func listenRetry(t testing.TB, addr string) net.Listener {
 type httpServer struct{ srv *http.Server }
 
 func (h *httpServer) start(ln net.Listener, rc *receiver) {
-	h.srv = &http.Server{Handler: http.HandlerFunc(rc.serve)}
+	h.srv = &http.Server{Handler: http.HandlerFunc(rc.Serve)}
 	go func() { _ = h.srv.Serve(ln) }()
 }
 

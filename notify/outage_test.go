@@ -203,7 +203,7 @@ func TestOutageWithKill(t *testing.T) {
 	d = startDriver(t, spec)
 	d.waitFor(t, "done")
 
-	rc := &receiver{t: t, schema: schema(t)}
+	rc := newUnstartedReceiver(t)
 	srv := &httpServer{}
 	srv.start(listenRetry(t, addr), rc)
 	t.Cleanup(srv.close)

@@ -198,7 +198,7 @@ func TestHeartbeats(t *testing.T) {
 	if st.Outputs["central"].Pending != 1 {
 		t.Fatalf("%d heartbeats pending, want only the newest", st.Outputs["central"].Pending)
 	}
-	rc := &receiver{t: t, schema: schema(t)}
+	rc := newUnstartedReceiver(t)
 	ln := listenRetry(t, addr)
 	srv := &httpServer{}
 	srv.start(ln, rc)

@@ -124,8 +124,8 @@ func TestTemplateOverride(t *testing.T) {
 // and refused without it (a retryable failure, not a dead letter).
 func TestWebhookTLS(t *testing.T) {
 	dir := t.TempDir()
-	rc := &receiver{t: t, schema: schema(t)}
-	srv := httptest.NewTLSServer(http.HandlerFunc(rc.serve))
+	rc := newUnstartedReceiver(t)
+	srv := httptest.NewTLSServer(http.HandlerFunc(rc.Serve))
 	defer srv.Close()
 	ca := writeFile(t, dir, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
 	for _, trusted := range []bool{false, true} {

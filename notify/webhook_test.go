@@ -63,7 +63,7 @@ func TestWebhookLifecycle(t *testing.T) {
 	eventually(t, 5*time.Second, "all events", func() bool { return len(rc.events(nil)) >= len(wantKinds) })
 
 	reqs := rc.requests()
-	first := checkBody(t, rc.schema, "s3cret", reqs[0])
+	first := rc.check(reqs[0])
 	if len(first) != 2 {
 		t.Errorf("alerts that start together should share one POST; first POST had %d events", len(first))
 	}
@@ -139,7 +139,7 @@ func TestWebhookFailures(t *testing.T) {
 			addr := freeAddr(t)
 			return "http://" + addr + "/hook", func() {
 				ln := listenRetry(t, addr)
-				srv := &http.Server{Handler: http.HandlerFunc(rc.serve)}
+				srv := &http.Server{Handler: http.HandlerFunc(rc.Serve)}
 				go func() { _ = srv.Serve(ln) }()
 				t.Cleanup(func() { _ = srv.Close() })
 			}
@@ -210,7 +210,7 @@ func TestWebhookFailures(t *testing.T) {
 				if tc.name == "500 for a while" && i < 3 || tc.name == "hangs" && i < 2 {
 					continue
 				}
-				for _, e := range checkBody(t, rc.schema, "k", r) {
+				for _, e := range rc.check(r) {
 					names = append(names, e.AlertName)
 				}
 			}
@@ -331,14 +331,14 @@ func TestGroupWait(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the P3 group", func() bool { return len(rc.requests()) == 2 })
 	reqs := rc.requests()
-	p1 := checkBody(t, rc.schema, "", reqs[0])
+	p1 := rc.check(reqs[0])
 	if len(p1) != 1 || p1[0].AlertName != "Outage" {
 		t.Fatalf("first POST %v, want the P1 alone", p1)
 	}
 	if d := reqs[0].At.Sub(now); d > 900*time.Millisecond {
 		t.Errorf("the P1 waited %s behind the P3 group_wait", d)
 	}
-	group := checkBody(t, rc.schema, "", reqs[1])
+	group := rc.check(reqs[1])
 	if len(group) != 2 || group[0].AlertName != "DiskA" || group[1].AlertName != "DiskB" {
 		t.Fatalf("second POST %+v, want DiskA and DiskB together", group)
 	}
