@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -149,6 +150,9 @@ type Journal struct {
 	up     atomic.Bool
 	starts atomic.Uint64
 	resets atomic.Uint64
+	// bootIDFile is where the current boot ID is read, as journalctl
+	// itself reads it.
+	bootIDFile string
 }
 
 var (
@@ -168,7 +172,8 @@ func NewJournal(cfg JournalConfig, opts Options) *Journal {
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
-	j := &Journal{cfg: cfg, opts: opts, minBO: journalMinBackoff, maxBO: journalMaxBackoff}
+	j := &Journal{cfg: cfg, opts: opts, minBO: journalMinBackoff, maxBO: journalMaxBackoff,
+		bootIDFile: "/proc/sys/kernel/random/boot_id"}
 	j.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	j.pipe.redact = cfg.Redact
 	if opts.State != nil {
@@ -286,7 +291,20 @@ func (j *Journal) args(first bool) []string {
 	j.mu.Unlock()
 	switch {
 	case st.Cursor != "":
-		a = append(a, "--after-cursor="+st.Cursor)
+		// Without --no-tail, journalctl --follow shows only the first 10
+		// entries after the cursor, then waits for the next write to the
+		// journal before it shows the rest: a backlog stalls on a quiet
+		// journal.
+		a = append(a, "--no-tail", "--after-cursor="+st.Cursor)
+		// journalctl --follow reading the local journal skips every entry
+		// already written after a cursor of another boot, of either boot
+		// (systemd 252; a reboot while the agent was down). --merge, which
+		// reads the journal without that restriction, shows them. Only
+		// until an entry of this boot is read: --merge also takes remote
+		// journals in.
+		if j.cfg.Directory == "" && cursorBoot(st.Cursor) != "" && cursorBoot(st.Cursor) != j.bootID() {
+			a = append(a, "--merge")
+		}
 	case first && j.cfg.StartAt == "beginning":
 		a = append(a, "--no-tail")
 	case !first && !st.Since.IsZero():
@@ -304,6 +322,26 @@ func (j *Journal) args(first bool) []string {
 		a = append(a, "--priority="+j.cfg.Priority)
 	}
 	return append(a, j.cfg.Matches...)
+}
+
+// cursorBoot returns the boot ID of a journal cursor (its "b=" field).
+func cursorBoot(cursor string) string {
+	for f := range strings.SplitSeq(cursor, ";") {
+		if b, ok := strings.CutPrefix(f, "b="); ok {
+			return b
+		}
+	}
+	return ""
+}
+
+// bootID returns the current boot ID as cursors write it (no dashes), or
+// "" when it cannot be read.
+func (j *Journal) bootID() string {
+	b, err := os.ReadFile(j.bootIDFile)
+	if err != nil {
+		return ""
+	}
+	return strings.ReplaceAll(strings.TrimSpace(string(b)), "-", "")
 }
 
 // runOnce runs journalctl until it exits or ctx is cancelled, and returns

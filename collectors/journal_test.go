@@ -292,3 +292,82 @@ func TestJournalRestartBeforeFirstEntry(t *testing.T) {
 		t.Errorf("read %d entries, want the one written while stopped and the marker", got)
 	}
 }
+
+// TestJournalArgsAcrossBoots: journalctl is started with --merge only when
+// the saved cursor is of another boot than the current one, and never for
+// a directory: journalctl --follow skips the entries already written after
+// a cursor of another boot (packaging's TestJournalInContainer shows it on
+// a real journald).
+func TestJournalArgsAcrossBoots(t *testing.T) {
+	bootFile := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(bootFile, []byte("0123abcd-0123-4567-89ab-0123456789ab\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const thisBoot = "s=5e1;i=2a;b=0123abcd0123456789ab0123456789ab;m=1f;t=5f0;x=77"
+	const otherBoot = "s=5e1;i=2a;b=ffffffffffffffffffffffffffffffff;m=1f;t=5f0;x=77"
+	tests := []struct {
+		name, cursor, directory, bootFile string
+		merge                             bool
+	}{
+		{"cursor of this boot", thisBoot, "", bootFile, false},
+		{"cursor of another boot", otherBoot, "", bootFile, true},
+		{"directory", otherBoot, "/var/log/remote", bootFile, false},
+		{"no cursor", "", "", bootFile, false},
+		{"boot ID unreadable", otherBoot, "", filepath.Join(t.TempDir(), "missing"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultJournalConfig()
+			cfg.Name, cfg.Directory = "x", tt.directory
+			j := NewJournal(cfg, Options{})
+			j.bootIDFile = tt.bootFile
+			j.st.Cursor = tt.cursor
+			args := j.args(false)
+			if got := strings.Contains(strings.Join(args, " "), "--merge"); got != tt.merge {
+				t.Errorf("args %q: --merge %v, want %v", args, got, tt.merge)
+			}
+		})
+	}
+}
+
+// TestJournalResumeBacklog resumes after more than ten entries were written
+// while the source was stopped, into a journal nobody writes to afterwards:
+// journalctl --follow --after-cursor without --no-tail showed ten and
+// waited for the next write before showing the rest.
+func TestJournalResumeBacklog(t *testing.T) {
+	dir := t.TempDir()
+	jdir := filepath.Join(dir, "journal")
+	if err := os.MkdirAll(jdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := &journalWriter{t: t, dir: jdir}
+	st, err := state.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := DefaultJournalConfig()
+	cfg.Name, cfg.Directory, cfg.StartAt = "backlog", jdir, "beginning"
+	run := func() (*Journal, func()) {
+		j := NewJournal(cfg, Options{State: st})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); j.Run(ctx) }()
+		return j, func() { cancel(); wg.Wait() }
+	}
+
+	w.write("tokpulse.service", "first")
+	j1, stop1 := run()
+	waitUntil(t, "the first entry", func() bool { return journalLines(j1) == 1 })
+	stop1()
+
+	backlog := make([]string, 25)
+	for i := range backlog {
+		backlog[i] = fmt.Sprintf("written while stopped %d", i)
+	}
+	w.write("tokpulse.service", backlog...)
+	j2, stop2 := run()
+	defer stop2()
+	waitUntil(t, "the whole backlog", func() bool { return journalLines(j2) == 25 })
+}

@@ -75,6 +75,7 @@ type Units struct {
 
 	mu       sync.Mutex
 	bus      UnitBus
+	busDone  context.CancelFunc // ends the context bus was dialled with
 	lost     chan struct{}
 	warned   bool
 	lastSeen []sddbus.UnitStatus
@@ -125,8 +126,10 @@ func (u *Units) markLost(bus UnitBus, err error) {
 		return
 	}
 	u.bus = nil
+	done := u.busDone
 	u.mu.Unlock()
 	bus.Close()
+	done()
 	u.logger.Warn("Lost the systemd D-Bus connection; reconnecting", "err", err)
 	select {
 	case u.lost <- struct{}{}:
@@ -141,15 +144,14 @@ func (u *Units) Run(ctx context.Context) {
 		u.mu.Lock()
 		if u.bus != nil {
 			u.bus.Close()
+			u.busDone()
 			u.bus = nil
 		}
 		u.mu.Unlock()
 	}()
 	for {
 		if u.current() == nil {
-			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			bus, err := u.dial(dctx)
-			cancel()
+			bus, done, err := u.dialWithTimeout(ctx, 10*time.Second)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -178,7 +180,7 @@ func (u *Units) Run(ctx context.Context) {
 			u.warned = false
 			backoff = u.MinBackoff
 			u.mu.Lock()
-			u.bus = bus
+			u.bus, u.busDone = bus, done
 			u.mu.Unlock()
 		}
 		select {
@@ -187,6 +189,31 @@ func (u *Units) Run(ctx context.Context) {
 		case <-u.lost:
 		}
 	}
+}
+
+// dialWithTimeout dials the bus and gives up after timeout. godbus closes
+// a connection when the context it was dialled with ends, so the timeout
+// cannot be a context deadline (a deadline context cancelled after the dial
+// closes the new connection at once): a timer cancels only a dial that
+// hangs, and the connection lives until the returned func is called (after
+// Close) or ctx ends.
+func (u *Units) dialWithTimeout(ctx context.Context, timeout time.Duration) (UnitBus, context.CancelFunc, error) {
+	cctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(timeout, cancel)
+	bus, err := u.dial(cctx)
+	if !timer.Stop() {
+		// The timer fired: the dial failed for it, or a connection made at
+		// the last moment is already closed.
+		if bus != nil {
+			bus.Close()
+		}
+		return nil, nil, fmt.Errorf("connecting to the system D-Bus took longer than %s: %w", timeout, context.DeadlineExceeded)
+	}
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return bus, cancel, nil
 }
 
 // Update implements Collector: one D-Bus call for the states of every unit

@@ -168,3 +168,35 @@ func TestUnitsStates(t *testing.T) {
 		t.Error("the broken connection was not closed")
 	}
 }
+
+// TestUnitsConnectionOutlivesDial guards the connection's lifetime: godbus
+// closes a connection when the context it was dialled with ends, so that
+// context must stay alive after the dial returns (a dial timeout as a
+// context deadline closed every connection at once, seen against the
+// systemd of packaging's TestUnitsInContainer). It ends when Run does.
+func TestUnitsConnectionOutlivesDial(t *testing.T) {
+	var mu sync.Mutex
+	var dialCtx context.Context
+	dial := func(ctx context.Context) (UnitBus, error) {
+		mu.Lock()
+		dialCtx = ctx
+		mu.Unlock()
+		return &fakeBus{}, nil
+	}
+	u := NewUnits([]string{"tokpulse"}, dial, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { u.Run(ctx); close(done) }()
+	waitFor(t, "the connection", func() bool { return u.current() != nil })
+	mu.Lock()
+	dctx := dialCtx
+	mu.Unlock()
+	if err := dctx.Err(); err != nil {
+		t.Fatalf("the context the connection was dialled with ended after the dial: %v", err)
+	}
+	cancel()
+	<-done
+	if dctx.Err() == nil {
+		t.Error("the connection's context outlived Run")
+	}
+}

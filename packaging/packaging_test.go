@@ -473,32 +473,63 @@ func TestServiceInContainer(t *testing.T) {
 		}
 	})
 
-	t.Run("sandbox reads logs journal and D-Bus", func(t *testing.T) {
-		// Until the logs, journal and unit collectors land, a drop-in runs
-		// the same reads as ExecStartPost, which systemd runs with the
-		// service's user, groups and whole sandbox; a failed read fails the
-		// start.
+	t.Run("collectors under the sandbox", func(t *testing.T) {
+		// The installed agent, as its own user under the full hardening,
+		// reads a log file of group adm, the journal (as a member of
+		// systemd-journal) and unit states over D-Bus; its /metrics shows
+		// each. A file of root's alone stays unreadable to it.
 		h := host{t: t, c: c}
+		// The agent's journalctl sees the kernel's boot ID (the unit
+		// mounts a fresh /proc) and follows only that boot's entries.
+		if err := c.UseHostBootID(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		h.sh(`mkdir -p /var/log/tokpulse
-echo "sandbox-probe log line" > /var/log/tokpulse/app.log
-chgrp adm /var/log/tokpulse/app.log && chmod 0640 /var/log/tokpulse/app.log
-logger -t sandbox-probe "sandbox-probe journal entry"
-`)
-		h.dropIn("sandbox-probe.conf", sandboxProbe)
+printf 'sandbox line 1\nsandbox error line 2\nsandbox line 3\n' > /var/log/tokpulse/app.log
+chown root:adm /var/log/tokpulse/app.log && chmod 0640 /var/log/tokpulse/app.log
+echo "root's alone" > /var/log/tokpulse/secret.log && chmod 0600 /var/log/tokpulse/secret.log
+logger -t sandbox-probe "sandbox-probe journal entry 1"
+logger -t sandbox-probe "sandbox-probe journal error 2"
+cp /etc/tokpulse-agent/agent.yaml /root/agent.yaml.shipped`)
+		h.writeFile("/etc/tokpulse-agent/agent.yaml", sandboxConfig, 0o644)
+		// The subtests after this one run on the shipped configuration,
+		// whatever happens here.
+		defer func() {
+			if m, err := h.metrics(); err == nil && t.Failed() {
+				t.Logf("/metrics:\n%s", m)
+			}
+			h.sh("cp /root/agent.yaml.shipped /etc/tokpulse-agent/agent.yaml && systemctl restart tokpulse-agent")
+			h.metricsMatch("agent back on the shipped config", `^tokpulse_collector_success\{collector="host"\} 1$`)
+		}()
 		h.sh("systemctl restart tokpulse-agent")
-		j := h.sh("journalctl --no-pager -o cat -u tokpulse-agent --since=-1min")
-		for _, want := range []string{
-			"probe-log: sandbox-probe log line",
-			"probe-journal: sandbox-probe journal entry",
-			`probe-dbus: s "active"`,
-			"probe-state: writable",
-		} {
-			if !strings.Contains(j, want) {
-				t.Errorf("sandboxed read failed: no %q in the journal:\n%s", want, j)
+		h.metricsMatch("series of the log, journal and unit collectors",
+			`^tokpulse_log_lines_total\{source="admlog"\} 3$`,
+			`^tokpulse_log_matches_total\{pattern="error",source="admlog"\} 1$`,
+			`^tokpulse_log_read_errors_total\{source="secret"\} [1-9]`,
+			`^tokpulse_log_lines_total\{source="probe"\} 2$`,
+			`^tokpulse_log_matches_total\{pattern="error",source="probe"\} 1$`,
+			`^tokpulse_journal_up\{source="probe"\} 1$`,
+			`^tokpulse_systemd_up 1$`,
+			`^tokpulse_systemd_unit_state\{state="active",unit="dbus.service"\} 1$`,
+			`^tokpulse_systemd_unit_state\{state="active",unit="tokpulse-agent.service"\} 1$`,
+			`^tokpulse_systemd_unit_state\{state="inactive",unit="tp-absent.service"\} 1$`,
+			`^tokpulse_collector_success\{collector="systemd"\} 1$`,
+		)
+		// And live: lines written now are counted too.
+		h.sh(`echo "sandbox line 4" >> /var/log/tokpulse/app.log
+logger -t sandbox-probe "sandbox-probe journal entry 3"`)
+		h.metricsMatch("live lines under the sandbox",
+			`^tokpulse_log_lines_total\{source="admlog"\} 4$`,
+			`^tokpulse_log_lines_total\{source="probe"\} 3$`,
+		)
+		// The agent's own view of the file system: /etc and /usr read-only
+		// (ProtectSystem=strict), even for root in its mount namespace.
+		pid := h.show("MainPID")
+		for _, dir := range []string{"/etc/tokpulse-agent", "/usr/bin"} {
+			if out, ok := h.try("nsenter -t " + pid + " -m touch " + dir + "/probe 2>&1"); ok || !strings.Contains(out, "Read-only file system") {
+				t.Errorf("%s is writable in the agent's mount namespace: %s", dir, out)
 			}
 		}
-		h.sh("rm -rf /etc/systemd/system/tokpulse-agent.service.d /var/lib/tokpulse-agent/probe && systemctl daemon-reload && systemctl restart tokpulse-agent")
-		h.metricsMatch("agent back after the probe", `^tokpulse_collector_success\{collector="host"\} 1$`)
 	})
 
 	t.Run("reload", func(t *testing.T) {
@@ -637,17 +668,27 @@ grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml`)
 	})
 }
 
-// sandboxProbe is a drop-in whose ExecStartPost does, under the service's
-// user and sandbox, the reads the collectors need: a log file of group adm,
-// the journal, a unit's state over D-Bus, a write to the state directory;
-// and checks that /etc stays read-only and /etc/shadow unreadable.
-const sandboxProbe = `[Service]
-ExecStartPost=/bin/sh -ec 'echo "probe-log: $(head -n1 /var/log/tokpulse/app.log)"; \
-  echo "probe-journal: $(journalctl --no-pager -o cat -t sandbox-probe -n 1)"; \
-  echo "probe-dbus: $(busctl --system get-property org.freedesktop.systemd1 /org/freedesktop/systemd1/unit/dbus_2eservice org.freedesktop.systemd1.Unit ActiveState)"; \
-  echo "probe-state: $(touch $STATE_DIRECTORY/probe && echo writable)"; \
-  if touch /etc/tokpulse-agent/probe 2>/dev/null; then echo "probe-etc: writable"; exit 1; fi; \
-  if cat /etc/shadow >/dev/null 2>&1; then echo "probe-shadow: readable"; exit 1; fi'
+// sandboxConfig is the configuration of the "collectors under the sandbox"
+// subtest: a log file of group adm, one of root's alone, the journal and
+// units over D-Bus.
+const sandboxConfig = `agent:
+  interval: 1s
+web:
+  listen: 127.0.0.1:9847
+logs:
+# Not "app": the shipped configuration, which ran before, follows the same
+# file as "app" and may have saved its position at the file's end.
+- name: admlog
+  paths: [/var/log/tokpulse/app.log]
+  start_at: beginning
+- name: secret
+  paths: [/var/log/tokpulse/secret.log]
+  start_at: beginning
+journal:
+- name: probe
+  matches: [SYSLOG_IDENTIFIER=sandbox-probe]
+  start_at: beginning
+units: [dbus.service, tokpulse-agent.service, tp-absent.service]
 `
 
 // dropIn writes a drop-in for the unit and reloads systemd.

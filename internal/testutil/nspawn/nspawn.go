@@ -490,6 +490,21 @@ func (c *Container) WriteFile(ctx context.Context, path string, r io.Reader, mod
 	return nil
 }
 
+// UseHostBootID makes the container's boot ID the kernel's, as on a real
+// host, and restarts journald so that new journal entries carry it.
+//
+// systemd-nspawn gives each container a random boot ID by mounting a file
+// over /proc/sys/kernel/random/boot_id. A unit with ProtectKernelTunables=,
+// ProtectControlGroups= or anything else that mounts a fresh /proc sees the
+// kernel's boot ID instead, and "journalctl --follow" there shows only
+// entries of that boot: none of the container's. On a real host both IDs
+// are the same; call this before testing a sandboxed journal reader.
+func (c *Container) UseHostBootID(ctx context.Context) error {
+	_, err := c.Exec(ctx, "sh", "-ec", `umount /proc/sys/kernel/random/boot_id
+systemctl restart systemd-journald`)
+	return err
+}
+
 // Stop halts the container: SIGTERM to the systemd-nspawn process this
 // package started makes it shut the system down cleanly; if that takes
 // longer than 30 s, SIGKILL ends it. Stop is idempotent.

@@ -138,3 +138,41 @@ func TestRun(t *testing.T) {
 		t.Errorf("Run wrote into the cached tree %s", root)
 	}
 }
+
+// TestUseHostBootID: after it, the container and a fresh /proc (as a
+// sandboxed unit sees it) agree on the boot ID, and journald stamps new
+// entries with it.
+func TestUseHostBootID(t *testing.T) {
+	c := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	host, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Exec(ctx, "cat", "/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(before) == string(host) {
+		t.Fatalf("the container starts with the host's boot ID %s; nspawn should have given it its own", host)
+	}
+	if err := c.UseHostBootID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Exec(ctx, "sh", "-ec", `cat /proc/sys/kernel/random/boot_id
+logger -t boot-id-probe hello
+# journald stores the entry a moment after logger returns.
+for i in $(seq 100); do
+	journalctl --no-pager -q -o export -t boot-id-probe | grep -a '^_BOOT_ID=' && exit 0
+	sleep 0.1
+done`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimSpace(string(host))
+	lines := strings.Fields(string(out))
+	if len(lines) != 2 || lines[0] != want || lines[1] != "_BOOT_ID="+strings.ReplaceAll(want, "-", "") {
+		t.Errorf("after UseHostBootID: %q, want the host's boot ID %s in /proc and in the journal", lines, want)
+	}
+}
