@@ -108,17 +108,7 @@ func (c *CheckConfig) Validate(v *yamlx.Checker, path string) {
 	}
 }
 
-func validateChecks(cs []CheckConfig, v *yamlx.Checker, path string) {
-	seen := map[string]bool{}
-	for i := range cs {
-		p := yamlx.Index(path, i)
-		cs[i].Validate(v, p)
-		if cs[i].Name != "" && seen[cs[i].Name] {
-			v.Errorf(yamlx.Join(p, "name"), "check name %q is used twice; names must be unique", cs[i].Name)
-		}
-		seen[cs[i].Name] = true
-	}
-}
+func (c *CheckConfig) name() string { return c.Name }
 
 // CheckResult is the outcome of one check run.
 type CheckResult struct {

@@ -35,9 +35,9 @@ func DefaultConfig() Config {
 // Validate implements yamlx.Validator.
 func (c *Config) Validate(v *yamlx.Checker, path string) {
 	c.Host.Validate(v, yamlx.Join(path, "host"))
-	validateProbes(c.Probes, v, yamlx.Join(path, "probes"))
-	validateChecks(c.Checks, v, yamlx.Join(path, "checks"))
-	validateProcesses(c.Processes, v, yamlx.Join(path, "processes"))
+	validateNamed(c.Probes, v, yamlx.Join(path, "probes"), "probe")
+	validateNamed(c.Checks, v, yamlx.Join(path, "checks"), "check")
+	validateNamed(c.Processes, v, yamlx.Join(path, "processes"), "process")
 	validateUnits(c.Units, v, yamlx.Join(path, "units"))
 	for i := range c.Logs {
 		c.Logs[i].Validate(v, yamlx.Index(yamlx.Join(path, "logs"), i))
@@ -123,4 +123,30 @@ func Build(cfg Config, opts Options) ([]Named, error) {
 		out = append(out, cs...)
 	}
 	return out, nil
+}
+
+// namedConfig is a list element validated on its own and named uniquely
+// within its list (a probe, a check, a process group).
+type namedConfig interface {
+	Validate(v *yamlx.Checker, path string)
+	name() string
+}
+
+// validateNamed validates every element of a list and rejects a name used
+// twice, since the name is the metrics' label value.
+func validateNamed[T any, PT interface {
+	*T
+	namedConfig
+}](items []T, v *yamlx.Checker, path, kind string) {
+	seen := map[string]bool{}
+	for i := range items {
+		p := yamlx.Index(path, i)
+		it := PT(&items[i])
+		it.Validate(v, p)
+		if n := it.name(); n != "" && seen[n] {
+			v.Errorf(yamlx.Join(p, "name"), "%s name %q is used twice; names must be unique", kind, n)
+		} else {
+			seen[n] = true
+		}
+	}
 }

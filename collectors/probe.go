@@ -265,17 +265,7 @@ func (p *ProbeConfig) Validate(c *yamlx.Checker, path string) {
 	}
 }
 
-func validateProbes(ps []ProbeConfig, c *yamlx.Checker, path string) {
-	seen := map[string]bool{}
-	for i := range ps {
-		p := yamlx.Index(path, i)
-		ps[i].Validate(c, p)
-		if ps[i].Name != "" && seen[ps[i].Name] {
-			c.Errorf(yamlx.Join(p, "name"), "probe name %q is used twice; names must be unique", ps[i].Name)
-		}
-		seen[ps[i].Name] = true
-	}
-}
+func (c *ProbeConfig) name() string { return c.Name }
 
 // ProbeResult is the outcome of one probe run. A failed run carries the
 // reason (one of the Reason constants) and the error that tells the

@@ -64,17 +64,7 @@ func (p *ProcessConfig) Validate(c *yamlx.Checker, path string) {
 	}
 }
 
-func validateProcesses(ps []ProcessConfig, c *yamlx.Checker, path string) {
-	seen := map[string]bool{}
-	for i := range ps {
-		p := yamlx.Index(path, i)
-		ps[i].Validate(c, p)
-		if ps[i].Name != "" && seen[ps[i].Name] {
-			c.Errorf(yamlx.Join(p, "name"), "process name %q is used twice; names must be unique", ps[i].Name)
-		}
-		seen[ps[i].Name] = true
-	}
-}
+func (c *ProcessConfig) name() string { return c.Name }
 
 // userHZ is the kernel's clock tick for /proc/PID/stat times; 100 on every
 // Linux architecture the agent is built for.

@@ -105,16 +105,30 @@ func printProblems(w io.Writer, err error) {
 	fmt.Fprintln(w, err)
 }
 
+// configFlag declares --config on a subcommand's flag set.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "", "configuration file (default: the embedded default)")
+}
+
+// loadConfig loads the configuration, printing every problem on failure.
+func loadConfig(file string, stderr io.Writer) (*agent.Config, bool) {
+	cfg, err := agent.Load(file)
+	if err != nil {
+		printProblems(stderr, err)
+		return nil, false
+	}
+	return cfg, true
+}
+
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "configuration file (default: the embedded default)")
+	configFile := configFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := agent.Load(*configFile)
-	if err != nil {
-		printProblems(stderr, err)
+	cfg, ok := loadConfig(*configFile, stderr)
+	if !ok {
 		return 1
 	}
 	name := *configFile
@@ -139,14 +153,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "configuration file (default: the embedded default)")
+	configFile := configFlag(fs)
 	webConfig := fs.String("web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth (overrides web.config_file)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := agent.Load(*configFile)
-	if err != nil {
-		printProblems(stderr, err)
+	cfg, ok := loadConfig(*configFile, stderr)
+	if !ok {
 		return 1
 	}
 	if *webConfig != "" {
@@ -196,13 +209,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 func cmdNotifyTest(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("notify test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "configuration file (default: the embedded default)")
+	configFile := configFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := agent.Load(*configFile)
-	if err != nil {
-		printProblems(stderr, err)
+	cfg, ok := loadConfig(*configFile, stderr)
+	if !ok {
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -30,9 +30,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	base := *url
 	if base == "" {
-		cfg, err := agent.Load(*configFile)
-		if err != nil {
-			printProblems(stderr, err)
+		cfg, ok := loadConfig(*configFile, stderr)
+		if !ok {
 			return 1
 		}
 		if cfg.Web.ConfigFile != "" {
