@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,33 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 )
-
-// agentBinary returns the binary under test: $TOKPULSE_AGENT_BIN (what
-// `make test` builds) or one built here.
-func agentBinary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("TOKPULSE_AGENT_BIN"); b != "" {
-		return b
-	}
-	bin := filepath.Join(t.TempDir(), "tokpulse-agent")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the agent: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // writeMeminfo rewrites the fixture's MemAvailable so that usedPercent of
 // MemTotal is in use.
@@ -128,7 +103,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 // the test rewrites: the memory alert goes pending, fires after `for`, and
 // resolves when usage falls back, as /api/v1/alerts and /metrics show.
 func TestRulesEndToEnd(t *testing.T) {
-	bin := agentBinary(t)
+	bin := testutil.AgentBinary(t)
 	dir := t.TempDir()
 	proc := filepath.Join(dir, "proc")
 	if err := os.MkdirAll(proc, 0o755); err != nil {
@@ -139,7 +114,7 @@ func TestRulesEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	cfg := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`agent:
   interval: 1s
