@@ -3,10 +3,14 @@ package agent
 import (
 	_ "embed"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
@@ -50,6 +54,10 @@ type AgentConfig struct {
 	// Interval is how often the agent gathers its own metrics (and, with
 	// rules, evaluates them).
 	Interval yamlx.Duration `yaml:"interval"`
+	// Labels are added to every alert (a rule's own label of the same name
+	// wins), e.g. {role: api, datacenter: fra1}, so that the central side
+	// can route on them.
+	Labels map[string]string `yaml:"labels"`
 	// StateDir holds the state file (log positions, alert states, outbox).
 	StateDir string           `yaml:"state_dir"`
 	Paths    collectors.Paths `yaml:"paths"`
@@ -158,6 +166,14 @@ func (a *AgentConfig) Validate(v *yamlx.Checker, path string) {
 	}
 	if a.Interval.D() < 1e9 {
 		v.Errorf(yamlx.Join(path, "interval"), "%s is too short; write at least 1s (the default is 10s)", a.Interval)
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
+		switch {
+		case !model.LegacyValidation.IsValidLabelName(k):
+			v.Errorf(yamlx.Join(yamlx.Join(path, "labels"), k), "%q is not a label name; use letters, digits and _ and start with a letter", k)
+		case k == "alertname" || k == "severity" || strings.HasPrefix(k, "__"):
+			v.Errorf(yamlx.Join(yamlx.Join(path, "labels"), k), "%q is set by the rules themselves; choose another name", k)
+		}
 	}
 	if !filepath.IsAbs(a.StateDir) {
 		v.Errorf(yamlx.Join(path, "state_dir"), "%q is not an absolute path; write e.g. /var/lib/tokpulse-agent", a.StateDir)

@@ -60,6 +60,7 @@ func TestValidConfigLoadsExpectedValues(t *testing.T) {
 		got, want any
 	}{
 		{"hostname", cfg.Agent.Hostname, "web-1"},
+		{"labels", cfg.Agent.Labels["datacenter"], "fra1"},
 		{"interval", cfg.Agent.Interval.D(), 15 * time.Second},
 		{"state_dir", cfg.Agent.StateDir, "/tmp/tokpulse-state"},
 		{"paths", cfg.Agent.Paths, collectors.Paths{Proc: "/host/proc", Sys: "/host/sys", Rootfs: "/host"}},

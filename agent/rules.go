@@ -76,7 +76,8 @@ func (a *Agent) newRules(cfg *Config) (*rules.Manager, error) {
 			Now:       a.opts.Now,
 		},
 		Interval:       cfg.Agent.Interval.D(),
-		ExternalLabels: map[string]string{"hostname": cfg.Agent.Hostname},
+		ExternalLabels: externalLabels(cfg),
+		AlertLabels:    cfg.Agent.Labels,
 	})
 	if err := m.Load(ruleGlobs(cfg, a.opts.ConfigFile)); err != nil {
 		return nil, err
@@ -135,5 +136,16 @@ func (a *Agent) reloadRules(cfg *Config) error {
 		return err
 	}
 	a.rules.SetPolicies(cfg.Severities)
+	a.rules.SetAlertLabels(cfg.Agent.Labels)
 	return nil
+}
+
+// externalLabels are $externalLabels in rule templates: agent.labels and
+// the host name.
+func externalLabels(cfg *Config) map[string]string {
+	out := map[string]string{"hostname": cfg.Agent.Hostname}
+	for k, v := range cfg.Agent.Labels {
+		out[k] = v
+	}
+	return out
 }

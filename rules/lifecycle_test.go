@@ -386,3 +386,26 @@ func TestLifecycleSinkFailureRetries(t *testing.T) {
 		t.Fatalf("after a refused hand-over and a restart: %+v, want the resolution handed on", got)
 	}
 }
+
+// TestAlertLabelsAddedAtHandOver: agent.labels reach every alert handed on,
+// a rule's own label wins, and the fingerprint (the alert's identity) does
+// not change when they do.
+func TestAlertLabelsAddedAtHandOver(t *testing.T) {
+	h := newHarness(t, "0s")
+	for range 6 {
+		h.eval(f(90))
+	}
+	before := h.sink.last()[0]
+	h.m.SetAlertLabels(map[string]string{"role": "api", "severity": "P4"})
+	h.eval(f(90))
+	a := h.sink.last()[0]
+	if a.Labels["role"] != "api" || a.Labels["severity"] != "P1" || a.Severity != alert.P1 {
+		t.Errorf("labels %v severity %s; want role=api added and the rule's severity P1 kept", a.Labels, a.Severity)
+	}
+	if a.Fingerprint != before.Fingerprint {
+		t.Errorf("fingerprint changed from %s to %s when labels were added", before.Fingerprint, a.Fingerprint)
+	}
+	if _, ok := before.Labels["role"]; ok {
+		t.Errorf("label present before it was configured: %v", before.Labels)
+	}
+}

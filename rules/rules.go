@@ -73,6 +73,12 @@ type Options struct {
 	// in templates.
 	ExternalLabels map[string]string
 	ExternalURL    string
+	// AlertLabels are added to every alert handed on (agent.labels: the
+	// host's role, datacenter, team), as Prometheus adds external labels
+	// when it sends; a rule's own label of the same name wins. They are
+	// not part of the alert's identity, so changing them on reload neither
+	// resolves nor re-announces anything.
+	AlertLabels map[string]string
 }
 
 // Manager owns the loaded rules, the series store, the promql engine and
@@ -167,6 +173,13 @@ func (m *Manager) SetInterval(d time.Duration) {
 func (m *Manager) SetPolicies(p alert.Policies) {
 	m.mu.Lock()
 	m.opts.Policies = p
+	m.mu.Unlock()
+}
+
+// SetAlertLabels replaces the labels added to every alert (on reload).
+func (m *Manager) SetAlertLabels(l map[string]string) {
+	m.mu.Lock()
+	m.opts.AlertLabels = l
 	m.mu.Unlock()
 }
 
@@ -471,12 +484,22 @@ func (m *Manager) toAlert(sev alert.Severity, a *instance, ts time.Time) alert.A
 	if a.State == alert.StateResolved {
 		at = a.ResolvedAt
 	}
+	labels := a.Labels
+	if len(m.opts.AlertLabels) > 0 {
+		labels = make(map[string]string, len(a.Labels)+len(m.opts.AlertLabels))
+		for k, v := range m.opts.AlertLabels {
+			labels[k] = v
+		}
+		for k, v := range a.Labels {
+			labels[k] = v
+		}
+	}
 	return alert.Alert{
 		Fingerprint:      a.Fingerprint,
 		Name:             a.Alertname,
 		State:            a.State,
 		Severity:         sev,
-		Labels:           a.Labels,
+		Labels:           labels,
 		Annotations:      a.Annotations,
 		Value:            a.Value,
 		ActiveAt:         a.ActiveAt,
