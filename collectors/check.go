@@ -419,11 +419,3 @@ func (c *Checks) Evidence() []evidence.Section {
 	}
 	return out
 }
-
-// CheckList is the checks: list; see ProbeList for why it is a type.
-type CheckList []CheckConfig
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (l *CheckList) UnmarshalYAML(node *yaml.Node) error {
-	return decodeList(node, (*[]CheckConfig)(l))
-}

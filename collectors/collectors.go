@@ -17,13 +17,13 @@ type Config struct {
 	Host HostConfig `yaml:"host"`
 	// Probes, Checks, Processes and Units: see probe.go, check.go,
 	// process.go and unit.go.
-	Probes    ProbeList   `yaml:"probes"`
-	Checks    CheckList   `yaml:"checks"`
-	Processes ProcessList `yaml:"processes"`
-	Units     []string    `yaml:"units"`
+	Probes    yamlx.List[ProbeConfig]   `yaml:"probes"`
+	Checks    yamlx.List[CheckConfig]   `yaml:"checks"`
+	Processes yamlx.List[ProcessConfig] `yaml:"processes"`
+	Units     []string                  `yaml:"units"`
 	// Logs and Journal: see logfile.go and journal.go.
-	Logs    []LogConfig     `yaml:"logs"`
-	Journal []JournalConfig `yaml:"journal"`
+	Logs    yamlx.List[LogConfig]     `yaml:"logs"`
+	Journal yamlx.List[JournalConfig] `yaml:"journal"`
 }
 
 // DefaultConfig returns the collector configuration used where agent.yaml is

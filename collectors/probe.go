@@ -566,45 +566,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// ProbeList is the probes: list. It decodes every element even when one has
-// a mistake, so that each problem is reported at its own index: yaml.v3
-// drops a list element whose unmarshaler fails, which would shift the
-// indexes of every later one.
-type ProbeList []ProbeConfig
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (l *ProbeList) UnmarshalYAML(node *yaml.Node) error {
-	return decodeList(node, (*[]ProbeConfig)(l))
-}
-
-// decodeList decodes each element of a YAML sequence into its own slot,
-// keeping the partly decoded ones, and returns every element's type errors
-// together.
-func decodeList[T any](node *yaml.Node, out *[]T) error {
-	if node.Kind != yaml.SequenceNode {
-		if node.Tag == "!!null" {
-			*out = nil
-			return nil
-		}
-		return yamlx.Fail(node, "expected a list, one \"- name: ...\" entry per item")
-	}
-	*out = make([]T, len(node.Content))
-	var errs []string
-	for i, n := range node.Content {
-		if err := n.Decode(&(*out)[i]); err != nil {
-			var te *yaml.TypeError
-			if !errors.As(err, &te) {
-				return err
-			}
-			errs = append(errs, te.Errors...)
-		}
-	}
-	if len(errs) > 0 {
-		return &yaml.TypeError{Errors: errs}
-	}
-	return nil
-}
-
 var (
 	_ Runner            = (*Probes)(nil)
 	_ evidence.Provider = (*Probes)(nil)

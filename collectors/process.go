@@ -268,11 +268,3 @@ func (p *Processes) Evidence() []evidence.Section {
 	}
 	return out
 }
-
-// ProcessList is the processes: list; see ProbeList for why it is a type.
-type ProcessList []ProcessConfig
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (l *ProcessList) UnmarshalYAML(node *yaml.Node) error {
-	return decodeList(node, (*[]ProcessConfig)(l))
-}

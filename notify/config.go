@@ -29,9 +29,9 @@ type Config struct {
 	// Templates override the runbook's message templates for every output.
 	Templates TemplateFiles `yaml:"templates"`
 
-	Webhooks      []WebhookConfig      `yaml:"webhooks"`
-	Alertmanagers []AlertmanagerConfig `yaml:"alertmanagers"`
-	Files         []FileConfig         `yaml:"files"`
+	Webhooks      yamlx.List[WebhookConfig]      `yaml:"webhooks"`
+	Alertmanagers yamlx.List[AlertmanagerConfig] `yaml:"alertmanagers"`
+	Files         yamlx.List[FileConfig]         `yaml:"files"`
 }
 
 // OutboxConfig bounds the outbox. When either bound is exceeded the oldest

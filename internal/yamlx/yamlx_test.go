@@ -129,3 +129,34 @@ func TestFailInFlowMappingNamesTheKey(t *testing.T) {
 		t.Errorf("error = %v, want it at items[0].match", err)
 	}
 }
+
+type listItem struct {
+	Name  string   `yaml:"name"`
+	Every Duration `yaml:"every"`
+}
+
+type listRoot struct {
+	Items List[listItem] `yaml:"items"`
+}
+
+func (r *listRoot) Validate(c *Checker, path string) {
+	for i, it := range r.Items {
+		if it.Name == "" {
+			c.Errorf(Join(Index(Join(path, "items"), i), "name"), "must not be empty")
+		}
+	}
+}
+
+// TestListKeepsIndexes: an item that fails to decode keeps its slot, so the
+// next item's validation error names the right index.
+func TestListKeepsIndexes(t *testing.T) {
+	var r listRoot
+	err := Decode("f.yml", []byte("items:\n  - {name: a, every: -1s}\n  - {name: '', every: 1s}\n"), &r)
+	want := "f.yml:2:15: items[0].every: duration \"-1s\" is negative; write a positive duration such as 10s\nf.yml:3:6: items[1].name: must not be empty"
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n%v\nwant:\n%s", err, want)
+	}
+	if len(r.Items) != 2 {
+		t.Errorf("%d items decoded, want 2", len(r.Items))
+	}
+}
