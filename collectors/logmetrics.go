@@ -86,14 +86,9 @@ func (m *LogMetricConfig) UnmarshalYAML(node *yaml.Node) error {
 	return node.Decode((*plain)(m))
 }
 
-var (
-	metricNameRE = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
-	labelNameRE  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-)
-
 // Validate implements yamlx.Validator.
 func (m *LogMetricConfig) Validate(c *yamlx.Checker, path string) {
-	if !metricNameRE.MatchString(m.Name) {
+	if !model.LegacyValidation.IsValidMetricName(m.Name) {
 		c.Errorf(yamlx.Join(path, "name"), "%q is not a metric name; write letters, digits and underscores, such as myapp_orders_total", m.Name)
 	}
 	if m.Regexp.IsZero() {
@@ -122,7 +117,7 @@ func (m *LogMetricConfig) Validate(c *yamlx.Checker, path string) {
 		if !groups[l] {
 			c.Errorf(yamlx.Index(yamlx.Join(path, "labels"), i), "the regexp has no group named %q; write (?P<%s>...) in it", l, l)
 		}
-		if l == "source" || !labelNameRE.MatchString(l) {
+		if l == "source" || !model.LegacyValidation.IsValidLabelName(l) {
 			c.Errorf(yamlx.Index(yamlx.Join(path, "labels"), i), "%q cannot be a label name (source is set by the agent); rename the group", l)
 		}
 	}
