@@ -40,7 +40,10 @@ type SendError struct {
 	RetryAfter time.Duration
 }
 
+// Error returns the underlying error's text.
 func (e *SendError) Error() string { return e.Err.Error() }
+
+// Unwrap lets errors.Is and errors.As see the underlying error.
 func (e *SendError) Unwrap() error { return e.Err }
 
 // classify turns an HTTP response into nil (2xx) or a *SendError.
