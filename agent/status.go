@@ -7,6 +7,7 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
 // Status is the body of GET /api/v1/status, what `tokpulse-agent status`
@@ -17,6 +18,9 @@ type Status struct {
 	// Alerts are the pending and firing alerts, and those resolved
 	// recently, as /api/v1/alerts serves them.
 	Alerts []alert.Alert `json:"alerts"`
+	// Outbox is what waits for delivery, as /api/v1/outbox serves it; nil
+	// when the state file could not be read.
+	Outbox *notify.Status `json:"outbox,omitempty"`
 }
 
 // AgentStatus describes the running agent.
@@ -39,6 +43,12 @@ func (a *Agent) StatusSnapshot() Status {
 		file = DefaultConfigName
 	}
 	gather, _ := a.lastGather.Load().(string)
+	var outbox *notify.Status
+	if ob, err := a.notifier.Status(); err == nil {
+		outbox = &ob
+	} else {
+		a.logger.Warn("Reading the outbox for the status failed", "err", err)
+	}
 	return Status{
 		Agent: AgentStatus{
 			Version:              a.opts.Build.Version,
@@ -52,6 +62,7 @@ func (a *Agent) StatusSnapshot() Status {
 		},
 		Components: a.currentPipeline().set.Status(),
 		Alerts:     a.rules.Alerts(a.opts.Now()),
+		Outbox:     outbox,
 	}
 }
 

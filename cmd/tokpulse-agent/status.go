@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/agent"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
 // cmdStatus prints the running agent's status, read from its local API.
@@ -113,13 +117,48 @@ func renderStatus(w io.Writer, st agent.Status, now time.Time, color bool) {
 	_ = tw.Flush()
 
 	fmt.Fprintln(w)
-	if len(st.Alerts) == 0 {
+	renderAlerts(w, st.Alerts, now, paint)
+	fmt.Fprintln(w)
+	renderOutbox(w, st.Outbox, paint)
+}
+
+// renderOutbox writes one line for the outbox and one per output.
+func renderOutbox(w io.Writer, ob *notify.Status, paint func(bool, string) string) {
+	if ob == nil {
+		fmt.Fprintln(w, "Outbox: unreadable (see the agent's log).")
+		return
+	}
+	dropped := fmt.Sprintf("%d dropped", ob.Dropped)
+	if ob.Dropped > 0 {
+		dropped = paint(false, dropped)
+	}
+	fmt.Fprintf(w, "Outbox: %d events, %d bytes, %s\n", ob.Events, ob.Bytes, dropped)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "OUTPUT\tPENDING\tOLDEST\tDEAD LETTERS")
+	for _, name := range slices.Sorted(maps.Keys(ob.Outputs)) {
+		o := ob.Outputs[name]
+		oldest := "-"
+		if o.Oldest != nil {
+			oldest = o.Oldest.UTC().Format(time.RFC3339)
+		}
+		dead := strconv.Itoa(len(o.DeadLetters))
+		if len(o.DeadLetters) > 0 {
+			dead = paint(false, dead)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", name, o.Pending, oldest, dead)
+	}
+	_ = tw.Flush()
+}
+
+// renderAlerts writes the alerts table.
+func renderAlerts(w io.Writer, alerts []alert.Alert, now time.Time, paint func(bool, string) string) {
+	if len(alerts) == 0 {
 		fmt.Fprintln(w, "No alerts.")
 		return
 	}
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ALERT\tSEVERITY\tSTATE\tSINCE\tVALUE\tSUMMARY")
-	for _, al := range st.Alerts {
+	for _, al := range alerts {
 		state := string(al.State)
 		if al.State == alert.StateFiring {
 			state = paint(false, state)

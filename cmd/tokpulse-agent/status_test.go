@@ -9,10 +9,12 @@ import (
 	"github.com/tokpulse/tokpulse-agent/agent"
 	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
 func TestRenderStatus(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	oldest := now.Add(-time.Minute)
 	st := agent.Status{
 		Agent: agent.AgentStatus{Version: "1.0.0", Hostname: "web-1", StartedAt: now.Add(-3*time.Hour - 2*time.Minute),
 			ConfigFile: "/etc/tokpulse-agent/agent.yaml", LastReloadSuccessful: false, LastGather: "145 series"},
@@ -23,6 +25,10 @@ func TestRenderStatus(t *testing.T) {
 		},
 		Alerts: []alert.Alert{{Name: "HighMemoryUsage", Severity: alert.P2, State: alert.StateFiring,
 			ActiveAt: now.Add(-12 * time.Minute), Value: 0.853, Annotations: map[string]string{"summary": "Memory 85 % used on web-1"}}},
+		Outbox: &notify.Status{Events: 3, Bytes: 2048, Outputs: map[string]notify.OutputStatus{
+			"central": {Pending: 2, Oldest: &oldest, DeadLetters: []notify.DeadLetter{{}}},
+			"stdout":  {},
+		}},
 	}
 	for _, tc := range []struct {
 		name  string
@@ -35,6 +41,9 @@ func TestRenderStatus(t *testing.T) {
 			"probe      health    FAIL    4s ago    timeout: context deadline exceeded",
 			"check      postgres  -       -",
 			"HighMemoryUsage  P2        firing  12m    0.853  Memory 85 % used on web-1",
+			"Outbox: 3 events, 2048 bytes, 0 dropped",
+			"central  2        2026-11-27T11:59:00Z  1",
+			"stdout   0        -                     0",
 		}},
 		{"colour", true, []string{"\x1b[32mOK\x1b[0m", "\x1b[31mFAIL\x1b[0m"}},
 	} {
