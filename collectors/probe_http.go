@@ -21,10 +21,6 @@ import (
 // excerptBytes bounds the body excerpt kept as evidence.
 const excerptBytes = 2048
 
-// errTooManyRedirects stops a redirect chain; the last 3xx response is then
-// judged like any other, so a loop fails with reason status.
-var errTooManyRedirects = errors.New("too many redirects")
-
 // phaseTimer records the phases of the requests of one probe run through
 // httptrace. With redirects there are several requests; their phases add up.
 type phaseTimer struct {
@@ -98,6 +94,8 @@ func newProbeClient(t *ProbeTarget) *http.Client {
 		},
 		CheckRedirect: func(_ *http.Request, via []*http.Request) error {
 			if !cfg.FollowRedirects || len(via) > cfg.MaxRedirects {
+				// The last 3xx response is then judged like any other,
+				// so a redirect loop fails with reason status.
 				return http.ErrUseLastResponse
 			}
 			return nil
