@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,18 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestNotifyTestCommand: "notify test" reports each output's result and
 // fails when one refuses.
@@ -97,7 +88,7 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	}))
 	defer recv.Close()
 	dir := t.TempDir()
-	listen := freeAddr(t)
+	listen := testutil.FreeAddr(t)
 	cfgFile := filepath.Join(dir, "agent.yaml")
 	yaml := fmt.Sprintf("agent: {state_dir: %s, interval: 1s}\nweb: {listen: %q}\nnotify:\n  heartbeat: 0s\n  webhooks: [{name: central, url: %q}]\n", dir, listen, recv.URL)
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
@@ -115,7 +106,7 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	waitFor(t, "ready", func() bool {
+	testutil.Eventually(t, 15*time.Second, "ready", func() bool {
 		resp, err := http.Get("http://" + listen + "/-/ready")
 		if err == nil {
 			resp.Body.Close()
@@ -132,7 +123,7 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 		}
 	}
 	fire("first")
-	waitFor(t, "first delivery", func() bool { return got.Load() == 1 })
+	testutil.Eventually(t, 15*time.Second, "first delivery", func() bool { return got.Load() == 1 })
 
 	resp, err := http.Get("http://" + listen + "/api/v1/outbox")
 	if err != nil {
@@ -162,7 +153,7 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 
 	reload <- struct{}{}
 	fire("second")
-	waitFor(t, "delivery after reload", func() bool { return got.Load() == 2 })
+	testutil.Eventually(t, 15*time.Second, "delivery after reload", func() bool { return got.Load() == 2 })
 
 	// Down at shutdown: the event stays in the state file for next time.
 	fail.Store(true)
@@ -178,21 +169,10 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	go func() { done <- a2.Run(ctx2) }()
-	waitFor(t, "delivery after restart", func() bool { return got.Load() == 3 })
+	testutil.Eventually(t, 15*time.Second, "delivery after restart", func() bool { return got.Load() == 3 })
 	cancel2()
 	if err := <-done; err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
 	"github.com/prometheus/procfs"
 
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -108,7 +110,7 @@ func TestRunCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "process group "+strconv.Itoa(pgid)+" to be gone", func() bool { return !groupAlive(t, pgid) })
+		testutil.Eventually(t, 20*time.Second, "process group "+strconv.Itoa(pgid)+" to be gone", func() bool { return !groupAlive(t, pgid) })
 	})
 
 	t.Run("huge stdout is bounded", func(t *testing.T) {

@@ -22,7 +22,7 @@ func TestAgentUnreadableLog(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Fatal("this test needs root, to run the agent as nobody")
 	}
-	src := agentBinary(t)
+	src := testutil.AgentBinary(t)
 	dir, err := os.MkdirTemp("", "tokpulse-perm-")
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,45 +25,10 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/tailer/rotatetest"
 )
 
-// built is the agent binary built by this test process when
-// $TOKPULSE_AGENT_BIN is not set, once for all tests; TestMain removes it.
-var built struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
+	testutil.RemoveBuiltBinary()
 	os.Exit(code)
-}
-
-// agentBinary returns the agent binary under test: $TOKPULSE_AGENT_BIN
-// (set by make test), or one built now with go build.
-func agentBinary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("TOKPULSE_AGENT_BIN"); b != "" {
-		return b
-	}
-	built.once.Do(func() {
-		if built.dir, built.err = os.MkdirTemp("", "tokpulse-agent-bin-"); built.err != nil {
-			return
-		}
-		built.bin = filepath.Join(built.dir, "tokpulse-agent")
-		cmd := exec.Command("go", "build", "-o", built.bin, "../cmd/tokpulse-agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("building the agent: %v\n%s", err, out)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.bin
 }
 
 // agentProc is one run of the agent binary.
@@ -249,7 +213,7 @@ func TestAgentRotationTorture(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20 s torture test; run without -short")
 	}
-	bin := agentBinary(t)
+	bin := testutil.AgentBinary(t)
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "log")
 	stateDir := filepath.Join(dir, "state")

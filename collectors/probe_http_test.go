@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
 	"github.com/theory/jsonpath"
 )
 
@@ -282,7 +284,7 @@ probes:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
-	waitFor(t, "a scheduled run of the 50ms probe", func() bool { return lastTime().After(t0) })
+	testutil.Eventually(t, 20*time.Second, "a scheduled run of the 50ms probe", func() bool { return lastTime().After(t0) })
 	cancel()
 	<-done
 }
@@ -338,7 +340,7 @@ func TestProbeHTTPLeavesNoConnection(t *testing.T) {
 			t.Fatalf("run failed or did not connect: %+v", r)
 		}
 	}
-	waitFor(t, "every connection to close", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every connection to close", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return open == 0

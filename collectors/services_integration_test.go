@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 )
@@ -111,7 +112,7 @@ checks:
   expect_output: '^PONG$'
 `, authPort))
 	auth := NewChecks(authCfg.Checks, Options{})
-	waitFor(t, "the password-protected Redis to answer", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the password-protected Redis to answer", func() bool {
 		r := auth.RunOnce(ctx, 0)
 		return r.Success && strings.Contains(r.Stdout, "NOAUTH")
 	})

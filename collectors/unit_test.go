@@ -36,7 +36,7 @@ func TestUnitsWithoutBus(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { u.Run(ctx); close(done) }()
-	waitFor(t, "several connection attempts", func() bool {
+	testutil.Eventually(t, 20*time.Second, "several connection attempts", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return attempts >= 5
@@ -121,7 +121,7 @@ func TestUnitsStates(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go u.Run(ctx)
-	waitFor(t, "the connection", func() bool { return u.current() != nil })
+	testutil.Eventually(t, 20*time.Second, "the connection", func() bool { return u.current() != nil })
 	got := collect(t, u)
 	for k, want := range map[string]float64{
 		`tokpulse_systemd_up`: 1,
@@ -154,7 +154,7 @@ func TestUnitsStates(t *testing.T) {
 	if v := collect(t, u)["tokpulse_systemd_up"]; v != 0 {
 		t.Errorf("tokpulse_systemd_up = %v on a broken connection, want 0", v)
 	}
-	waitFor(t, "a new connection", func() bool {
+	testutil.Eventually(t, 20*time.Second, "a new connection", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(buses) == 2 && u.current() == UnitBus(buses[1])
@@ -187,7 +187,7 @@ func TestUnitsConnectionOutlivesDial(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { u.Run(ctx); close(done) }()
-	waitFor(t, "the connection", func() bool { return u.current() != nil })
+	testutil.Eventually(t, 20*time.Second, "the connection", func() bool { return u.current() != nil })
 	mu.Lock()
 	dctx := dialCtx
 	mu.Unlock()

@@ -38,7 +38,7 @@ func TestAlertmanagerReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got testutil.AMAlert
-	eventually(t, 10*time.Second, "the alert in Alertmanager", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the alert in Alertmanager", func() bool {
 		for _, x := range testutil.AlertmanagerAlerts(t, am) {
 			if x.Labels["alertname"] == "PaymentsFailing" {
 				got = x
@@ -55,7 +55,7 @@ func TestAlertmanagerReal(t *testing.T) {
 		t.Errorf("alert %+v", got)
 	}
 	// Re-posted while active: the replica sees more than the first post.
-	eventually(t, 10*time.Second, "resends", func() bool { return len(replica.requests()) >= 3 })
+	testutil.Eventually(t, 10*time.Second, "resends", func() bool { return len(replica.requests()) >= 3 })
 	for _, r := range replica.requests() {
 		var p []amAlert
 		if err := json.Unmarshal(r.Body, &p); err != nil || len(p) != 1 || p[0].EndsAt.Before(time.Now().Add(-time.Minute)) {
@@ -69,7 +69,7 @@ func TestAlertmanagerReal(t *testing.T) {
 	if err := m.Alerts(context.Background(), time.Now(), []alert.Alert{resolved(a, end)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the alert resolved in Alertmanager", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the alert resolved in Alertmanager", func() bool {
 		for _, x := range testutil.AlertmanagerAlerts(t, am) {
 			if x.Labels["alertname"] == "PaymentsFailing" {
 				t.Logf("still listed: %+v", x)
@@ -79,7 +79,7 @@ func TestAlertmanagerReal(t *testing.T) {
 		return true
 	})
 	// The replica got the resolution with our endsAt, and nothing after.
-	eventually(t, 10*time.Second, "the resolution at the replica", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the resolution at the replica", func() bool {
 		reqs := replica.requests()
 		var p []amAlert
 		err := json.Unmarshal(reqs[len(reqs)-1].Body, &p)

@@ -157,36 +157,11 @@ func resolved(a alert.Alert, at time.Time) alert.Alert {
 	return a
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// freePort returns a loopback address nothing listens on (connections to it
-// are refused).
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // listenRetry listens on addr, retrying briefly: the port was just freed.
 func listenRetry(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
-	eventually(t, 5*time.Second, "listening on "+addr, func() bool {
+	testutil.Eventually(t, 5*time.Second, "listening on "+addr, func() bool {
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		return err == nil

@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 )
 
 // TestMetricsExposition: delivery's series exist per output from the
@@ -22,7 +23,7 @@ func TestMetricsExposition(t *testing.T) {
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
 	cfg := testConfig()
-	cfg.Webhooks = []WebhookConfig{webhookConfig("http://"+freeAddr(t), "")}
+	cfg.Webhooks = []WebhookConfig{webhookConfig("http://"+testutil.FreeAddr(t), "")}
 	st := openStore(t, filepath.Join(dir, "state"))
 	defer st.Close()
 	m, err := New(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v", Metrics: NewMetrics(reg)})
@@ -49,7 +50,7 @@ tokpulse_notifications_total{output="central",result="success"} 0
 # TYPE tokpulse_outbox_dropped_total counter
 tokpulse_outbox_dropped_total 0
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tokpulse_outbox_events", "tokpulse_outbox_dead_letters",
+	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "tokpulse_outbox_events", "tokpulse_outbox_dead_letters",
 		"tokpulse_notifications_total", "tokpulse_outbox_dropped_total"); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -174,7 +176,7 @@ func (d *driver) waitFor(t *testing.T, line string) {
 // exactly the expected ids, none twice.
 func TestOutageWithKill(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	t0 := time.Now().Add(-3 * time.Hour).UTC().Truncate(time.Second)
 	A := driverAlert{Name: "AppDown", Severity: alert.P1}
 	B := driverAlert{Name: "DiskLow", Severity: alert.P3, ActiveAt: 300}
@@ -215,7 +217,7 @@ func TestOutageWithKill(t *testing.T) {
 		"AppDown": {id(A, KindInitial, 0), id(A, KindUpdate, 1), id(A, KindUpdate, 2), id(A, KindResolved, 0)},
 		"DiskLow": {id(B, KindInitial, 0), id(B, KindResolved, 0)},
 	}
-	eventually(t, 20*time.Second, "every event", func() bool { return len(rc.events(nil)) >= 6 })
+	testutil.Eventually(t, 20*time.Second, "every event", func() bool { return len(rc.events(nil)) >= 6 })
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
@@ -153,7 +155,7 @@ func TestRestartNeitherReannouncesNorForgets(t *testing.T) {
 	}
 	m.Start(ctx)
 	defer m.Stop(ctx)
-	eventually(t, 5*time.Second, "two lines on stdout", func() bool { return strings.Count(syncString(m, &out), "\n") >= 2 })
+	testutil.Eventually(t, 5*time.Second, "two lines on stdout", func() bool { return strings.Count(syncString(m, &out), "\n") >= 2 })
 	m.Stop(ctx)
 	var kinds []string
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
@@ -186,13 +188,13 @@ func syncString(m *Manager, b *bytes.Buffer) string {
 // down only the newest one waits in the outbox.
 func TestHeartbeats(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	cfg := testConfig()
 	cfg.Heartbeat = 50 * 1e6 // 50ms; validation asks for 10s in agent.yaml
 	cfg.Webhooks = []WebhookConfig{webhookConfig("http://"+addr, "")}
 	m := startManager(t, dir, cfg, testPolicies(), Options{})
-	eventually(t, 5*time.Second, "retries", func() bool {
-		return testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry)) >= 3
+	testutil.Eventually(t, 5*time.Second, "retries", func() bool {
+		return promtestutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry)) >= 3
 	})
 	st, _ := m.Status()
 	if st.Outputs["central"].Pending != 1 {
@@ -203,7 +205,7 @@ func TestHeartbeats(t *testing.T) {
 	srv := &httpServer{}
 	srv.start(ln, rc)
 	t.Cleanup(srv.close)
-	eventually(t, 5*time.Second, "two heartbeats", func() bool { return len(rc.requests()) >= 2 })
+	testutil.Eventually(t, 5*time.Second, "two heartbeats", func() bool { return len(rc.requests()) >= 2 })
 	for _, e := range rc.events(nil) {
 		if e.Kind != KindHeartbeat || e.Status != "ok" || !strings.Contains(e.Text, "is alive") {
 			t.Fatalf("unexpected event %+v", e)

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -45,7 +47,7 @@ func TestApplyWhileDelivering(t *testing.T) {
 			t.Fatal("Apply deadlocked")
 		}
 	}
-	eventually(t, 5*time.Second, "20 alerts", func() bool {
+	testutil.Eventually(t, 5*time.Second, "20 alerts", func() bool {
 		n := 0
 		for _, e := range rc.events(nil) {
 			if e.Kind == KindInitial {
@@ -57,7 +59,7 @@ func TestApplyWhileDelivering(t *testing.T) {
 
 	// Rename: whatever "central" had pending is dropped with the name.
 	down := testConfig()
-	down.Webhooks = []WebhookConfig{webhookConfig("http://"+freeAddr(t), "")}
+	down.Webhooks = []WebhookConfig{webhookConfig("http://"+testutil.FreeAddr(t), "")}
 	if err := m.Apply(down, testPolicies()); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +110,7 @@ func TestTemplateOverride(t *testing.T) {
 	if err := m.Alerts(context.Background(), t0.Add(time.Minute), []alert.Alert{resolved(a, t0.Add(time.Minute))}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "two lines", func() bool {
+	testutil.Eventually(t, 5*time.Second, "two lines", func() bool {
 		b, _ := os.ReadFile(out)
 		return strings.Count(string(b), "\n") == 2
 	})
@@ -141,10 +143,10 @@ func TestWebhookTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		if trusted {
-			eventually(t, 5*time.Second, "delivery over TLS", func() bool { return len(rc.events(nil)) == 1 })
+			testutil.Eventually(t, 5*time.Second, "delivery over TLS", func() bool { return len(rc.events(nil)) == 1 })
 			continue
 		}
-		eventually(t, 5*time.Second, "retries", func() bool {
+		testutil.Eventually(t, 5*time.Second, "retries", func() bool {
 			return len(rc.requests()) == 0 && retried(m) >= 2
 		})
 		if st, _ := m.Status(); len(st.Outputs["central"].DeadLetters) != 0 {
@@ -155,7 +157,7 @@ func TestWebhookTLS(t *testing.T) {
 }
 
 func retried(m *Manager) float64 {
-	return testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry))
+	return promtestutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry))
 }
 
 // TestStopDrainsWithinItsBudget: at shutdown a P3 still in its group_wait

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
@@ -57,10 +59,10 @@ func TestWebhookLifecycle(t *testing.T) {
 		}
 		if i == 0 {
 			// Wait for the first POST so the test also checks the grouping.
-			eventually(t, 5*time.Second, "first POST", func() bool { return len(rc.requests()) >= 1 })
+			testutil.Eventually(t, 5*time.Second, "first POST", func() bool { return len(rc.requests()) >= 1 })
 		}
 	}
-	eventually(t, 5*time.Second, "all events", func() bool { return len(rc.events(nil)) >= len(wantKinds) })
+	testutil.Eventually(t, 5*time.Second, "all events", func() bool { return len(rc.events(nil)) >= len(wantKinds) })
 
 	reqs := rc.requests()
 	first := rc.check(reqs[0])
@@ -103,12 +105,12 @@ func TestWebhookLifecycle(t *testing.T) {
 	if res.IncidentID != init.IncidentID {
 		t.Errorf("incident id changed: %s vs %s", res.IncidentID, init.IncidentID)
 	}
-	eventually(t, 5*time.Second, "outbox empty", func() bool {
+	testutil.Eventually(t, 5*time.Second, "outbox empty", func() bool {
 		st, err := m.Status()
 		return err == nil && st.Outputs["central"].Pending == 0 && st.Events == 0
 	})
-	eventually(t, 5*time.Second, "tokpulse_notifications_total{result=success} = 5", func() bool {
-		return testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultSuccess)) == 5
+	testutil.Eventually(t, 5*time.Second, "tokpulse_notifications_total{result=success} = 5", func() bool {
+		return promtestutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultSuccess)) == 5
 	})
 }
 
@@ -136,7 +138,7 @@ func TestWebhookFailures(t *testing.T) {
 			return rc.srv.URL, nil
 		}},
 		{name: "refuses connections", setup: func(t *testing.T, rc *receiver) (string, func()) {
-			addr := freeAddr(t)
+			addr := testutil.FreeAddr(t)
 			return "http://" + addr + "/hook", func() {
 				ln := listenRetry(t, addr)
 				srv := &http.Server{Handler: http.HandlerFunc(rc.Serve)}
@@ -188,8 +190,8 @@ func TestWebhookFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			if heal != nil {
-				eventually(t, 5*time.Second, "a failed attempt", func() bool {
-					return testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry)) >= 2
+				testutil.Eventually(t, 5*time.Second, "a failed attempt", func() bool {
+					return promtestutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry)) >= 2
 				})
 				st, _ := m.Status()
 				if st.Outputs["central"].Pending != 1 {
@@ -197,7 +199,7 @@ func TestWebhookFailures(t *testing.T) {
 				}
 				heal()
 			}
-			eventually(t, 10*time.Second, "delivery", func() bool {
+			testutil.Eventually(t, 10*time.Second, "delivery", func() bool {
 				st, err := m.Status()
 				return err == nil && st.Outputs["central"].Pending == 0
 			})
@@ -221,7 +223,7 @@ func TestWebhookFailures(t *testing.T) {
 			if strings.Join(names, ",") != want {
 				t.Errorf("delivered %v, want %s", names, want)
 			}
-			if v := testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry)); tc.dead == "" && v < 1 {
+			if v := promtestutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultRetry)); tc.dead == "" && v < 1 {
 				t.Errorf("no retry counted")
 			}
 			st, _ := m.Status()
@@ -230,10 +232,10 @@ func TestWebhookFailures(t *testing.T) {
 				if len(dl) != 1 || dl[0].Alert != tc.dead || !strings.Contains(dl[0].Reason, "400") {
 					t.Fatalf("dead letters %+v, want one for %s", dl, tc.dead)
 				}
-				if v := testutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultDeadLetter)); v != 1 {
+				if v := promtestutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultDeadLetter)); v != 1 {
 					t.Errorf("dead_letter count %v, want 1", v)
 				}
-				if n, err := testutil.GatherAndCount(reg, "tokpulse_outbox_dead_letters"); err != nil || n != 1 {
+				if n, err := promtestutil.GatherAndCount(reg, "tokpulse_outbox_dead_letters"); err != nil || n != 1 {
 					t.Errorf("tokpulse_outbox_dead_letters series %d %v", n, err)
 				}
 				body, _ := json.Marshal(st)
@@ -245,7 +247,7 @@ func TestWebhookFailures(t *testing.T) {
 				if n, err := m.Requeue("central"); err != nil || n != 1 {
 					t.Fatalf("Requeue = %d, %v; want 1", n, err)
 				}
-				eventually(t, 5*time.Second, "the requeued event", func() bool {
+				testutil.Eventually(t, 5*time.Second, "the requeued event", func() bool {
 					st, _ := m.Status()
 					return st.Outputs["central"].Pending == 0 && len(st.Outputs["central"].DeadLetters) == 0 && st.Events == 0
 				})
@@ -275,7 +277,7 @@ func TestRetryAfter(t *testing.T) {
 	if err := m.Alerts(context.Background(), time.Now(), []alert.Alert{firing("Busy", alert.P1, time.Now())}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "second attempt", func() bool { return len(rc.requests()) >= 2 })
+	testutil.Eventually(t, 10*time.Second, "second attempt", func() bool { return len(rc.requests()) >= 2 })
 	r := rc.requests()
 	if gap := r[1].At.Sub(r[0].At); gap < 2*time.Second {
 		t.Fatalf("retried after %s despite Retry-After: 2", gap)
@@ -298,7 +300,7 @@ func TestBodyTemplate(t *testing.T) {
 	if err := m.Alerts(context.Background(), t0, []alert.Alert{firing("A", alert.P1, t0), firing("B", alert.P2, t0)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "two posts", func() bool { return len(rc.requests()) >= 2 })
+	testutil.Eventually(t, 5*time.Second, "two posts", func() bool { return len(rc.requests()) >= 2 })
 	for i, r := range rc.requests() {
 		var msg map[string]string
 		if err := json.Unmarshal(r.Body, &msg); err != nil || len(msg) != 1 || !strings.HasPrefix(msg["text"], "🚨 INCIDENT ALERT") {
@@ -325,11 +327,11 @@ func TestGroupWait(t *testing.T) {
 	if err := m.Alerts(ctx, time.Now(), []alert.Alert{firing("Outage", alert.P1, now)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the P1", func() bool { return len(rc.requests()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the P1", func() bool { return len(rc.requests()) == 1 })
 	if err := m.Alerts(ctx, time.Now(), []alert.Alert{firing("DiskB", alert.P3, now)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the P3 group", func() bool { return len(rc.requests()) == 2 })
+	testutil.Eventually(t, 5*time.Second, "the P3 group", func() bool { return len(rc.requests()) == 2 })
 	reqs := rc.requests()
 	p1 := rc.check(reqs[0])
 	if len(p1) != 1 || p1[0].AlertName != "Outage" {

@@ -6,19 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+)
 
 func TestRun(t *testing.T) {
 	t.Run("a blocked job does not hold the others", func(t *testing.T) {
@@ -38,7 +28,7 @@ func TestRun(t *testing.T) {
 				{Name: "fast", Interval: time.Millisecond, Run: func(context.Context) { fast.Add(1) }},
 			}, Options{})
 		}()
-		waitFor(t, "the fast job to run 20 times", func() bool { return fast.Load() >= 20 })
+		testutil.Eventually(t, 10*time.Second, "the fast job to run 20 times", func() bool { return fast.Load() >= 20 })
 		cancel()
 		select {
 		case <-done:
@@ -67,7 +57,7 @@ func TestRun(t *testing.T) {
 				return time.Millisecond
 			},
 		})
-		waitFor(t, "every job's first run", func() bool { return ran.Load() == 5 })
+		testutil.Eventually(t, 10*time.Second, "every job's first run", func() bool { return ran.Load() == 5 })
 		mu.Lock()
 		defer mu.Unlock()
 		for _, n := range asked {

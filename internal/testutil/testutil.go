@@ -51,6 +51,14 @@ func AgentBinary(t testing.TB) string {
 	return builtBin
 }
 
+// RemoveBuiltBinary deletes the binary AgentBinary built, if any; call it
+// from TestMain after m.Run.
+func RemoveBuiltBinary() {
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+}
+
 var (
 	buildOnce sync.Once
 	builtBin  string
@@ -68,7 +76,7 @@ func FreeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// Eventually polls cond every 50 ms until it returns true or timeout passes.
+// Eventually polls cond every 10 ms until it returns true or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -79,7 +87,7 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
