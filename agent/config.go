@@ -29,7 +29,8 @@ var defaultConfigYAML []byte
 const DefaultConfigName = "<embedded default config>"
 
 // DefaultListen is the loopback address of the HTTP server. 9847 lies in the
-// Prometheus exporter range (9100-9999) and no well-known exporter uses it.
+// Prometheus exporter range (9100-9999), away from the common exporters'
+// ports; the range's registry is fully allocated, so web.listen moves it.
 const DefaultListen = "127.0.0.1:9847"
 
 // Config is the whole of agent.yaml. Defaults come from Default, and nowhere

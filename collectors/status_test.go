@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 )
 
 func TestProbeAndCheckStatus(t *testing.T) {
@@ -14,8 +16,11 @@ func TestProbeAndCheckStatus(t *testing.T) {
 	}))
 	defer srv.Close()
 	pc := DefaultProbeConfig()
-	pc.Name, pc.URL = "health", srv.URL+"/health?token=s3cr3t"
-	probes, err := NewProbes([]ProbeConfig{pc}, Options{})
+	pc.Name, pc.URL = "health", srv.URL+"/health"
+	// A refused connection's error quotes the URL, secret included.
+	refused := DefaultProbeConfig()
+	refused.Name, refused.URL = "refused", "http://"+testutil.FreeAddr(t)+"/health?token=s3cr3t"
+	probes, err := NewProbes([]ProbeConfig{pc, refused}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,18 +28,20 @@ func TestProbeAndCheckStatus(t *testing.T) {
 	cc.Name, cc.Command, cc.Value = "queue", []string{"echo", "(integer) 17"}, "stdout"
 	checks := NewChecks([]CheckConfig{cc}, Options{})
 
-	if st := probes.Status(); len(st) != 1 || st[0].Detail != "not run yet" || !st[0].LastRun.IsZero() {
+	if st := probes.Status(); len(st) != 2 || st[0].Detail != "not run yet" || !st[0].LastRun.IsZero() {
 		t.Errorf("before any run: %+v", st)
 	}
 	probes.RunOnce(context.Background(), 0)
+	probes.RunOnce(context.Background(), 1)
 	checks.RunOnce(context.Background(), 0)
 
 	p := probes.Status()[0]
 	if p.Kind != "probe" || p.Name != "health" || p.OK || p.Reason != ReasonStatus || !strings.Contains(p.Detail, "HTTP 503") || p.LastRun.IsZero() {
 		t.Errorf("probe status %+v; want a failed run with reason status and HTTP 503", p)
 	}
-	if strings.Contains(p.Detail, "s3cr3t") {
-		t.Errorf("probe status leaks a secret: %q", p.Detail)
+	r := probes.Status()[1]
+	if r.Reason != ReasonRefused || !strings.Contains(r.Detail, "/health?token=") || strings.Contains(r.Detail, "s3cr3t") {
+		t.Errorf("refused probe status %+v; want reason refused and the URL with its token redacted", r)
 	}
 	c := checks.Status()[0]
 	if c.Kind != "check" || !c.OK || !strings.HasPrefix(c.Detail, "value 17, took ") {
@@ -47,7 +54,7 @@ func TestProbeAndCheckStatus(t *testing.T) {
 	for _, s := range set.Status() {
 		kinds = append(kinds, s.Kind+"/"+s.Name)
 	}
-	if got := strings.Join(kinds, ","); got != "collector/probes,collector/checks,probe/health,check/queue" {
+	if got := strings.Join(kinds, ","); got != "collector/probes,collector/checks,probe/health,probe/refused,check/queue" {
 		t.Errorf("Set.Status kinds = %s", got)
 	}
 }
