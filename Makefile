@@ -36,8 +36,8 @@ test-deps:
 
 # The default rule pack and its tests, in Prometheus' own format: our
 # binary and Debian's promtool must agree on every rule and every test.
-RULE_FILES := packaging/rules/runbook.yml packaging/prometheus/tokpulse-agent-central.yml
-RULE_TESTS := packaging/rules/runbook_test.yml packaging/prometheus/tokpulse-agent-central_test.yml
+RULE_FILES := packaging/rules/runbook.yml packaging/rules/self/agent.yml packaging/prometheus/tokpulse-agent-central.yml
+RULE_TESTS := packaging/rules/runbook_test.yml packaging/rules/self/agent_test.yml packaging/prometheus/tokpulse-agent-central_test.yml
 
 test-rules: test-deps build
 	./$(BIN) test rules $(RULE_TESTS)

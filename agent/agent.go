@@ -1,8 +1,11 @@
 // Package agent wires the tokpulse-agent daemon together: it loads and
-// validates the configuration, builds the collectors, serves /metrics and the
-// local API, gathers its own registry every agent.interval, and handles the
-// lifecycle (start-up, reload, shutdown) and the systemd notification
-// protocol. Flags and signals stay in cmd/; this package takes Options.
+// validates the configuration, builds the collectors, the rules and the
+// outputs, serves /metrics and the local API, gathers its own registry
+// every agent.interval and evaluates the rules over it, and handles the
+// lifecycle (start-up on the last good configuration when the file on disk
+// does not load, all-or-nothing reload, shutdown) and the systemd
+// notification protocol. Flags and signals stay in cmd/; this package takes
+// Options.
 package agent
 
 import (
@@ -12,6 +15,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +25,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	tpcollectors "github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
 	"github.com/tokpulse/tokpulse-agent/notify"
 	"github.com/tokpulse/tokpulse-agent/rules"
@@ -35,9 +42,12 @@ type BuildInfo struct {
 
 // Options are the agent's inputs besides its configuration.
 type Options struct {
-	// ConfigFile is re-read on reload; empty means the embedded default.
+	// ConfigFile is read at start and on every reload; empty means the
+	// embedded default.
 	ConfigFile string
-	Logger     *slog.Logger
+	// WebConfigFile overrides web.config_file (--web.config.file).
+	WebConfigFile string
+	Logger        *slog.Logger
 	// Level is the logger's level, changed when a reload changes
 	// agent.log.level. May be nil.
 	Level *slog.LevelVar
@@ -48,9 +58,6 @@ type Options struct {
 	Notifier Notifier
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Sink receives alerts after every rule evaluation; nil means the
-	// agent's own delivery (notify:). Tests replace it to observe hand-overs.
-	Sink alert.Sink
 }
 
 // ShutdownTimeout bounds a clean shutdown; systemd's default stop timeout
@@ -59,29 +66,41 @@ const ShutdownTimeout = 8 * time.Second
 
 // Agent is one running tokpulse-agent.
 type Agent struct {
-	opts     Options
-	logger   *slog.Logger
-	registry *prometheus.Registry
-	metrics  *selfMetrics
-	server   *http.Server
-	ready    atomic.Bool
-	store    *state.Store
-	// startedAt and reloadOK feed /api/v1/status.
+	opts      Options
+	logger    *slog.Logger
+	registry  *prometheus.Registry
+	metrics   *selfMetrics
+	server    *http.Server
+	ready     atomic.Bool
+	store     *state.Store
+	stateDir  string
 	startedAt time.Time
-	reloadOK  atomic.Bool
-	rules     *rules.Manager
-	notifier  *notify.Manager
 
-	mu       sync.RWMutex // guards cfg and pipeline
+	// The three stages of an alert: the engine evaluates, the tracker
+	// owns each alert's life, the notifier delivers.
+	engine   *rules.Manager
+	tracker  *incident.Tracker
+	notifier *notify.Manager
+
+	mu       sync.RWMutex // guards cfg, src and pipeline
 	cfg      *Config
+	src      *configSource
 	pipeline *pipeline
+	runCtx   context.Context
+
+	// reload is the verdict of the last reload (or of the start).
+	reload atomic.Pointer[ReloadStatus]
 
 	// lastGather is a one-line summary for STATUS= and the logs.
 	lastGather atomic.Value // string
 }
 
-// New builds an agent from a validated configuration.
-func New(cfg *Config, opts Options) (*Agent, error) {
+// New loads the configuration and builds everything it names. When the
+// configuration on disk does not load (a typo, a broken rule file, an
+// unreadable secret), the agent starts on the last good configuration kept
+// in its state directory, says so at error level and raises its own P2
+// alert; only without a last good configuration does New fail.
+func New(opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -95,37 +114,116 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		opts:      opts,
 		logger:    opts.Logger,
 		registry:  prometheus.NewRegistry(),
-		cfg:       cfg,
 		startedAt: opts.Now(),
 	}
-	a.reloadOK.Store(true)
 	a.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	a.metrics = newSelfMetrics(a.registry, opts.Build)
-	store, err := state.Open(cfg.Agent.StateDir)
+
+	src, buildErr := readConfigSource(opts.ConfigFile)
+	stateDir := defaultStateDir()
+	if buildErr == nil {
+		if c, err := Parse(src.name, src.data); err == nil {
+			stateDir = c.Agent.StateDir
+		} else {
+			stateDir = guessStateDir(src.data)
+		}
+	}
+	store, err := state.Open(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	a.store = store
-	p, err := newPipeline(cfg, a.collectorOptions(cfg))
-	if err != nil {
+	a.store, a.stateDir = store, stateDir
+
+	var g *generation
+	if buildErr == nil {
+		g, buildErr = a.build(src, nil)
+	}
+	if buildErr != nil {
+		lg, lgErr := loadLastGood(stateDir)
+		if lgErr == nil {
+			g, lgErr = a.build(lg, nil)
+		}
+		if lgErr != nil {
+			_ = store.Close()
+			return nil, fmt.Errorf("%w\n(and no usable last good configuration to fall back on: %v)", buildErr, lgErr)
+		}
+		problems := problemLines(buildErr)
+		a.logger.Error("The configuration on disk does not load; running on the last good configuration until it is fixed and reloaded",
+			"file", displayName(opts.ConfigFile), "last_good_saved_at", lg.savedAt, "problems", len(problems))
+		for _, p := range problems {
+			a.logger.Error("Configuration problem", "problem", p)
+		}
+		a.metrics.setLastGood(true, problems)
+	}
+	if err := a.newStages(g); err != nil {
 		_ = store.Close()
 		return nil, err
 	}
-	a.pipeline = p
-	a.registry.MustRegister(&swappable{a: a})
-	// Delivery first: the rules hand their alerts to it.
-	if a.notifier, err = a.newNotifier(cfg); err != nil {
-		_ = store.Close()
-		return nil, err
+	a.install(g)
+	st := ReloadStatus{PID: os.Getpid(), OK: !g.src.lastGood, ConfigFile: displayName(opts.ConfigFile), LastGood: g.src.lastGood, At: a.startedAt}
+	if g.src.lastGood {
+		st.Error = buildErr.Error()
+	} else {
+		a.saveLastGood(g)
 	}
-	if a.rules, err = a.newRules(cfg); err != nil {
-		_ = store.Close()
-		return nil, err
-	}
+	a.setReloadStatus(st)
 	return a, nil
+}
+
+// newStages creates the engine, the tracker and the notifier, wired to one
+// another, for the first generation.
+func (a *Agent) newStages(g *generation) error {
+	cfg := g.cfg
+	var err error
+	a.notifier, err = notify.NewWithOutputs(g.outputs, notify.Options{
+		Store: a.store, Logger: a.logger.With("component", "notify"), Metrics: notify.NewMetrics(a.registry),
+		Host: cfg.Agent.Hostname, Version: a.opts.Build.Version, ExternalURL: externalURL(cfg), Now: a.opts.Now,
+		Firing: func() []alert.Event { return a.tracker.Firing() },
+	})
+	if err != nil {
+		return err
+	}
+	a.tracker, err = incident.New(incident.Options{
+		Logger: a.logger.With("component", "incident"), State: a.store,
+		Policies: cfg.Severities, Host: cfg.Agent.Hostname, Version: a.opts.Build.Version, Labels: cfg.Agent.Labels,
+		Evidence: &rules.HostEvidence{
+			Proc: cfg.Agent.Paths.Proc, Rootfs: cfg.Agent.Paths.Rootfs, Providers: a.evidenceProviders,
+			Redactor: evidence.NewRedactor(), Now: a.opts.Now,
+		},
+		Delivery: a.notifier, Registerer: a.registry, Now: a.opts.Now,
+	})
+	if err != nil {
+		return err
+	}
+	a.engine = rules.NewManager(rules.Options{
+		Logger: a.logger.With("component", "rules"), Registerer: a.registry,
+		Tracker: a.tracker, Freshness: a.unknownFamilies,
+		Interval: cfg.Agent.Interval.D(), ExternalLabels: externalLabels(cfg),
+	})
+	a.registry.MustRegister(&swappable{a: a})
+	return nil
+}
+
+// install makes g the configuration in force: one swap of every stage. It
+// cannot fail; everything that can was checked by build.
+func (a *Agent) install(g *generation) {
+	a.mu.Lock()
+	old := a.pipeline
+	a.pipeline, a.cfg, a.src = g.pipeline, g.cfg, g.src
+	ctx := a.runCtx
+	a.mu.Unlock()
+	if ctx != nil {
+		g.pipeline.start(ctx, old)
+	}
+	a.engine.Swap(g.rules, g.cfg.Agent.Interval.D())
+	a.tracker.SetPolicies(g.cfg.Severities, g.cfg.Agent.Labels)
+	a.notifier.Apply(g.outputs)
+	if a.opts.Level != nil {
+		_ = a.opts.Level.UnmarshalText([]byte(g.cfg.Agent.Log.Level))
+	}
 }
 
 func (a *Agent) collectorOptions(cfg *Config) tpcollectors.Options {
@@ -146,24 +244,32 @@ func (a *Agent) Config() *Config {
 // ShutdownTimeout. It returns an error only when start-up fails.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.Config()
+	webConfig := cfg.Web.ConfigFile
+	if a.opts.WebConfigFile != "" {
+		webConfig = a.opts.WebConfigFile
+	}
 	ln, err := net.Listen("tcp", cfg.Web.Listen)
 	if err != nil {
-		_ = a.store.Close()
+		a.closeState()
 		return fmt.Errorf("listening on %s: %w (set web.listen to a free address)", cfg.Web.Listen, err)
 	}
 	a.server = newServer(a)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- serve(a.server, ln, cfg.Web.ConfigFile, a.logger) }()
+	go func() { serveErr <- serve(a.server, ln, webConfig, a.logger) }()
 
 	runCtx, stopRunners := context.WithCancel(ctx)
 	defer stopRunners()
-	a.pipeline.start(runCtx)
+	a.mu.Lock()
+	a.runCtx = runCtx
+	p := a.pipeline
+	a.mu.Unlock()
+	p.start(runCtx, nil)
 	// Delivery outlives ctx: shutdown drains it before the state file closes.
 	a.notifier.Start(context.WithoutCancel(runCtx))
 
 	a.gather()
 	a.ready.Store(true)
-	a.logger.Info("Agent started", "listen", ln.Addr().String(), "collectors", a.pipeline.names(), "interval", cfg.Agent.Interval)
+	a.logger.Info("Agent started", "listen", ln.Addr().String(), "collectors", p.names(), "interval", cfg.Agent.Interval)
 	a.notify(SdReady, a.status())
 
 	watchdog := a.opts.Notifier.WatchdogInterval()
@@ -190,7 +296,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			_ = a.shutdown()
 			return fmt.Errorf("http server: %w", err)
 		case <-a.opts.Reload:
-			if a.reload(runCtx) {
+			if a.Reload() {
 				// A new interval applies from the next tick.
 				ticker.Reset(a.Config().Agent.Interval.D())
 			}
@@ -209,24 +315,30 @@ func (a *Agent) shutdown() error {
 	a.logger.Info("Shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	a.mu.RLock()
-	p := a.pipeline
-	a.mu.RUnlock()
-	p.stop()
+	a.currentPipeline().stop()
 	a.stopNotifier(ctx)
 	if a.server != nil {
 		if err := a.server.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.logger.Warn("HTTP server did not stop cleanly", "err", err)
 		}
 	}
-	// Collectors have saved their positions by now; closing flushes them.
-	if err := a.store.Close(); err != nil {
-		a.logger.Error("Closing the state file failed", "err", err)
-	}
+	a.closeState()
 	return nil
 }
 
-// gather reads the whole registry, as Prometheus would, and keeps a summary.
+// closeState records when the tracker last evaluated and closes the state
+// file; collectors have saved their positions by then.
+func (a *Agent) closeState() {
+	if err := a.tracker.Close(); err != nil {
+		a.logger.Error("Saving the tracker's bookkeeping failed", "err", err)
+	}
+	if err := a.store.Close(); err != nil {
+		a.logger.Error("Closing the state file failed", "err", err)
+	}
+}
+
+// gather reads the whole registry, as Prometheus would, keeps a summary,
+// and evaluates the rules over it.
 func (a *Agent) gather() {
 	start := time.Now()
 	mfs, err := a.registry.Gather()
@@ -240,7 +352,14 @@ func (a *Agent) gather() {
 		summary += "; gather errors (see log)"
 	}
 	a.lastGather.Store(summary)
-	a.evaluateRules(mfs)
+	now := a.opts.Now()
+	a.engine.Ingest(now, mfs)
+	ctx, cancel := context.WithTimeout(context.Background(), gatherTimeout(a.Config()))
+	defer cancel()
+	// Errors are logged and counted by the engine and the tracker; the
+	// loop goes on, and the tracker offers refused events again.
+	_ = a.engine.Evaluate(ctx, now)
+	_ = a.tracker.Commit(ctx, now)
 }
 
 func (a *Agent) currentPipeline() *pipeline {
@@ -249,9 +368,34 @@ func (a *Agent) currentPipeline() *pipeline {
 	return a.pipeline
 }
 
+// unknownFamilies is the rules' Freshness: the families of collectors that
+// have not completed a run since they started.
+func (a *Agent) unknownFamilies() map[string]bool {
+	return a.currentPipeline().unknownFamilies()
+}
+
+// status is the one-line STATUS= for systemd: the last gather, and what
+// an operator must know about the configuration.
 func (a *Agent) status() string {
 	s, _ := a.lastGather.Load().(string)
-	return "tokpulse-agent " + a.opts.Build.Version + ": " + s
+	out := "tokpulse-agent " + a.opts.Build.Version + ": " + s
+	if st := a.reload.Load(); st != nil {
+		switch {
+		case st.LastGood:
+			out += "; RUNNING ON THE LAST GOOD CONFIGURATION: " + firstLine(st.Error)
+		case !st.OK:
+			out += "; last reload refused: " + firstLine(st.Error)
+		}
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	l, rest, _ := strings.Cut(s, "\n")
+	if rest != "" {
+		l += " (and more, see journalctl -u tokpulse-agent)"
+	}
+	return l
 }
 
 func (a *Agent) notify(states ...string) {
@@ -262,46 +406,49 @@ func (a *Agent) notify(states ...string) {
 	}
 }
 
-// reload re-reads the configuration file and applies it if it is valid; a
-// bad one leaves the running configuration in place. It reports whether the
-// new configuration was applied.
-func (a *Agent) reload(ctx context.Context) bool {
+// Reload re-reads the configuration file and applies it if every part of
+// it builds; otherwise nothing changes and the reasons are logged at error
+// level. The verdict goes to the gauge, the status file, /api/v1/status
+// and STATUS=. It reports whether the new configuration was applied.
+func (a *Agent) Reload() bool {
 	a.notify(SdReloading)
-	defer a.notify(SdReady, a.status())
-	a.logger.Info("Reloading configuration", "file", a.opts.ConfigFile)
-	cfg, err := Load(a.opts.ConfigFile)
-	if err == nil {
-		err = a.checkReloadable(cfg)
+	defer func() { a.notify(SdReady, "STATUS="+a.status()) }()
+	a.logger.Info("Reloading configuration", "file", displayName(a.opts.ConfigFile))
+	prev := a.reload.Load()
+	st := ReloadStatus{PID: os.Getpid(), ConfigFile: displayName(a.opts.ConfigFile), At: a.opts.Now()}
+	if prev != nil {
+		st.Seq = prev.Seq + 1
 	}
-	var p *pipeline
+	src, err := readConfigSource(a.opts.ConfigFile)
+	var g *generation
 	if err == nil {
-		p, err = newPipeline(cfg, a.collectorOptions(cfg))
+		g, err = a.build(src, a.currentPipeline())
 	}
 	if err == nil {
-		err = a.notifier.Apply(cfg.Notify, cfg.Severities)
-	}
-	if err == nil {
-		err = a.reloadRules(cfg)
+		err = a.checkReloadable(g.cfg)
 	}
 	if err != nil {
 		a.metrics.reloadSuccess.Set(0)
-		a.reloadOK.Store(false)
-		a.logger.Error("Configuration reload failed; keeping the running configuration", "file", a.opts.ConfigFile, "err", err)
+		st.Error = err.Error()
+		// The agent keeps running on what it had, which may itself be the
+		// last good copy.
+		st.LastGood = prev != nil && prev.LastGood
+		a.setReloadStatus(st)
+		problems := problemLines(err)
+		a.logger.Error("Configuration reload refused; keeping the running configuration", "file", displayName(a.opts.ConfigFile), "problems", len(problems))
+		for _, p := range problems {
+			a.logger.Error("Configuration problem", "problem", p)
+		}
 		return false
 	}
-	a.mu.Lock()
-	old := a.pipeline
-	a.pipeline, a.cfg = p, cfg
-	a.mu.Unlock()
-	old.stop()
-	p.start(ctx)
-	if a.opts.Level != nil {
-		_ = a.opts.Level.UnmarshalText([]byte(cfg.Agent.Log.Level))
-	}
+	a.install(g)
 	a.metrics.reloadSuccess.Set(1)
-	a.reloadOK.Store(true)
 	a.metrics.reloadTime.SetToCurrentTime()
-	a.logger.Info("Configuration reloaded", "collectors", p.names())
+	a.metrics.setLastGood(false, nil)
+	st.OK = true
+	a.setReloadStatus(st)
+	a.saveLastGood(g)
+	a.logger.Info("Configuration reloaded", "collectors", g.pipeline.names(), "kept_running", len(g.pipeline.reused))
 	return true
 }
 
@@ -315,53 +462,28 @@ func (a *Agent) checkReloadable(cfg *Config) error {
 	if cfg.Agent.Log.Format != cur.Agent.Log.Format {
 		return errors.New("agent.log.format changes only on restart; run systemctl restart tokpulse-agent")
 	}
+	if cfg.Agent.Hostname != cur.Agent.Hostname || cfg.Agent.StateDir != cur.Agent.StateDir {
+		return errors.New("agent.hostname and agent.state_dir change only on restart (they name the incidents and hold the state file); run systemctl restart tokpulse-agent")
+	}
 	return nil
 }
 
-// pipeline is the part of the agent rebuilt on reload.
-type pipeline struct {
-	set    *tpcollectors.Set
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-}
-
-func newPipeline(cfg *Config, opts tpcollectors.Options) (*pipeline, error) {
-	members, err := tpcollectors.Build(cfg.Config, opts)
-	if err != nil {
-		return nil, err
-	}
-	// A gather must finish well inside one interval.
-	timeout := min(cfg.Agent.Interval.D()*8/10, 30*time.Second)
-	return &pipeline{set: tpcollectors.NewSet(members, timeout, opts.Logger)}, nil
-}
-
-func (p *pipeline) names() []string {
-	var n []string
-	for _, m := range p.set.Members() {
-		n = append(n, m.Name)
-	}
-	return n
-}
-
-// start runs the collectors that work on their own schedule.
-func (p *pipeline) start(ctx context.Context) {
-	ctx, p.cancel = context.WithCancel(ctx)
-	for _, m := range p.set.Members() {
-		if r, ok := m.Collector.(tpcollectors.Runner); ok {
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				r.Run(ctx)
-			}()
-		}
+// setReloadStatus records st for the status file, STATUS= and the API.
+func (a *Agent) setReloadStatus(st ReloadStatus) {
+	a.reload.Store(&st)
+	if err := writeReloadStatus(a.stateDir, st); err != nil {
+		a.logger.Warn("Writing the reload status file failed; `tokpulse-agent reload` cannot learn the verdict", "err", err)
 	}
 }
 
-func (p *pipeline) stop() {
-	if p.cancel != nil {
-		p.cancel()
+// saveLastGood keeps g's configuration as the last good one.
+func (a *Agent) saveLastGood(g *generation) {
+	if g.src.lastGood {
+		return
 	}
-	p.wg.Wait()
+	if err := saveLastGood(a.stateDir, g.src, g.rules.Files, g.rules.Sources(), a.opts.Now()); err != nil {
+		a.logger.Warn("Saving the last good configuration failed; a later start with a broken file cannot fall back to this one", "err", err)
+	}
 }
 
 // swappable lets the registry keep one registration while reloads replace

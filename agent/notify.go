@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
@@ -25,30 +24,15 @@ func externalURL(cfg *Config) string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
+// notifyOptions are what the outputs of cfg are built with.
 func (a *Agent) notifyOptions(cfg *Config) notify.Options {
 	return notify.Options{
-		Store:       a.store,
-		Logger:      a.logger.With("component", "notify"),
 		Host:        cfg.Agent.Hostname,
 		Version:     a.opts.Build.Version,
 		ExternalURL: externalURL(cfg),
 		Now:         a.opts.Now,
 	}
 }
-
-func (a *Agent) newNotifier(cfg *Config) (*notify.Manager, error) {
-	opts := a.notifyOptions(cfg)
-	opts.Metrics = notify.NewMetrics(a.registry)
-	m, err := notify.New(cfg.Notify, cfg.Severities, opts)
-	if err != nil {
-		return nil, fmt.Errorf("building notify outputs: %w", err)
-	}
-	return m, nil
-}
-
-// AlertSink is where the rules hand their alerts over: the delivery
-// Manager, which stays the same object across reloads.
-func (a *Agent) AlertSink() alert.Sink { return a.notifier }
 
 // stopNotifier gives delivery half of the shutdown budget to send what is
 // pending; the rest stays in the outbox for the next start.

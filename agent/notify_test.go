@@ -94,12 +94,8 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reload := make(chan struct{}, 1)
-	a, err := New(cfg, Options{ConfigFile: cfgFile, Reload: reload, Build: BuildInfo{Version: "t"}})
+	a, err := New(Options{ConfigFile: cfgFile, Reload: reload, Build: BuildInfo{Version: "t"}, Notifier: nopNotifier{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +112,8 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	now := time.Now()
 	fire := func(name string) {
 		t.Helper()
-		err := a.AlertSink().Alerts(ctx, now, []alert.Alert{{Fingerprint: name, Name: name, State: alert.StateFiring, Severity: alert.P1,
-			Labels: map[string]string{"alertname": name}, ActiveAt: now, FiredAt: now}})
+		err := a.notifier.Enqueue(ctx, []alert.Event{{ID: name, Kind: alert.KindInitial, Status: "firing", Fingerprint: name, AlertName: name,
+			Severity: "P1", Labels: map[string]string{"alertname": name}, Host: "h", CreatedAt: now}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +159,7 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	fail.Store(false)
-	a2, err := New(cfg, Options{Build: BuildInfo{Version: "t"}})
+	a2, err := New(Options{ConfigFile: cfgFile, Build: BuildInfo{Version: "t"}, Notifier: nopNotifier{}})
 	if err != nil {
 		t.Fatal(err)
 	}

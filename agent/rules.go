@@ -1,20 +1,24 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 
 	rulepack "github.com/tokpulse/tokpulse-agent/packaging/rules"
-
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/rules"
 )
+
+// SelfRules is the rule file of the agent's own alerts (its configuration
+// refused, its state file damaged), built into the binary and always
+// loaded, whatever rule_files says: an agent that cannot trust its own
+// configuration must still be able to say so.
+const SelfRules = rulepack.SelfRules
 
 // ruleGlobs returns cfg's rule_files with relative globs resolved against
 // the directory of the configuration file, as Prometheus resolves them.
@@ -29,60 +33,36 @@ func ruleGlobs(cfg *Config, configFile string) []string {
 	return out
 }
 
+// withSelfRules adds the agent's own rules to globs.
+func withSelfRules(globs []string) []string {
+	if slices.Contains(globs, SelfRules) {
+		return globs
+	}
+	return append(slices.Clone(globs), SelfRules)
+}
+
 // UnmatchedRuleGlobs returns the rule_files globs of cfg that match no
 // file, for a warning from check.
 func UnmatchedRuleGlobs(cfg *Config, configFile string) []string {
 	return rules.UnmatchedGlobs(ruleGlobs(cfg, configFile))
 }
 
-// CheckRules loads every rule file of cfg as the daemon would, for
-// `tokpulse-agent check`. It returns the files and the number of rules, or
-// an error listing every problem as "file:line: ...".
+// CheckRules loads every rule file of cfg as the daemon would (the agent's
+// own rules included), for `tokpulse-agent check`. It returns the files and
+// the number of rules, or an error listing every problem as
+// "file:line: ...".
 func CheckRules(cfg *Config, configFile string) ([]string, int, error) {
-	groups, files, err := rules.LoadFiles(ruleGlobs(cfg, configFile), nil)
+	rs, err := rules.Load(withSelfRules(ruleGlobs(cfg, configFile)), nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	n := 0
-	for _, g := range groups {
-		n += len(g.Rules)
-	}
-	return files, n, nil
+	return rs.Files, rs.Rules(), nil
 }
 
 // TestRules runs rule unit test files (promtool's "test rules" format)
-// with the daemon's engine and lifecycle, writing the report to w.
+// with the daemon's engine and incident tracker, writing the report to w.
 func TestRules(w io.Writer, files ...string) bool {
 	return rules.TestFiles(w, files...)
-}
-
-// newRules builds the rule manager and loads cfg's rule files.
-func (a *Agent) newRules(cfg *Config) (*rules.Manager, error) {
-	sink := a.opts.Sink
-	if sink == nil {
-		sink = a.AlertSink()
-	}
-	m := rules.NewManager(rules.Options{
-		Logger:     a.logger.With("component", "rules"),
-		Registerer: a.registry,
-		State:      a.store,
-		Sink:       sink,
-		Policies:   cfg.Severities,
-		Evidence: &rules.HostEvidence{
-			Proc:      cfg.Agent.Paths.Proc,
-			Rootfs:    cfg.Agent.Paths.Rootfs,
-			Providers: a.evidenceProviders,
-			Redactor:  evidence.NewRedactor(),
-			Now:       a.opts.Now,
-		},
-		Interval:       cfg.Agent.Interval.D(),
-		ExternalLabels: externalLabels(cfg),
-		AlertLabels:    cfg.Agent.Labels,
-	})
-	if err := m.Load(ruleGlobs(cfg, a.opts.ConfigFile)); err != nil {
-		return nil, err
-	}
-	return m, nil
 }
 
 // evidenceProviders lists the collectors that keep evidence.
@@ -94,17 +74,6 @@ func (a *Agent) evidenceProviders() []evidence.Provider {
 		}
 	}
 	return out
-}
-
-// evaluateRules feeds one gather to the rules' store and evaluates them.
-// It runs in the gather loop, bounded by the interval.
-func (a *Agent) evaluateRules(mfs []*dto.MetricFamily) {
-	now := a.opts.Now()
-	a.rules.Ingest(now, mfs)
-	ctx, cancel := context.WithTimeout(context.Background(), a.Config().Agent.Interval.D()*8/10)
-	defer cancel()
-	// Errors are logged and counted by the manager; the loop goes on.
-	_ = a.rules.Evaluate(ctx, now)
 }
 
 // alertsResponse is the body of /api/v1/alerts, shaped like Prometheus'
@@ -119,25 +88,11 @@ type alertsResponse struct {
 func (a *Agent) serveAlerts(w http.ResponseWriter, _ *http.Request) {
 	var resp alertsResponse
 	resp.Status = "success"
-	resp.Data.Alerts = a.rules.Alerts(a.opts.Now())
+	resp.Data.Alerts = a.tracker.Alerts()
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(resp)
-}
-
-// reloadRules applies cfg's rules and severities; on error the running
-// rules stay.
-func (a *Agent) reloadRules(cfg *Config) error {
-	// The interval sizes the store's window, which Load computes.
-	a.rules.SetInterval(cfg.Agent.Interval.D())
-	if err := a.rules.Load(ruleGlobs(cfg, a.opts.ConfigFile)); err != nil {
-		a.rules.SetInterval(a.Config().Agent.Interval.D())
-		return err
-	}
-	a.rules.SetPolicies(cfg.Severities)
-	a.rules.SetAlertLabels(cfg.Agent.Labels)
-	return nil
 }
 
 // externalLabels are $externalLabels in rule templates: agent.labels and

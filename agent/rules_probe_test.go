@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,25 +14,11 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
-// sinkRecorder keeps every alert handed to delivery.
-type sinkRecorder struct {
-	mu  sync.Mutex
-	all []alert.Alert
-}
-
-func (s *sinkRecorder) Alerts(_ context.Context, _ time.Time, as []alert.Alert) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.all = append(s.all, as...)
-	return nil
-}
-
-func (s *sinkRecorder) find(name string, st alert.State) (alert.Alert, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, a := range s.all {
-		if a.Name == name && a.State == st {
-			return a, true
+// find returns the alert name in state st, if the tracker has it.
+func find(a *Agent, name string, st alert.State) (alert.Alert, bool) {
+	for _, x := range a.tracker.Alerts() {
+		if x.Name == name && x.State == st {
+			return x, true
 		}
 	}
 	return alert.Alert{}, false
@@ -41,8 +26,8 @@ func (s *sinkRecorder) find(name string, st alert.State) (alert.Alert, bool) {
 
 // TestShippedPackHealthProbe runs the agent with the shipped rule pack and a
 // health probe against a real HTTP server: a failing /health is a P1 at
-// once, handed on with the probe's own failure as the first evidence, and
-// resolves when the endpoint recovers.
+// once, with the probe's own failure as the first evidence, and resolves
+// when the endpoint recovers.
 func TestShippedPackHealthProbe(t *testing.T) {
 	var healthy atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -78,12 +63,7 @@ rule_files: [%s]
 `, filepath.Join(dir, "state"), srv.URL, pack)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &sinkRecorder{}
-	a, err := New(cfg, Options{ConfigFile: cfgFile, Notifier: nopNotifier{}, Sink: sink})
+	a, err := New(Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +81,12 @@ rule_files: [%s]
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
-			if x, ok := sink.find("TokPulseHealthCheckFailed", st); ok {
+			if x, ok := find(a, "TokPulseHealthCheckFailed", st); ok {
 				return x
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Fatalf("TokPulseHealthCheckFailed never %s; alerts: %+v", st, a.rules.Alerts(time.Now()))
+		t.Fatalf("TokPulseHealthCheckFailed never %s; alerts: %+v", st, a.tracker.Alerts())
 		return alert.Alert{}
 	}
 	f := wait(alert.StateFiring)

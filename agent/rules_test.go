@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,17 +59,13 @@ func TestRulesReload(t *testing.T) {
 	write(rules, rule("First", "P3"))
 	cfgFile := filepath.Join(dir, "agent.yaml")
 	write(cfgFile, "agent:\n  state_dir: "+filepath.Join(dir, "state")+"\nrule_files: [rules.yml]\n")
-	cfg, err := Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
+	a, err := New(Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.store.Close() })
 	a.gather()
-	alerts := a.rules.Alerts(time.Now())
+	alerts := a.tracker.Alerts()
 	if len(alerts) != 1 || alerts[0].Name != "First" || alerts[0].State != alert.StateFiring {
 		t.Fatalf("alerts %+v, want First firing", alerts)
 	}
@@ -79,16 +74,16 @@ func TestRulesReload(t *testing.T) {
 	}
 
 	write(rules, rule("Second", "P9"))
-	if a.reload(context.Background()) {
+	if a.Reload() {
 		t.Fatal("a rule file with severity P9 was accepted on reload")
 	}
 	write(rules, rule("Second", "P4"))
-	if !a.reload(context.Background()) {
+	if !a.Reload() {
 		t.Fatal("reload failed")
 	}
 	a.gather()
 	names := map[string]alert.State{}
-	for _, x := range a.rules.Alerts(time.Now()) {
+	for _, x := range a.tracker.Alerts() {
 		names[x.Name] = x.State
 	}
 	if names["First"] != alert.StateResolved || names["Second"] != alert.StateFiring {

@@ -32,16 +32,22 @@ type AgentStatus struct {
 	ConfigFile           string    `json:"config_file"`
 	Interval             string    `json:"interval"`
 	LastReloadSuccessful bool      `json:"last_reload_successful"`
-	LastGather           string    `json:"last_gather"`
+	// LastReloadError is why the last reload was refused, one problem per
+	// line; empty after a successful one.
+	LastReloadError string `json:"last_reload_error,omitempty"`
+	// LastGoodInUse is set while the agent runs on the last good copy of
+	// its configuration because the file on disk did not load at start;
+	// LastGoodSavedAt is when that copy was saved.
+	LastGoodInUse   bool       `json:"last_good_in_use,omitempty"`
+	LastGoodSavedAt *time.Time `json:"last_good_saved_at,omitempty"`
+	LastGather      string     `json:"last_gather"`
 }
 
 // StatusSnapshot assembles the agent's status.
 func (a *Agent) StatusSnapshot() Status {
-	cfg := a.Config()
-	file := a.opts.ConfigFile
-	if file == "" {
-		file = DefaultConfigName
-	}
+	a.mu.RLock()
+	cfg, src := a.cfg, a.src
+	a.mu.RUnlock()
 	gather, _ := a.lastGather.Load().(string)
 	var outbox *notify.Status
 	if ob, err := a.notifier.Status(); err == nil {
@@ -49,19 +55,31 @@ func (a *Agent) StatusSnapshot() Status {
 	} else {
 		a.logger.Warn("Reading the outbox for the status failed", "err", err)
 	}
+	st := AgentStatus{
+		Version:              a.opts.Build.Version,
+		Commit:               a.opts.Build.Commit,
+		Hostname:             cfg.Agent.Hostname,
+		StartedAt:            a.startedAt,
+		ConfigFile:           displayName(a.opts.ConfigFile),
+		Interval:             cfg.Agent.Interval.String(),
+		LastReloadSuccessful: true,
+		LastGather:           gather,
+	}
+	if r := a.reload.Load(); r != nil {
+		st.LastReloadSuccessful = r.OK || r.Seq == 0
+		if r.Seq > 0 && !r.OK {
+			st.LastReloadError = r.Error
+		}
+	}
+	if src.lastGood {
+		st.LastGoodInUse = true
+		t := src.savedAt
+		st.LastGoodSavedAt = &t
+	}
 	return Status{
-		Agent: AgentStatus{
-			Version:              a.opts.Build.Version,
-			Commit:               a.opts.Build.Commit,
-			Hostname:             cfg.Agent.Hostname,
-			StartedAt:            a.startedAt,
-			ConfigFile:           file,
-			Interval:             cfg.Agent.Interval.String(),
-			LastReloadSuccessful: a.reloadOK.Load(),
-			LastGather:           gather,
-		},
+		Agent:      st,
 		Components: a.currentPipeline().set.Status(),
-		Alerts:     a.rules.Alerts(a.opts.Now()),
+		Alerts:     a.tracker.Alerts(),
 		Outbox:     outbox,
 	}
 }

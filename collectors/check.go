@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -281,12 +283,17 @@ type Checks struct {
 	logger *slog.Logger
 	now    func() time.Time
 	redact *evidence.Redactor
+	warm   warmup
+	// ran counts the checks that have a result.
+	ran atomic.Int32
 
 	success, value, duration, failures *prometheus.Desc
 }
 
 type checkState struct {
-	cfg         CheckConfig
+	cfg CheckConfig
+	// key is the check's identity across reloads: its configuration.
+	key         string
 	mu          sync.Mutex
 	last        *CheckResult
 	lastFailure *CheckResult
@@ -306,17 +313,66 @@ func NewChecks(cfgs []CheckConfig, opts Options) *Checks {
 		duration: prometheus.NewDesc("tokpulse_check_duration_seconds", "How long the last run of the check took.", []string{"check"}, nil),
 		failures: prometheus.NewDesc("tokpulse_check_failures_total", "Failed check runs, by reason.", []string{"check", "reason"}, nil),
 	}
+	var intervals, timeouts []time.Duration
 	for _, cfg := range cfgs {
-		c.checks = append(c.checks, &checkState{cfg: cfg, failures: map[string]float64{}})
+		c.checks = append(c.checks, &checkState{cfg: cfg, key: configKey(cfg), failures: map[string]float64{}})
+		intervals, timeouts = append(intervals, cfg.Interval.D()), append(timeouts, cfg.Timeout.D())
 	}
+	// Checks wait for a free slot too: allow each a second run's time.
+	c.warm.limit = 2 * scheduleWarmup(checkMaxPhase, intervals, timeouts)
 	return c
+}
+
+// checkMaxPhase bounds the delay before a check's first run.
+const checkMaxPhase = 5 * time.Second
+
+// Warm implements Warmer: every check has a result.
+func (c *Checks) Warm() bool { return c.warm.warm(c.now()) }
+
+// Families implements Warmer: the families a check's result fills.
+func (c *Checks) Families() []string {
+	return []string{"tokpulse_check_success", "tokpulse_check_value", "tokpulse_check_duration_seconds"}
+}
+
+// Inherit implements Inheritor: a check whose configuration did not change
+// keeps its last result and failure counters over a reload.
+func (c *Checks) Inherit(old Collector) {
+	o, ok := old.(*Checks)
+	if !ok {
+		return
+	}
+	prev := map[string]*checkState{}
+	for _, s := range o.checks {
+		prev[s.key] = s
+	}
+	for _, s := range c.checks {
+		os, ok := prev[s.key]
+		if !ok {
+			continue
+		}
+		os.mu.Lock()
+		s.last, s.lastFailure, s.failures = os.last, os.lastFailure, maps.Clone(os.failures)
+		os.mu.Unlock()
+		if s.last != nil {
+			c.recordRan()
+		}
+	}
+}
+
+// recordRan counts a check's first result; the last one makes the
+// collector warm.
+func (c *Checks) recordRan() {
+	if int(c.ran.Add(1)) >= len(c.checks) {
+		c.warm.done.Store(true)
+	}
 }
 
 func buildChecks(cfg Config, opts Options) ([]Named, error) {
 	if len(cfg.Checks) == 0 {
 		return nil, nil
 	}
-	return []Named{{Name: "checks", Collector: NewChecks(cfg.Checks, opts)}}, nil
+	// Not reused: env_files are read again at every reload.
+	return []Named{{Name: "checks", Collector: NewChecks(cfg.Checks, opts), Key: configKey(cfg.Checks)}}, nil
 }
 
 // Run implements Runner.
@@ -325,7 +381,8 @@ func (c *Checks) Run(ctx context.Context) {
 	for i, s := range c.checks {
 		jobs[i] = schedule.Job{Name: s.cfg.Name, Interval: s.cfg.Interval.D(), Run: func(ctx context.Context) { c.RunOnce(ctx, i) }}
 	}
-	schedule.Run(ctx, jobs, schedule.Options{MaxPhase: 5 * time.Second})
+	c.warm.begin(c.now())
+	schedule.Run(ctx, jobs, schedule.Options{MaxPhase: checkMaxPhase})
 }
 
 // RunOnce runs check i now (once a slot is free) and records its result.
@@ -345,13 +402,17 @@ func (c *Checks) RunOnce(ctx context.Context, i int) CheckResult {
 	}
 	r.Time = c.now()
 	s.mu.Lock()
-	wasUp := s.last == nil || s.last.Success
+	first := s.last == nil
+	wasUp := first || s.last.Success
 	s.last = &r
 	if !r.Success {
 		s.failures[r.Reason]++
 		s.lastFailure = &r
 	}
 	s.mu.Unlock()
+	if first {
+		c.recordRan()
+	}
 	switch {
 	case !r.Success && wasUp:
 		c.logger.Warn("Check failing", "check", s.cfg.Name, "reason", r.Reason, "err", c.redact.Redact(fmt.Sprint(r.Err)))

@@ -8,11 +8,13 @@ package collectors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
 )
 
 // Collector produces the metrics of one concern. Update is called at every
@@ -55,10 +57,35 @@ type StatusProvider interface {
 	Status() []Status
 }
 
+// Inheritor is implemented by collectors that carry their history (last
+// results, failure counters) over a reload from the collector of the same
+// name they replace, for the parts whose configuration did not change.
+type Inheritor interface {
+	Inherit(old Collector)
+}
+
 // Named is a collector with the name it is reported under.
 type Named struct {
 	Name string
 	Collector
+	// Key is the collector's identity: its configuration. A reload keeps
+	// the running collector of the same name when Reuse is set and the
+	// key did not change (its counters and read positions stay, nothing
+	// restarts); otherwise the new collector is built and, when it is an
+	// Inheritor, takes over the old one's history. Collectors that read
+	// files named in their configuration (secrets, CA files) do not set
+	// Reuse, so that a reload reads those files again.
+	Key   string
+	Reuse bool
+}
+
+// configKey is the identity of a configuration: its YAML form.
+func configKey(cfg any) string {
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return fmt.Sprintf("unmarshallable %T: %v", cfg, err)
+	}
+	return string(b)
 }
 
 // Set runs a group of collectors concurrently at each gather and reports for

@@ -26,7 +26,7 @@ func TestSetReportsSuccessPerCollector(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	set := NewSet([]Named{{"ok", ok}, {"fail", fail}, {"empty", empty}, {"stuck", stuck}}, 200*time.Millisecond, nil)
+	set := NewSet([]Named{{Name: "ok", Collector: ok}, {Name: "fail", Collector: fail}, {Name: "empty", Collector: empty}, {Name: "stuck", Collector: stuck}}, 200*time.Millisecond, nil)
 	start := time.Now()
 	err := testutil.CollectAndCompare(set, strings.NewReader(`
 # HELP tokpulse_collector_success 1 if the collector succeeded in the last gather, 0 if it failed.

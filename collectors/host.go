@@ -80,7 +80,7 @@ func buildHost(cfg Config, opts Options) ([]Named, error) {
 	if !h.CPU && !h.Load && !h.Memory && !h.BootTime && !h.Filesystem.Enabled && !h.Disk.Enabled && !h.Network.Enabled {
 		return nil, nil
 	}
-	return []Named{{Name: "host", Collector: NewHost(h, opts)}}, nil
+	return []Named{{Name: "host", Collector: NewHost(h, opts), Key: configKey([]any{h, opts.Paths}), Reuse: true}}, nil
 }
 
 // Host reports CPU, load, memory, filesystems, disks, network interfaces and

@@ -110,7 +110,7 @@ func (j *JournalConfig) Validate(c *yamlx.Checker, path string) {
 func buildJournal(cfg Config, opts Options) ([]Named, error) {
 	var out []Named
 	for _, j := range cfg.Journal {
-		out = append(out, Named{Name: "journal/" + j.Name, Collector: NewJournal(j, opts)})
+		out = append(out, Named{Name: "journal/" + j.Name, Collector: NewJournal(j, opts), Key: configKey(j), Reuse: true})
 	}
 	return out, nil
 }
@@ -153,6 +153,30 @@ type Journal struct {
 	// bootIDFile is where the current boot ID is read, as journalctl
 	// itself reads it.
 	bootIDFile string
+	// warm: journalctl has printed its backlog, which it does at once
+	// and then waits; a second without an entry means it is through.
+	warm         warmup
+	lastActivity atomic.Int64 // unix nanoseconds of the last entry or start
+}
+
+// journalQuiet is how long journalctl must be silent for its backlog to
+// count as read.
+const journalQuiet = time.Second
+
+// Warm implements Warmer: journalctl ran and has been quiet for a moment.
+func (j *Journal) Warm() bool {
+	now := j.opts.Now()
+	if !j.warm.done.Load() {
+		if last := j.lastActivity.Load(); last != 0 && j.up.Load() && now.Sub(time.Unix(0, last)) >= journalQuiet {
+			j.warm.done.Store(true)
+		}
+	}
+	return j.warm.warm(now)
+}
+
+// Families implements Warmer.
+func (j *Journal) Families() []string {
+	return append(j.pipe.families(), "tokpulse_journal_up")
 }
 
 var (
@@ -167,13 +191,15 @@ var (
 // NewJournal returns the collector of one journal: source.
 func NewJournal(cfg JournalConfig, opts Options) *Journal {
 	opts = opts.withDefaults()
+	// warm-up limit: a journalctl that never starts or never goes quiet
+	// (a unit logging without pause) does not hold rules for long.
 	opts.Logger = opts.Logger.With("source", cfg.Name)
 	patterns := cfg.Patterns
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
 	j := &Journal{cfg: cfg, opts: opts, minBO: journalMinBackoff, maxBO: journalMaxBackoff,
-		bootIDFile: "/proc/sys/kernel/random/boot_id"}
+		bootIDFile: "/proc/sys/kernel/random/boot_id", warm: warmup{limit: 30 * time.Second}}
 	j.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	j.pipe.redact = cfg.Redact
 	if opts.State != nil {
@@ -206,6 +232,7 @@ func (j *Journal) Evidence() []evidence.Section { return j.pipe.evidence("journa
 // capped exponential backoff, and saves the cursor every
 // CheckpointInterval and on return.
 func (j *Journal) Run(ctx context.Context) {
+	j.warm.begin(j.opts.Now())
 	if j.bucket != nil {
 		if _, err := j.bucket.GetJSON(j.cfg.Name, &j.st); err != nil {
 			j.opts.Logger.Error("Saved journal cursor is unreadable; starting as on a first run", "err", err)
@@ -363,6 +390,7 @@ func (j *Journal) runOnce(ctx context.Context, first bool) (string, error) {
 		return "", fmt.Errorf("starting %s: %w (install systemd's journalctl or set journal[].journalctl)", j.cfg.Journalctl, err)
 	}
 	j.starts.Add(1)
+	j.lastActivity.Store(j.opts.Now().UnixNano())
 	j.up.Store(true)
 	defer j.up.Store(false)
 	j.read(out)
@@ -407,6 +435,7 @@ func (j *Journal) read(r io.Reader) {
 // entry handles one JSON line; msg is a reusable buffer.
 func (j *Journal) entry(line, msg []byte) []byte {
 	now := j.opts.Now()
+	j.lastActivity.Store(now.UnixNano())
 	if line[0] == '!' {
 		j.pipe.count(nil, true, now)
 		return msg

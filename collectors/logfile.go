@@ -153,7 +153,7 @@ func validateLogSources(c *yamlx.Checker, logs []LogConfig, journals []JournalCo
 func buildLogs(cfg Config, opts Options) ([]Named, error) {
 	var out []Named
 	for _, l := range cfg.Logs {
-		out = append(out, Named{Name: "logs/" + l.Name, Collector: NewLogFile(l, opts)})
+		out = append(out, Named{Name: "logs/" + l.Name, Collector: NewLogFile(l, opts), Key: configKey(l), Reuse: true})
 	}
 	return out, nil
 }
@@ -186,6 +186,9 @@ type LogFile struct {
 	saved []tailer.Position
 
 	rotations, truncations, recoveredBytes atomic.Uint64
+	// warm is done after the first read pass (the backlog since the saved
+	// position is read).
+	warm warmup
 
 	// multiline state, used by the reader goroutine only
 	event      []byte
@@ -214,7 +217,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
-	l := &LogFile{cfg: cfg, opts: opts}
+	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	l.pipe.redact = cfg.Redact
 	l.tail = tailer.New(tailer.Config{
@@ -245,6 +248,14 @@ func (l *LogFile) Update(_ context.Context, ch chan<- prometheus.Metric) error {
 // Evidence implements evidence.Provider.
 func (l *LogFile) Evidence() []evidence.Section { return l.pipe.evidence("log") }
 
+// Warm implements Warmer: the first read pass is over.
+func (l *LogFile) Warm() bool { return l.warm.warm(l.opts.Now()) }
+
+// Families implements Warmer.
+func (l *LogFile) Families() []string {
+	return append(l.pipe.families(), "tokpulse_log_files", "tokpulse_log_rotations_total", "tokpulse_log_truncations_total")
+}
+
 // Run follows the files until ctx is cancelled. It saves the read
 // positions every CheckpointInterval and once more after the last read.
 func (l *LogFile) Run(ctx context.Context) {
@@ -257,6 +268,7 @@ func (l *LogFile) Run(ctx context.Context) {
 		}
 		resumed = ok && err == nil
 	}
+	l.warm.begin(l.opts.Now())
 	l.tail.Start(st.Positions, resumed, st.SavedAt)
 	l.checkpoint() // from now on a restart is a resumption
 
@@ -272,6 +284,7 @@ func (l *LogFile) Run(ctx context.Context) {
 		if l.tail.Poll(ctx) {
 			l.checkpoint()
 		}
+		l.warm.done.Store(true)
 		if len(l.event) > 0 && l.now.Sub(l.eventTime) >= l.cfg.Multiline.Timeout.D() {
 			l.flushEvent()
 		}

@@ -556,6 +556,19 @@ func (p *linePipeline) collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// families lists the metric families the pipeline fills: its counters and
+// the log-derived metrics, with the _bucket/_sum/_count series a histogram
+// becomes in the rules' store.
+func (p *linePipeline) families() []string {
+	out := []string{"tokpulse_log_lines_total", "tokpulse_log_bytes_total", "tokpulse_log_last_line_timestamp_seconds",
+		"tokpulse_log_read_errors_total", "tokpulse_log_lines_truncated_total", "tokpulse_log_matches_total"}
+	for _, m := range p.metrics {
+		n := m.cfg.Name
+		out = append(out, n, n+"_bucket", n+"_sum", n+"_count")
+	}
+	return out
+}
+
 // evidence returns the recent matching lines, one section per pattern that
 // matched, redacted.
 func (p *linePipeline) evidence(kind string) []evidence.Section {

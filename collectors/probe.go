@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -385,6 +387,9 @@ type Probes struct {
 	logger *slog.Logger
 	now    func() time.Time
 	redact *evidence.Redactor
+	warm   warmup
+	// ran counts the probes that have a result.
+	ran atomic.Int32
 
 	success, duration, phase, status, failures, value *prometheus.Desc
 }
@@ -392,6 +397,8 @@ type Probes struct {
 type probeState struct {
 	target *ProbeTarget
 	run    ProbeFn
+	// key is the probe's identity across reloads: its configuration.
+	key string
 
 	mu          sync.Mutex
 	last        *ProbeResult
@@ -424,9 +431,59 @@ func NewProbes(cfgs []ProbeConfig, opts Options) (*Probes, error) {
 		if fn == nil {
 			return nil, fmt.Errorf("probe %s: scheme %q is not supported", c.Name, t.URL.Scheme)
 		}
-		p.probes = append(p.probes, &probeState{target: t, run: fn, failures: map[string]float64{}})
+		p.probes = append(p.probes, &probeState{target: t, run: fn, key: configKey(c), failures: map[string]float64{}})
 	}
+	var intervals, timeouts []time.Duration
+	for _, c := range cfgs {
+		intervals, timeouts = append(intervals, c.Interval.D()), append(timeouts, c.Timeout.D())
+	}
+	p.warm.limit = scheduleWarmup(probeMaxPhase, intervals, timeouts)
 	return p, nil
+}
+
+// probeMaxPhase bounds the delay before a probe's first run.
+const probeMaxPhase = 5 * time.Second
+
+// Warm implements Warmer: every probe has a result.
+func (p *Probes) Warm() bool { return p.warm.warm(p.now()) }
+
+// Families implements Warmer: the families a probe's result fills.
+func (p *Probes) Families() []string {
+	return []string{"tokpulse_probe_success", "tokpulse_probe_duration_seconds", "tokpulse_probe_phase_duration_seconds",
+		"tokpulse_probe_http_status_code", "tokpulse_probe_value"}
+}
+
+// Inherit implements Inheritor: a probe whose configuration did not change
+// keeps its last result and failure counters over a reload.
+func (p *Probes) Inherit(old Collector) {
+	o, ok := old.(*Probes)
+	if !ok {
+		return
+	}
+	prev := map[string]*probeState{}
+	for _, s := range o.probes {
+		prev[s.key] = s
+	}
+	for _, s := range p.probes {
+		os, ok := prev[s.key]
+		if !ok {
+			continue
+		}
+		os.mu.Lock()
+		s.last, s.lastFailure, s.failures = os.last, os.lastFailure, maps.Clone(os.failures)
+		os.mu.Unlock()
+		if s.last != nil {
+			p.recordRan()
+		}
+	}
+}
+
+// recordRan counts a probe's first result; the last one makes the
+// collector warm.
+func (p *Probes) recordRan() {
+	if int(p.ran.Add(1)) >= len(p.probes) {
+		p.warm.done.Store(true)
+	}
 }
 
 func buildProbes(cfg Config, opts Options) ([]Named, error) {
@@ -437,7 +494,9 @@ func buildProbes(cfg Config, opts Options) ([]Named, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Named{{Name: "probes", Collector: p}}, nil
+	// Not reused: header_files and TLS files are read again at every
+	// reload.
+	return []Named{{Name: "probes", Collector: p, Key: configKey(cfg.Probes)}}, nil
 }
 
 // Run implements Runner: each probe runs on its own interval with a random
@@ -453,7 +512,8 @@ func (p *Probes) Run(ctx context.Context) {
 	}
 	// The first results arrive within a few seconds of a start or reload,
 	// whatever the intervals.
-	schedule.Run(ctx, jobs, schedule.Options{MaxPhase: 5 * time.Second})
+	p.warm.begin(p.now())
+	schedule.Run(ctx, jobs, schedule.Options{MaxPhase: probeMaxPhase})
 }
 
 // RunOnce runs probe i now and records its result.
@@ -472,13 +532,17 @@ func (p *Probes) RunOnce(ctx context.Context, i int) ProbeResult {
 		return r
 	}
 	s.mu.Lock()
-	wasUp := s.last == nil || s.last.Success
+	first := s.last == nil
+	wasUp := first || s.last.Success
 	s.last = &r
 	if !r.Success {
 		s.failures[r.Reason]++
 		s.lastFailure = &r
 	}
 	s.mu.Unlock()
+	if first {
+		p.recordRan()
+	}
 	switch {
 	case !r.Success && wasUp:
 		p.logger.Warn("Probe failing", "probe", cfg.Name, "reason", r.Reason, "err", p.redact.Redact(fmt.Sprint(r.Err)))
@@ -568,6 +632,13 @@ func sortedKeys[V any](m map[string]V) []string {
 
 var (
 	_ Runner            = (*Probes)(nil)
+	_ Warmer            = (*Probes)(nil)
+	_ Inheritor         = (*Probes)(nil)
+	_ Warmer            = (*Checks)(nil)
+	_ Inheritor         = (*Checks)(nil)
+	_ Warmer            = (*LogFile)(nil)
+	_ Warmer            = (*Journal)(nil)
+	_ Warmer            = (*Units)(nil)
 	_ evidence.Provider = (*Probes)(nil)
 	_ Runner            = (*Checks)(nil)
 	_ evidence.Provider = (*Checks)(nil)

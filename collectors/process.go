@@ -130,7 +130,7 @@ func buildProcesses(cfg Config, opts Options) ([]Named, error) {
 	if len(cfg.Processes) == 0 {
 		return nil, nil
 	}
-	return []Named{{Name: "processes", Collector: NewProcesses(cfg.Processes, opts)}}, nil
+	return []Named{{Name: "processes", Collector: NewProcesses(cfg.Processes, opts), Key: configKey([]any{cfg.Processes, opts.Paths}), Reuse: true}}, nil
 }
 
 // Scan lists the processes of every group now.

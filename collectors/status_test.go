@@ -49,7 +49,7 @@ func TestProbeAndCheckStatus(t *testing.T) {
 	}
 
 	// The Set lists the parts after the collectors themselves.
-	set := NewSet([]Named{{"probes", probes}, {"checks", checks}}, 0, nil)
+	set := NewSet([]Named{{Name: "probes", Collector: probes}, {Name: "checks", Collector: checks}}, 0, nil)
 	var kinds []string
 	for _, s := range set.Status() {
 		kinds = append(kinds, s.Kind+"/"+s.Name)

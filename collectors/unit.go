@@ -79,6 +79,9 @@ type Units struct {
 	lost     chan struct{}
 	warned   bool
 	lastSeen []sddbus.UnitStatus
+	// warm is done after the first connection attempt, whatever its
+	// outcome: until then tokpulse_systemd_up says 0 for no reason.
+	warm warmup
 
 	up, state, restarts *prometheus.Desc
 }
@@ -99,6 +102,7 @@ func NewUnits(units []string, dial func(context.Context) (UnitBus, error), opts 
 		redact:     opts.Redactor,
 		MinBackoff: time.Second, MaxBackoff: 5 * time.Minute,
 		lost:     make(chan struct{}, 1),
+		warm:     warmup{limit: 15 * time.Second},
 		up:       prometheus.NewDesc("tokpulse_systemd_up", "1 when systemd answers over the system D-Bus, 0 when it cannot be reached.", nil, nil),
 		state:    prometheus.NewDesc("tokpulse_systemd_unit_state", "1 for the unit's current ActiveState, 0 for the others.", []string{"unit", "state"}, nil),
 		restarts: prometheus.NewDesc("tokpulse_systemd_unit_restarts_total", "Automatic restarts of the service (NRestarts) since it was last started by hand.", []string{"unit"}, nil),
@@ -109,7 +113,15 @@ func buildUnits(cfg Config, opts Options) ([]Named, error) {
 	if len(cfg.Units) == 0 {
 		return nil, nil
 	}
-	return []Named{{Name: "systemd", Collector: NewUnits(cfg.Units, nil, opts)}}, nil
+	return []Named{{Name: "systemd", Collector: NewUnits(cfg.Units, nil, opts), Key: configKey(cfg.Units), Reuse: true}}, nil
+}
+
+// Warm implements Warmer: the first connection attempt is over.
+func (u *Units) Warm() bool { return u.warm.warm(time.Now()) }
+
+// Families implements Warmer.
+func (u *Units) Families() []string {
+	return []string{"tokpulse_systemd_up", "tokpulse_systemd_unit_state", "tokpulse_systemd_unit_restarts_total"}
 }
 
 func (u *Units) current() UnitBus {
@@ -139,6 +151,7 @@ func (u *Units) markLost(bus UnitBus, err error) {
 
 // Run implements Runner: it keeps a connection to the system bus.
 func (u *Units) Run(ctx context.Context) {
+	u.warm.begin(time.Now())
 	backoff := u.MinBackoff
 	defer func() {
 		u.mu.Lock()
@@ -152,6 +165,7 @@ func (u *Units) Run(ctx context.Context) {
 	for {
 		if u.current() == nil {
 			bus, done, err := u.dialWithTimeout(ctx, 10*time.Second)
+			u.warm.done.Store(ctx.Err() == nil)
 			if err != nil {
 				if ctx.Err() != nil {
 					return

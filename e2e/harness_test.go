@@ -531,9 +531,12 @@ func rebase(t testing.TB, shippedURL, base string) string {
 
 // agentAlert is an alert as the agent's /api/v1/alerts lists it.
 type agentAlert struct {
-	Name   string            `json:"alertname"`
-	State  string            `json:"state"`
-	Labels map[string]string `json:"labels"`
+	Name       string            `json:"alertname"`
+	State      string            `json:"state"`
+	Labels     map[string]string `json:"labels"`
+	IncidentID string            `json:"incident_id"`
+	ActiveAt   time.Time         `json:"active_at"`
+	Held       bool              `json:"held"`
 }
 
 // agentAlerts returns the alerts the agent's rules hold, pending ones

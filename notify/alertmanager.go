@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -58,11 +59,11 @@ func (a *alertmanager) ResendInterval() time.Duration { return a.cfg.ResendInter
 
 // toAM converts alert events; heartbeats have no Alertmanager form (the
 // central Prometheus watches the agent's own up series instead).
-func (a *alertmanager) toAM(events []Event) []amAlert {
+func (a *alertmanager) toAM(events []alert.Event) []amAlert {
 	now := a.now()
 	var out []amAlert
 	for _, e := range events {
-		if e.Kind == KindHeartbeat {
+		if e.Kind == alert.KindHeartbeat {
 			continue
 		}
 		labels := map[string]string{}
@@ -99,7 +100,7 @@ func (a *alertmanager) toAM(events []Event) []amAlert {
 }
 
 // Send implements Output.
-func (a *alertmanager) Send(ctx context.Context, events []Event) error {
+func (a *alertmanager) Send(ctx context.Context, events []alert.Event) error {
 	alerts := a.toAM(events)
 	if len(alerts) == 0 {
 		return nil
@@ -108,7 +109,7 @@ func (a *alertmanager) Send(ctx context.Context, events []Event) error {
 }
 
 // Resend re-posts the active alerts.
-func (a *alertmanager) Resend(ctx context.Context, active []Event) error {
+func (a *alertmanager) Resend(ctx context.Context, active []alert.Event) error {
 	alerts := a.toAM(active)
 	if len(alerts) == 0 {
 		return nil

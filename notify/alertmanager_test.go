@@ -66,7 +66,7 @@ func TestAlertmanagerReal(t *testing.T) {
 	// Resolve it at a time Alertmanager could not have made up itself
 	// (its own expiry would be later than now).
 	end := time.Now().Add(-30 * time.Second).UTC().Truncate(time.Second)
-	if err := m.Alerts(context.Background(), time.Now(), []alert.Alert{resolved(a, end)}); err != nil {
+	if err := m.Alerts(context.Background(), end, []alert.Alert{resolved(a, end)}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "the alert resolved in Alertmanager", func() bool {

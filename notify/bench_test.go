@@ -39,16 +39,16 @@ func BenchmarkFlush10k(b *testing.B) {
 		cfg.Outbox.MaxEvents = events
 		cfg.Webhooks = []WebhookConfig{webhookConfig(srv.URL, "")}
 		st := openStore(b, b.TempDir())
-		m, err := New(cfg, testPolicies(), Options{Store: st, Host: "bench", Version: "b"})
+		m, err := New(cfg, Options{Store: st, Host: "bench", Version: "b"})
 		if err != nil {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		alerts := make([]alert.Alert, events)
-		for j := range alerts {
-			alerts[j] = firing(fmt.Sprintf("Alert%05d", j), alert.Severities()[j%4], t0)
+		evs := make([]alert.Event, events)
+		for j := range evs {
+			evs[j] = event("bench", firing(fmt.Sprintf("Alert%05d", j), alert.Severities()[j%4], t0), t0)
 		}
-		if err := m.Alerts(context.Background(), t0, alerts); err != nil {
+		if err := m.Enqueue(context.Background(), evs); err != nil {
 			b.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -66,15 +66,15 @@ func BenchmarkFlush10k(b *testing.B) {
 	}
 }
 
-// BenchmarkHandoverLatency measures one alert from the rules' hand-over
-// (Alerts, including the durable write) to the receiver's 2xx.
+// BenchmarkHandoverLatency measures one event from the tracker's hand-over
+// (Enqueue, including the durable write) to the receiver's 2xx.
 func BenchmarkHandoverLatency(b *testing.B) {
 	srv, got := countingReceiver(b)
 	cfg := testConfig()
 	cfg.Webhooks = []WebhookConfig{webhookConfig(srv.URL, "")}
 	st := openStore(b, b.TempDir())
 	defer st.Close()
-	m, err := New(cfg, testPolicies(), Options{Store: st, Host: "bench", Version: "b"})
+	m, err := New(cfg, Options{Store: st, Host: "bench", Version: "b"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func BenchmarkHandoverLatency(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		now := time.Now()
-		if err := m.Alerts(ctx, now, []alert.Alert{firing(fmt.Sprintf("A%d", i), alert.P1, now)}); err != nil {
+		if err := m.Enqueue(ctx, []alert.Event{event("bench", firing(fmt.Sprintf("A%d", i), alert.P1, now), now)}); err != nil {
 			b.Fatal(err)
 		}
 		for got.Load() < int64(i+1) {

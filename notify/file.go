@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
 // file appends events as JSON lines to a file, or writes them to stdout.
@@ -35,7 +37,7 @@ func (f *file) Name() string  { return f.name }
 func (f *file) MaxBatch() int { return 1000 }
 
 // Send implements Output.
-func (f *file) Send(_ context.Context, events []Event) error {
+func (f *file) Send(_ context.Context, events []alert.Event) error {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

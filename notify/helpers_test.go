@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
 	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -46,11 +50,11 @@ func (rc *receiver) requests() []testutil.WebhookRequest { return rc.Requests() 
 
 // check verifies a request (schema, signature, headers) and returns its
 // events.
-func (rc *receiver) check(r testutil.WebhookRequest) []Event {
+func (rc *receiver) check(r testutil.WebhookRequest) []alert.Event {
 	rc.t.Helper()
-	var out []Event
+	var out []alert.Event
 	for _, raw := range rc.Check(rc.t, r) {
-		var e Event
+		var e alert.Event
 		if err := json.Unmarshal(raw, &e); err != nil {
 			rc.t.Fatal(err)
 		}
@@ -61,8 +65,8 @@ func (rc *receiver) check(r testutil.WebhookRequest) []Event {
 
 // events returns every event the receiver got, checked, in arrival order,
 // from the requests it answered with 2xx (those it refused are retried).
-func (rc *receiver) events(accepted func(n int) bool) []Event {
-	var out []Event
+func (rc *receiver) events(accepted func(n int) bool) []alert.Event {
+	var out []alert.Event
 	for i, r := range rc.requests() {
 		if accepted != nil && !accepted(i) {
 			continue
@@ -109,9 +113,9 @@ func openStore(t testing.TB, dir string) *state.Store {
 	return s
 }
 
-// startManager builds and starts a Manager on a store in dir; the cleanup
-// stops it and closes the store.
-func startManager(t testing.TB, dir string, cfg Config, pol alert.Policies, opts Options) *Manager {
+// startManager builds and starts a Manager on a store in dir, fed by an
+// incident tracker (see feed); the cleanup stops it and closes the store.
+func startManager(t testing.TB, dir string, cfg Config, pol alert.Policies, opts Options) *feed {
 	t.Helper()
 	if opts.Store == nil {
 		opts.Store = openStore(t, dir)
@@ -125,10 +129,11 @@ func startManager(t testing.TB, dir string, cfg Config, pol alert.Policies, opts
 	if testing.Verbose() && opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	m, err := New(cfg, pol, opts)
+	f, err := newFeed(cfg, pol, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := f.Manager
 	ctx, cancel := context.WithCancel(context.Background())
 	m.Start(ctx)
 	t.Cleanup(func() {
@@ -138,14 +143,71 @@ func startManager(t testing.TB, dir string, cfg Config, pol alert.Policies, opts
 		cancel()
 		_ = opts.Store.Close()
 	})
-	return m
+	return f
 }
+
+// feed is a Manager with the incident tracker in front of it, as the
+// agent wires them: tests hand it alerts as the rule engine's results (a
+// firing alert is returned by its rule's expression, a resolved one is
+// not), and the tracker decides the events. The tracker keeps its
+// incidents in the Manager's state file.
+type feed struct {
+	*Manager
+	tr       *incident.Tracker
+	now      time.Time
+	evidence map[string][]evidence.Section // by alertname
+}
+
+// newFeed builds a Manager for cfg and its tracker with policies pol.
+func newFeed(cfg Config, pol alert.Policies, opts Options) (*feed, error) {
+	f := &feed{evidence: map[string][]evidence.Section{}}
+	opts.Firing = func() []alert.Event { return f.tr.Firing() }
+	m, err := New(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	f.Manager = m
+	f.tr, err = incident.New(incident.Options{State: opts.Store, Delivery: m, Policies: pol, Host: opts.Host,
+		Version: opts.Version, Evidence: f, Now: func() time.Time { return f.now }})
+	return f, err
+}
+
+// Alerts observes each alert's rule at now (firing alerts present,
+// resolved ones absent) and commits, as one evaluation of the agent.
+func (f *feed) Alerts(ctx context.Context, now time.Time, as []alert.Alert) error {
+	f.now = now
+	for _, a := range as {
+		r := alert.Rule{Group: "test", Name: a.Name, Severity: a.Severity}
+		var samples []alert.Sample
+		if a.State == alert.StateFiring {
+			samples = append(samples, alert.Sample{Labels: labels.FromMap(a.Labels), Annotations: a.Annotations, Value: a.Value})
+			if a.Evidence != nil {
+				f.evidence[a.Name] = a.Evidence
+			}
+		}
+		f.tr.Observe(now, r, samples, true)
+	}
+	return f.tr.Commit(ctx, now)
+}
+
+// Snapshot implements incident.EvidenceSource with the alerts' own
+// evidence.
+func (f *feed) Snapshot(_ context.Context, lsets []map[string]string) [][]evidence.Section {
+	out := make([][]evidence.Section, len(lsets))
+	for i, l := range lsets {
+		out[i] = f.evidence[l["alertname"]]
+	}
+	return out
+}
+
+// fp is the fingerprint of a test alert.
+func fp(a alert.Alert) string { return alert.Fingerprint(labels.FromMap(a.Labels)) }
 
 // firing returns a firing alert named name of severity sev, active since
 // at.
 func firing(name string, sev alert.Severity, at time.Time) alert.Alert {
 	return alert.Alert{
-		Fingerprint: "fp-" + name, Name: name, State: alert.StateFiring, Severity: sev,
+		Name: name, State: alert.StateFiring, Severity: sev,
 		Labels:      map[string]string{"alertname": name, "severity": string(sev), "probe": "health"},
 		Annotations: map[string]string{"summary": name + " is failing", "description": "the " + name + " check failed", "runbook": "Database Connection Issues"},
 		Value:       1, ActiveAt: at, FiredAt: at, ResponseDeadline: at.Add(15 * time.Minute),
@@ -155,6 +217,19 @@ func firing(name string, sev alert.Severity, at time.Time) alert.Alert {
 func resolved(a alert.Alert, at time.Time) alert.Alert {
 	a.State, a.ResolvedAt = alert.StateResolved, at
 	return a
+}
+
+// event is the initial event of a firing test alert, as the tracker
+// would produce it on host at.
+func event(host string, a alert.Alert, at time.Time) alert.Event {
+	f := fp(a)
+	started, deadline := at, at.Add(15*time.Minute)
+	return alert.Event{
+		ID: alert.EventID(host, f, at, alert.KindInitial, 0), Kind: alert.KindInitial, Status: "firing",
+		IncidentID: alert.IncidentID(host, f, at), Fingerprint: f, AlertName: a.Name, Severity: string(a.Severity),
+		Summary: a.Annotations["summary"], Labels: a.Labels, Annotations: a.Annotations,
+		StartedAt: &started, ResponseDeadline: &deadline, Host: host, AgentVersion: "1.2.3", CreatedAt: at.UTC(),
+	}
 }
 
 // listenRetry listens on addr, retrying briefly: the port was just freed.

@@ -2,12 +2,10 @@ package notify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -34,36 +32,83 @@ type Options struct {
 	Now func() time.Time
 	// Stdout receives the "-" file output; nil means os.Stdout.
 	Stdout io.Writer
+	// Firing returns the initial event of every incident that fires now
+	// (incident.Tracker.Firing). An output that appears (a reload added it,
+	// or it is new to the state file) receives them first, so that it
+	// learns what is open; Alertmanager outputs re-post them. Nil: none.
+	Firing func() []alert.Event
 }
 
-// Manager turns alert hand-overs into events, keeps them in the outbox and
-// delivers them. It implements alert.Sink. Create it with New, then Start;
-// Apply swaps the configuration on reload; Stop drains and stops.
+// Outputs is a built set of outputs with the configuration they came from,
+// ready to be applied; building has no effect on the running delivery.
+type Outputs struct {
+	cfg  Config
+	list []Output
+}
+
+// Names returns the outputs' names.
+func (o *Outputs) Names() []string {
+	names := make([]string, len(o.list))
+	for i, x := range o.list {
+		names[i] = x.Name()
+	}
+	return names
+}
+
+// BuildOutputs builds every output of cfg; it fails when one cannot be
+// built (an unreadable secret or template file, a bad CA file).
+func BuildOutputs(cfg Config, opts Options) (*Outputs, error) {
+	ext := cfg.ExternalURL
+	if ext == "" {
+		ext = opts.ExternalURL
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	var outs []Output
+	for _, c := range cfg.Webhooks {
+		w, err := newWebhook(c, cfg.Templates, opts.Host, opts.Version, now)
+		if err != nil {
+			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
+		}
+		outs = append(outs, w)
+	}
+	for _, c := range cfg.Alertmanagers {
+		a, err := newAlertmanager(c, ext, opts.Host, now)
+		if err != nil {
+			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
+		}
+		outs = append(outs, a)
+	}
+	for _, c := range cfg.Files {
+		f, err := newFile(c, cfg.Templates, opts.Stdout)
+		if err != nil {
+			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
+		}
+		outs = append(outs, f)
+	}
+	return &Outputs{cfg: cfg, list: outs}, nil
+}
+
+// Manager keeps events in the outbox and delivers them to every output. It
+// decides nothing about alerts: the incident tracker hands it finished
+// events. Create it with New, then Start; Apply swaps the outputs on
+// reload; Stop drains and stops.
 type Manager struct {
 	opts   Options
 	logger *slog.Logger
 	box    *outbox
 
-	// alertsMu serialises hand-overs so that two evaluations never race
-	// on the same per-alert record.
-	alertsMu sync.Mutex
-	// seen is when the rules last handed over each firing alert (by
-	// fingerprint); only alerts seen lately are re-posted to Alertmanager,
-	// so that one the rules forgot (a rule deleted by a reload) expires
-	// there instead of living for ever. Guarded by alertsMu.
-	seen map[string]time.Time
-
 	mu      sync.Mutex // guards everything below
 	cfg     Config
-	pol     alert.Policies
 	outputs []Output
 	wake    map[string]chan struct{}
 	parent  context.Context // set by Start
 	run     *running
+	started bool
 	stopped bool // by Stop; Apply must not start senders again
 }
-
-var _ alert.Sink = (*Manager)(nil)
 
 // running is one generation of sender goroutines.
 type running struct {
@@ -76,9 +121,17 @@ type running struct {
 	wg    sync.WaitGroup
 }
 
-// New builds a Manager; it fails when an output cannot be built (an
-// unreadable secret or template file).
-func New(cfg Config, pol alert.Policies, opts Options) (*Manager, error) {
+// New builds a Manager delivering to the outputs of cfg.
+func New(cfg Config, opts Options) (*Manager, error) {
+	outs, err := BuildOutputs(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return NewWithOutputs(outs, opts)
+}
+
+// NewWithOutputs returns a Manager delivering to outs.
+func NewWithOutputs(outs *Outputs, opts Options) (*Manager, error) {
 	if opts.Store == nil {
 		return nil, errors.New("notify: no state file")
 	}
@@ -91,53 +144,19 @@ func New(cfg Config, pol alert.Policies, opts Options) (*Manager, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
-	m := &Manager{opts: opts, logger: opts.Logger, seen: map[string]time.Time{}}
-	outs, err := m.buildOutputs(cfg)
-	if err != nil {
-		return nil, err
-	}
-	m.box = &outbox{db: opts.Store.DB(), maxEvents: cfg.Outbox.MaxEvents, maxBytes: cfg.Outbox.MaxBytes}
-	m.install(cfg, pol, outs)
+	m := &Manager{opts: opts, logger: opts.Logger}
+	m.box = &outbox{db: opts.Store.DB()}
+	m.install(outs)
 	opts.Metrics.current.Store(m)
 	return m, nil
 }
 
-func (m *Manager) buildOutputs(cfg Config) ([]Output, error) {
-	ext := cfg.ExternalURL
-	if ext == "" {
-		ext = m.opts.ExternalURL
-	}
-	var outs []Output
-	for _, c := range cfg.Webhooks {
-		w, err := newWebhook(c, cfg.Templates, m.opts.Host, m.opts.Version, m.opts.Now)
-		if err != nil {
-			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
-		}
-		outs = append(outs, w)
-	}
-	for _, c := range cfg.Alertmanagers {
-		a, err := newAlertmanager(c, ext, m.opts.Host, m.opts.Now)
-		if err != nil {
-			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
-		}
-		outs = append(outs, a)
-	}
-	for _, c := range cfg.Files {
-		f, err := newFile(c, cfg.Templates, m.opts.Stdout)
-		if err != nil {
-			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
-		}
-		outs = append(outs, f)
-	}
-	return outs, nil
-}
-
-// install makes cfg current; m.mu must be held or m not yet shared.
-func (m *Manager) install(cfg Config, pol alert.Policies, outs []Output) {
-	m.cfg, m.pol, m.outputs = cfg, pol, outs
-	m.box.maxEvents, m.box.maxBytes = cfg.Outbox.MaxEvents, cfg.Outbox.MaxBytes
+// install makes outs current; m.mu must be held or m not yet shared.
+func (m *Manager) install(outs *Outputs) {
+	m.cfg, m.outputs = outs.cfg, outs.list
+	m.box.maxEvents, m.box.maxBytes = outs.cfg.Outbox.MaxEvents, outs.cfg.Outbox.MaxBytes
 	m.wake = map[string]chan struct{}{}
-	for _, o := range outs {
+	for _, o := range outs.list {
 		m.wake[o.Name()] = make(chan struct{}, 1)
 		m.opts.Metrics.init(o.Name())
 	}
@@ -146,6 +165,10 @@ func (m *Manager) install(cfg Config, pol alert.Policies, outs []Output) {
 func (m *Manager) outputNames() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.namesLocked()
+}
+
+func (m *Manager) namesLocked() []string {
 	names := make([]string, len(m.outputs))
 	for i, o := range m.outputs {
 		names[i] = o.Name()
@@ -154,26 +177,39 @@ func (m *Manager) outputNames() []string {
 }
 
 // Start begins delivery (and heartbeats) until Stop. Queues of outputs no
-// longer configured are forgotten, with a warning.
+// longer configured are dropped; outputs new to the state file first
+// receive what fires now.
 func (m *Manager) Start(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.parent, m.stopped = ctx, false
-	m.forgetRemovedLocked()
+	m.parent, m.stopped, m.started = ctx, false, true
+	m.reconcileLocked()
 	m.startLocked()
 }
 
-func (m *Manager) forgetRemovedLocked() {
-	names := make([]string, len(m.outputs))
-	for i, o := range m.outputs {
-		names[i] = o.Name()
-	}
+// reconcileLocked drops the queues of outputs that are gone, with one log
+// line per output saying how many events went, and queues the firing
+// incidents' initial events for outputs the outbox has not known.
+func (m *Manager) reconcileLocked() {
+	names := m.namesLocked()
 	removed, err := m.box.removeOutputs(names)
 	if err != nil {
 		m.logger.Error("Cleaning the outbox of removed outputs failed", "err", err)
 	}
 	for name, n := range removed {
 		m.logger.Warn("Output no longer configured; its undelivered events are dropped", "output", name, "events", n)
+	}
+	var firing []alert.Event
+	if m.opts.Firing != nil {
+		firing = m.opts.Firing()
+	}
+	added, dropped, err := m.box.catchUp(names, firing)
+	if err != nil {
+		m.logger.Error("Telling new outputs what fires failed; they will learn of it at its next update", "err", err)
+	}
+	m.reportDrops(dropped)
+	for _, name := range added {
+		m.logger.Info("New output: queued the initial event of every incident firing now", "output", name, "incidents", len(firing))
 	}
 }
 
@@ -184,7 +220,7 @@ func (m *Manager) startLocked() {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			s := &sender{m: m, out: o, wake: m.wake[o.Name()], cfg: m.cfg, pol: m.pol,
+			s := &sender{m: m, out: o, wake: m.wake[o.Name()], cfg: m.cfg,
 				logger: m.logger.With("output", o.Name())}
 			s.run(ctx, r.drain, r.quit)
 		}()
@@ -199,14 +235,11 @@ func (m *Manager) startLocked() {
 	m.run = r
 }
 
-// Apply replaces the configuration (on reload). Outputs are built first;
-// when that fails the running configuration stays. Undelivered events stay
-// in the outbox and go to the new outputs of the same name.
-func (m *Manager) Apply(cfg Config, pol alert.Policies) error {
-	outs, err := m.buildOutputs(cfg)
-	if err != nil {
-		return err
-	}
+// Apply replaces the outputs (on reload) with ones built by BuildOutputs;
+// it cannot fail. Undelivered events stay in the outbox and go to the new
+// outputs of the same name; queues of removed outputs are dropped; added
+// outputs first receive what fires now.
+func (m *Manager) Apply(outs *Outputs) {
 	// The senders and the heartbeat take m.mu themselves: stop them
 	// without holding it.
 	m.mu.Lock()
@@ -220,12 +253,11 @@ func (m *Manager) Apply(cfg Config, pol alert.Policies) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.install(cfg, pol, outs)
-	if r != nil && !m.stopped {
-		m.forgetRemovedLocked()
+	m.install(outs)
+	if m.started && !m.stopped {
+		m.reconcileLocked()
 		m.startLocked()
 	}
-	return nil
 }
 
 // Stop makes a last attempt to deliver what is pending, bounded by ctx,
@@ -251,193 +283,29 @@ func (m *Manager) Stop(ctx context.Context) {
 	<-done
 }
 
-// record is what was sent for one alert fingerprint; it lives in the state
-// file so that a restart neither announces an alert again nor forgets to
-// resolve it.
-type record struct {
-	ActiveAt   time.Time `json:"active_at"`
-	Updates    int       `json:"updates"`
-	LastSentAt time.Time `json:"last_sent_at"`
-	Escalation string    `json:"escalation,omitempty"`
-	ResolvedAt time.Time `json:"resolved_at,omitzero"`
-	// Last is the latest firing event without evidence, re-posted to
-	// Alertmanager while the alert is active.
-	Last Event `json:"last"`
-}
-
-// resolvedRetention is how long a resolved record is kept to recognise a
-// repeated hand-over of the same resolution.
-const resolvedRetention = 24 * time.Hour
-
-// Alerts implements alert.Sink: it decides which events the hand-over
-// produces and writes them, with the per-alert records, to the outbox in
-// one transaction before returning.
-func (m *Manager) Alerts(ctx context.Context, now time.Time, alerts []alert.Alert) error {
+// Enqueue writes events to the outbox for every output, in one
+// transaction, before it returns; delivery follows. It implements
+// incident.Delivery.
+func (m *Manager) Enqueue(ctx context.Context, events []alert.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	m.alertsMu.Lock()
-	defer m.alertsMu.Unlock()
-	m.mu.Lock()
-	pol := m.pol
-	names := make([]string, len(m.outputs))
-	for i, o := range m.outputs {
-		names[i] = o.Name()
-	}
-	m.mu.Unlock()
-
-	// Most evaluations change nothing; find that out in a read
-	// transaction, so that a quiet agent does not fsync every interval.
-	quiet := true
-	err := m.box.db.View(func(tx *bolt.Tx) error {
-		recs, _ := sub(tx, bktAlerts)
-		for i := range alerts {
-			evs, _, err := m.decide(recs, &alerts[i], pol, now)
-			if err != nil || len(evs) > 0 {
-				quiet = false
-				return err
-			}
-		}
-		return nil
-	})
-	var produced []Event
+	names := m.outputNames()
 	var dropped []Stored
-	if err == nil && !quiet {
-		err = m.box.db.Update(func(tx *bolt.Tx) error {
-			recs, err := sub(tx, bktAlerts)
-			if err != nil {
-				return err
-			}
-			produced = produced[:0]
-			for i := range alerts {
-				a := &alerts[i]
-				evs, rec, err := m.decide(recs, a, pol, now)
-				if err != nil {
-					return err
-				}
-				if len(evs) == 0 {
-					continue
-				}
-				data, err := json.Marshal(rec)
-				if err != nil {
-					return err
-				}
-				if err := recs.Put([]byte(a.Fingerprint), data); err != nil {
-					return err
-				}
-				produced = append(produced, evs...)
-			}
-			dropped, err = m.box.appendTx(tx, names, produced)
-			return err
-		})
-	}
+	err := m.box.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		dropped, err = m.box.appendTx(tx, names, events)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("writing alert events to the outbox: %w (check the state file's disk)", err)
+		return fmt.Errorf("writing events to the outbox: %w (check the state file's disk)", err)
 	}
 	m.reportDrops(dropped)
-	seenAt := m.opts.Now()
-	for i := range alerts {
-		if alerts[i].State == alert.StateFiring {
-			m.seen[alerts[i].Fingerprint] = seenAt
-		} else {
-			delete(m.seen, alerts[i].Fingerprint)
-		}
-	}
-	for _, e := range produced {
-		m.logger.Info("Alert event queued", "kind", e.Kind, "alertname", e.AlertName, "severity", e.Severity, "id", e.ID, "escalation", e.Escalation)
-	}
-	if len(produced) > 0 {
-		m.wakeAll()
-	}
+	m.wakeAll()
 	return nil
-}
-
-// decide returns the events a's hand-over produces, if any, and the record
-// to store with them.
-func (m *Manager) decide(recs *bolt.Bucket, a *alert.Alert, pol alert.Policies, now time.Time) ([]Event, record, error) {
-	var rec record
-	have := false
-	// recs is nil in a read transaction on a new state file.
-	if v := recordBytes(recs, a.Fingerprint); v != nil {
-		if err := json.Unmarshal(v, &rec); err != nil {
-			m.logger.Warn("Delivery record is corrupt; treating the alert as new", "fingerprint", a.Fingerprint, "err", err)
-		} else {
-			have = true
-		}
-	}
-	p := pol.For(a.Severity)
-	step := a.Escalation
-	if step == "" {
-		step = p.Escalation(a.ActiveAt, now)
-	}
-	host, ver := m.opts.Host, m.opts.Version
-	switch a.State {
-	case alert.StateFiring:
-		sameIncident := have && rec.ActiveAt.Equal(a.ActiveAt)
-		var out []Event
-		var ev Event
-		switch {
-		case !sameIncident:
-			if have && rec.ResolvedAt.IsZero() && rec.Last.ID != "" {
-				// The previous occurrence was never resolved (the rules
-				// lost its state): close it, so that no receiver keeps an
-				// incident open for ever.
-				out = append(out, closeEvent(rec, host, now))
-			}
-			ev = newAlertEvent(KindInitial, a, host, ver, now, 0)
-			rec = record{ActiveAt: a.ActiveAt}
-		case !rec.ResolvedAt.IsZero():
-			return nil, rec, nil // a late repeat of an alert already resolved
-		case now.Sub(rec.LastSentAt) >= p.UpdateEvery.D() || (step != "" && step != rec.Escalation):
-			rec.Updates++
-			ev = newAlertEvent(KindUpdate, a, host, ver, now, rec.Updates)
-		default:
-			return nil, rec, nil
-		}
-		ev.Escalation = step
-		next := now.Add(p.UpdateEvery.D())
-		ev.NextUpdateAt = &next
-		rec.LastSentAt, rec.Escalation = now, step
-		rec.Last = ev
-		rec.Last.Evidence = nil
-		return append(out, ev), rec, nil
-	case alert.StateResolved:
-		if !have || !rec.ActiveAt.Equal(a.ActiveAt) || !rec.ResolvedAt.IsZero() {
-			// Never announced, or already resolved: nothing to say.
-			return nil, rec, nil
-		}
-		ev := newAlertEvent(KindResolved, a, host, ver, now, 0)
-		ev.Escalation = rec.Escalation
-		rec.ResolvedAt = *ev.EndedAt
-		rec.Last = Event{}
-		return []Event{ev}, rec, nil
-	}
-	return nil, rec, nil
-}
-
-func recordBytes(recs *bolt.Bucket, fingerprint string) []byte {
-	if recs == nil {
-		return nil
-	}
-	return recs.Get([]byte(fingerprint))
-}
-
-// closeEvent resolves the occurrence rec describes, at now.
-func closeEvent(rec record, host string, now time.Time) Event {
-	e := rec.Last
-	e.ID = EventID(host, e.Fingerprint, rec.ActiveAt, KindResolved, 0)
-	e.Kind, e.Status, e.Update, e.NextUpdateAt, e.Text = KindResolved, "resolved", 0, nil, ""
-	end := now
-	e.EndedAt = &end
-	e.CreatedAt = now.UTC()
-	if e.StartedAt != nil {
-		d := end.Sub(*e.StartedAt).Seconds()
-		e.DurationSeconds = &d
-	} else {
-		d := 0.0
-		e.DurationSeconds = &d
-	}
-	return e
 }
 
 func (m *Manager) reportDrops(dropped []Stored) {
@@ -448,7 +316,7 @@ func (m *Manager) reportDrops(dropped []Stored) {
 	bySev := map[string]int{}
 	for _, d := range dropped {
 		s := d.Event.Severity
-		if d.Event.Kind == KindHeartbeat {
+		if d.Event.Kind == alert.KindHeartbeat {
 			s = "heartbeat"
 		}
 		bySev[s]++
@@ -469,8 +337,7 @@ func (m *Manager) wakeAll() {
 }
 
 // heartbeats queues a heartbeat now and every interval; a new heartbeat
-// replaces undelivered older ones (only the latest says anything). It also
-// forgets old resolved records.
+// replaces undelivered older ones (only the latest says anything).
 func (m *Manager) heartbeats(ctx context.Context, drain, quit <-chan struct{}, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -478,7 +345,6 @@ func (m *Manager) heartbeats(ctx context.Context, drain, quit <-chan struct{}, e
 		if err := m.heartbeat(); err != nil {
 			m.logger.Error("Queuing a heartbeat failed", "err", err)
 		}
-		m.prune()
 		select {
 		case <-ctx.Done():
 			return
@@ -493,84 +359,23 @@ func (m *Manager) heartbeats(ctx context.Context, drain, quit <-chan struct{}, e
 
 func (m *Manager) heartbeat() error {
 	now := m.opts.Now().UTC()
-	ev := Event{
-		ID: hashID(m.opts.Host, string(KindHeartbeat), now.Format(time.RFC3339Nano)), Kind: KindHeartbeat, Status: "ok",
+	ev := alert.Event{
+		ID: alert.HashID(m.opts.Host, string(alert.KindHeartbeat), now.Format(time.RFC3339Nano)), Kind: alert.KindHeartbeat, Status: "ok",
 		Host: m.opts.Host, AgentVersion: m.opts.Version, CreatedAt: now,
 	}
 	names := m.outputNames()
 	var dropped []Stored
 	err := m.box.db.Update(func(tx *bolt.Tx) error {
-		if err := m.box.supersedeTx(tx, KindHeartbeat); err != nil {
+		if err := m.box.supersedeTx(tx, alert.KindHeartbeat); err != nil {
 			return err
 		}
 		var err error
-		dropped, err = m.box.appendTx(tx, names, []Event{ev})
+		dropped, err = m.box.appendTx(tx, names, []alert.Event{ev})
 		return err
 	})
 	m.reportDrops(dropped)
 	m.wakeAll()
 	return err
-}
-
-func (m *Manager) prune() {
-	cutoff := m.opts.Now().Add(-resolvedRetention)
-	err := m.box.db.Update(func(tx *bolt.Tx) error {
-		recs, err := sub(tx, bktAlerts)
-		if err != nil {
-			return err
-		}
-		var old [][]byte
-		_ = recs.ForEach(func(k, v []byte) error {
-			var r record
-			if json.Unmarshal(v, &r) == nil && !r.ResolvedAt.IsZero() && r.ResolvedAt.Before(cutoff) {
-				old = append(old, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		for _, k := range old {
-			if err := recs.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		m.logger.Warn("Pruning resolved alert records failed", "err", err)
-	}
-}
-
-// staleAfter is how long an alert the rules stopped handing over is still
-// re-posted to Alertmanager.
-const staleAfter = 5 * time.Minute
-
-// active returns the latest firing event of every alert still active and
-// handed over within staleAfter.
-func (m *Manager) active() ([]Event, error) {
-	m.alertsMu.Lock()
-	cutoff := m.opts.Now().Add(-staleAfter)
-	fresh := map[string]bool{}
-	for fp, at := range m.seen {
-		if at.After(cutoff) {
-			fresh[fp] = true
-		}
-	}
-	m.alertsMu.Unlock()
-	var out []Event
-	err := m.box.db.View(func(tx *bolt.Tx) error {
-		recs, _ := sub(tx, bktAlerts)
-		if recs == nil {
-			return nil
-		}
-		return recs.ForEach(func(_, v []byte) error {
-			var r record
-			if json.Unmarshal(v, &r) == nil && r.ResolvedAt.IsZero() && r.Last.ID != "" && fresh[r.Last.Fingerprint] {
-				out = append(out, r.Last)
-			}
-			return nil
-		})
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Fingerprint < out[j].Fingerprint })
-	return out, err
 }
 
 // Requeue puts the dead letters of output (of every output when "") back
@@ -596,7 +401,6 @@ type sender struct {
 	out    Output
 	wake   <-chan struct{}
 	cfg    Config
-	pol    alert.Policies
 	logger *slog.Logger
 
 	// isolate is the last seq of a batch refused for good: events up to it
@@ -698,10 +502,10 @@ func (s *sender) run(ctx context.Context, drain, quit <-chan struct{}) {
 }
 
 // next picks the next batch: events in queue order, skipping (with every
-// later event of the same alert) new alerts still inside their severity's
-// group_wait, so that alerts starting together leave in one POST while a P1
-// never waits behind a P3's group_wait. wait is when to look again.
-// While draining for shutdown, group_wait is ignored.
+// later event of the same alert) initial events still inside their
+// severity's group_wait (HoldUntil), so that alerts starting together leave
+// in one request while a P1 never waits behind a P3's group_wait. wait is
+// when to look again. While draining for shutdown, nothing waits.
 func (s *sender) next(draining bool) ([]Stored, time.Duration, error) {
 	limit := s.out.MaxBatch()
 	list, err := s.m.box.pending(s.out.Name(), max(limit*2, 256))
@@ -730,19 +534,15 @@ func (s *sender) next(draining bool) ([]Stored, time.Duration, error) {
 		if blocked[key] {
 			continue
 		}
-		// At shutdown nothing waits: the next start may be far away.
-		if e.Kind == KindInitial && !open[e.Severity] && !draining {
-			if gw := s.pol.For(alert.Severity(e.Severity)).GroupWait.D(); gw > 0 {
-				open[e.Severity] = true
-				if d := e.CreatedAt.Add(gw).Sub(now); d > 0 {
-					open[e.Severity] = false
-					blocked[key] = true
-					if wait == 0 || d < wait {
-						wait = d
-					}
-					continue
+		if e.Kind == alert.KindInitial && !e.HoldUntil.IsZero() && !open[e.Severity] && !draining {
+			if d := e.HoldUntil.Sub(now); d > 0 {
+				blocked[key] = true
+				if wait == 0 || d < wait {
+					wait = d
 				}
+				continue
 			}
+			open[e.Severity] = true
 		}
 		batch = append(batch, st)
 		if len(batch) >= limit {
@@ -753,7 +553,7 @@ func (s *sender) next(draining bool) ([]Stored, time.Duration, error) {
 }
 
 func (s *sender) send(ctx context.Context, batch []Stored) error {
-	events := make([]Event, len(batch))
+	events := make([]alert.Event, len(batch))
 	seqs := make([]uint64, len(batch))
 	for i, st := range batch {
 		events[i], seqs[i] = st.Event, st.Seq
@@ -808,12 +608,18 @@ func (s *sender) send(ctx context.Context, batch []Stored) error {
 	return err
 }
 
-// resend re-posts active alerts to an output that needs them (when its
-// queue is empty, so that nothing older overtakes a queued event).
+// resend re-posts what fires to an output that needs it (when its queue is
+// empty, so that nothing older overtakes a queued event).
 func (s *sender) resend(ctx context.Context, rs resender) {
-	active, err := s.m.active()
-	if err != nil || len(active) == 0 {
+	if s.m.opts.Firing == nil {
 		return
+	}
+	active := s.m.opts.Firing()
+	if len(active) == 0 {
+		return
+	}
+	for i := range active {
+		active[i].Evidence = nil
 	}
 	if err := rs.Resend(ctx, active); err != nil && ctx.Err() == nil {
 		s.logger.Warn("Re-sending active alerts failed", "alerts", len(active), "err", err)
@@ -834,30 +640,17 @@ func Test(ctx context.Context, cfg Config, opts Options) ([]TestResult, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	m := &Manager{opts: opts}
-	outs, err := m.buildOutputs(cfg)
+	outs, err := BuildOutputs(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	now := opts.Now()
-	a := alert.Alert{
-		Fingerprint: hashID("notify-test", opts.Host, now.String()), Name: "TokPulseNotifyTest", State: alert.StateFiring, Severity: alert.P4,
-		Labels: map[string]string{"alertname": "TokPulseNotifyTest", "severity": "P4", "test": "true"},
-		Annotations: map[string]string{"summary": "Test notification from tokpulse-agent notify test on " + opts.Host,
-			"description": "An operator checked the notification path; no action needed."},
-		ActiveAt: now, FiredAt: now, ResponseDeadline: now.Add(24 * time.Hour),
-	}
-	firing := newAlertEvent(KindInitial, &a, opts.Host, opts.Version, now, 0)
-	next := now.Add(24 * time.Hour)
-	firing.NextUpdateAt = &next
-	a.State, a.ResolvedAt = alert.StateResolved, now
-	resolved := newAlertEvent(KindResolved, &a, opts.Host, opts.Version, now, 0)
+	firing, resolved := testEvents(opts.Host, opts.Version, opts.Now())
 	var res []TestResult
-	for _, o := range outs {
+	for _, o := range outs.list {
 		start := time.Now()
 		var errs []string
-		for _, e := range []Event{firing, resolved} {
-			if err := o.Send(ctx, []Event{e}); err != nil {
+		for _, e := range []alert.Event{firing, resolved} {
+			if err := o.Send(ctx, []alert.Event{e}); err != nil {
 				errs = append(errs, fmt.Sprintf("%s event: %v", e.Kind, err))
 			}
 		}
@@ -868,4 +661,25 @@ func Test(ctx context.Context, cfg Config, opts Options) ([]TestResult, error) {
 		res = append(res, r)
 	}
 	return res, nil
+}
+
+// testEvents are the initial and resolved events of a P4 test incident.
+func testEvents(host, version string, now time.Time) (alert.Event, alert.Event) {
+	fp := alert.HashID("notify-test", host, now.String())[:16]
+	labels := map[string]string{"alertname": "TokPulseNotifyTest", "severity": "P4", "test": "true"}
+	anns := map[string]string{"summary": "Test notification from tokpulse-agent notify test on " + host,
+		"description": "An operator checked the notification path; no action needed."}
+	started, deadline, next := now, now.Add(24*time.Hour), now.Add(24*time.Hour)
+	firing := alert.Event{
+		ID: alert.EventID(host, fp, now, alert.KindInitial, 0), Kind: alert.KindInitial, Status: "firing",
+		IncidentID: alert.IncidentID(host, fp, now), Fingerprint: fp, AlertName: "TokPulseNotifyTest",
+		Severity: "P4", Summary: anns["summary"], Description: anns["description"],
+		Labels: labels, Annotations: anns, StartedAt: &started, ResponseDeadline: &deadline,
+		NextUpdateAt: &next, Host: host, AgentVersion: version, CreatedAt: now.UTC(),
+	}
+	resolved := firing
+	resolved.ID, resolved.Kind, resolved.Status, resolved.NextUpdateAt = alert.EventID(host, fp, now, alert.KindResolved, 0), alert.KindResolved, "resolved", nil
+	ended, d := now, 0.0
+	resolved.EndedAt, resolved.DurationSeconds = &ended, &d
+	return firing, resolved
 }

@@ -26,12 +26,12 @@ func TestMetricsExposition(t *testing.T) {
 	cfg.Webhooks = []WebhookConfig{webhookConfig("http://"+testutil.FreeAddr(t), "")}
 	st := openStore(t, filepath.Join(dir, "state"))
 	defer st.Close()
-	m, err := New(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v", Metrics: NewMetrics(reg)})
+	m, err := New(cfg, Options{Store: st, Host: "h", Version: "v", Metrics: NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	if err := m.Alerts(context.Background(), now, []alert.Alert{firing("A", alert.P1, now), firing("B", alert.P4, now)}); err != nil {
+	if err := m.Enqueue(context.Background(), []alert.Event{event("h", firing("A", alert.P1, now), now), event("h", firing("B", alert.P4, now), now)}); err != nil {
 		t.Fatal(err)
 	}
 	want := `

@@ -21,9 +21,9 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
-// driverEnv makes the test binary a driver process: until the rules engine
-// is on this branch, it stands in for the agent by feeding alert hand-overs
-// into a Manager on a schedule, with the state file on disk.
+// driverEnv makes the test binary a driver process: it stands in for the
+// agent by feeding rule results into the incident tracker in front of a
+// Manager on a schedule, with the state file on disk.
 const driverEnv = "TOKPULSE_NOTIFY_DRIVER"
 
 func TestMain(m *testing.M) {
@@ -84,7 +84,7 @@ func runDriver(raw string) int {
 	cfg.Retry = RetryConfig{InitialInterval: yamlx.Duration(20 * time.Millisecond), MaxInterval: yamlx.Duration(200 * time.Millisecond)}
 	cfg.Webhooks = []WebhookConfig{webhookConfig(spec.URL, "")}
 	cfg.Webhooks[0].MaxBatch = 2 // several POSTs, so that order across them counts
-	m, err := New(cfg, testPolicies(), Options{Store: st, Host: "web-1", Version: "1.2.3"})
+	m, err := newFeed(cfg, testPolicies(), Options{Store: st, Host: "web-1", Version: "1.2.3"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -171,7 +171,8 @@ func (d *driver) waitFor(t *testing.T, line string) {
 // TestOutageWithKill is the runbook's "data loss" standard applied to our
 // own events: the receiver is down for the whole life of two alerts (fire,
 // update, resolve), the sending process is SIGKILLed in the middle and
-// restarted (repeating its last hand-over, as the rules do after a crash);
+// restarted (repeating its last evaluation, as the agent does after a
+// crash);
 // when the receiver comes back, every event arrives, in order per alert,
 // exactly the expected ids, none twice.
 func TestOutageWithKill(t *testing.T) {
@@ -210,12 +211,13 @@ func TestOutageWithKill(t *testing.T) {
 	srv.start(listenRetry(t, addr), rc)
 	t.Cleanup(srv.close)
 
-	id := func(a driverAlert, k Kind, n int) string {
-		return EventID("web-1", "fp-"+a.Name, t0.Add(time.Duration(a.ActiveAt)*time.Second), k, n)
+	id := func(a driverAlert, k alert.Kind, n int) string {
+		at := t0.Add(time.Duration(a.ActiveAt) * time.Second)
+		return alert.EventID("web-1", fp(firing(a.Name, a.Severity, at)), at, k, n)
 	}
 	want := map[string][]string{
-		"AppDown": {id(A, KindInitial, 0), id(A, KindUpdate, 1), id(A, KindUpdate, 2), id(A, KindResolved, 0)},
-		"DiskLow": {id(B, KindInitial, 0), id(B, KindResolved, 0)},
+		"AppDown": {id(A, alert.KindInitial, 0), id(A, alert.KindUpdate, 1), id(A, alert.KindUpdate, 2), id(A, alert.KindResolved, 0)},
+		"DiskLow": {id(B, alert.KindInitial, 0), id(B, alert.KindResolved, 0)},
 	}
 	testutil.Eventually(t, 20*time.Second, "every event", func() bool { return len(rc.events(nil)) >= 6 })
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {

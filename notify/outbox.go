@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
 // The outbox lives in the state file under one top-level bucket:
@@ -17,7 +19,7 @@ import (
 //	notify/sev/<rank>    seq → ∅, index to find the oldest of a severity
 //	notify/q/<output>    seq → ∅, what the output still has to accept
 //	notify/dead/<output> seq → deadLetter JSON, what the output refused
-//	notify/alerts        fingerprint → record JSON, what was sent per alert
+//	notify/outputs       the names of the outputs the outbox has served
 //
 // seq is a big-endian counter, so every bucket iterates in the order the
 // events were produced. An event is deleted once no queue or dead-letter
@@ -30,25 +32,49 @@ const (
 	bktSev    = "sev"
 	bktQueue  = "q"
 	bktDead   = "dead"
-	bktAlerts = "alerts"
+	// keyOutputs (in meta) lists the outputs the outbox has served, so
+	// that one that appears is told what fires.
+	keyOutputs = "outputs"
 )
 
 // Stored is an event read back from the outbox with its sequence number.
 type Stored struct {
 	Seq   uint64
-	Event Event
+	Event alert.Event
+}
+
+// envelope is an event as the outbox keeps it: the event's JSON (the
+// webhook schema) plus what only delivery needs. Events written by versions
+// without the envelope decode into it unchanged.
+type envelope struct {
+	alert.Event
+	HoldUntil time.Time `json:"hold_until,omitzero"`
+}
+
+func encodeEvent(e *alert.Event) ([]byte, error) {
+	return json.Marshal(envelope{Event: *e, HoldUntil: e.HoldUntil})
+}
+
+func decodeEvent(data []byte, e *alert.Event) error {
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return err
+	}
+	*e = env.Event
+	e.HoldUntil = env.HoldUntil
+	return nil
 }
 
 // DeadLetter is an event an output refused for good (a 4xx other than 408
 // and 429); it stays in the outbox, outside the queue, until dropped.
 type DeadLetter struct {
-	Seq     uint64    `json:"seq"`
-	ID      string    `json:"id"`
-	Kind    Kind      `json:"kind"`
-	Alert   string    `json:"alertname,omitempty"`
-	Reason  string    `json:"reason"`
-	At      time.Time `json:"at"`
-	Payload *Event    `json:"-"`
+	Seq     uint64       `json:"seq"`
+	ID      string       `json:"id"`
+	Kind    alert.Kind   `json:"kind"`
+	Alert   string       `json:"alertname,omitempty"`
+	Reason  string       `json:"reason"`
+	At      time.Time    `json:"at"`
+	Payload *alert.Event `json:"-"`
 }
 
 // outbox is the durable queue. Its methods are safe for concurrent use
@@ -112,7 +138,7 @@ func putInt(meta *bolt.Bucket, key string, n int64) error {
 // appendTx writes events for every output in outputs inside tx, then drops
 // the oldest lowest-severity events while a bound is exceeded. It returns
 // what it dropped.
-func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []Event) ([]Stored, error) {
+func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []alert.Event) ([]Stored, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -127,7 +153,7 @@ func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []Event) ([]Stor
 	seq, count, size := getInt(meta, "seq"), getInt(meta, "count"), getInt(meta, "bytes")
 	for i := range events {
 		e := &events[i]
-		data, err := json.Marshal(e)
+		data, err := encodeEvent(e)
 		if err != nil {
 			return nil, fmt.Errorf("encoding event %s: %w", e.ID, err)
 		}
@@ -138,7 +164,7 @@ func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []Event) ([]Stor
 		}
 		count++
 		size += int64(len(data))
-		sev, err := sub(tx, bktSev, strconv.Itoa(e.rank()))
+		sev, err := sub(tx, bktSev, strconv.Itoa(e.Rank()))
 		if err != nil {
 			return nil, err
 		}
@@ -168,8 +194,8 @@ func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []Event) ([]Stor
 		if err != nil || k == nil {
 			return dropped, err
 		}
-		var ev Event
-		_ = json.Unmarshal(evb.Get(k), &ev)
+		var ev alert.Event
+		_ = decodeEvent(evb.Get(k), &ev)
 		dropped = append(dropped, Stored{Seq: keySeq(k), Event: ev})
 		if err := o.deleteEvent(tx, k, &count, &size); err != nil {
 			return dropped, err
@@ -209,9 +235,9 @@ func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
 		return err
 	}
 	if v := evb.Get(k); v != nil {
-		var ev Event
-		if err := json.Unmarshal(v, &ev); err == nil {
-			if sev, err := sub(tx, bktSev, strconv.Itoa(ev.rank())); err == nil {
+		var ev alert.Event
+		if err := decodeEvent(v, &ev); err == nil {
+			if sev, err := sub(tx, bktSev, strconv.Itoa(ev.Rank())); err == nil {
 				_ = sev.Delete(k)
 			}
 		}
@@ -290,8 +316,8 @@ func (o *outbox) pending(output string, limit int) ([]Stored, error) {
 			if v == nil {
 				continue // dropped between transactions; ack will clean up
 			}
-			var ev Event
-			if err := json.Unmarshal(v, &ev); err != nil {
+			var ev alert.Event
+			if err := decodeEvent(v, &ev); err != nil {
 				return fmt.Errorf("outbox event %d is corrupt: %w", keySeq(k), err)
 			}
 			out = append(out, Stored{Seq: keySeq(k), Event: ev})
@@ -388,7 +414,7 @@ func (o *outbox) requeue(output string) (int, error) {
 
 // supersede drops the queued events of kind for every output (used for
 // heartbeats: only the newest one matters).
-func (o *outbox) supersedeTx(tx *bolt.Tx, kind Kind) error {
+func (o *outbox) supersedeTx(tx *bolt.Tx, kind alert.Kind) error {
 	sev, err := sub(tx, bktSev, "5")
 	if err != nil {
 		return err
@@ -399,8 +425,8 @@ func (o *outbox) supersedeTx(tx *bolt.Tx, kind Kind) error {
 	}
 	var keys [][]byte
 	_ = sev.ForEach(func(k, _ []byte) error {
-		var ev Event
-		if json.Unmarshal(evb.Get(k), &ev) == nil && ev.Kind == kind {
+		var ev alert.Event
+		if decodeEvent(evb.Get(k), &ev) == nil && ev.Kind == kind {
 			keys = append(keys, append([]byte(nil), k...))
 		}
 		return nil
@@ -464,6 +490,51 @@ func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
 	return removed, err
 }
 
+// catchUp records names as the outputs the outbox serves and queues events
+// (the initial events of what fires now) for those among them it did not
+// serve before. A state file written before the list existed counts the
+// outputs that have a queue as served. It returns the new outputs.
+func (o *outbox) catchUp(names []string, events []alert.Event) (added []string, dropped []Stored, err error) {
+	err = o.db.Update(func(tx *bolt.Tx) error {
+		meta, err := sub(tx, bktMeta)
+		if err != nil {
+			return err
+		}
+		known := map[string]bool{}
+		if v := meta.Get([]byte(keyOutputs)); v != nil {
+			var list []string
+			if err := json.Unmarshal(v, &list); err != nil {
+				return fmt.Errorf("the outbox's list of outputs is corrupt: %w", err)
+			}
+			for _, n := range list {
+				known[n] = true
+			}
+		} else if q, _ := sub(tx, bktQueue); q != nil {
+			_ = q.ForEachBucket(func(name []byte) error {
+				known[string(name)] = true
+				return nil
+			})
+		}
+		added = nil
+		for _, n := range names {
+			if !known[n] {
+				added = append(added, n)
+			}
+		}
+		if len(added) > 0 && len(events) > 0 {
+			if dropped, err = o.appendTx(tx, added, events); err != nil {
+				return err
+			}
+		}
+		list, err := json.Marshal(names)
+		if err != nil {
+			return err
+		}
+		return meta.Put([]byte(keyOutputs), list)
+	})
+	return added, dropped, err
+}
+
 // OutputStatus is what /api/v1/outbox shows per output.
 type OutputStatus struct {
 	Pending     int          `json:"pending"`
@@ -497,8 +568,8 @@ func (o *outbox) status(outputs []string) (Status, error) {
 			if q, _ := sub(tx, bktQueue, name); q != nil {
 				os.Pending = q.Stats().KeyN
 				if k, _ := q.Cursor().First(); k != nil && evb != nil {
-					var ev Event
-					if json.Unmarshal(evb.Get(k), &ev) == nil {
+					var ev alert.Event
+					if decodeEvent(evb.Get(k), &ev) == nil {
 						t := ev.CreatedAt
 						os.Oldest = &t
 					}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,12 +51,12 @@ func TestOutboxDropsLowestSeverityFirst(t *testing.T) {
 			box := &outbox{db: st.DB(), maxEvents: tc.max, maxBytes: 1 << 30}
 			dropped := 0
 			for _, a := range tc.adds {
-				e := Event{ID: a.id, Kind: KindInitial, Severity: a.sev, Fingerprint: a.id, CreatedAt: time.Now()}
+				e := alert.Event{ID: a.id, Kind: alert.KindInitial, Severity: a.sev, Fingerprint: a.id, CreatedAt: time.Now()}
 				if a.sev == "" {
-					e.Kind = KindHeartbeat
+					e.Kind = alert.KindHeartbeat
 				}
 				err := st.DB().Update(func(tx *bolt.Tx) error {
-					d, err := box.appendTx(tx, []string{"x", "y"}, []Event{e})
+					d, err := box.appendTx(tx, []string{"x", "y"}, []alert.Event{e})
 					dropped += len(d)
 					return err
 				})
@@ -91,8 +93,8 @@ func TestOutboxByteBound(t *testing.T) {
 	box := &outbox{db: st.DB(), maxEvents: 1000, maxBytes: 3300}
 	big := strings.Repeat("x", 900)
 	for i, sev := range []string{"P2", "P4", "P1", "P3"} {
-		e := Event{ID: string(rune('a' + i)), Kind: KindInitial, Severity: sev, Description: big}
-		if err := st.DB().Update(func(tx *bolt.Tx) error { _, err := box.appendTx(tx, []string{"x", "y"}, []Event{e}); return err }); err != nil {
+		e := alert.Event{ID: string(rune('a' + i)), Kind: alert.KindInitial, Severity: sev, Description: big}
+		if err := st.DB().Update(func(tx *bolt.Tx) error { _, err := box.appendTx(tx, []string{"x", "y"}, []alert.Event{e}); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,7 +130,7 @@ func TestRestartNeitherReannouncesNorForgets(t *testing.T) {
 	func() {
 		st := openStore(t, dir)
 		defer st.Close()
-		m, err := New(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v", Stdout: &out})
+		m, err := newFeed(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v", Stdout: &out})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +141,7 @@ func TestRestartNeitherReannouncesNorForgets(t *testing.T) {
 	}()
 	st := openStore(t, dir)
 	defer st.Close()
-	m, err := New(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v", Stdout: &out})
+	m, err := newFeed(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v", Stdout: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,11 +157,11 @@ func TestRestartNeitherReannouncesNorForgets(t *testing.T) {
 	}
 	m.Start(ctx)
 	defer m.Stop(ctx)
-	testutil.Eventually(t, 5*time.Second, "two lines on stdout", func() bool { return strings.Count(syncString(m, &out), "\n") >= 2 })
+	testutil.Eventually(t, 5*time.Second, "two lines on stdout", func() bool { return strings.Count(syncString(m.Manager, &out), "\n") >= 2 })
 	m.Stop(ctx)
 	var kinds []string
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		var e Event
+		var e alert.Event
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("not a JSON line: %q", line)
 		}
@@ -207,8 +209,78 @@ func TestHeartbeats(t *testing.T) {
 	t.Cleanup(srv.close)
 	testutil.Eventually(t, 5*time.Second, "two heartbeats", func() bool { return len(rc.requests()) >= 2 })
 	for _, e := range rc.events(nil) {
-		if e.Kind != KindHeartbeat || e.Status != "ok" || !strings.Contains(e.Text, "is alive") {
+		if e.Kind != alert.KindHeartbeat || e.Status != "ok" || !strings.Contains(e.Text, "is alive") {
 			t.Fatalf("unexpected event %+v", e)
 		}
 	}
+}
+
+// TestNewOutputCatchesUp: an output the outbox has not served before — one
+// added while the agent was down, or the first start with a state file
+// whose incidents fire — first receives the initial event of every
+// incident firing now; an output it has served receives nothing again. A
+// state file written before the list of outputs existed counts the outputs
+// with a queue as served.
+func TestNewOutputCatchesUp(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	cfg := testConfig()
+	cfg.Files = []FileConfig{{Name: "old", Path: filepath.Join(dir, "old.jsonl")}}
+	st := openStore(t, filepath.Join(dir, "state"))
+	f, err := newFeed(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Start(context.Background())
+	if err := f.Alerts(context.Background(), t0, []alert.Alert{firing("Down", alert.P1, t0)}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the initial event at the old output", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "old.jsonl"))
+		return strings.Count(string(b), "\n") == 1
+	})
+	f.Stop(context.Background())
+	// A state file of a version without the list: only the queues say
+	// which outputs were served.
+	if err := st.DB().Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bktRoot)).Bucket([]byte(bktMeta)).Delete([]byte(keyOutputs))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart with a second output.
+	cfg.Files = append(cfg.Files, FileConfig{Name: "new", Path: filepath.Join(dir, "new.jsonl")})
+	st = openStore(t, filepath.Join(dir, "state"))
+	defer st.Close()
+	f, err = newFeed(cfg, testPolicies(), Options{Store: st, Host: "h", Version: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Start(context.Background())
+	defer f.Stop(context.Background())
+	testutil.Eventually(t, 5*time.Second, "the initial event at the new output", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "new.jsonl"))
+		return strings.Count(string(b), "\n") == 1
+	})
+	old, _ := os.ReadFile(filepath.Join(dir, "old.jsonl"))
+	nw, _ := os.ReadFile(filepath.Join(dir, "new.jsonl"))
+	var a, b alert.Event
+	if json.Unmarshal(old, &a) != nil || json.Unmarshal(nw, &b) != nil || a.ID != b.ID || b.Kind != alert.KindInitial || b.AlertName != "Down" {
+		t.Fatalf("old output got %s\nnew output got %s\nwant the same initial event", old, nw)
+	}
+	if strings.Count(string(old), "\n") != 1 {
+		t.Fatalf("the old output was told again: %s", old)
+	}
+	// The recovery reaches both.
+	if err := f.Alerts(context.Background(), t0.Add(time.Hour), []alert.Alert{resolved(firing("Down", alert.P1, t0), t0.Add(time.Hour))}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the resolution at both outputs", func() bool {
+		o, _ := os.ReadFile(filepath.Join(dir, "old.jsonl"))
+		n, _ := os.ReadFile(filepath.Join(dir, "new.jsonl"))
+		return strings.Count(string(o), "resolved") > 0 && strings.Count(string(n), "resolved") > 0
+	})
 }

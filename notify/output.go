@@ -11,6 +11,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
 // Output is one destination of events. Send delivers a batch (in order) and
@@ -20,14 +22,14 @@ type Output interface {
 	// MaxBatch is the most events one Send may carry.
 	MaxBatch() int
 	// Send returns a *SendError to say whether a failure is worth retrying.
-	Send(ctx context.Context, events []Event) error
+	Send(ctx context.Context, events []alert.Event) error
 }
 
 // resender is implemented by outputs that must hear about active alerts
 // again and again (Alertmanager forgets an alert that is not re-posted).
 type resender interface {
 	ResendInterval() time.Duration
-	Resend(ctx context.Context, active []Event) error
+	Resend(ctx context.Context, active []alert.Event) error
 }
 
 // SendError is a failed delivery, classified.

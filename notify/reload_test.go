@@ -20,10 +20,20 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
+// mustBuild builds cfg's outputs for Apply.
+func mustBuild(t *testing.T, cfg Config) *Outputs {
+	t.Helper()
+	outs, err := BuildOutputs(cfg, Options{Host: "web-1", Version: "1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outs
+}
+
 // TestApplyWhileDelivering reloads repeatedly while heartbeats and
 // deliveries run (a reload must not deadlock with them), then renames the
-// output: the queue of the old name is dropped, the new name gets new
-// events.
+// output: the queue of the old name is dropped, and the new name, being a
+// new output, first learns of every incident that fires.
 func TestApplyWhileDelivering(t *testing.T) {
 	dir := t.TempDir()
 	rc := newReceiver(t, "")
@@ -36,58 +46,66 @@ func TestApplyWhileDelivering(t *testing.T) {
 		if err := m.Alerts(context.Background(), now, []alert.Alert{firing("A"+string(rune('a'+i)), alert.P2, now)}); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- m.Apply(cfg, testPolicies()) }()
+		done := make(chan struct{})
+		go func() { m.Apply(mustBuild(t, cfg)); close(done) }()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
+		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatal("Apply deadlocked")
 		}
 	}
-	testutil.Eventually(t, 5*time.Second, "20 alerts", func() bool {
-		n := 0
+	initials := func() map[string]int {
+		n := map[string]int{}
 		for _, e := range rc.events(nil) {
-			if e.Kind == KindInitial {
-				n++
+			if e.Kind == alert.KindInitial {
+				n[e.AlertName]++
 			}
 		}
-		return n == 20
-	})
+		return n
+	}
+	testutil.Eventually(t, 5*time.Second, "20 alerts", func() bool { return len(initials()) == 20 })
+	for name, n := range initials() {
+		if n != 1 {
+			t.Errorf("%s announced %d times to the same output across 20 reloads", name, n)
+		}
+	}
 
 	// Rename: whatever "central" had pending is dropped with the name.
 	down := testConfig()
 	down.Webhooks = []WebhookConfig{webhookConfig("http://"+testutil.FreeAddr(t), "")}
-	if err := m.Apply(down, testPolicies()); err != nil {
-		t.Fatal(err)
-	}
+	m.Apply(mustBuild(t, down))
 	if err := m.Alerts(context.Background(), now, []alert.Alert{firing("Queued", alert.P1, now)}); err != nil {
 		t.Fatal(err)
 	}
 	renamed := testConfig()
 	renamed.Webhooks = []WebhookConfig{webhookConfig(rc.srv.URL, "")}
 	renamed.Webhooks[0].Name = "central-v2"
-	if err := m.Apply(renamed, testPolicies()); err != nil {
-		t.Fatal(err)
-	}
+	m.Apply(mustBuild(t, renamed))
 	st, err := m.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := st.Outputs["central"]; ok || st.Events != 0 {
+	if _, ok := st.Outputs["central"]; ok {
 		t.Fatalf("old output's queue kept: %+v", st)
 	}
+	// The new output learns of all 21 incidents, "Queued" included,
+	// though the output that was down never delivered it.
+	testutil.Eventually(t, 5*time.Second, "the new output caught up", func() bool {
+		st, err := m.Status()
+		return err == nil && st.Events == 0 && initials()["Queued"] == 1
+	})
+	if n := initials()["Aa"]; n != 2 {
+		t.Errorf("Aa announced %d times in all, want twice: once to central, once to central-v2", n)
+	}
 
-	// A failing build keeps the running configuration.
+	// A failing build changes nothing: Apply is never reached.
 	bad := renamed
 	bad.Webhooks = []WebhookConfig{webhookConfig(rc.srv.URL, filepath.Join(dir, "missing-secret"))}
-	if err := m.Apply(bad, testPolicies()); err == nil || !strings.Contains(err.Error(), "missing-secret") {
-		t.Fatalf("Apply with a missing secret file: %v", err)
+	if _, err := BuildOutputs(bad, Options{}); err == nil || !strings.Contains(err.Error(), "missing-secret") {
+		t.Fatalf("building with a missing secret file: %v", err)
 	}
 	if got := m.outputNames(); len(got) != 1 || got[0] != "central-v2" {
-		t.Fatalf("outputs after a failed Apply: %v", got)
+		t.Fatalf("outputs after a failed build: %v", got)
 	}
 }
 
@@ -147,7 +165,7 @@ func TestWebhookTLS(t *testing.T) {
 			continue
 		}
 		testutil.Eventually(t, 5*time.Second, "retries", func() bool {
-			return len(rc.requests()) == 0 && retried(m) >= 2
+			return len(rc.requests()) == 0 && retried(m.Manager) >= 2
 		})
 		if st, _ := m.Status(); len(st.Outputs["central"].DeadLetters) != 0 {
 			t.Fatal("a TLS failure was dead-lettered")
@@ -180,7 +198,7 @@ func TestStopDrainsWithinItsBudget(t *testing.T) {
 	pol.P3.GroupWait = yamlx.Duration(time.Hour)
 	st := openStore(t, filepath.Join(dir, "state"))
 	defer st.Close()
-	m, err := New(cfg, pol, Options{Store: st, Host: "h", Version: "v"})
+	m, err := newFeed(cfg, pol, Options{Store: st, Host: "h", Version: "v"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
 // The runbook's "Communication Templates", filled from the event. Lines the
@@ -88,21 +90,21 @@ func parseBodyTemplate(text string) (*template.Template, error) {
 
 // templates renders the text of each kind of event for one output.
 type templates struct {
-	byKind map[Kind]*template.Template
+	byKind map[alert.Kind]*template.Template
 }
 
 // loadTemplates builds an output's templates: its own files first, then the
 // notify-wide files, then the runbook defaults.
 func loadTemplates(layers ...TemplateFiles) (*templates, error) {
-	t := &templates{byKind: map[Kind]*template.Template{}}
-	defaults := map[Kind]string{
-		KindInitial: defaultInitialTemplate, KindUpdate: defaultUpdateTemplate,
-		KindResolved: defaultResolvedTemplate, KindHeartbeat: defaultHeartbeatTemplate,
+	t := &templates{byKind: map[alert.Kind]*template.Template{}}
+	defaults := map[alert.Kind]string{
+		alert.KindInitial: defaultInitialTemplate, alert.KindUpdate: defaultUpdateTemplate,
+		alert.KindResolved: defaultResolvedTemplate, alert.KindHeartbeat: defaultHeartbeatTemplate,
 	}
 	for kind, def := range defaults {
 		text, source := def, "default"
 		for _, l := range layers {
-			f := map[Kind]string{KindInitial: l.Initial, KindUpdate: l.Update, KindResolved: l.Resolved, KindHeartbeat: l.Heartbeat}[kind]
+			f := map[alert.Kind]string{alert.KindInitial: l.Initial, alert.KindUpdate: l.Update, alert.KindResolved: l.Resolved, alert.KindHeartbeat: l.Heartbeat}[kind]
 			if f == "" {
 				continue
 			}
@@ -124,7 +126,7 @@ func loadTemplates(layers ...TemplateFiles) (*templates, error) {
 
 // render returns e's text; a template that fails at run time yields an
 // explanation instead of losing the event.
-func (t *templates) render(e *Event) string {
+func (t *templates) render(e *alert.Event) string {
 	tmpl := t.byKind[e.Kind]
 	if tmpl == nil {
 		return ""

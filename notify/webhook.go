@@ -15,6 +15,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -28,11 +29,11 @@ const (
 
 // Body is the JSON body of a webhook POST (schema version 1).
 type Body struct {
-	Version      string    `json:"version"`
-	Host         string    `json:"host"`
-	AgentVersion string    `json:"agent_version"`
-	SentAt       time.Time `json:"sent_at"`
-	Events       []Event   `json:"events"`
+	Version      string        `json:"version"`
+	Host         string        `json:"host"`
+	AgentVersion string        `json:"agent_version"`
+	SentAt       time.Time     `json:"sent_at"`
+	Events       []alert.Event `json:"events"`
 }
 
 // webhook posts events as JSON (or through a body template) to one URL.
@@ -94,7 +95,7 @@ func Sign(secret string, timestamp string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-func (w *webhook) render(events []Event) ([]byte, error) {
+func (w *webhook) render(events []alert.Event) ([]byte, error) {
 	for i := range events {
 		events[i].Text = w.tmpl.render(&events[i])
 	}
@@ -105,11 +106,11 @@ func (w *webhook) render(events []Event) ([]byte, error) {
 		}
 		return b.Bytes(), nil
 	}
-	return json.Marshal(Body{Version: SchemaVersion, Host: w.host, AgentVersion: w.version, SentAt: w.now().UTC(), Events: events})
+	return json.Marshal(Body{Version: alert.SchemaVersion, Host: w.host, AgentVersion: w.version, SentAt: w.now().UTC(), Events: events})
 }
 
 // Send implements Output.
-func (w *webhook) Send(ctx context.Context, events []Event) error {
+func (w *webhook) Send(ctx context.Context, events []alert.Event) error {
 	body, err := w.render(events)
 	if err != nil {
 		return &SendError{Err: err, Permanent: true}
@@ -131,7 +132,7 @@ func (w *webhook) Send(ctx context.Context, events []Event) error {
 	req.Header.Set(HeaderEventID, strings.Join(ids, ","))
 	req.Header.Set(HeaderTimestamp, ts)
 	if w.body == nil {
-		req.Header.Set(HeaderSchema, SchemaVersion)
+		req.Header.Set(HeaderSchema, alert.SchemaVersion)
 	}
 	if w.secret != "" {
 		req.Header.Set(HeaderSignature, Sign(w.secret.Reveal(), ts, body))

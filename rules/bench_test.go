@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
@@ -117,13 +118,21 @@ func hostFamilies(n, i int, unhealthy bool) []*dto.MetricFamily {
 	return mfs
 }
 
-func benchManager(b *testing.B) *Manager {
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func benchManager(b *testing.B) (*Manager, *incident.Tracker) {
 	b.Helper()
-	m := NewManager(Options{Policies: alert.DefaultPolicies(), Interval: 10 * time.Second})
-	if err := m.Load([]string{"../packaging/rules/runbook.yml"}); err != nil {
+	tr, err := incident.New(incident.Options{Policies: alert.DefaultPolicies()})
+	if err != nil {
 		b.Fatal(err)
 	}
-	return m
+	m := NewManager(Options{Tracker: tr, Interval: 10 * time.Second})
+	rs, err := Load([]string{"../packaging/rules/runbook.yml"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.Swap(rs, 10*time.Second)
+	return m, tr
 }
 
 // BenchmarkEvaluateDefaultPack is one interval's work for the default
@@ -141,7 +150,7 @@ func BenchmarkEvaluateDefaultPack(b *testing.B) {
 }
 
 func benchEvaluate(b *testing.B, unhealthy bool) {
-	m := benchManager(b)
+	m, tr := benchManager(b)
 	const interval = 10 * time.Second
 	warm := int(m.Store().Window() / interval)
 	ctx := context.Background()
@@ -149,18 +158,20 @@ func benchEvaluate(b *testing.B, unhealthy bool) {
 		ts := t0.Add(time.Duration(i) * interval)
 		m.Ingest(ts, hostFamilies(1000, i, unhealthy))
 		_ = m.Evaluate(ctx, ts)
-	}
-	if st := m.Store().Stats(); st.Series != 1000 {
-		b.Fatalf("store holds %d series, want 1000", st.Series)
+		_ = tr.Commit(ctx, ts)
 	}
 	firing := 0
-	for _, a := range m.Alerts(t0) {
+	for _, a := range tr.Alerts() {
 		if a.State == alert.StateFiring {
 			firing++
 		}
 	}
 	if want := map[bool]int{false: 0, true: 18}[unhealthy]; firing != want {
 		b.Fatalf("%d alerts firing, want %d", firing, want)
+	}
+	// The gathered series, and ALERTS plus ALERTS_FOR_STATE per alert.
+	if st := m.Store().Stats(); st.Series != 1000+2*firing {
+		b.Fatalf("store holds %d series, want %d", st.Series, 1000+2*firing)
 	}
 	// Gathers are prepared up front: their cost is the registry's, not ours.
 	gathers := make([][]*dto.MetricFamily, 64)
@@ -173,6 +184,9 @@ func benchEvaluate(b *testing.B, unhealthy bool) {
 		ts := t0.Add(time.Duration(warm+i) * interval)
 		m.Ingest(ts, gathers[i%len(gathers)])
 		if err := m.Evaluate(ctx, ts); err != nil {
+			b.Fatal(err)
+		}
+		if err := tr.Commit(ctx, ts); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -204,4 +218,9 @@ func BenchmarkStoreMemory(b *testing.B) {
 		}
 		runtime.KeepAlive(s)
 	}
+}
+
+func gauge(name string, v float64) *dto.MetricFamily {
+	return &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(v)}}}}
 }

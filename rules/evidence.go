@@ -39,7 +39,7 @@ type HostEvidence struct {
 	Now       func() time.Time
 }
 
-// Snapshot implements EvidenceSource. The host part is read once and
+// Snapshot implements incident.EvidenceSource. The host part is read once and
 // shared by every alert of the evaluation.
 func (h *HostEvidence) Snapshot(ctx context.Context, alerts []map[string]string) [][]evidence.Section {
 	now := time.Now

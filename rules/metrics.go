@@ -2,22 +2,17 @@ package rules
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
 // metrics are the rules' metrics about themselves and the alert states.
 type metrics struct {
 	m *Manager
 
-	evaluations   prometheus.Counter
-	failures      prometheus.Counter
-	sinkFailures  prometheus.Counter
-	stateFailures prometheus.Counter
-	duration      prometheus.Gauge
-	lastEval      prometheus.Gauge
+	evaluations prometheus.Counter
+	failures    prometheus.Counter
+	duration    prometheus.Gauge
+	lastEval    prometheus.Gauge
 
-	alerts   *prometheus.Desc
 	rules    *prometheus.Desc
 	series   *prometheus.Desc
 	samples  *prometheus.Desc
@@ -37,14 +32,6 @@ func newMetrics(m *Manager) *metrics {
 			Name: "tokpulse_rule_evaluation_failures_total",
 			Help: "Rules whose evaluation failed (the error is logged with the rule's file and line).",
 		}),
-		sinkFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tokpulse_rule_handover_failures_total",
-			Help: "Evaluations whose alerts delivery did not accept; they are handed on again at the next evaluation.",
-		}),
-		stateFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tokpulse_rule_state_write_failures_total",
-			Help: "Failed writes of alert states to the state file.",
-		}),
 		duration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tokpulse_rule_evaluation_duration_seconds",
 			Help: "How long the last rule evaluation round took.",
@@ -53,9 +40,6 @@ func newMetrics(m *Manager) *metrics {
 			Name: "tokpulse_rule_last_evaluation_timestamp_seconds",
 			Help: "When rules were last evaluated, in unixtime.",
 		}),
-		alerts: prometheus.NewDesc("tokpulse_alerts",
-			"Alerts by rule, severity and state (pending or firing): the number of alert instances; 0 for loaded rules with none.",
-			[]string{"alertname", "severity", "alertstate"}, nil),
 		rules: prometheus.NewDesc("tokpulse_rules",
 			"Rules loaded, by kind (alerting or recording).", []string{"kind"}, nil),
 		series: prometheus.NewDesc("tokpulse_rule_store_series",
@@ -73,49 +57,32 @@ func newMetrics(m *Manager) *metrics {
 
 // Describe implements prometheus.Collector.
 func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range []prometheus.Collector{x.evaluations, x.failures, x.sinkFailures, x.stateFailures, x.duration, x.lastEval} {
+	for _, c := range []prometheus.Collector{x.evaluations, x.failures, x.duration, x.lastEval} {
 		c.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{x.alerts, x.rules, x.series, x.samples, x.dropped, x.window, x.maxSerie} {
+	for _, d := range []*prometheus.Desc{x.rules, x.series, x.samples, x.dropped, x.window, x.maxSerie} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (x *metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range []prometheus.Collector{x.evaluations, x.failures, x.sinkFailures, x.stateFailures, x.duration, x.lastEval} {
+	for _, c := range []prometheus.Collector{x.evaluations, x.failures, x.duration, x.lastEval} {
 		c.Collect(ch)
 	}
-	type key struct{ name, sev string }
-	counts := map[key][2]int{} // pending, firing
 	kinds := map[string]int{"alerting": 0, "recording": 0}
 	m := x.m
 	m.mu.Lock()
-	for _, g := range m.groups {
+	for _, g := range m.rules.Groups {
 		for _, r := range g.Rules {
 			if r.Record != "" {
 				kinds["recording"]++
-				continue
+			} else {
+				kinds["alerting"]++
 			}
-			kinds["alerting"]++
-			k := key{r.Alert, string(r.Severity)}
-			c := counts[k]
-			for _, a := range r.active {
-				switch a.State {
-				case alert.StatePending:
-					c[0]++
-				case alert.StateFiring:
-					c[1]++
-				}
-			}
-			counts[k] = c
 		}
 	}
 	m.mu.Unlock()
-	for k, c := range counts {
-		ch <- prometheus.MustNewConstMetric(x.alerts, prometheus.GaugeValue, float64(c[0]), k.name, k.sev, "pending")
-		ch <- prometheus.MustNewConstMetric(x.alerts, prometheus.GaugeValue, float64(c[1]), k.name, k.sev, "firing")
-	}
 	for k, n := range kinds {
 		ch <- prometheus.MustNewConstMetric(x.rules, prometheus.GaugeValue, float64(n), k)
 	}

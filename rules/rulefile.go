@@ -53,13 +53,25 @@ type Rule struct {
 	Line  int
 	Group string
 
-	// ranges is the longest time the expression looks back.
-	ranges time.Duration
+	// ranges is the longest time the expression looks back; hasRange is
+	// set when it reads a range (rate, increase, subqueries), which needs
+	// more than one fresh sample.
+	ranges   time.Duration
+	hasRange bool
+	// deps are the metric names the expression reads; anyDep is set when
+	// a selector names no metric (a __name__ regex), so that it may read
+	// any. Recording rules' names are replaced by what they read.
+	deps   []string
+	anyDep bool
 	// templatesQuery is set when a label or annotation template calls
 	// query, whose result may change while the alert's value does not.
 	templatesQuery bool
-	// active holds the rule's alert instances by fingerprint.
-	active map[string]*instance
+	// annotations caches the expanded annotations by alert fingerprint.
+	annotations map[string]cachedAnnotations
+	// written holds the series the rule wrote at its last evaluation (a
+	// recording rule's output, an alerting rule's ALERTS series), so that
+	// those it stops writing get a staleness marker, as Prometheus does.
+	written map[uint64]labels.Labels
 }
 
 // Name returns the alert or record name.
@@ -70,8 +82,8 @@ func (r *Rule) Name() string {
 	return r.Record
 }
 
-// key identifies an alerting rule across reloads and restarts.
-func (r *Rule) key() string { return r.Group + "\x00" + r.Alert }
+// key identifies a rule across reloads: its group, its kind and its name.
+func (r *Rule) key() string { return r.Group + "\x00" + r.Alert + "\x00" + r.Record }
 
 // newParser is the PromQL parser of rule files and unit tests; one
 // configuration for both, so that what `check` accepts the daemon runs.
@@ -119,29 +131,42 @@ func UnmatchedGlobs(globs []string) []string {
 // LoadFiles parses and validates every rule file the globs match. The
 // error lists every problem of every file, each as "file:line: ...".
 func LoadFiles(globs []string, logger *slog.Logger) ([]*Group, []string, error) {
+	groups, files, _, err := loadFiles(globs, logger)
+	return groups, files, err
+}
+
+// loadFiles is LoadFiles that also returns each file's content as read.
+func loadFiles(globs []string, logger *slog.Logger) ([]*Group, []string, map[string][]byte, error) {
 	files, err := ExpandGlobs(globs)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var (
 		groups []*Group
 		errs   []error
 	)
+	data := make(map[string][]byte, len(files))
 	for _, f := range files {
-		gs, err := LoadFile(f, logger)
+		gs, b, err := loadFile(f, logger)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		data[f] = b
 		groups = append(groups, gs...)
 	}
-	return groups, files, errors.Join(errs...)
+	return groups, files, data, errors.Join(errs...)
 }
 
 // LoadFile parses one rule file with Prometheus' own rulefmt (so that what
 // passes here passes `promtool check rules`) and adds the agent's own
 // requirement: every alerting rule has a severity label P1..P4.
 func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
+	gs, _, err := loadFile(file, logger)
+	return gs, err
+}
+
+func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -155,7 +180,7 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 		data, err = os.ReadFile(file)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading rule file: %w (check rule_files in agent.yaml)", err)
+		return nil, nil, fmt.Errorf("reading rule file: %w (check rule_files in agent.yaml)", err)
 	}
 	p := newParser()
 	rgs, errs := rulefmt.Parse(data, false, model.UTF8Validation, p, logger)
@@ -169,7 +194,7 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 			}
 			msgs[i] = file + sep + e.Error()
 		}
-		return nil, errors.New(strings.Join(msgs, "\n"))
+		return nil, nil, errors.New(strings.Join(msgs, "\n"))
 	}
 	lines := ruleLines(data)
 	var (
@@ -200,8 +225,9 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 				For: time.Duration(rr.For), KeepFiringFor: time.Duration(rr.KeepFiringFor),
 				Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
 				File: file, Line: line, Group: g.Name,
-				ranges: lookback(expr), active: map[string]*instance{},
+				ranges: lookback(expr),
 			}
+			r.deps, r.anyDep, r.hasRange = selectors(expr)
 			for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
 				for _, v := range m {
 					r.templatesQuery = r.templatesQuery || strings.Contains(v, "query")
@@ -226,9 +252,37 @@ func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 		groups = append(groups, g)
 	}
 	if len(probs) > 0 {
-		return nil, errors.New(strings.Join(probs, "\n"))
+		return nil, nil, errors.New(strings.Join(probs, "\n"))
 	}
-	return groups, nil
+	return groups, data, nil
+}
+
+// selectors returns the metric names expr reads, whether some selector
+// names none, and whether it reads a range.
+func selectors(expr parser.Expr) (names []string, any, hasRange bool) {
+	seen := map[string]bool{}
+	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+		switch x := n.(type) {
+		case *parser.MatrixSelector, *parser.SubqueryExpr:
+			hasRange = true
+		case *parser.VectorSelector:
+			name := ""
+			for _, m := range x.LabelMatchers {
+				if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
+					name = m.Value
+				}
+			}
+			if name == "" {
+				any = true
+			} else if !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+		return nil
+	})
+	slices.Sort(names)
+	return names, any, hasRange
 }
 
 // lookback returns how far back expr reads: its longest range or subquery

@@ -1,24 +1,27 @@
 // Package rules evaluates Prometheus alerting and recording rules on the
 // host. The agent gathers its own registry every interval into a bounded
 // in-memory Store; the Manager evaluates the loaded rule files over it with
-// Prometheus' promql engine, walks each alert through inactive → pending →
-// firing → resolved (honouring `for` and `keep_firing_for`), classifies it
-// by its severity label (P1..P4) against the runbook's policies, takes an
-// evidence snapshot when it starts firing, hands firing and newly resolved
-// alerts to an alert.Sink and persists the alert states in the state file,
-// so that a restart neither forgets a pending alert's clock nor announces a
-// firing alert again.
+// Prometheus' promql engine. Recording rules write back into the store;
+// each alerting rule's result (its alerts' label sets, annotations and
+// values) goes to a Tracker — the incident tracker, which owns what happens
+// to every alert over time — and the pending and firing alerts it returns
+// are written back as the ALERTS and ALERTS_FOR_STATE series, as
+// Prometheus does, so that rules can read them.
+//
+// A rule whose input has not been collected afresh since the agent started
+// or reloaded (a probe or check that has not run yet) is evaluated as
+// unknown: the tracker holds its alerts where they are, because an absent
+// series is then no evidence of recovery.
 package rules
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -26,44 +29,48 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/template"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
-	"github.com/tokpulse/tokpulse-agent/internal/evidence"
-	"github.com/tokpulse/tokpulse-agent/internal/state"
 )
-
-// Bucket is the state file bucket holding alert states, one JSON record per
-// alert fingerprint.
-const Bucket = "alerts"
 
 // LookbackDelta is how long a series' last sample stays current, as in
 // Prometheus. The store keeps it on top of the rules' longest range.
 const LookbackDelta = 5 * time.Minute
 
-// EvidenceSource snapshots what the on-call engineer needs when alerts
-// start firing: for each label set, the sections to attach.
-type EvidenceSource interface {
-	Snapshot(ctx context.Context, alerts []map[string]string) [][]evidence.Section
+// The series Prometheus writes for alerts: ALERTS{alertstate, …} 1 for every
+// pending or firing alert, and ALERTS_FOR_STATE{…} with the unixtime at
+// which it became active.
+const (
+	AlertsMetric         = "ALERTS"
+	AlertsForStateMetric = "ALERTS_FOR_STATE"
+	alertStateLabel      = "alertstate"
+)
+
+// Tracker receives every alerting rule's evaluation and owns its alerts'
+// life (incident.Tracker). Observe returns the rule's pending and firing
+// alerts, which the engine writes as ALERTS series.
+type Tracker interface {
+	SetRules(rules []alert.Rule)
+	Observe(ts time.Time, r alert.Rule, samples []alert.Sample, known bool) []alert.Active
 }
+
+// Freshness returns the metric names whose source has not completed a run
+// since the agent started or reloaded. A rule that reads one is unknown.
+type Freshness func() map[string]bool
 
 // Options configure a Manager.
 type Options struct {
 	Logger *slog.Logger
-	// Registerer receives the rules' metrics (tokpulse_alerts and the
-	// store's); nil registers nothing.
+	// Registerer receives the engine's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
-	// State persists alert states; nil keeps them in memory only.
-	State *state.Store
-	// Sink receives firing and newly resolved alerts after every
-	// evaluation; nil hands them to nobody (they stay visible through
-	// Alerts and the metrics).
-	Sink     alert.Sink
-	Policies alert.Policies
-	// Evidence is consulted when alerts start firing; may be nil.
-	Evidence EvidenceSource
+	// Tracker receives the alerting rules' results; required.
+	Tracker Tracker
+	// Freshness tells which metric names are not yet fresh; nil means
+	// every name is.
+	Freshness Freshness
 	// Interval is the evaluation interval (agent.interval); it sizes the
 	// store's margin.
 	Interval time.Duration
@@ -73,17 +80,93 @@ type Options struct {
 	// in templates.
 	ExternalLabels map[string]string
 	ExternalURL    string
-	// AlertLabels are added to every alert handed on (agent.labels: the
-	// host's role, datacenter, team), as Prometheus adds external labels
-	// when it sends; a rule's own label of the same name wins. They are
-	// not part of the alert's identity, so changing them on reload neither
-	// resolves nor re-announces anything.
-	AlertLabels map[string]string
 }
 
-// Manager owns the loaded rules, the series store, the promql engine and
-// the alert states. Ingest and Evaluate are called from one goroutine (the
-// agent's gather loop); Alerts and the metrics may be read concurrently.
+// RuleSet is a parsed and validated set of rule files, ready to be swapped
+// in; building one has no effect on the running rules.
+type RuleSet struct {
+	Groups []*Group
+	Files  []string
+	// data holds each file's content as loaded.
+	data map[string][]byte
+	// window is the longest range or `for` of the rules.
+	window time.Duration
+}
+
+// Sources returns each rule file's content as it was loaded (to keep a
+// copy of a configuration that worked).
+func (rs *RuleSet) Sources() map[string][]byte { return rs.data }
+
+// Rules counts the rules of the set.
+func (rs *RuleSet) Rules() int {
+	n := 0
+	for _, g := range rs.Groups {
+		n += len(g.Rules)
+	}
+	return n
+}
+
+// Load parses and validates every rule file the globs match into a
+// RuleSet. The error lists every problem of every file, each as
+// "file:line: ...".
+func Load(globs []string, logger *slog.Logger) (*RuleSet, error) {
+	groups, files, data, err := loadFiles(globs, logger)
+	if err != nil {
+		return nil, err
+	}
+	rs := &RuleSet{Groups: groups, Files: files, data: data}
+	// A rule reading a recorded series reads what its recording rule
+	// reads.
+	recorded := map[string]*Rule{}
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			rs.window = max(rs.window, r.ranges, r.For)
+			if r.Record != "" {
+				recorded[r.Record] = r
+			}
+		}
+	}
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			r.deps, r.anyDep, r.hasRange = resolveDeps(r, recorded)
+		}
+	}
+	return rs, nil
+}
+
+// resolveDeps replaces recorded names among r's dependencies by what
+// their recording rules read, transitively.
+func resolveDeps(r *Rule, recorded map[string]*Rule) ([]string, bool, bool) {
+	var out []string
+	anyDep, hasRange := r.anyDep, r.hasRange
+	seen := map[string]bool{}
+	var walk func(names []string)
+	walk = func(names []string) {
+		for _, n := range names {
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+			if rec, ok := recorded[n]; ok && rec != r {
+				anyDep = anyDep || rec.anyDep
+				hasRange = hasRange || rec.hasRange
+				walk(rec.deps)
+				continue
+			}
+			if n == AlertsMetric || n == AlertsForStateMetric {
+				continue // the tracker's own state: always known
+			}
+			out = append(out, n)
+		}
+	}
+	walk(r.deps)
+	slices.Sort(out)
+	return out, anyDep, hasRange
+}
+
+// Manager evaluates the loaded rules over the series store. Ingest and
+// Evaluate are called from one goroutine (the agent's gather loop); Files,
+// Swap and the metrics may be called concurrently.
 type Manager struct {
 	opts   Options
 	logger *slog.Logger
@@ -91,25 +174,24 @@ type Manager struct {
 	store  *Store
 	env    templateEnv
 
-	mu        sync.Mutex
-	groups    []*Group
-	files     []string
-	lastEval  map[*Group]time.Time
-	orphans   []*orphan
-	persisted map[string]bool
-	loaded    bool
+	mu       sync.Mutex
+	rules    *RuleSet
+	lastEval map[*Group]time.Time
+	// gone are the series of rules removed by the last Swap, marked stale
+	// at the next evaluation.
+	gone []labels.Labels
+
+	// Freshness bookkeeping: firstEval is the first evaluation; cold the
+	// names unknown at the last one; warmAt when each name that was
+	// unknown became known.
+	firstEval time.Time
+	cold      map[string]bool
+	warmAt    map[string]time.Time
 
 	m *metrics
 }
 
-// orphan is an alert whose rule disappeared (a reload or a restart with
-// other rule files); it is resolved and handed on once.
-type orphan struct {
-	inst     *instance
-	severity alert.Severity
-}
-
-// NewManager returns a Manager with no rules; call Load.
+// NewManager returns a Manager with no rules; call Swap.
 func NewManager(opts Options) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -118,12 +200,14 @@ func NewManager(opts Options) *Manager {
 		opts.Interval = 10 * time.Second
 	}
 	m := &Manager{
-		opts:      opts,
-		logger:    opts.Logger,
-		engine:    newEngine(opts.Logger, opts.Interval),
-		store:     NewStore(LookbackDelta, opts.MaxSeries),
-		lastEval:  map[*Group]time.Time{},
-		persisted: map[string]bool{},
+		opts:     opts,
+		logger:   opts.Logger,
+		engine:   newEngine(opts.Logger, opts.Interval),
+		store:    NewStore(LookbackDelta, opts.MaxSeries),
+		rules:    &RuleSet{},
+		lastEval: map[*Group]time.Time{},
+		cold:     map[string]bool{},
+		warmAt:   map[string]time.Time{},
 	}
 	m.env.labels = opts.ExternalLabels
 	if m.env.labels == nil {
@@ -155,128 +239,66 @@ func newEngine(logger *slog.Logger, interval time.Duration) *promql.Engine {
 	})
 }
 
-// SetInterval changes the evaluation interval (after a reload); it applies
-// to the store's window at the next Load.
-func (m *Manager) SetInterval(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if d != m.opts.Interval {
-		m.opts.Interval = d
-		m.engine = newEngine(m.logger, d)
-	}
-}
-
-// SetPolicies replaces the severity policies (after a reload).
-func (m *Manager) SetPolicies(p alert.Policies) {
-	m.mu.Lock()
-	m.opts.Policies = p
-	m.mu.Unlock()
-}
-
-// SetAlertLabels replaces the labels added to every alert (on reload).
-func (m *Manager) SetAlertLabels(l map[string]string) {
-	m.mu.Lock()
-	m.opts.AlertLabels = l
-	m.mu.Unlock()
-}
-
 // Store returns the series store (for benchmarks and tests).
 func (m *Manager) Store() *Store { return m.store }
 
-// Load reads the rule files matching globs and replaces the running rules
-// with them. On error nothing changes. Alert states carry over to rules of
-// the same group and name; on the first Load they come from the state
-// file. Alerts whose rule is gone resolve at the next evaluation.
-func (m *Manager) Load(globs []string) error {
-	groups, files, err := LoadFiles(globs, m.logger)
-	if err != nil {
-		return err
-	}
-	for _, g := range UnmatchedGlobs(globs) {
-		m.logger.Warn("A rule_files glob matches no file", "glob", g)
-	}
+// Swap makes rs the running rules, evaluated every interval. Rules keep
+// what they wrote last (for staleness) across the swap by group and name;
+// the tracker learns the new set, and resolves the alerts of rules that
+// are gone. It cannot fail: everything that can was checked by Load.
+func (m *Manager) Swap(rs *RuleSet, interval time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var prev []*instance
-	if !m.loaded {
-		prev, err = m.readState()
-		if err != nil {
-			return err
-		}
-	} else {
-		for _, g := range m.groups {
-			for _, r := range g.Rules {
-				for _, a := range r.active {
-					prev = append(prev, a)
-				}
-			}
-		}
-	}
-	byKey := map[string]*Rule{}
-	var window time.Duration
-	for _, g := range groups {
+	old := map[string]*Rule{}
+	for _, g := range m.rules.Groups {
 		for _, r := range g.Rules {
-			window = max(window, r.ranges, r.For)
+			old[r.key()] = r
+		}
+	}
+	var infos []alert.Rule
+	for _, g := range rs.Groups {
+		for _, r := range g.Rules {
+			if o, ok := old[r.key()]; ok {
+				r.written, r.annotations = o.written, o.annotations
+			}
 			if r.Alert != "" {
-				byKey[r.key()] = r
+				infos = append(infos, r.info())
 			}
 		}
 	}
-	for _, a := range prev {
-		if r, ok := byKey[a.Group+"\x00"+a.Alertname]; ok {
-			r.active[a.Fingerprint] = a
-			continue
+	// A rule that is gone leaves no series behind: they are marked stale
+	// at the next evaluation.
+	kept := map[string]bool{}
+	for _, g := range rs.Groups {
+		for _, r := range g.Rules {
+			kept[r.key()] = true
 		}
-		if a.State == alert.StatePending || (a.State == alert.StateResolved && a.Delivered) {
-			continue // forgotten; the next persist deletes it
-		}
-		m.orphans = append(m.orphans, &orphan{inst: a, severity: alert.Severity(a.Labels["severity"])})
 	}
-	m.groups, m.files, m.loaded = groups, files, true
+	for k, o := range old {
+		if !kept[k] {
+			for _, l := range o.written {
+				m.gone = append(m.gone, l)
+			}
+		}
+	}
+	if interval > 0 && interval != m.opts.Interval {
+		m.opts.Interval = interval
+		m.engine = newEngine(m.logger, interval)
+	}
+	m.rules = rs
 	m.lastEval = map[*Group]time.Time{}
 	// Margin: the lookback of an instant selector plus two intervals, so
 	// that a late gather never leaves a range one sample short.
-	m.store.SetWindow(window + LookbackDelta + 2*m.opts.Interval)
-	nrules := 0
-	for _, g := range groups {
-		nrules += len(g.Rules)
-	}
-	m.logger.Info("Rules loaded", "files", len(files), "groups", len(groups), "rules", nrules, "window", m.store.Window())
-	return nil
+	m.store.SetWindow(rs.window + LookbackDelta + 2*m.opts.Interval)
+	m.opts.Tracker.SetRules(infos)
+	m.logger.Info("Rules loaded", "files", len(rs.Files), "groups", len(rs.Groups), "rules", rs.Rules(), "window", m.store.Window())
 }
 
 // Files returns the rule files loaded.
 func (m *Manager) Files() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.files)
-}
-
-func (m *Manager) readState() ([]*instance, error) {
-	if m.opts.State == nil {
-		return nil, nil
-	}
-	var out []*instance
-	err := m.opts.State.Bucket(Bucket).ForEach(func(k, v []byte) error {
-		a := &instance{}
-		if err := json.Unmarshal(v, a); err != nil {
-			// One corrupt record must not hide the others.
-			m.logger.Warn("Dropping a corrupt alert state record", "key", string(k), "err", err)
-			return nil
-		}
-		// A record under another key (an older layout) is rewritten.
-		a.dirty = string(k) != a.stateKey()
-		out = append(out, a)
-		m.persisted[string(k)] = true
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading alert states from the state file: %w (move the state file aside to start afresh)", err)
-	}
-	return out, nil
+	return slices.Clone(m.rules.Files)
 }
 
 // Ingest adds one gather of the agent's registry to the store.
@@ -307,44 +329,115 @@ func queryFunc(engine *promql.Engine, store *Store) template.QueryFunc {
 	}
 }
 
-// evalGroup evaluates every rule of g at ts. Recording rules write to
-// store. An error leaves that rule's alerts as they were.
-func evalGroup(ctx context.Context, g *Group, ts time.Time, query template.QueryFunc, store *Store, env templateEnv, logger *slog.Logger) []error {
+// evaluator evaluates rule groups at one time: the engine's loop and the
+// rule unit tests share it.
+type evaluator struct {
+	query   template.QueryFunc
+	store   *Store
+	env     templateEnv
+	tracker Tracker
+	logger  *slog.Logger
+	// known reports whether a rule's input is fresh; nil: always.
+	known func(r *Rule) bool
+}
+
+// evalGroup evaluates every rule of g at ts. Recording rules write to the
+// store; alerting rules go to the tracker, whose pending and firing alerts
+// are written as ALERTS. An error leaves that rule's alerts as they were.
+func (e *evaluator) evalGroup(ctx context.Context, g *Group, ts time.Time) []error {
 	var errs []error
 	for _, r := range g.Rules {
-		vec, err := query(ctx, r.Expr, ts.Add(-g.QueryOffset))
-		if err == nil && r.Record != "" {
-			err = record(r, vec, ts, store)
-		}
-		if err == nil && r.Alert != "" {
-			err = r.evalAlert(ctx, ts, vec, query, env, g.Limit, logger)
-		}
-		if err != nil {
+		if err := e.evalRule(ctx, g, r, ts); err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: group %q, rule %q: %w", r.File, r.Line, g.Name, r.Name(), err))
 		}
 	}
 	return errs
 }
 
-func record(r *Rule, vec promql.Vector, ts time.Time, store *Store) error {
+func (e *evaluator) evalRule(ctx context.Context, g *Group, r *Rule, ts time.Time) error {
+	known := e.known == nil || e.known(r)
+	if r.Alert != "" && !known {
+		// Nothing fresh to judge by: hold the alerts where they are.
+		e.writeAlerts(r, e.tracker.Observe(ts, r.info(), nil, false), ts)
+		return nil
+	}
+	vec, err := e.query(ctx, r.Expr, ts.Add(-g.QueryOffset))
+	if err != nil {
+		if r.Alert != "" {
+			e.writeAlerts(r, e.tracker.Observe(ts, r.info(), nil, false), ts)
+		}
+		return err
+	}
+	if r.Record != "" {
+		return e.record(r, vec, ts)
+	}
+	samples, err := r.alertSamples(ctx, ts, vec, e.query, e.env, e.logger)
+	if err == nil && g.Limit > 0 && len(samples) > g.Limit {
+		err = fmt.Errorf("exceeded the group's limit of %d alerts with %d; raise limit: or make the expression select fewer series (the rule's alerts are held as they were)", g.Limit, len(samples))
+	}
+	if err != nil {
+		e.writeAlerts(r, e.tracker.Observe(ts, r.info(), nil, false), ts)
+		return err
+	}
+	e.writeAlerts(r, e.tracker.Observe(ts, r.info(), samples, true), ts)
+	return nil
+}
+
+// record writes a recording rule's result.
+func (e *evaluator) record(r *Rule, vec promql.Vector, ts time.Time) error {
 	lb := labels.NewBuilder(labels.EmptyLabels())
-	seen := map[uint64]bool{}
-	out := make([]labels.Labels, len(vec))
-	for i, s := range vec {
+	out := make(map[uint64]labels.Labels, len(vec))
+	vals := make(map[uint64]float64, len(vec))
+	for _, s := range vec {
 		lb.Reset(s.Metric)
 		lb.Set(model.MetricNameLabel, r.Record)
 		r.Labels.Range(func(l labels.Label) { lb.Set(l.Name, l.Value) })
-		out[i] = lb.Labels()
-		if h := out[i].Hash(); seen[h] {
+		l := lb.Labels()
+		h := l.Hash()
+		if _, dup := out[h]; dup {
 			return errors.New("vector contains metrics with the same labelset after applying rule labels")
-		} else {
-			seen[h] = true
+		}
+		out[h], vals[h] = l, s.F
+	}
+	for h, l := range out {
+		e.store.Append(l, ts, vals[h])
+	}
+	writeStale(e.store, r, out, ts)
+	return nil
+}
+
+// writeAlerts writes ALERTS and ALERTS_FOR_STATE for the rule's pending and
+// firing alerts, and marks stale those of alerts that ended or changed
+// state.
+func (e *evaluator) writeAlerts(r *Rule, active []alert.Active, ts time.Time) {
+	out := make(map[uint64]labels.Labels, 2*len(active))
+	vals := make(map[uint64]float64, 2*len(active))
+	for _, a := range active {
+		lb := labels.NewBuilder(a.Labels)
+		lb.Set(model.MetricNameLabel, AlertsMetric)
+		lb.Set(alertStateLabel, string(a.State))
+		l := lb.Labels()
+		out[l.Hash()], vals[l.Hash()] = l, 1
+		lb = labels.NewBuilder(a.Labels)
+		lb.Set(model.MetricNameLabel, AlertsForStateMetric)
+		l = lb.Labels()
+		out[l.Hash()], vals[l.Hash()] = l, float64(a.ActiveAt.Unix())
+	}
+	for h, l := range out {
+		e.store.Append(l, ts, vals[h])
+	}
+	writeStale(e.store, r, out, ts)
+}
+
+// writeStale marks the series r wrote last time and not now stale, and
+// remembers now's.
+func writeStale(store *Store, r *Rule, now map[uint64]labels.Labels, ts time.Time) {
+	for h, l := range r.written {
+		if _, ok := now[h]; !ok {
+			store.Append(l, ts, math.Float64frombits(value.StaleNaN))
 		}
 	}
-	for i, s := range vec {
-		store.Append(out[i], ts, s.F)
-	}
-	return nil
+	r.written = now
 }
 
 // due reports whether g's own interval has passed since its last run.
@@ -358,240 +451,82 @@ func (m *Manager) due(g *Group, ts time.Time) bool {
 	return ts.Sub(last) >= g.Interval-m.opts.Interval/2
 }
 
-// Evaluate runs every due group at ts, hands firing and newly resolved
-// alerts to the sink and then persists the alert states. It returns the
-// rule errors joined; the other rules still ran.
+// refreshFreshness updates which names are cold at ts and returns the
+// function that tells whether a rule's input is fresh.
+func (m *Manager) refreshFreshness(ts time.Time) func(r *Rule) bool {
+	var unknown map[string]bool
+	if m.opts.Freshness != nil {
+		unknown = m.opts.Freshness()
+	}
+	if m.firstEval.IsZero() {
+		m.firstEval = ts
+	}
+	for n := range m.cold {
+		if !unknown[n] {
+			m.warmAt[n] = ts
+		}
+	}
+	for n := range unknown {
+		delete(m.warmAt, n)
+	}
+	m.cold = unknown
+	// warm reports whether n is fresh at ts; with ranges, whether it was
+	// fresh at an earlier evaluation too, so that rate() has two samples.
+	warm := func(n string, ranged bool) bool {
+		if unknown[n] {
+			return false
+		}
+		since := m.firstEval
+		if w := m.warmAt[n]; w.After(since) {
+			since = w
+		}
+		return !ranged || since.Before(ts)
+	}
+	return func(r *Rule) bool {
+		if r.anyDep && len(unknown) > 0 {
+			return false
+		}
+		if r.anyDep && r.hasRange && !m.firstEval.Before(ts) {
+			return false
+		}
+		for _, n := range r.deps {
+			if !warm(n, r.hasRange) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// Evaluate runs every due group at ts. It returns the rule errors joined;
+// the other rules still ran. The caller then commits the tracker.
 func (m *Manager) Evaluate(ctx context.Context, ts time.Time) error {
 	start := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	query := queryFunc(m.engine, m.store)
+	ev := &evaluator{
+		query: queryFunc(m.engine, m.store), store: m.store, env: m.env,
+		tracker: m.opts.Tracker, logger: m.logger, known: m.refreshFreshness(ts),
+	}
+	for _, l := range m.gone {
+		m.store.Append(l, ts, math.Float64frombits(value.StaleNaN))
+	}
+	m.gone = nil
 	var errs []error
-	for _, g := range m.groups {
+	for _, g := range m.rules.Groups {
 		if !m.due(g, ts) {
 			continue
 		}
 		m.lastEval[g] = ts
-		ge := evalGroup(ctx, g, ts, query, m.store, m.env, m.logger)
+		ge := ev.evalGroup(ctx, g, ts)
 		for _, e := range ge {
 			m.logger.Warn("Rule evaluation failed", "err", e)
 		}
 		m.m.failures.Add(float64(len(ge)))
 		errs = append(errs, ge...)
 	}
-	// Orphans are handed on once, then shown for the retention like any
-	// resolved alert.
-	m.orphans = slices.DeleteFunc(m.orphans, func(o *orphan) bool {
-		return o.inst.Delivered && ts.Sub(o.inst.ResolvedAt) > ResolvedRetention
-	})
-	for _, o := range m.orphans {
-		if o.inst.State != alert.StateResolved {
-			o.inst.State = alert.StateResolved
-			o.inst.ResolvedAt = ts
-			o.inst.KeepFiringSince = time.Time{}
-			o.inst.dirty = true
-			m.logger.Info("Resolving an alert whose rule is no longer loaded", "alertname", o.inst.Alertname, "group", o.inst.Group)
-		}
-	}
-	m.attachEvidence(ctx)
-
-	handover := m.handover(ts)
-	if m.opts.Sink != nil && len(handover) > 0 {
-		if err := m.opts.Sink.Alerts(ctx, ts, handover); err != nil {
-			// Not persisting keeps the state file one step behind delivery,
-			// so the next evaluation hands the same alerts on again.
-			m.m.sinkFailures.Inc()
-			m.logger.Error("Handing alerts to delivery failed; retrying at the next evaluation", "alerts", len(handover), "err", err)
-			errs = append(errs, fmt.Errorf("handing alerts to delivery: %w", err))
-			m.m.duration.Set(time.Since(start).Seconds())
-			return errors.Join(errs...)
-		}
-	}
-	m.markDelivered()
-	if err := m.persist(); err != nil {
-		m.m.stateFailures.Inc()
-		m.logger.Error("Saving alert states failed", "err", err)
-		errs = append(errs, err)
-	}
 	m.m.evaluations.Inc()
 	m.m.lastEval.Set(float64(ts.UnixNano()) / 1e9)
 	m.m.duration.Set(time.Since(start).Seconds())
 	return errors.Join(errs...)
-}
-
-// eachInstance calls fn for every alert of every rule, and for orphans
-// (with a nil rule).
-func (m *Manager) eachInstance(fn func(r *Rule, sev alert.Severity, a *instance)) {
-	for _, g := range m.groups {
-		for _, r := range g.Rules {
-			for _, a := range r.active {
-				fn(r, r.Severity, a)
-			}
-		}
-	}
-	for _, o := range m.orphans {
-		fn(nil, o.severity, o.inst)
-	}
-}
-
-func (m *Manager) attachEvidence(ctx context.Context) {
-	if m.opts.Evidence == nil {
-		return
-	}
-	var targets []*instance
-	m.eachInstance(func(_ *Rule, _ alert.Severity, a *instance) {
-		if a.newlyFiring && a.Evidence == nil {
-			targets = append(targets, a)
-		}
-	})
-	if len(targets) == 0 {
-		return
-	}
-	lsets := make([]map[string]string, len(targets))
-	for i, a := range targets {
-		lsets[i] = a.Labels
-	}
-	for i, secs := range m.opts.Evidence.Snapshot(ctx, lsets) {
-		targets[i].Evidence = secs
-		targets[i].dirty = true
-	}
-}
-
-// handover lists firing alerts and resolved ones not yet delivered.
-func (m *Manager) handover(ts time.Time) []alert.Alert {
-	var out []alert.Alert
-	m.eachInstance(func(_ *Rule, sev alert.Severity, a *instance) {
-		if a.State == alert.StateFiring || (a.State == alert.StateResolved && !a.Delivered) {
-			out = append(out, m.toAlert(sev, a, ts))
-		}
-	})
-	sortAlerts(out)
-	return out
-}
-
-func (m *Manager) markDelivered() {
-	m.eachInstance(func(_ *Rule, _ alert.Severity, a *instance) {
-		if a.State == alert.StateResolved && !a.Delivered {
-			a.Delivered = true
-			a.dirty = true
-		}
-	})
-}
-
-func (m *Manager) toAlert(sev alert.Severity, a *instance, ts time.Time) alert.Alert {
-	pol := m.opts.Policies.For(sev)
-	at := ts
-	if a.State == alert.StateResolved {
-		at = a.ResolvedAt
-	}
-	labels := a.Labels
-	if len(m.opts.AlertLabels) > 0 {
-		labels = make(map[string]string, len(a.Labels)+len(m.opts.AlertLabels))
-		for k, v := range m.opts.AlertLabels {
-			labels[k] = v
-		}
-		for k, v := range a.Labels {
-			labels[k] = v
-		}
-	}
-	return alert.Alert{
-		Fingerprint:      a.Fingerprint,
-		Name:             a.Alertname,
-		State:            a.State,
-		Severity:         sev,
-		Labels:           labels,
-		Annotations:      a.Annotations,
-		Value:            a.Value,
-		ActiveAt:         a.ActiveAt,
-		FiredAt:          a.FiredAt,
-		ResolvedAt:       a.ResolvedAt,
-		ResponseDeadline: a.ActiveAt.Add(pol.Response.D()),
-		Escalation:       pol.Escalation(a.ActiveAt, at),
-		Evidence:         a.Evidence,
-	}
-}
-
-func sortAlerts(as []alert.Alert) {
-	sort.Slice(as, func(i, j int) bool {
-		if as[i].Severity != as[j].Severity {
-			return as[i].Severity.Rank() < as[j].Severity.Rank()
-		}
-		if as[i].Name != as[j].Name {
-			return as[i].Name < as[j].Name
-		}
-		return as[i].Fingerprint < as[j].Fingerprint
-	})
-}
-
-// persist writes changed alert states and deletes forgotten ones, in one
-// transaction.
-func (m *Manager) persist() error {
-	current := map[string]*instance{}
-	m.eachInstance(func(_ *Rule, _ alert.Severity, a *instance) { current[a.stateKey()] = a })
-	if m.opts.State == nil {
-		for _, a := range current {
-			a.dirty = false
-		}
-		return nil
-	}
-	changed := false
-	for fp := range m.persisted {
-		if current[fp] == nil {
-			changed = true
-		}
-	}
-	for _, a := range current {
-		changed = changed || a.dirty
-	}
-	if !changed {
-		return nil
-	}
-	err := m.opts.State.DB().Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte(Bucket))
-		if err != nil {
-			return err
-		}
-		for fp := range m.persisted {
-			if current[fp] == nil {
-				if err := b.Delete([]byte(fp)); err != nil {
-					return err
-				}
-			}
-		}
-		for fp, a := range current {
-			if !a.dirty {
-				continue
-			}
-			data, err := json.Marshal(a)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(fp), data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("saving alert states to the state file: %w (check free space in agent.state_dir)", err)
-	}
-	m.persisted = map[string]bool{}
-	for fp, a := range current {
-		a.dirty = false
-		m.persisted[fp] = true
-	}
-	return nil
-}
-
-// Alerts returns every pending, firing and recently resolved alert, most
-// severe first, as /api/v1/alerts serves them.
-func (m *Manager) Alerts(now time.Time) []alert.Alert {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := []alert.Alert{}
-	m.eachInstance(func(_ *Rule, sev alert.Severity, a *instance) {
-		out = append(out, m.toAlert(sev, a, now))
-	})
-	sortAlerts(out)
-	return out
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"gopkg.in/yaml.v3"
 
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
@@ -210,6 +211,22 @@ func (tg *testGroup) run(name string, evalInterval time.Duration, globs []string
 		env.labels = map[string]string{}
 	}
 	ctx := context.Background()
+	// The daemon's own incident tracker, in memory: the same `for` and
+	// keep_firing_for semantics the running agent applies.
+	tracker, err := incident.New(incident.Options{Logger: logger, Policies: alert.DefaultPolicies(), Now: func() time.Time { return mint }})
+	if err != nil {
+		return []error{err}
+	}
+	var infos []alert.Rule
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				infos = append(infos, r.info())
+			}
+		}
+	}
+	tracker.SetRules(infos)
+	ev := &evaluator{query: query, store: store, env: env, tracker: tracker, logger: logger}
 
 	evalTimes := map[time.Duration][]alertTestCase{}
 	var times []time.Duration
@@ -230,27 +247,23 @@ func (tg *testGroup) run(name string, evalInterval time.Duration, globs []string
 	for ts := mint; !ts.After(maxt); ts = ts.Add(evalInterval) {
 		var evalErrs []error
 		for _, g := range groups {
-			for _, e := range evalGroup(ctx, g, ts, query, store, env, logger) {
+			for _, e := range ev.evalGroup(ctx, g, ts) {
 				evalErrs = append(evalErrs, fmt.Errorf("    rule: %w, time: %s", e, ts.Sub(mint)))
 			}
 		}
 		if len(evalErrs) > 0 {
 			return append(errs, evalErrs...)
 		}
+		if err := tracker.Commit(ctx, ts); err != nil {
+			return append(errs, err)
+		}
 		for curr < len(times) && ts.Sub(mint) <= times[curr] && times[curr] < ts.Add(evalInterval).Sub(mint) {
 			t := times[curr]
 			for _, tc := range evalTimes[t] {
 				var got []gotAlert
-				for _, g := range groups {
-					for _, r := range g.Rules {
-						if r.Alert != tc.Alertname {
-							continue
-						}
-						for _, a := range r.active {
-							if a.State == alert.StateFiring {
-								got = append(got, gotAlert{a.Labels, a.Annotations})
-							}
-						}
+				for _, a := range tracker.Alerts() {
+					if a.Name == tc.Alertname && a.State == alert.StateFiring {
+						got = append(got, gotAlert{a.Labels, a.Annotations})
 					}
 				}
 				var exp []gotAlert

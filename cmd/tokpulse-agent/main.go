@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/tokpulse/tokpulse-agent/agent"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -30,6 +32,7 @@ const usage = `tokpulse-agent: the TokPulse host monitoring agent.
 Usage:
   tokpulse-agent run     [--config FILE] [--web.config.file FILE]   run the daemon
   tokpulse-agent check   [--config FILE]                            validate a configuration
+  tokpulse-agent reload  [--pid PID] [--config FILE]                reload the running agent and wait for its verdict
   tokpulse-agent status  [--config FILE | --url URL] [--json]       show the running agent's collectors, probes, alerts
   tokpulse-agent test    rules FILE...                              run rule unit tests (promtool's test rules format)
   tokpulse-agent config  default                                    print the embedded default configuration
@@ -53,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "reload":
+		return cmdReload(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
 	case "test":
@@ -158,18 +163,18 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, ok := loadConfig(*configFile, stderr)
-	if !ok {
-		return 1
-	}
-	if *webConfig != "" {
-		cfg.Web.ConfigFile = *webConfig
+	// The logger follows agent.log of the file when it loads; when it does
+	// not, the agent falls back on its last good configuration and the
+	// defaults serve until a reload.
+	logCfg := agent.Default().Agent.Log
+	if cfg, err := agent.Load(*configFile); err == nil {
+		logCfg = cfg.Agent.Log
 	}
 	level := new(slog.LevelVar)
-	_ = level.UnmarshalText([]byte(cfg.Agent.Log.Level))
+	_ = level.UnmarshalText([]byte(logCfg.Level))
 	hopts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if cfg.Agent.Log.Format == "json" {
+	if logCfg.Format == "json" {
 		h = slog.NewJSONHandler(stderr, hopts)
 	}
 	logger := slog.New(h)
@@ -188,12 +193,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 	}()
 
-	a, err := agent.New(cfg, agent.Options{
-		ConfigFile: *configFile,
-		Logger:     logger,
-		Level:      level,
-		Build:      buildInfo(),
-		Reload:     reload,
+	a, err := agent.New(agent.Options{
+		ConfigFile:    *configFile,
+		WebConfigFile: *webConfig,
+		Logger:        logger,
+		Level:         level,
+		Build:         buildInfo(),
+		Reload:        reload,
 	})
 	if err != nil {
 		logger.Error("Cannot start", "err", err)
@@ -203,6 +209,40 @@ func cmdRun(args []string, stderr io.Writer) int {
 		logger.Error("Agent failed", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// cmdReload asks the running agent to reload and waits for its verdict:
+// the unit's ExecReload=, so that `systemctl reload` fails when the agent
+// refuses the new configuration.
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := configFlag(fs)
+	pid := fs.Int("pid", 0, "the agent's process id (default: $MAINPID, which systemd sets for ExecReload=)")
+	stateDir := fs.String("state-dir", "", "the agent's state directory (default: $STATE_DIRECTORY, else agent.state_dir of --config)")
+	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the agent's verdict")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *pid == 0 {
+		*pid, _ = strconv.Atoi(os.Getenv("MAINPID"))
+	}
+	if *pid <= 0 {
+		fmt.Fprintln(stderr, "reload: no agent process: pass --pid PID (systemd sets $MAINPID for ExecReload=)")
+		return 2
+	}
+	if *stateDir == "" {
+		*stateDir = agent.StateDirFor(*configFile)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	st, err := agent.Reload(ctx, *pid, *stateDir, 100*time.Millisecond)
+	if err != nil {
+		fmt.Fprintln(stderr, "reload:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "reloaded %s (reload #%d)\n", st.ConfigFile, st.Seq)
 	return 0
 }
 

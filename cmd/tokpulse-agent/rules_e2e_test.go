@@ -234,7 +234,7 @@ func TestCheckRuleFiles(t *testing.T) {
 		code  int
 		want  string
 	}{
-		{"shipped pack", "../../packaging/rules/runbook.yml", 0, "17 rules in 1 rule files"},
+		{"shipped pack", "../../packaging/rules/runbook.yml", 0, "19 rules in 2 rule files"},
 		{"glob matching nothing", filepath.Join(dir, "none", "*.yml"), 0, `warning: rule_files: "` + filepath.Join(dir, "none", "*.yml") + `" matches no file`},
 		{"bad severity", bad, 1, bad + `:7: group "g", alert "A": severity "high" is not a runbook class; write P1, P2, P3 or P4`},
 	} {

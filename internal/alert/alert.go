@@ -1,13 +1,17 @@
-// Package alert holds what the rules hand on to delivery: the Alert (an
-// alerting rule's instance with its classification and evidence), the Sink
-// that receives alerts after every evaluation, and the severity policy of
-// the runbook (response time, update cadence, escalation) that both sides
-// read from the "severities:" section of agent.yaml.
+// Package alert is the model shared by the rule engine (rules), the
+// incident tracker (incident) and delivery (notify): what an alerting
+// rule's evaluation yields (Rule, Sample), the alert as the API shows it
+// (Alert), the notification events (Event), and the runbook's severity
+// classes and policies (Severity, Policies) read from the "severities:"
+// section of agent.yaml.
 package alert
 
 import (
-	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 )
@@ -15,18 +19,67 @@ import (
 // State is where an alert is in its life.
 type State string
 
-// The states an alert passes through. Inactive alerts are never handed on.
+// The states an alert passes through. Inactive alerts are never shown.
 const (
 	StatePending  State = "pending"
 	StateFiring   State = "firing"
 	StateResolved State = "resolved"
 )
 
-// Alert is one instance of an alerting rule (one label set).
+// Rule identifies an alerting rule and carries what its alerts' life
+// depends on. Group and Name identify it across reloads and restarts.
+type Rule struct {
+	Group string
+	Name  string
+	// File and Line locate the rule for messages.
+	File          string
+	Line          int
+	For           time.Duration
+	KeepFiringFor time.Duration
+	Severity      Severity
+}
+
+// Key identifies the rule across reloads and restarts.
+func (r Rule) Key() string { return r.Group + "\x00" + r.Name }
+
+// Sample is one element of an alerting rule's result: the label set of
+// one alert (the rule's labels and alertname applied) with its expanded
+// annotations and the value that made it active.
+type Sample struct {
+	Labels      labels.Labels
+	Annotations map[string]string
+	Value       float64
+}
+
+// Active is an alert that is pending or firing after an evaluation, as the
+// rule engine writes it into the ALERTS and ALERTS_FOR_STATE series.
+type Active struct {
+	Labels   labels.Labels
+	State    State
+	ActiveAt time.Time
+}
+
+// Fingerprint is a stable hash of an alert's label set (alertname
+// included): it identifies the alert across restarts and versions.
+func Fingerprint(l labels.Labels) string {
+	h := sha256.New()
+	l.Range(func(x labels.Label) {
+		h.Write([]byte(x.Name))
+		h.Write([]byte{0xff})
+		h.Write([]byte(x.Value))
+		h.Write([]byte{0xfe})
+	})
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// Alert is one alert as /api/v1/alerts and `tokpulse-agent status` show
+// it: an incident's current view, with its classification and evidence.
 type Alert struct {
 	// Fingerprint identifies the alert instance: a stable hash of its
 	// labels (alertname included). It does not change across restarts.
-	Fingerprint string            `json:"fingerprint"`
+	Fingerprint string `json:"fingerprint"`
+	// IncidentID is the id every event of this occurrence carries.
+	IncidentID  string            `json:"incident_id,omitempty"`
 	Name        string            `json:"alertname"`
 	State       State             `json:"state"`
 	Severity    Severity          `json:"severity"`
@@ -37,15 +90,19 @@ type Alert struct {
 	Value float64 `json:"value"`
 	// ActiveAt is when the expression first returned this label set
 	// (pending began); FiredAt when it started firing; ResolvedAt when it
-	// stopped (zero while active).
+	// stopped. Absent while they have not happened.
 	ActiveAt   time.Time `json:"active_at"`
-	FiredAt    time.Time `json:"fired_at,omitempty"`
-	ResolvedAt time.Time `json:"resolved_at,omitempty"`
+	FiredAt    time.Time `json:"fired_at,omitzero"`
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 	// ResponseDeadline is ActiveAt plus the severity's response time.
 	ResponseDeadline time.Time `json:"response_deadline"`
-	// Escalation is the escalation step reached at the time of the
-	// evaluation ("" while only the on-call engineer is notified).
+	// Escalation is the escalation step reached ("" while only the on-call
+	// engineer is notified).
 	Escalation string `json:"escalation,omitempty"`
+	// Held is set while the alert's input has not been collected afresh
+	// since the agent started or reloaded: its state is the one restored
+	// from the state file, neither confirmed nor resolved yet.
+	Held bool `json:"held,omitempty"`
 	// Evidence is the snapshot taken when the alert started firing.
 	Evidence []evidence.Section `json:"evidence,omitempty"`
 }
@@ -53,12 +110,3 @@ type Alert struct {
 // Runbook returns the runbook section the rule names in its "runbook"
 // annotation.
 func (a *Alert) Runbook() string { return a.Annotations["runbook"] }
-
-// Sink receives, after every rule evaluation, every alert that is firing and
-// every alert that resolved in that evaluation. Alerts must be written
-// durably (to the outbox) before Alerts returns: the rules persist their own
-// state only afterwards, so that a crash in between repeats a hand-over
-// rather than losing one. Receivers de-duplicate by Fingerprint and State.
-type Sink interface {
-	Alerts(ctx context.Context, now time.Time, alerts []Alert) error
-}

@@ -101,6 +101,31 @@ func (b *Bucket) PutMany(kv map[string][]byte) error {
 	})
 }
 
+// Apply deletes the keys in del, then stores put, in one transaction (one
+// fsync): a crash leaves either all of it or none.
+func (b *Bucket) Apply(put map[string][]byte, del []string) error {
+	if len(put) == 0 && len(del) == 0 {
+		return nil
+	}
+	return b.db.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(b.name)
+		if err != nil {
+			return err
+		}
+		for _, k := range del {
+			if err := bk.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		for k, v := range put {
+			if err := bk.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Delete removes key; a missing key is not an error.
 func (b *Bucket) Delete(key string) error {
 	return b.db.Update(func(tx *bolt.Tx) error {

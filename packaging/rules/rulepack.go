@@ -2,7 +2,8 @@
 // the embedded default configuration (and any configuration that names
 // "builtin:runbook.yml" in rule_files) has the runbook's rules on a host
 // where the package's /usr/share/tokpulse-agent/rules is not installed,
-// as under `make run`.
+// as under `make run`; and the agent's own alerts (SelfRules), which are
+// always loaded.
 package rulepack
 
 import (
@@ -13,7 +14,12 @@ import (
 // Prefix marks a rule_files entry that names a rule file of the pack.
 const Prefix = "builtin:"
 
-//go:embed runbook.yml
+// SelfRules names the rule file of the agent's own alerts, which the agent
+// loads whatever rule_files says. It lives in a directory of its own, so
+// that the package's copy of the pack (*.yml here) does not hold it too.
+const SelfRules = Prefix + "self/agent.yml"
+
+//go:embed runbook.yml self/agent.yml
 var files embed.FS
 
 // IsBuiltin reports whether a rule_files entry names the embedded pack.
