@@ -270,7 +270,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.gather()
 	a.ready.Store(true)
 	a.logger.Info("Agent started", "listen", ln.Addr().String(), "collectors", p.names(), "interval", cfg.Agent.Interval)
-	a.notify(SdReady, a.status())
+	a.notify(SdReady, "STATUS="+a.status())
 
 	watchdog := a.opts.Notifier.WatchdogInterval()
 	var watchdogC <-chan time.Time

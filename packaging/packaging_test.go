@@ -352,10 +352,14 @@ func (h host) journal() string {
 
 // metrics fetches /metrics from the agent inside, with the host's curl in
 // the container's network.
-func (h host) metrics() (string, error) {
+func (h host) metrics() (string, error) { return h.get("/metrics") }
+
+// get fetches path from the agent's HTTP server (the container shares the
+// host's network).
+func (h host) get(path string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := h.c.HostExec(ctx, "curl", "-fsS", "--max-time", "5", "http://127.0.0.1:9847/metrics")
+	out, err := h.c.HostExec(ctx, "curl", "-fsS", "--max-time", "5", "http://127.0.0.1:9847"+path)
 	return string(out), err
 }
 
@@ -407,8 +411,8 @@ func (h host) metricsMatch(what string, exprs ...string) string {
 func TestServiceInContainer(t *testing.T) {
 	v1 := buildPackages(t, "1.0.0")
 	v2 := buildPackages(t, "1.0.1")
-	// procps provides /bin/kill for ExecReload (a dependency of the
-	// package); minbase lacks it and the container has no network.
+	// procps is a dependency of the package; minbase lacks it and the
+	// container has no network.
 	c := nspawn.Start(t, nspawn.Options{Include: []string{"procps"}})
 	h := host{t: t, c: c}
 	ctx := context.Background()
@@ -552,24 +556,47 @@ systemctl reload tokpulse-agent`)
 			t.Errorf("reload restarted the agent: MainPID %s → %s", pid, got)
 		}
 
-		// A broken file: "systemctl reload" fails on the check, and the
-		// agent keeps running with the configuration it has.
+		// A broken file: "systemctl reload" fails with the agent's own
+		// verdict (ExecReload= waits for it), the journal says why at error
+		// level, the gauge and STATUS= say so, and the agent keeps running
+		// with the configuration it has.
 		h.sh(`cp /etc/tokpulse-agent/agent.yaml /root/agent.yaml.good
-printf 'agent:\n  interval: banana\n' >> /etc/tokpulse-agent/agent.yaml`)
-		if out, ok := h.try("systemctl reload tokpulse-agent"); ok {
+printf 'agent:\n  intervall: 5s\n' >> /etc/tokpulse-agent/agent.yaml`)
+		if out, ok := h.try("systemctl reload tokpulse-agent 2>&1"); ok {
 			t.Errorf("systemctl reload with a broken config succeeded:\n%s", out)
 		}
-		// SIGHUP bypasses the check: the agent itself refuses the file.
-		h.sh("systemctl kill -s HUP --kill-whom=main tokpulse-agent")
 		h.metricsMatch("failed reload reported", `^tokpulse_agent_config_last_reload_successful 0$`)
+		if j := h.sh("journalctl --no-pager -o cat -p err -u tokpulse-agent --since=-2min"); !strings.Contains(j, `unknown key \"intervall\"`) && !strings.Contains(j, `unknown key "intervall"`) {
+			t.Errorf("journalctl -p err does not say why the reload was refused:\n%s", j)
+		}
+		if st := h.show("StatusText"); !strings.Contains(st, "last reload refused") {
+			t.Errorf("STATUS= after a refused reload: %q", st)
+		}
 		if got := h.show("ActiveState"); got != "active" {
 			t.Errorf("after a broken reload the service is %q, want active", got)
 		}
 		if got := h.show("MainPID"); got != pid {
 			t.Errorf("a broken reload restarted the agent: MainPID %s → %s", pid, got)
 		}
+
+		// A restart with the broken file on disk: the agent runs on the
+		// last good configuration and raises its own P2.
+		h.sh("systemctl restart tokpulse-agent")
+		if got := h.show("ActiveState"); got != "active" {
+			t.Fatalf("restart with a broken config: the service is %q, want active on the last good configuration\n%s", got, h.journal())
+		}
+		h.metricsMatch("last good configuration in use", `^tokpulse_agent_config_last_good_in_use 1$`,
+			`^tokpulse_agent_config_problem\{problem=".*intervall.*"\} 1$`)
+		h.eventually("the agent's own P2", 30*time.Second, func() (bool, string) {
+			out, err := h.get("/api/v1/alerts")
+			return err == nil && strings.Contains(out, `"alertname": "TokPulseAgentConfigInvalid"`) && strings.Contains(out, `"severity": "P2"`), out
+		})
+		if st := h.show("StatusText"); !strings.Contains(st, "LAST GOOD CONFIGURATION") {
+			t.Errorf("STATUS= on the last good configuration: %q", st)
+		}
 		h.sh("cp /root/agent.yaml.good /etc/tokpulse-agent/agent.yaml && systemctl reload tokpulse-agent")
-		h.metricsMatch("good reload after the broken one", `^tokpulse_agent_config_last_reload_successful 1$`)
+		h.metricsMatch("good reload after the broken one", `^tokpulse_agent_config_last_reload_successful 1$`,
+			`^tokpulse_agent_config_last_good_in_use 0$`)
 	})
 
 	t.Run("watchdog", func(t *testing.T) {
@@ -599,6 +626,17 @@ printf 'agent:\n  interval: banana\n' >> /etc/tokpulse-agent/agent.yaml`)
 	t.Run("upgrade", func(t *testing.T) {
 		h := host{t: t, c: c}
 		h.metricsMatch("agent up before upgrade", `^tokpulse_agent_build_info\{.*version="1\.0\.0".*\} 1$`)
+		// The shipped configuration finds no TokPulse here: /health fails
+		// (P1 at once) and psql is missing (P1 after 1m). Both fire before
+		// the upgrade; the upgrade must neither resolve nor re-announce
+		// them (the shipped file output is the receiver).
+		const alerts = "/var/lib/tokpulse-agent/alerts.jsonl"
+		h.eventually("both P1s announced before the upgrade", 150*time.Second, func() (bool, string) {
+			out, _ := h.try("cat " + alerts)
+			return strings.Contains(out, `"kind":"initial","status":"firing","incident_id"`) &&
+				strings.Contains(out, `"alertname":"TokPulseHealthCheckFailed"`) && strings.Contains(out, `"alertname":"TokPulseDatabaseUnavailable"`), out
+		})
+		before := strings.Count(h.sh("cat "+alerts), "\n")
 		pid := h.show("MainPID")
 		h.sh(`sed -i 's/^  interval: 10s$/  interval: 7s/' /etc/tokpulse-agent/agent.yaml
 grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml`)
@@ -615,6 +653,15 @@ grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml`)
 		}
 		if got := h.show("ActiveState"); got != "active" {
 			t.Errorf("after upgrade the service is %q", got)
+		}
+		// 40s: the checks run every 15s, and the old agent resolved at once.
+		time.Sleep(40 * time.Second)
+		lines := strings.Split(strings.TrimSpace(h.sh("cat "+alerts)), "\n")
+		for _, l := range lines[before:] {
+			if strings.Contains(l, `"kind":"resolved"`) || (strings.Contains(l, `"kind":"initial"`) &&
+				(strings.Contains(l, "TokPulseHealthCheckFailed") || strings.Contains(l, "TokPulseDatabaseUnavailable"))) {
+				t.Errorf("the upgrade resolved or re-announced an incident that still fires:\n%s", l)
+			}
 		}
 	})
 

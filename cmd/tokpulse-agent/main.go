@@ -172,12 +172,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(logCfg.Level))
-	hopts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if logCfg.Format == "json" {
-		h = slog.NewJSONHandler(stderr, hopts)
-	}
-	logger := slog.New(h)
+	logger := newLogger(stderr, logCfg.Format, level)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
