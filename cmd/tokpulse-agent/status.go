@@ -22,27 +22,42 @@ import (
 	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
-// cmdStatus prints the running agent's status, read from its local API.
-func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "configuration of the running agent, to find its web.listen (default: the embedded default)")
-	url := fs.String("url", "", "base URL of the agent's HTTP server (overrides --config), e.g. https://127.0.0.1:9847")
-	asJSON := fs.Bool("json", false, "print the raw JSON of /api/v1/status")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func statusCommand() *command {
+	return &command{
+		name:    "status",
+		summary: "show the running agent's collectors, probes, checks, alerts",
+		help: `Show the running agent's collectors, probes, checks, alerts and outbox,
+read from its API (GET /api/v1/status). The agent is found at web.listen of
+the configuration (--config, else ` + SystemConfigFile + ` if it exists,
+else the embedded default, 127.0.0.1:9847), or at --url; the first line on
+standard error says which. An agent that serves through a web config file
+(TLS, basic auth) is reached with --url. Alerts of the same name are told
+apart by the labels in which they differ.`,
+		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
+			config := configFlag(fs)
+			url := fs.String("url", "", "base `URL` of the agent's HTTP server, e.g. https://127.0.0.1:9847 (overrides --config)")
+			asJSON := fs.Bool("json", false, "print the raw JSON of /api/v1/status")
+			return func([]string) int { return c.status(c.configFile(*config), *url, *asJSON) }
+		},
 	}
-	base := *url
+}
+
+// status prints the running agent's status, read from its local API at
+// base, or at web.listen of the configuration file ("" for the embedded
+// default) when base is empty.
+func (c *cli) status(configFile, base string, asJSON bool) int {
+	stdout, stderr := c.stdout, c.stderr
 	if base == "" {
-		cfg, ok := loadConfig(*configFile, stderr)
+		cfg, ok := loadConfig(configFile, stderr)
 		if !ok {
 			return 1
 		}
 		if cfg.Web.ConfigFile != "" {
-			fmt.Fprintln(stderr, "the agent serves through a web config file (TLS or basic auth); pass --url https://HOST:PORT")
+			fmt.Fprintf(stderr, "the agent of %s serves through a web config file (TLS or basic auth); pass --url https://HOST:PORT\n", configName(configFile))
 			return 1
 		}
 		base = "http://" + cfg.Web.Listen
+		fmt.Fprintf(stderr, "Agent at %s (web.listen of %s)\n", base, configName(configFile))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -62,7 +77,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agent at %s answered %s: %s %v\n", base, resp.Status, body, err)
 		return 1
 	}
-	if *asJSON {
+	if asJSON {
 		_, _ = stdout.Write(body)
 		return 0
 	}
