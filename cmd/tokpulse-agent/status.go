@@ -171,9 +171,10 @@ func renderAlerts(w io.Writer, alerts []alert.Alert, now time.Time, paint func(b
 		fmt.Fprintln(w, "No alerts.")
 		return
 	}
+	names := alertNames(alerts)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ALERT\tSEVERITY\tSTATE\tSINCE\tVALUE\tSUMMARY")
-	for _, al := range alerts {
+	for i, al := range alerts {
 		state := string(al.State)
 		if al.State == alert.StateFiring {
 			state = paint(false, state)
@@ -182,10 +183,60 @@ func renderAlerts(w io.Writer, alerts []alert.Alert, now time.Time, paint func(b
 		if al.State == alert.StateResolved {
 			since = al.ResolvedAt
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\n", al.Name, al.Severity, state,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\n", names[i], al.Severity, state,
 			strings.TrimSuffix(age(now, since), " ago"), al.Value, oneLine(al.Annotations["summary"], 80))
 	}
 	_ = tw.Flush()
+}
+
+// alertNames names each alert for the table: its alertname, followed,
+// when several alerts share that name, by the labels whose values differ
+// among them (TokPulseDatabaseUnavailable{check="postgres"} beside
+// TokPulseDatabaseUnavailable{probe="postgres_tcp"}), as Alertmanager's
+// amtool shows instances.
+func alertNames(alerts []alert.Alert) []string {
+	byName := map[string][]alert.Alert{}
+	for _, al := range alerts {
+		byName[al.Name] = append(byName[al.Name], al)
+	}
+	out := make([]string, len(alerts))
+	for i, al := range alerts {
+		group := byName[al.Name]
+		if len(group) < 2 {
+			out[i] = al.Name
+			continue
+		}
+		var parts []string
+		for _, k := range distinguishingLabels(group) {
+			if v, ok := al.Labels[k]; ok {
+				parts = append(parts, k+"="+strconv.Quote(v))
+			}
+		}
+		out[i] = al.Name + "{" + strings.Join(parts, ",") + "}"
+	}
+	return out
+}
+
+// distinguishingLabels returns, sorted, the label names whose values (or
+// presence) are not the same in every alert of group.
+func distinguishingLabels(group []alert.Alert) []string {
+	keys := map[string]bool{}
+	for _, al := range group {
+		for k := range al.Labels {
+			keys[k] = true
+		}
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		first, had := group[0].Labels[k]
+		for _, al := range group[1:] {
+			if v, ok := al.Labels[k]; ok != had || v != first {
+				out = append(out, k)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // age formats how long ago t was, "-" for never.
