@@ -196,7 +196,12 @@ func (m *Manager) Load(globs []string) error {
 		return err
 	}
 	for _, g := range UnmatchedGlobs(globs) {
-		m.logger.Warn("A rule_files glob matches no file", "glob", g)
+		// An empty drop-in directory is normal; a missing one is a typo.
+		if GlobDirMissing(g) {
+			m.logger.Warn("A rule_files glob names a directory that does not exist; no rules are loaded from it", "glob", g)
+		} else {
+			m.logger.Debug("A rule_files glob matches no file", "glob", g)
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

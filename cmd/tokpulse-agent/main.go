@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 
@@ -225,8 +226,14 @@ func (c *cli) checkFile(file string) bool {
 	for _, f := range files {
 		fmt.Fprintf(c.stdout, "  %s: OK\n", f)
 	}
-	for _, g := range agent.UnmatchedRuleGlobs(cfg, file) {
-		fmt.Fprintf(c.stderr, "warning: rule_files: %q matches no file\n", g)
+	// An empty drop-in directory (the package's rules.d) is normal; a glob
+	// into a directory that does not exist is likely a typo.
+	empty, missing := agent.UnmatchedRuleGlobs(cfg, file)
+	for _, g := range empty {
+		fmt.Fprintf(c.stdout, "  %s: no file yet\n", g)
+	}
+	for _, g := range missing {
+		fmt.Fprintf(c.stderr, "warning: rule_files: %q: directory %s does not exist\n", g, filepath.Dir(g))
 	}
 	return true
 }
