@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/tokpulse/tokpulse-agent/agent"
 )
 
 // SystemConfigFile is where the packages install the configuration. The
@@ -24,6 +26,9 @@ type cli struct {
 	stdout, stderr io.Writer
 	// systemConfig is SystemConfigFile, except in tests.
 	systemConfig string
+	// service is whom check judges the configuration's files for:
+	// agent.PackagedService(), except in tests.
+	service agent.ServiceAccount
 }
 
 // command is one subcommand: how it is written, what it does, the flags it

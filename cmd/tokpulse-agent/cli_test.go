@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokpulse/tokpulse-agent/agent"
 )
 
 // runCLI runs args with systemConfig standing in for
@@ -13,7 +15,10 @@ import (
 func runCLI(t *testing.T, systemConfig string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := (&cli{stdout: &out, stderr: &errOut, systemConfig: systemConfig}).main(args)
+	// The real user nobody stands in for tokpulse-agent, which exists only
+	// where the package is installed.
+	nobody := agent.ServiceAccount{User: "nobody", Hidden: map[string]string{}}
+	code := (&cli{stdout: &out, stderr: &errOut, systemConfig: systemConfig, service: nobody}).main(args)
 	return code, out.String(), errOut.String()
 }
 
@@ -103,6 +108,15 @@ func TestCheckFiles(t *testing.T) {
 	invalid := filepath.Join(dir, "invalid.yaml")
 	writeConfig(t, invalid, "agent:\n  intervall: 20s\n")
 	none := filepath.Join(dir, "absent.yaml")
+	// A secret only root may read: the service user could not.
+	secret := filepath.Join(dir, "webhook.key")
+	if err := os.WriteFile(secret, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	private := filepath.Join(dir, "private.yaml")
+	writeConfig(t, private, "notify:\n  webhooks:\n    - {url: 'http://127.0.0.1:1/', secret_file: "+secret+"}\n")
 	for _, tc := range []struct {
 		name         string
 		systemConfig string
@@ -124,6 +138,9 @@ func TestCheckFiles(t *testing.T) {
 			nil, []string{invalid + ":2:3: agent.intervall"}},
 		{"every positional file", none, []string{"check", valid, invalid, valid}, 1,
 			[]string{valid + ": OK"}, []string{invalid + ":2:3: agent.intervall"}},
+		{"a secret the service user cannot read", none, []string{"check", private}, 0,
+			[]string{private + ": OK"},
+			[]string{"warning: notify.webhooks[0].secret_file: the service user nobody cannot read " + secret + ": owner root:root, mode -rw-------"}},
 		{"-h after a file", none, []string{"check", invalid, "-h"}, 0,
 			[]string{"Usage: tokpulse-agent check"}, nil},
 	} {

@@ -35,7 +35,7 @@ func main() {
 // run runs the command line args with the system configuration file
 // SystemConfigFile, and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	return (&cli{stdout: stdout, stderr: stderr, systemConfig: SystemConfigFile}).main(args)
+	return (&cli{stdout: stdout, stderr: stderr, systemConfig: SystemConfigFile, service: agent.PackagedService()}).main(args)
 }
 
 func buildInfo() agent.BuildInfo {
@@ -225,6 +225,12 @@ func (c *cli) checkFile(file string) bool {
 	fmt.Fprintf(c.stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, nrules, len(files))
 	for _, f := range files {
 		fmt.Fprintf(c.stdout, "  %s: OK\n", f)
+	}
+	// Run by an operator as root, check can read every file; say which ones
+	// the service's user could not. (Under ExecStartPre check runs as that
+	// user itself.)
+	for _, w := range agent.UnreadableFiles(cfg, c.service) {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
 	}
 	// An empty drop-in directory (the package's rules.d) is normal; a glob
 	// into a directory that does not exist is likely a typo.
