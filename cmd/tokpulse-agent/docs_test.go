@@ -123,7 +123,7 @@ func TestDocsBlocksNameTheirLanguage(t *testing.T) {
 func TestDocsLinks(t *testing.T) {
 	root := testutil.RepoRoot(t)
 	for _, file := range docFiles(t) {
-		doc, src := parseMarkdown(t, file)
+		doc, _ := parseMarkdown(t, file)
 		_ = ast.Walk(doc, func(n ast.Node, entering bool) (ast.WalkStatus, error) {
 			l, ok := n.(*ast.Link)
 			if !entering || !ok {
@@ -151,7 +151,6 @@ func TestDocsLinks(t *testing.T) {
 			}
 			return ast.WalkContinue, nil
 		})
-		_ = src
 	}
 	// No pointer outside the repository in what ships or is read.
 	outside := regexp.MustCompile(`\.\./shared|/work/`)
