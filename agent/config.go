@@ -154,7 +154,7 @@ func (c *Config) Validate(v *yamlx.Checker, path string) {
 	c.Severities.Validate(v, yamlx.Join(path, "severities"))
 	for i, g := range c.RuleFiles {
 		if _, err := filepath.Match(g, ""); err != nil {
-			v.Errorf(yamlx.Index(yamlx.Join(path, "rule_files"), i), "%q is not a valid glob: %v; write e.g. /etc/tokpulse-agent/rules/*.yml", g, err)
+			v.Errorf(yamlx.Index(yamlx.Join(path, "rule_files"), i), "%q is not a valid glob: %v; write e.g. /etc/tokpulse-agent/rules.d/*.yml", g, err)
 		}
 	}
 	c.Notify.Validate(v, yamlx.Join(path, "notify"))

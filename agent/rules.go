@@ -42,9 +42,18 @@ func withSelfRules(globs []string) []string {
 }
 
 // UnmatchedRuleGlobs returns the rule_files globs of cfg that match no
-// file, for a warning from check.
-func UnmatchedRuleGlobs(cfg *Config, configFile string) []string {
-	return rules.UnmatchedGlobs(ruleGlobs(cfg, configFile))
+// file, for check: empty are those whose directory exists (an empty
+// drop-in directory, normal), missing those whose directory does not (a
+// typo, worth a warning).
+func UnmatchedRuleGlobs(cfg *Config, configFile string) (empty, missing []string) {
+	for _, g := range rules.UnmatchedGlobs(ruleGlobs(cfg, configFile)) {
+		if rules.GlobDirMissing(g) {
+			missing = append(missing, g)
+		} else {
+			empty = append(empty, g)
+		}
+	}
+	return empty, missing
 }
 
 // CheckRules loads every rule file of cfg as the daemon would (the agent's

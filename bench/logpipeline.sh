@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W="${1:-/tmp/tokpulse-logbench}"
-GEN="${GEN:-/work/shared/bench/gen_access_log.sh}"
-MTAIL_PROG="${MTAIL_PROG:-/work/shared/bench/access.mtail}"
+GEN="${GEN:-bench/gen_access_log.sh}"
+MTAIL_PROG="${MTAIL_PROG:-bench/access.mtail}"
 mkdir -p "$W"
 LOG="$W/access.log"
 if [ ! -s "$LOG" ] || [ ! -s "$W/truth.txt" ]; then

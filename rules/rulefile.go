@@ -112,9 +112,9 @@ func ExpandGlobs(globs []string) ([]string, error) {
 	return slices.Compact(files), nil
 }
 
-// UnmatchedGlobs returns the globs that match no file: not an error (a
-// drop-in directory may be empty), but worth a warning, since a typo in a
-// path silently loads no rules.
+// UnmatchedGlobs returns the globs that match no file. That is not an
+// error: a drop-in directory may be empty (the packages ship
+// /etc/tokpulse-agent/rules.d so). GlobDirMissing tells a typo apart.
 func UnmatchedGlobs(globs []string) []string {
 	var out []string
 	for _, g := range globs {
@@ -126,6 +126,19 @@ func UnmatchedGlobs(globs []string) []string {
 		}
 	}
 	return out
+}
+
+// GlobDirMissing reports whether the directory of glob g does not exist:
+// a glob that matches nothing there is more likely a typo than an empty
+// drop-in directory, and worth a warning. A directory that is itself a
+// pattern is not judged.
+func GlobDirMissing(g string) bool {
+	dir := filepath.Dir(g)
+	if strings.ContainsAny(dir, `*?[\`) {
+		return false
+	}
+	_, err := os.Stat(dir)
+	return errors.Is(err, os.ErrNotExist)
 }
 
 // LoadFiles parses and validates every rule file the globs match. The

@@ -2,7 +2,9 @@ package rules
 
 import (
 	"bytes"
+	"log/slog"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,30 @@ func TestBuiltinRulePack(t *testing.T) {
 	}
 	if u := UnmatchedGlobs([]string{"builtin:runbook.yml"}); len(u) != 0 {
 		t.Errorf("builtin reported unmatched: %v", u)
+	}
+}
+
+// TestLoadUnmatchedGlobs: a glob into an empty directory (the package's
+// rules.d as shipped) is said at debug level only; one into a directory
+// that does not exist is a warning, since it is likely a typo.
+func TestLoadUnmatchedGlobs(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		name, glob string
+		want       string
+	}{
+		{"empty drop-in directory", filepath.Join(empty, "*.yml"), `level=DEBUG msg="A rule_files glob matches no file"`},
+		{"missing directory", filepath.Join(empty, "rules.d", "*.yml"), `level=WARN msg="A rule_files glob names a directory that does not exist; no rules are loaded from it"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			if _, err := Load([]string{tc.glob}, logger); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(logs.String(), tc.want) || strings.Count(logs.String(), "msg=\"A rule_files glob") != 1 {
+				t.Errorf("log:\n%s\nwant one line with %s", logs.String(), tc.want)
+			}
+		})
 	}
 }

@@ -110,9 +110,20 @@ func (rs *RuleSet) Rules() int {
 // RuleSet. The error lists every problem of every file, each as
 // "file:line: ...".
 func Load(globs []string, logger *slog.Logger) (*RuleSet, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	groups, files, data, err := loadFiles(globs, logger)
 	if err != nil {
 		return nil, err
+	}
+	for _, g := range UnmatchedGlobs(globs) {
+		// An empty drop-in directory is normal; a missing one is a typo.
+		if GlobDirMissing(g) {
+			logger.Warn("A rule_files glob names a directory that does not exist; no rules are loaded from it", "glob", g)
+		} else {
+			logger.Debug("A rule_files glob matches no file", "glob", g)
+		}
 	}
 	rs := &RuleSet{Groups: groups, Files: files, data: data}
 	// A rule reading a recorded series reads what its recording rule

@@ -1,6 +1,8 @@
 // Command tokpulse-agent watches a TokPulse server: it samples the host,
-// serves Prometheus metrics and reports to systemd. This file holds the
-// command line only: flags, subcommands and signals; the work is in agent/.
+// follows its logs and journal, probes its endpoints, evaluates the incident
+// runbook's rules and delivers alerts. This package holds the command line
+// only: the table of subcommands (cli.go), their flags, and signals; the
+// work is in agent/.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -27,71 +30,14 @@ var (
 	commit  = "unknown"
 )
 
-const usage = `tokpulse-agent: the TokPulse host monitoring agent.
-
-Usage:
-  tokpulse-agent run     [--config FILE] [--web.config.file FILE]   run the daemon
-  tokpulse-agent check   [--config FILE]                            validate a configuration
-  tokpulse-agent reload  [--pid PID] [--config FILE]                reload the running agent and wait for its verdict
-  tokpulse-agent status  [--config FILE | --url URL] [--json]       show the running agent's collectors, probes, alerts
-  tokpulse-agent test    rules FILE...                              run rule unit tests (promtool's test rules format)
-  tokpulse-agent config  default                                    print the embedded default configuration
-  tokpulse-agent notify  test [--config FILE]                       send a test alert through every notify output
-  tokpulse-agent version                                            print version, commit and Go version
-
-Without --config the embedded default configuration is used.
-`
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run runs the command line args with the system configuration file
+// SystemConfigFile, and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	switch args[0] {
-	case "run":
-		return cmdRun(args[1:], stderr)
-	case "check":
-		return cmdCheck(args[1:], stdout, stderr)
-	case "reload":
-		return cmdReload(args[1:], stdout, stderr)
-	case "status":
-		return cmdStatus(args[1:], stdout, stderr)
-	case "test":
-		if len(args) >= 3 && args[1] == "rules" {
-			if !agent.TestRules(stdout, args[2:]...) {
-				return 1
-			}
-			return 0
-		}
-		fmt.Fprint(stderr, usage)
-		return 2
-	case "config":
-		if len(args) == 2 && args[1] == "default" {
-			_, _ = stdout.Write(agent.DefaultConfigYAML())
-			return 0
-		}
-		fmt.Fprint(stderr, usage)
-		return 2
-	case "notify":
-		if len(args) >= 2 && args[1] == "test" {
-			return cmdNotifyTest(args[2:], stdout, stderr)
-		}
-		fmt.Fprint(stderr, usage)
-		return 2
-	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "tokpulse-agent %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
+	return (&cli{stdout: stdout, stderr: stderr, systemConfig: SystemConfigFile, service: agent.PackagedService()}).main(args)
 }
 
 func buildInfo() agent.BuildInfo {
@@ -110,12 +56,8 @@ func printProblems(w io.Writer, err error) {
 	fmt.Fprintln(w, err)
 }
 
-// configFlag declares --config on a subcommand's flag set.
-func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", "", "configuration file (default: the embedded default)")
-}
-
-// loadConfig loads the configuration, printing every problem on failure.
+// loadConfig loads the configuration file ("" for the embedded default),
+// printing every problem on failure.
 func loadConfig(file string, stderr io.Writer) (*agent.Config, bool) {
 	cfg, err := agent.Load(file)
 	if err != nil {
@@ -125,54 +67,204 @@ func loadConfig(file string, stderr io.Writer) (*agent.Config, bool) {
 	return cfg, true
 }
 
-func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+// configName is how messages name a configuration file.
+func configName(file string) string {
+	if file == "" {
+		return agent.DefaultConfigName
 	}
-	cfg, ok := loadConfig(*configFile, stderr)
-	if !ok {
-		return 1
-	}
-	name := *configFile
-	if name == "" {
-		name = agent.DefaultConfigName
-	}
-	files, nrules, err := agent.CheckRules(cfg, *configFile)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, nrules, len(files))
-	for _, f := range files {
-		fmt.Fprintf(stdout, "  %s: OK\n", f)
-	}
-	for _, g := range agent.UnmatchedRuleGlobs(cfg, *configFile) {
-		fmt.Fprintf(stderr, "warning: rule_files: %q matches no file\n", g)
-	}
-	return 0
+	return file
 }
 
-func cmdRun(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := configFlag(fs)
-	webConfig := fs.String("web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth (overrides web.config_file)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func runCommand() *command {
+	return &command{
+		name:    "run",
+		summary: "run the daemon",
+		help: `Run the agent in the foreground until SIGTERM or SIGINT. It samples the
+host, follows the log files and the journal, runs the probes and checks,
+evaluates the alerting rules every agent.interval, delivers alert events to
+the notify outputs, and serves /metrics and its API on web.listen. Under
+systemd it speaks sd_notify (READY, RELOADING, STOPPING, WATCHDOG, STATUS).
+
+When the configuration does not load at start (a typo, a broken rule file),
+the agent runs on the last good copy it keeps in its state directory, logs
+every problem at error level and raises its own P2 alert
+(TokPulseAgentConfigInvalid); without such a copy it exits with status 1.
+
+SIGHUP reloads the configuration and the rule files, all or nothing: a
+configuration that does not build is refused and logged at error level, and
+the running one stays in force (see reload).`,
+		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
+			config := configFlag(fs)
+			web := fs.String("web.config.file", "", "exporter-toolkit web configuration `FILE` for TLS and basic auth (overrides web.config_file)")
+			return func([]string) int { return c.run(c.configFile(*config), *web) }
+		},
 	}
+}
+
+func checkCommand() *command {
+	return &command{
+		name:    "check",
+		args:    "[FILE...]",
+		maxArgs: -1,
+		summary: "validate configuration files and their rule files",
+		help: `Validate configuration files as the agent loads them, together with the
+rule files each one names, and print every problem as
+"file:line:column: key: what is wrong". Each FILE given is checked, as
+"promtool check config" checks its arguments; without one, the file of
+--config, else ` + SystemConfigFile + ` if it exists, else the embedded
+default configuration. The output names the file checked.
+
+The exit status is 0 when every file is valid and 1 otherwise. Warnings do
+not change it: a secret file that the service user tokpulse-agent could not
+read, and a rule_files glob whose directory does not exist.`,
+		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
+			config := configFlag(fs)
+			return func(files []string) int {
+				if *config != "" && len(files) > 0 {
+					fmt.Fprint(c.stderr, checkCommand().usageError("name the files either with --config or as arguments, not both"))
+					return 2
+				}
+				if *config != "" {
+					files = []string{*config}
+				}
+				return c.check(files)
+			}
+		},
+	}
+}
+
+func testRulesCommand() *command {
+	return &command{
+		name:    "test rules",
+		args:    "FILE...",
+		minArgs: 1,
+		maxArgs: -1,
+		summary: "run rule unit tests (promtool's test rules format)",
+		help: `Run rule unit test files, written in promtool's "test rules" format, with the
+agent's own rule loader, PromQL engine and alert lifecycle. The exit status
+is 0 when every test passes and 1 otherwise.`,
+		setup: func(c *cli, _ *flag.FlagSet) func([]string) int {
+			return func(files []string) int {
+				if !agent.TestRules(c.stdout, files...) {
+					return 1
+				}
+				return 0
+			}
+		},
+	}
+}
+
+func notifyTestCommand() *command {
+	return &command{
+		name:    "notify test",
+		summary: "send a test alert through every notify output",
+		help: `Send a test alert (TokPulseNotifyTest, severity P4, firing and then
+resolved) through every notify output of the configuration, from this
+process and as the user who runs it, and print OK or FAIL with the reason
+for each output. The first line names the configuration used. The exit
+status is 1 when any output failed.`,
+		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
+			config := configFlag(fs)
+			return func([]string) int { return c.notifyTest(c.configFile(*config)) }
+		},
+	}
+}
+
+func configDefaultCommand() *command {
+	return &command{
+		name:    "config default",
+		summary: "print the embedded default configuration",
+		help: `Print the embedded default configuration: what the agent runs on when no
+configuration file is given and ` + SystemConfigFile + ` does not exist.`,
+		setup: func(c *cli, _ *flag.FlagSet) func([]string) int {
+			return func([]string) int {
+				_, _ = c.stdout.Write(agent.DefaultConfigYAML())
+				return 0
+			}
+		},
+	}
+}
+
+func versionCommand() *command {
+	return &command{
+		name:    "version",
+		summary: "print version, commit and Go version",
+		help:    `Print the version, the commit and the Go version the binary was built with.`,
+		setup: func(c *cli, _ *flag.FlagSet) func([]string) int {
+			return func([]string) int {
+				fmt.Fprintf(c.stdout, "tokpulse-agent %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				return 0
+			}
+		},
+	}
+}
+
+// check checks each configuration file ("" for the embedded default); no
+// file means the default resolution of --config.
+func (c *cli) check(files []string) int {
+	if len(files) == 0 {
+		file := c.configFile("")
+		if file == "" {
+			fmt.Fprintf(c.stderr, "note: %s does not exist; checking the embedded default configuration\n", c.systemConfig)
+		}
+		files = []string{file}
+	}
+	code := 0
+	for _, f := range files {
+		if !c.checkFile(f) {
+			code = 1
+		}
+	}
+	return code
+}
+
+// checkFile checks one configuration file and the rule files it names.
+func (c *cli) checkFile(file string) bool {
+	cfg, ok := loadConfig(file, c.stderr)
+	if !ok {
+		return false
+	}
+	name := configName(file)
+	files, nrules, err := agent.CheckRules(cfg, file)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return false
+	}
+	fmt.Fprintf(c.stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, nrules, len(files))
+	for _, f := range files {
+		fmt.Fprintf(c.stdout, "  %s: OK\n", f)
+	}
+	// Run by an operator as root, check can read every file; say which ones
+	// the service's user could not. (Under ExecStartPre check runs as that
+	// user itself.)
+	for _, w := range agent.UnreadableFiles(cfg, c.service) {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
+	}
+	// An empty drop-in directory (the package's rules.d) is normal; a glob
+	// into a directory that does not exist is likely a typo.
+	empty, missing := agent.UnmatchedRuleGlobs(cfg, file)
+	for _, g := range empty {
+		fmt.Fprintf(c.stdout, "  %s: no file yet\n", g)
+	}
+	for _, g := range missing {
+		fmt.Fprintf(c.stderr, "warning: rule_files: %q: directory %s does not exist\n", g, filepath.Dir(g))
+	}
+	return true
+}
+
+// run runs the daemon on the configuration file ("" for the embedded
+// default) until SIGTERM or SIGINT.
+func (c *cli) run(configFile, webConfig string) int {
 	// The logger follows agent.log of the file when it loads; when it does
-	// not, the agent falls back on its last good configuration and the
+	// not, the agent falls back on its last good configuration and these
 	// defaults serve until a reload.
 	logCfg := agent.Default().Agent.Log
-	if cfg, err := agent.Load(*configFile); err == nil {
+	if cfg, err := agent.Load(configFile); err == nil {
 		logCfg = cfg.Agent.Log
 	}
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(logCfg.Level))
-	logger := newLogger(stderr, logCfg.Format, level)
+	logger := newLogger(c.stderr, logCfg.Format, level)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -189,8 +281,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}()
 
 	a, err := agent.New(agent.Options{
-		ConfigFile:    *configFile,
-		WebConfigFile: *webConfig,
+		ConfigFile:    configFile,
+		WebConfigFile: webConfig,
 		Logger:        logger,
 		Level:         level,
 		Build:         buildInfo(),
@@ -200,6 +292,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		logger.Error("Cannot start", "err", err)
 		return 1
 	}
+	logger.Info("Configuration loaded", "file", configName(configFile))
 	if err := a.Run(ctx); err != nil {
 		logger.Error("Agent failed", "err", err)
 		return 1
@@ -207,52 +300,59 @@ func cmdRun(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// cmdReload asks the running agent to reload and waits for its verdict:
-// the unit's ExecReload=, so that `systemctl reload` fails when the agent
-// refuses the new configuration.
-func cmdReload(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := configFlag(fs)
-	pid := fs.Int("pid", 0, "the agent's process id (default: $MAINPID, which systemd sets for ExecReload=)")
-	stateDir := fs.String("state-dir", "", "the agent's state directory (default: $STATE_DIRECTORY, else agent.state_dir of --config)")
-	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the agent's verdict")
-	if err := fs.Parse(args); err != nil {
+func reloadCommand() *command {
+	return &command{
+		name:    "reload",
+		summary: "reload the running agent and wait for its verdict",
+		help: `Ask the running agent to reload its configuration (SIGHUP) and wait for its
+verdict, which it writes to ` + agent.ReloadStatusFile + ` in its state
+directory. The exit status is 0 when the new configuration is in force and 1
+when the agent refused it (it then keeps running on the old one) or did not
+answer in time; the reasons are printed, one problem per line. The unit's
+ExecReload= runs it, so that "systemctl reload tokpulse-agent" fails when
+the agent refuses the file.`,
+		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
+			config := configFlag(fs)
+			pid := fs.Int("pid", 0, "the agent's process `ID` (default: $MAINPID, which systemd sets for ExecReload=)")
+			stateDir := fs.String("state-dir", "", "the agent's state `DIR` (default: $STATE_DIRECTORY, else agent.state_dir of the configuration)")
+			timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the agent's verdict")
+			return func([]string) int { return c.reload(c.configFile(*config), *pid, *stateDir, *timeout) }
+		},
+	}
+}
+
+// reload signals the agent with pid and waits for its verdict.
+func (c *cli) reload(configFile string, pid int, stateDir string, timeout time.Duration) int {
+	if pid == 0 {
+		pid, _ = strconv.Atoi(os.Getenv("MAINPID"))
+	}
+	if pid <= 0 {
+		fmt.Fprint(c.stderr, reloadCommand().usageError("no agent process: pass --pid PID (systemd sets $MAINPID for ExecReload=)"))
 		return 2
 	}
-	if *pid == 0 {
-		*pid, _ = strconv.Atoi(os.Getenv("MAINPID"))
+	if stateDir == "" {
+		stateDir = agent.StateDirFor(configFile)
 	}
-	if *pid <= 0 {
-		fmt.Fprintln(stderr, "reload: no agent process: pass --pid PID (systemd sets $MAINPID for ExecReload=)")
-		return 2
-	}
-	if *stateDir == "" {
-		*stateDir = agent.StateDirFor(*configFile)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	st, err := agent.Reload(ctx, *pid, *stateDir, 100*time.Millisecond)
+	st, err := agent.Reload(ctx, pid, stateDir, 100*time.Millisecond)
 	if err != nil {
-		fmt.Fprintln(stderr, "reload:", err)
+		fmt.Fprintln(c.stderr, "reload:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "reloaded %s (reload #%d)\n", st.ConfigFile, st.Seq)
+	fmt.Fprintf(c.stdout, "reloaded %s (reload #%d)\n", st.ConfigFile, st.Seq)
 	return 0
 }
 
-func cmdNotifyTest(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("notify test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, ok := loadConfig(*configFile, stderr)
+// notifyTest sends a test alert through every output of the configuration
+// file ("" for the embedded default).
+func (c *cli) notifyTest(configFile string) int {
+	fmt.Fprintf(c.stdout, "Configuration: %s\n", configName(configFile))
+	cfg, ok := loadConfig(configFile, c.stderr)
 	if !ok {
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return agent.NotifyTest(ctx, cfg, buildInfo(), stdout)
+	return agent.NotifyTest(ctx, cfg, buildInfo(), c.stdout)
 }

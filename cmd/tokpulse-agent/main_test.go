@@ -42,10 +42,10 @@ func TestCheckExitsNonZeroOnEveryInvalidFile(t *testing.T) {
 	}
 }
 
-func TestCheckAcceptsValidAndDefault(t *testing.T) {
+func TestCheckAcceptsValid(t *testing.T) {
 	for _, args := range [][]string{
 		{"check", "--config", "../../agent/testdata/valid-full.yml"},
-		{"check"},
+		{"check", "../../agent/testdata/valid-full.yml"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 0 {
@@ -99,6 +99,9 @@ func TestDaemonLifecycle(t *testing.T) {
 		Addr: addr,
 	})
 	a.WaitReady(t, 1, 15*time.Second)
+	if want := `msg="Configuration loaded" file=` + cfgPath; !strings.Contains(a.Output(), want) {
+		t.Errorf("the log does not name the configuration (%s):\n%s", want, a.Output())
+	}
 
 	code, body := a.Get(t, "/metrics")
 	if code != 200 {
@@ -168,6 +171,13 @@ func TestDaemonLifecycle(t *testing.T) {
 	out, err = exec.Command(testutil.AgentBinary(t), "status", "--url", "http://"+addr, "--json").Output()
 	if err != nil || !strings.Contains(string(out), `"components"`) {
 		t.Errorf("status --json: %v\n%s", err, out)
+	}
+	// Without --url or --config: web.listen of the system configuration
+	// (here the agent's own file standing in for /etc/tokpulse-agent/agent.yaml),
+	// named on stderr so that stdout stays JSON.
+	code, stdout, stderr := runCLI(t, cfgPath, "status", "--json")
+	if want := "Agent at http://" + addr + " (web.listen of " + cfgPath + ")\n"; code != 0 || stderr != want || !strings.HasPrefix(stdout, "{") {
+		t.Errorf("status --json with the system configuration: exit %d\nstdout:\n%.200s\nstderr: %q, want %q", code, stdout, stderr, want)
 	}
 
 	start := time.Now()

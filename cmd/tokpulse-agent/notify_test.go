@@ -52,7 +52,13 @@ func TestNotifyTestSubcommand(t *testing.T) {
 			}
 		})
 	}
-	if posts.Load() != 4 { // firing and resolved, twice
-		t.Errorf("receiver got %d test posts, want 4", posts.Load())
+	// Without --config, the system configuration (here the first test's
+	// file standing in for /etc/tokpulse-agent/agent.yaml), named first.
+	code, out, errOut := runCLI(t, filepath.Join(dir, "accepted.yaml"), "notify", "test")
+	if want := "Configuration: " + filepath.Join(dir, "accepted.yaml") + "\nOK   central"; code != 0 || !strings.HasPrefix(out, want) {
+		t.Errorf("exit %d, want 0 and stdout to start with %q\nstdout:\n%s\nstderr:\n%s", code, want, out, errOut)
+	}
+	if posts.Load() != 6 { // firing and resolved, three times
+		t.Errorf("receiver got %d test posts, want 6", posts.Load())
 	}
 }

@@ -233,10 +233,12 @@ func TestCheckRuleFiles(t *testing.T) {
 		rules string
 		code  int
 		want  string
+		quiet bool // nothing on stderr
 	}{
-		{"shipped pack", "../../packaging/rules/runbook.yml", 0, "19 rules in 2 rule files"},
-		{"glob matching nothing", filepath.Join(dir, "none", "*.yml"), 0, `warning: rule_files: "` + filepath.Join(dir, "none", "*.yml") + `" matches no file`},
-		{"bad severity", bad, 1, bad + `:7: group "g", alert "A": severity "high" is not a runbook class; write P1, P2, P3 or P4`},
+		{"shipped pack", "../../packaging/rules/runbook.yml", 0, "19 rules in 2 rule files", true},
+		{"glob into a missing directory", filepath.Join(dir, "none", "*.yml"), 0, `warning: rule_files: "` + filepath.Join(dir, "none", "*.yml") + `": directory ` + filepath.Join(dir, "none") + " does not exist", false},
+		{"empty drop-in directory", filepath.Join(dir, "*.yaml"), 0, "2 rules in 1 rule files)\n  builtin:self/agent.yml: OK\n  " + filepath.Join(dir, "*.yaml") + ": no file yet\n", true},
+		{"bad severity", bad, 1, bad + `:7: group "g", alert "A": severity "high" is not a runbook class; write P1, P2, P3 or P4`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rules, _ := filepath.Abs(tc.rules)
@@ -250,6 +252,9 @@ func TestCheckRuleFiles(t *testing.T) {
 			}
 			if !strings.Contains(out.String()+errb.String(), tc.want) {
 				t.Fatalf("output lacks %q:\n%s%s", tc.want, out.String(), errb.String())
+			}
+			if tc.quiet && errb.Len() > 0 {
+				t.Errorf("stderr not empty: %s", errb.String())
 			}
 		})
 	}

@@ -22,27 +22,42 @@ import (
 	"github.com/tokpulse/tokpulse-agent/notify"
 )
 
-// cmdStatus prints the running agent's status, read from its local API.
-func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "configuration of the running agent, to find its web.listen (default: the embedded default)")
-	url := fs.String("url", "", "base URL of the agent's HTTP server (overrides --config), e.g. https://127.0.0.1:9847")
-	asJSON := fs.Bool("json", false, "print the raw JSON of /api/v1/status")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func statusCommand() *command {
+	return &command{
+		name:    "status",
+		summary: "show the running agent's collectors, probes, checks, alerts",
+		help: `Show the running agent's collectors, probes, checks, alerts and outbox,
+read from its API (GET /api/v1/status). The agent is found at web.listen of
+the configuration (--config, else ` + SystemConfigFile + ` if it exists,
+else the embedded default, 127.0.0.1:9847), or at --url; the first line on
+standard error says which. An agent that serves through a web config file
+(TLS, basic auth) is reached with --url. Alerts of the same name are told
+apart by the labels in which they differ.`,
+		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
+			config := configFlag(fs)
+			url := fs.String("url", "", "base `URL` of the agent's HTTP server, e.g. https://127.0.0.1:9847 (overrides --config)")
+			asJSON := fs.Bool("json", false, "print the raw JSON of /api/v1/status")
+			return func([]string) int { return c.status(c.configFile(*config), *url, *asJSON) }
+		},
 	}
-	base := *url
+}
+
+// status prints the running agent's status, read from its local API at
+// base, or at web.listen of the configuration file ("" for the embedded
+// default) when base is empty.
+func (c *cli) status(configFile, base string, asJSON bool) int {
+	stdout, stderr := c.stdout, c.stderr
 	if base == "" {
-		cfg, ok := loadConfig(*configFile, stderr)
+		cfg, ok := loadConfig(configFile, stderr)
 		if !ok {
 			return 1
 		}
 		if cfg.Web.ConfigFile != "" {
-			fmt.Fprintln(stderr, "the agent serves through a web config file (TLS or basic auth); pass --url https://HOST:PORT")
+			fmt.Fprintf(stderr, "the agent of %s serves through a web config file (TLS or basic auth); pass --url https://HOST:PORT\n", configName(configFile))
 			return 1
 		}
 		base = "http://" + cfg.Web.Listen
+		fmt.Fprintf(stderr, "Agent at %s (web.listen of %s)\n", base, configName(configFile))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -62,7 +77,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agent at %s answered %s: %s %v\n", base, resp.Status, body, err)
 		return 1
 	}
-	if *asJSON {
+	if asJSON {
 		_, _ = stdout.Write(body)
 		return 0
 	}
@@ -156,9 +171,10 @@ func renderAlerts(w io.Writer, alerts []alert.Alert, now time.Time, paint func(b
 		fmt.Fprintln(w, "No alerts.")
 		return
 	}
+	names := alertNames(alerts)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ALERT\tSEVERITY\tSTATE\tSINCE\tVALUE\tSUMMARY")
-	for _, al := range alerts {
+	for i, al := range alerts {
 		state := string(al.State)
 		if al.State == alert.StateFiring {
 			state = paint(false, state)
@@ -167,10 +183,60 @@ func renderAlerts(w io.Writer, alerts []alert.Alert, now time.Time, paint func(b
 		if al.State == alert.StateResolved {
 			since = al.ResolvedAt
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\n", al.Name, al.Severity, state,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\n", names[i], al.Severity, state,
 			strings.TrimSuffix(age(now, since), " ago"), al.Value, oneLine(al.Annotations["summary"], 80))
 	}
 	_ = tw.Flush()
+}
+
+// alertNames names each alert for the table: its alertname, followed,
+// when several alerts share that name, by the labels whose values differ
+// among them (TokPulseDatabaseUnavailable{check="postgres"} beside
+// TokPulseDatabaseUnavailable{probe="postgres_tcp"}), as Alertmanager's
+// amtool shows instances.
+func alertNames(alerts []alert.Alert) []string {
+	byName := map[string][]alert.Alert{}
+	for _, al := range alerts {
+		byName[al.Name] = append(byName[al.Name], al)
+	}
+	out := make([]string, len(alerts))
+	for i, al := range alerts {
+		group := byName[al.Name]
+		if len(group) < 2 {
+			out[i] = al.Name
+			continue
+		}
+		var parts []string
+		for _, k := range distinguishingLabels(group) {
+			if v, ok := al.Labels[k]; ok {
+				parts = append(parts, k+"="+strconv.Quote(v))
+			}
+		}
+		out[i] = al.Name + "{" + strings.Join(parts, ",") + "}"
+	}
+	return out
+}
+
+// distinguishingLabels returns, sorted, the label names whose values (or
+// presence) are not the same in every alert of group.
+func distinguishingLabels(group []alert.Alert) []string {
+	keys := map[string]bool{}
+	for _, al := range group {
+		for k := range al.Labels {
+			keys[k] = true
+		}
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		first, had := group[0].Labels[k]
+		for _, al := range group[1:] {
+			if v, ok := al.Labels[k]; ok != had || v != first {
+				out = append(out, k)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // age formats how long ago t was, "-" for never.

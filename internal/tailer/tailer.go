@@ -676,8 +676,19 @@ func (t *Tailer) checkTruncation(ctx context.Context, f *file) error {
 	if same {
 		return nil
 	}
-	recovered := t.recoverFromCopy(ctx, f)
-	t.logger.Info("Log file was truncated; reading it again from the start", "path", f.path, "offset", f.off, "recovered_bytes", recovered)
+	// One line per truncation, and a warning only when lines may have been
+	// lost: with copytruncate the copy is normally there, and a reader that
+	// had read everything before the truncation lost nothing.
+	recovered, copyName := t.recoverFromCopy(ctx, f)
+	switch {
+	case copyName == "":
+		t.logger.Warn("Log file was truncated and no uncompressed copy with its content was found; lines written since the last read may be lost (with logrotate, add delaycompress next to copytruncate)",
+			"path", f.path, "offset", f.off)
+	case recovered == 0:
+		t.logger.Info("Log file was truncated (copytruncate); the reader had read all of it, nothing was lost", "path", f.path, "copy", copyName)
+	default:
+		t.logger.Info("Log file was truncated (copytruncate); read the lines written since the last read from the copy", "path", f.path, "copy", copyName, "bytes", recovered)
+	}
 	if t.events != nil {
 		t.events.Truncated(f.path, recovered)
 	}
@@ -696,14 +707,17 @@ func (t *Tailer) checkTruncation(ctx context.Context, f *file) error {
 
 // recoverFromCopy reads, from a copy of f's old content, the bytes after
 // our offset: the lines written between our last read and the truncation.
-func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) int64 {
+// It returns how many bytes it read and the copy's name, "" when no copy
+// was found. A copy exactly as long as our offset is found too: it proves
+// that nothing was written after our last read.
+func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) (int64, string) {
 	if f.fpLen == 0 {
-		return 0
+		return 0, ""
 	}
 	dir := filepath.Dir(f.real)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0
+		return 0, ""
 	}
 	type cand struct {
 		name  string
@@ -713,7 +727,7 @@ func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) int64 {
 	for _, e := range ents {
 		name := filepath.Join(dir, e.Name())
 		st, err := os.Stat(name)
-		if err != nil || !st.Mode().IsRegular() || st.Size() <= f.off {
+		if err != nil || !st.Mode().IsRegular() || st.Size() < f.off {
 			continue
 		}
 		if d, i := ids(st); d == f.dev && i == f.ino {
@@ -740,11 +754,9 @@ func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) int64 {
 		t.readToEnd(ctx, cp)
 		t.flushPartial(cp)
 		fh.Close()
-		t.logger.Info("Recovered lines written before a copytruncate from the copy", "path", f.path, "copy", c.name, "bytes", cp.off-start)
-		return cp.off - start
+		return cp.off - start, c.name
 	}
-	t.logger.Warn("Log file was truncated and no copy with its content was found; lines written since the last read may be lost", "path", f.path)
-	return 0
+	return 0, ""
 }
 
 // retire moves an active file to the draining list, reading it to its end

@@ -93,13 +93,20 @@ func (r Regexp) Match(s string) bool { return r.Regexp != nil && r.MatchString(s
 // when needed and never logged.
 type SecretFile string
 
-// Read returns the file's content with surrounding white space removed.
+// SecretSpace is the white space Read removes from both ends of a secret
+// file: ASCII only (space, tab, LF, VT, FF, CR), the set Python's
+// bytes.strip() removes, so that a receiver of the webhook can derive the
+// same HMAC key in any language (docs/webhook.md, "The signing key").
+const SecretSpace = " \t\n\v\f\r"
+
+// Read returns the file's content without leading and trailing
+// SecretSpace; nothing else is changed or decoded.
 func (f SecretFile) Read() (Secret, error) {
 	b, err := os.ReadFile(string(f))
 	if err != nil {
 		return "", fmt.Errorf("reading secret file %s: %w (create it, readable by the agent's user only)", string(f), err)
 	}
-	return Secret(strings.TrimSpace(string(b))), nil
+	return Secret(strings.Trim(string(b), SecretSpace)), nil
 }
 
 // Secret is a string that never prints itself, so that a secret cannot reach a

@@ -97,12 +97,20 @@ func TestSecretNeverPrints(t *testing.T) {
 func TestSecretFileRead(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/token"
-	if err := writeFile(path, "  abc\n"); err != nil {
-		t.Fatal(err)
-	}
-	s, err := SecretFile(path).Read()
-	if err != nil || s.Reveal() != "abc" {
-		t.Fatalf("Read = %q, %v", s.Reveal(), err)
+	for content, want := range map[string]string{
+		"  abc\n":                "abc",
+		"\tabc def\r\n\v\f":      "abc def",
+		"abc\u00a0\n":            "abc\u00a0", // not ASCII: kept, as Python's bytes.strip() keeps it
+		"\ufeffabc":              "\ufeffabc",
+		"0123456789abcdef\n\n\n": "0123456789abcdef",
+	} {
+		if err := writeFile(path, content); err != nil {
+			t.Fatal(err)
+		}
+		s, err := SecretFile(path).Read()
+		if err != nil || s.Reveal() != want {
+			t.Errorf("Read of %q = %q, %v; want %q", content, s.Reveal(), err, want)
+		}
 	}
 	if _, err := SecretFile(dir + "/missing").Read(); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("missing file error = %v", err)
