@@ -232,9 +232,10 @@ func TestWebhookFailures(t *testing.T) {
 				if len(dl) != 1 || dl[0].Alert != tc.dead || !strings.Contains(dl[0].Reason, "400") {
 					t.Fatalf("dead letters %+v, want one for %s", dl, tc.dead)
 				}
-				if v := promtestutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultDeadLetter)); v != 1 {
-					t.Errorf("dead_letter count %v, want 1", v)
-				}
+				// The dead letter is written, then counted.
+				testutil.Eventually(t, 5*time.Second, "dead_letter counted once", func() bool {
+					return promtestutil.ToFloat64(m.opts.Metrics.notifications.WithLabelValues("central", ResultDeadLetter)) == 1
+				})
 				if n, err := promtestutil.GatherAndCount(reg, "tokpulse_outbox_dead_letters"); err != nil || n != 1 {
 					t.Errorf("tokpulse_outbox_dead_letters series %d %v", n, err)
 				}

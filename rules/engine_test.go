@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -135,6 +136,7 @@ func TestAlertsSeries(t *testing.T) {
 		for _, s := range query(t, m.Store(), q, at(i)) {
 			out = append(out, fmt.Sprintf("%s %s", s.Metric, strconv.FormatFloat(s.F, 'f', -1, 64)))
 		}
+		sort.Strings(out)
 		return strings.Join(out, "; ")
 	}
 	eval(0, 0)
