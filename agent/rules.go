@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 
@@ -48,12 +47,6 @@ func CheckRules(cfg *Config, configFile string) ([]string, int, error) {
 		n += len(g.Rules)
 	}
 	return files, n, nil
-}
-
-// TestRules runs rule unit test files (promtool's "test rules" format)
-// with the daemon's engine and lifecycle, writing the report to w.
-func TestRules(w io.Writer, files ...string) bool {
-	return rules.TestFiles(w, files...)
 }
 
 // newRules builds the rule manager and loads cfg's rule files.

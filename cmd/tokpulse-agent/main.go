@@ -31,7 +31,8 @@ Usage:
   tokpulse-agent run     [--config FILE] [--web.config.file FILE]   run the daemon
   tokpulse-agent check   [--config FILE]                            validate a configuration
   tokpulse-agent status  [--config FILE | --url URL] [--json]       show the running agent's collectors, probes, alerts
-  tokpulse-agent test    rules FILE...                              run rule unit tests (promtool's test rules format)
+  tokpulse-agent check   rules [FILE...]                            check rule files as promtool check rules does
+  tokpulse-agent test    rules [--run RE] [--junit FILE] FILE...    run rule unit tests as promtool test rules does
   tokpulse-agent config  default                                    print the embedded default configuration
   tokpulse-agent notify  test [--config FILE]                       send a test alert through every notify output
   tokpulse-agent version                                            print version, commit and Go version
@@ -52,18 +53,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return cmdRun(args[1:], stderr)
 	case "check":
+		if len(args) >= 2 && args[1] == "rules" {
+			return cmdCheckRules(args[1:], os.Stdin, stdout, stderr)
+		}
 		return cmdCheck(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
 	case "test":
-		if len(args) >= 3 && args[1] == "rules" {
-			if !agent.TestRules(stdout, args[2:]...) {
-				return 1
-			}
-			return 0
-		}
-		fmt.Fprint(stderr, usage)
-		return 2
+		return cmdTest(args[1:], stdout, stderr)
 	case "config":
 		if len(args) == 2 && args[1] == "default" {
 			_, _ = stdout.Write(agent.DefaultConfigYAML())

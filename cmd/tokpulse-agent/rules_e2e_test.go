@@ -236,7 +236,7 @@ func TestCheckRuleFiles(t *testing.T) {
 	}{
 		{"shipped pack", "../../packaging/rules/runbook.yml", 0, "17 rules in 1 rule files"},
 		{"glob matching nothing", filepath.Join(dir, "none", "*.yml"), 0, `warning: rule_files: "` + filepath.Join(dir, "none", "*.yml") + `" matches no file`},
-		{"bad severity", bad, 1, bad + `:7: group "g", alert "A": severity "high" is not a runbook class; write P1, P2, P3 or P4`},
+		{"bad severity", bad, 1, bad + `:7:21: group "g", rule 1, "A": tokpulse-agent requires severity P1–P4 on alerting rules (Prometheus does not): severity "high" is not one of them; write P1, P2, P3 or P4`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rules, _ := filepath.Abs(tc.rules)
