@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,6 +45,26 @@ func newPromtoolApp(name, help string, stdout, stderr io.Writer, status *int) *k
 	return app
 }
 
+// parsePromtoolArgs parses args and reports whether the command is done
+// (help shown, or a usage error), with its exit code.
+func parsePromtoolArgs(app *kingpin.Application, args []string, status *int) (int, bool) {
+	_, err := app.Parse(args)
+	switch {
+	case errors.Is(err, kingpin.ErrCommandNotSpecified):
+		// kingpin printed the usage; promtool's words for it.
+		app.Errorf("must select a subcommand of %q, try --help", strings.TrimPrefix(app.Name, "tokpulse-agent "))
+		return promtest.ExitFailure, true
+	case *status == 0: // --help
+		return 0, true
+	case err != nil:
+		app.Errorf("%s, try --help", err)
+		return promtest.ExitFailure, true
+	case *status > 0:
+		return *status, true
+	}
+	return 0, false
+}
+
 // checkFeatures refuses --enable-feature values the daemon lacks.
 func checkFeatures(features []string, stdout, stderr io.Writer) bool {
 	ok := true
@@ -78,13 +99,8 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	debug := rulesCmd.Flag("debug", "Enable unit test debugging.").Default("false").Bool()
 	diff := rulesCmd.Flag("diff", "[Experimental] Print colored differential output between expected & received output.").Default("false").Bool()
 	ignore := rulesCmd.Flag("ignore-unknown-fields", "Ignore unknown fields in the rule files. This is useful when you want to extend rule files with custom metadata. Ensure that those fields are removed before loading them into Prometheus or tokpulse-agent, which refuse them.").Default("false").Bool()
-	_, err := app.Parse(args)
-	if status >= 0 {
-		return status
-	}
-	if err != nil {
-		app.Errorf("%s, try --help", err)
-		return promtest.ExitFailure
+	if code, done := parsePromtoolArgs(app, args, &status); done {
+		return code
 	}
 	if !checkFeatures(*features, stdout, stderr) {
 		return promtest.ExitFailure
@@ -118,13 +134,8 @@ func cmdCheckRules(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 	lint := rulesCmd.Flag("lint", "Linting checks to apply. Available options are: all, duplicate-rules, none. Use --lint=none to disable linting").Default("duplicate-rules").String()
 	lintFatal := rulesCmd.Flag("lint-fatal", "Make lint errors exit with exit code 3.").Default("false").Bool()
 	ignore := rulesCmd.Flag("ignore-unknown-fields", "Ignore unknown fields in the rule files. This is useful when you want to extend rule files with custom metadata. Ensure that those fields are removed before loading them into Prometheus or tokpulse-agent, which refuse them.").Default("false").Bool()
-	_, err := app.Parse(args)
-	if status >= 0 {
-		return status
-	}
-	if err != nil {
-		app.Errorf("%s, try --help", err)
-		return promtest.ExitFailure
+	if code, done := parsePromtoolArgs(app, args, &status); done {
+		return code
 	}
 	if !checkFeatures(*features, stdout, stderr) {
 		return promtest.ExitFailure
