@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,32 @@ func TestLoadFileInvalid(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("error\n%s\nwant it to start with\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestLoadFilePositions: rulefmt reports some problems at "0:0:" or
+// without a position; the agent names the group's or rule's line and
+// column instead.
+func TestLoadFilePositions(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"repeated group", "groups:\n  - name: yolo\n  - name: yolo\n", `:3:5: groupname: "yolo" is repeated in the same file`},
+		{"neither record nor alert", "groups:\n  - name: yolo\n    rules:\n      - expr: 1\n", `:4:9: group "yolo", rule 1, "": one of 'record' or 'alert' must be set`},
+		{"no expr", "groups:\n  - name: g\n    rules:\n      - record: a\n      - record: b\n", `:4:9: group "g", rule 1, "a": field 'expr' must be set in rule` + "\n" + "FILE" + `:5:9: group "g", rule 2, "b": field 'expr' must be set in rule`},
+		{"bad label name, second rule", "groups:\n  - name: g\n    rules:\n      - record: a\n        expr: 1\n      - record: b\n        expr: 1\n        labels: {__name__: x}\n", `:6:9: group "g", rule 2, "b": invalid label name: __name__`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "r.yml")
+			if err := os.WriteFile(f, []byte(tc.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadFile(f, nil)
+			want := f + strings.ReplaceAll(tc.want, "FILE", f)
+			if err == nil || err.Error() != want {
+				t.Fatalf("error\n%v\nwant\n%s", err, want)
 			}
 		})
 	}
