@@ -214,3 +214,36 @@ func TestPromtoolFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestPromtoolDebianStderr compares, live, with the promtool CI installs
+// (Debian's, 2.42 on bookworm): for the files whose failure format has not
+// changed since, the failures on stderr and the exit code are the same.
+// (2.42's stdout differs: it printed "Unit Testing:  FILE" where 3.16
+// prints "Processing test file: FILE"; the goldens cover that.)
+func TestPromtoolDebianStderr(t *testing.T) {
+	promtool := testutil.Require(t, "promtool")
+	dir := testutil.PatchedCopy(t, "../../rules/promtest/testdata/upstream", "../../rules/promtest/testdata/upstream/severity.patch")
+	t.Chdir(filepath.Join(dir, "promtool"))
+	for _, f := range []string{"failing.yml", "rules_run.yml", "bad-rules-syntax-test.yml"} {
+		t.Run(f, func(t *testing.T) {
+			cmd := exec.Command(promtool, "test", "rules", f)
+			var pout, perr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &pout, &perr
+			pcode := 0
+			if err := cmd.Run(); err != nil {
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) {
+					t.Fatal(err)
+				}
+				pcode = ee.ExitCode()
+			}
+			var out, errb bytes.Buffer
+			if code := run([]string{"test", "rules", f}, &out, &errb); code != pcode {
+				t.Errorf("exit %d, promtool's %d", code, pcode)
+			}
+			if errb.String() != perr.String() {
+				t.Errorf("stderr:\n%s\npromtool's:\n%s", errb.String(), perr.String())
+			}
+		})
+	}
+}

@@ -192,3 +192,26 @@ func TestSeverityRequirementNamed(t *testing.T) {
 		t.Fatalf("stderr lacks\n%s\n%s", want, errb.String())
 	}
 }
+
+// TestNativeHistogramRefused: the store keeps floats, so a native
+// histogram in input_series is refused with the reason and the way out,
+// not silently dropped or mis-read as a float.
+func TestNativeHistogramRefused(t *testing.T) {
+	f := writeFile(t, filepath.Join(t.TempDir(), "t.yml"), `tests:
+  - name: h
+    input_series:
+      - series: req
+        values: "{{sum:3 count:2 buckets:[2]}}x2"
+    promql_expr_test:
+      - expr: req
+        exp_samples: [{labels: req, histogram: "{{sum:3 count:2 buckets:[2]}}"}]
+`)
+	var out, errb bytes.Buffer
+	if code := TestRules(Options{Stdout: &out, Stderr: &errb}, f); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	want := `    name: h, series "req": native histograms are not supported by tokpulse-agent: its series store keeps float samples, and the agent exports histograms as classic _bucket, _sum and _count series; write them so` + "\n"
+	if errb.String() != "  FAILED:\n"+want {
+		t.Fatalf("stderr\n%q\nwant\n%q", errb.String(), "  FAILED:\n"+want)
+	}
+}
