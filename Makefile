@@ -41,6 +41,7 @@ RULE_TESTS := packaging/rules/runbook_test.yml packaging/rules/self/agent_test.y
 
 test-rules: test-deps build
 	./$(BIN) test rules $(RULE_TESTS)
+	./$(BIN) check rules $(RULE_FILES)
 	promtool check rules $(RULE_FILES)
 	promtool test rules $(RULE_TESTS)
 

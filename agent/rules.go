@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -66,12 +65,6 @@ func CheckRules(cfg *Config, configFile string) ([]string, int, error) {
 		return nil, 0, err
 	}
 	return rs.Files, rs.Rules(), nil
-}
-
-// TestRules runs rule unit test files (promtool's "test rules" format)
-// with the daemon's engine and incident tracker, writing the report to w.
-func TestRules(w io.Writer, files ...string) bool {
-	return rules.TestFiles(w, files...)
 }
 
 // evidenceProviders lists the collectors that keep evidence.

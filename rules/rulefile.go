@@ -112,9 +112,9 @@ func ExpandGlobs(globs []string) ([]string, error) {
 	return slices.Compact(files), nil
 }
 
-// UnmatchedGlobs returns the globs that match no file. That is not an
-// error: a drop-in directory may be empty (the packages ship
-// /etc/tokpulse-agent/rules.d so). GlobDirMissing tells a typo apart.
+// UnmatchedGlobs returns the globs that match no file: not an error (a
+// drop-in directory may be empty), but worth a warning, since a typo in a
+// path silently loads no rules.
 func UnmatchedGlobs(globs []string) []string {
 	var out []string
 	for _, g := range globs {
@@ -139,6 +139,14 @@ func GlobDirMissing(g string) bool {
 	}
 	_, err := os.Stat(dir)
 	return errors.Is(err, os.ErrNotExist)
+}
+
+// LoadOptions change how rule files are read.
+type LoadOptions struct {
+	// IgnoreUnknownFields accepts keys rulefmt does not know (promtool's
+	// --ignore-unknown-fields, for rule files that carry metadata of
+	// their own). The daemon never sets it: Prometheus refuses such files.
+	IgnoreUnknownFields bool
 }
 
 // LoadFiles parses and validates every rule file the globs match. The
@@ -173,16 +181,38 @@ func loadFiles(globs []string, logger *slog.Logger) ([]*Group, []string, map[str
 
 // LoadFile parses one rule file with Prometheus' own rulefmt (so that what
 // passes here passes `promtool check rules`) and adds the agent's own
-// requirement: every alerting rule has a severity label P1..P4.
+// requirement: every alerting rule has a severity label P1..P4. Every
+// problem is one line of the error, "file:line:column: ...".
 func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
 	gs, _, err := loadFile(file, logger)
 	return gs, err
 }
 
+// loadFile is LoadFile that also returns the file's content.
 func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	data, err := readRuleFile(file)
+	if err != nil {
+		return nil, nil, err
 	}
+	groups, probs := ParseRules(file, data, LoadOptions{}, logger)
+	if len(probs) > 0 {
+		msgs := make([]string, len(probs))
+		for i, e := range probs {
+			// Positions start the message ("3:5: ..."); YAML's errors
+			// have none.
+			sep := ": "
+			if m := e.Error(); m != "" && m[0] >= '0' && m[0] <= '9' {
+				sep = ":"
+			}
+			msgs[i] = file + sep + e.Error()
+		}
+		return nil, nil, errors.New(strings.Join(msgs, "\n"))
+	}
+	return groups, data, nil
+}
+
+// readRuleFile reads a rule file, or a rule file built into the agent.
+func readRuleFile(file string) ([]byte, error) {
 	var (
 		data []byte
 		err  error
@@ -193,26 +223,45 @@ func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
 		data, err = os.ReadFile(file)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading rule file: %w (check rule_files in agent.yaml)", err)
+		return nil, fmt.Errorf("reading rule file: %w (check rule_files in agent.yaml)", err)
+	}
+	return data, nil
+}
+
+// ParseFile reads and validates one rule file like LoadFile, but returns
+// each problem as rulefmt words it, without the file name: "line:column:
+// group "g", rule 1, "Name": what is wrong", or a YAML error. `promtool
+// check rules` prints them after "file: "; LoadFile after "file:".
+func ParseFile(file string, opts LoadOptions, logger *slog.Logger) ([]*Group, []error) {
+	data, err := readRuleFile(file)
+	if err != nil {
+		return nil, []error{err}
+	}
+	return ParseRules(file, data, opts, logger)
+}
+
+// severityRequirement is the agent's own rule on top of Prometheus'; the
+// words say so, because the same file passes `promtool check rules`.
+const severityRequirement = "tokpulse-agent requires severity P1–P4 on alerting rules (Prometheus does not)"
+
+// ParseRules validates the rule file data read from file (a name for
+// messages and Rule.File), as ParseFile does.
+func ParseRules(file string, data []byte, opts LoadOptions, logger *slog.Logger) ([]*Group, []error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	p := newParser()
-	rgs, errs := rulefmt.Parse(data, false, model.UTF8Validation, p, logger)
-	if len(errs) > 0 {
-		msgs := make([]string, len(errs))
-		for i, e := range errs {
-			// rulefmt's own errors start with "line:col:", YAML's do not.
-			sep := ": "
-			if m := e.Error(); m != "" && m[0] >= '0' && m[0] <= '9' {
-				sep = ":"
-			}
-			msgs[i] = file + sep + e.Error()
-		}
-		return nil, nil, errors.New(strings.Join(msgs, "\n"))
-	}
 	lines := ruleLines(data)
+	rgs, errs := rulefmt.Parse(data, opts.IgnoreUnknownFields, model.UTF8Validation, p, logger)
+	if len(errs) > 0 {
+		for i, e := range errs {
+			errs[i] = lines.locate(e)
+		}
+		return nil, errs
+	}
 	var (
 		groups []*Group
-		probs  []string
+		probs  []error
 	)
 	for gi, rg := range rgs.Groups {
 		g := &Group{
@@ -223,10 +272,10 @@ func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
 			g.QueryOffset = time.Duration(*rg.QueryOffset)
 		}
 		for ri, rr := range rg.Rules {
-			line := lines.rule(gi, ri)
+			pos := lines.rule(gi, ri)
 			expr, err := p.ParseExpr(rr.Expr)
 			if err != nil { // rulefmt parsed it already; never expected
-				probs = append(probs, fmt.Sprintf("%s:%d: %v", file, line, err))
+				probs = append(probs, fmt.Errorf("%s: %w", pos, err))
 				continue
 			}
 			lb := labels.NewBuilder(labels.FromMap(g.Labels))
@@ -237,7 +286,7 @@ func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
 				Alert: rr.Alert, Record: rr.Record, Expr: rr.Expr,
 				For: time.Duration(rr.For), KeepFiringFor: time.Duration(rr.KeepFiringFor),
 				Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
-				File: file, Line: line, Group: g.Name,
+				File: file, Line: pos.Line, Group: g.Name,
 				ranges: lookback(expr),
 			}
 			r.deps, r.anyDep, r.hasRange = selectors(expr)
@@ -253,9 +302,9 @@ func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
 				}
 				switch {
 				case !ok:
-					probs = append(probs, fmt.Sprintf("%s:%d: group %q, alert %q: the label \"severity\" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)", file, line, g.Name, r.Alert))
+					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: the label \"severity\" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)", pos, g.Name, ri+1, r.Alert, severityRequirement))
 				case !alert.Severity(sev).Valid():
-					probs = append(probs, fmt.Sprintf("%s:%d: group %q, alert %q: severity %q is not a runbook class; write P1, P2, P3 or P4", file, lines.severity(gi, ri, line), g.Name, r.Alert, sev))
+					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: severity %q is not one of them; write P1, P2, P3 or P4", lines.severity(gi, ri, pos), g.Name, ri+1, r.Alert, severityRequirement, sev))
 				default:
 					r.Severity = alert.Severity(sev)
 				}
@@ -265,9 +314,9 @@ func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
 		groups = append(groups, g)
 	}
 	if len(probs) > 0 {
-		return nil, nil, errors.New(strings.Join(probs, "\n"))
+		return nil, probs
 	}
-	return groups, data, nil
+	return groups, nil
 }
 
 // selectors returns the metric names expr reads, whether some selector
@@ -328,28 +377,87 @@ func lookback(expr parser.Expr) time.Duration {
 	return longest
 }
 
-// lineIndex maps group and rule indexes to the lines where they start.
+// position is a place in a rule file, printed as rulefmt prints one.
+type position struct{ Line, Column int }
+
+func (p position) String() string { return fmt.Sprintf("%d:%d", p.Line, p.Column) }
+
+func nodePos(n *yaml.Node) position { return position{n.Line, n.Column} }
+
+// lineIndex maps groups and rules to where they start in the file.
 type lineIndex struct {
-	rules    [][]int
-	sevLines [][]int
+	groups   []groupPos
+	rules    [][]position
+	sevLines [][]position
 }
 
-func (l lineIndex) rule(g, r int) int {
+type groupPos struct {
+	name string
+	pos  position
+}
+
+func (l lineIndex) rule(g, r int) position {
 	if g < len(l.rules) && r < len(l.rules[g]) {
 		return l.rules[g][r]
 	}
-	return 0
+	return position{}
 }
 
-func (l lineIndex) severity(g, r, fallback int) int {
-	if g < len(l.sevLines) && r < len(l.sevLines[g]) && l.sevLines[g][r] > 0 {
+func (l lineIndex) severity(g, r int, fallback position) position {
+	if g < len(l.sevLines) && r < len(l.sevLines[g]) && l.sevLines[g][r].Line > 0 {
 		return l.sevLines[g][r]
 	}
 	return fallback
 }
 
-// ruleLines finds the line of every rule and of its severity label in the
-// YAML tree; rulefmt keeps no positions for labels.
+// locate puts a position on the rulefmt errors that lack one or say
+// "0:0:": rulefmt decodes its position nodes with a YAML library that
+// leaves some empty (a repeated or empty group name, a rule with neither
+// record nor alert) and has none for labels, so the operator would be
+// told line 0 or nothing. The position comes from the index instead: the
+// group, or the rule, the error names.
+func (l lineIndex) locate(err error) error {
+	msg := err.Error()
+	var rerr *rulefmt.Error
+	if errors.As(err, &rerr) && (strings.HasPrefix(msg, "0:0: ") || strings.HasPrefix(msg, "group ")) {
+		// A rule's error with no position, or an empty one: the rule's.
+		rest := strings.TrimPrefix(strings.TrimPrefix(msg, "0:0: "), "0:0: ")
+		for gi, g := range l.groups {
+			if g.name == rerr.Group {
+				if pos := l.rule(gi, rerr.Rule-1); pos.Line > 0 {
+					return fmt.Errorf("%s: %s", pos, rest)
+				}
+				break
+			}
+		}
+		return err
+	}
+	if !strings.HasPrefix(msg, "0:0: ") {
+		return err
+	}
+	rest := strings.TrimPrefix(msg, "0:0: ")
+	switch {
+	case strings.HasPrefix(rest, "groupname: "):
+		// `groupname: "x" is repeated in the same file`: the second one.
+		seen := map[string]bool{}
+		for _, g := range l.groups {
+			if seen[g.name] && strings.HasPrefix(rest, fmt.Sprintf("groupname: %q ", g.name)) {
+				return fmt.Errorf("%s: %s", g.pos, rest)
+			}
+			seen[g.name] = true
+		}
+	case strings.HasPrefix(rest, "Groupname must not be empty"):
+		for _, g := range l.groups {
+			if g.name == "" {
+				return fmt.Errorf("%s: %s", g.pos, rest)
+			}
+		}
+	}
+	return err
+}
+
+// ruleLines finds where every group, rule and severity label starts in
+// the YAML tree; rulefmt keeps no positions for labels.
 func ruleLines(data []byte) lineIndex {
 	var doc yaml.Node
 	var idx lineIndex
@@ -361,17 +469,22 @@ func ruleLines(data []byte) lineIndex {
 		return idx
 	}
 	for _, g := range groups.Content {
-		var rl, sl []int
+		var rl, sl []position
+		name := ""
+		if n := mapValue(g, "name"); n != nil {
+			name = n.Value
+		}
+		idx.groups = append(idx.groups, groupPos{name, nodePos(g)})
 		if rules := mapValue(g, "rules"); rules != nil {
 			for _, r := range rules.Content {
-				rl = append(rl, r.Line)
-				line := 0
+				rl = append(rl, nodePos(r))
+				var pos position
 				if lb := mapValue(r, "labels"); lb != nil {
 					if s := mapValue(lb, "severity"); s != nil {
-						line = s.Line
+						pos = nodePos(s)
 					}
 				}
-				sl = append(sl, line)
+				sl = append(sl, pos)
 			}
 		}
 		idx.rules = append(idx.rules, rl)

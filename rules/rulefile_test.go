@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,8 +16,8 @@ func TestLoadFileInvalid(t *testing.T) {
 		file string
 		want string
 	}{
-		{"invalid-no-severity.yml", `testdata/invalid-no-severity.yml:8: group "example", alert "NoSeverity": the label "severity" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)`},
-		{"invalid-bad-severity.yml", `testdata/invalid-bad-severity.yml:7: group "example", alert "Critical": severity "critical" is not a runbook class; write P1, P2, P3 or P4`},
+		{"invalid-no-severity.yml", `testdata/invalid-no-severity.yml:8:9: group "example", rule 2, "NoSeverity": tokpulse-agent requires severity P1–P4 on alerting rules (Prometheus does not): the label "severity" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)`},
+		{"invalid-bad-severity.yml", `testdata/invalid-bad-severity.yml:7:21: group "example", rule 1, "Critical": tokpulse-agent requires severity P1–P4 on alerting rules (Prometheus does not): severity "critical" is not one of them; write P1, P2, P3 or P4`},
 		{"invalid-expr.yml", `testdata/invalid-expr.yml:5:15: group "example", rule 1, "Broken": could not parse expression`},
 		{"invalid-unknown-key.yml", "testdata/invalid-unknown-key.yml: yaml: unmarshal errors:\n  line 6: field label not found"},
 	} {
@@ -27,6 +28,32 @@ func TestLoadFileInvalid(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("error\n%s\nwant it to start with\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestLoadFilePositions: rulefmt reports some problems at "0:0:" or
+// without a position; the agent names the group's or rule's line and
+// column instead.
+func TestLoadFilePositions(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"repeated group", "groups:\n  - name: yolo\n  - name: yolo\n", `:3:5: groupname: "yolo" is repeated in the same file`},
+		{"neither record nor alert", "groups:\n  - name: yolo\n    rules:\n      - expr: 1\n", `:4:9: group "yolo", rule 1, "": one of 'record' or 'alert' must be set`},
+		{"no expr", "groups:\n  - name: g\n    rules:\n      - record: a\n      - record: b\n", `:4:9: group "g", rule 1, "a": field 'expr' must be set in rule` + "\n" + "FILE" + `:5:9: group "g", rule 2, "b": field 'expr' must be set in rule`},
+		{"bad label name, second rule", "groups:\n  - name: g\n    rules:\n      - record: a\n        expr: 1\n      - record: b\n        expr: 1\n        labels: {__name__: x}\n", `:6:9: group "g", rule 2, "b": invalid label name: __name__`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "r.yml")
+			if err := os.WriteFile(f, []byte(tc.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadFile(f, nil)
+			want := f + strings.ReplaceAll(tc.want, "FILE", f)
+			if err == nil || err.Error() != want {
+				t.Fatalf("error\n%v\nwant\n%s", err, want)
 			}
 		})
 	}
@@ -73,39 +100,6 @@ func TestShippedPackPassesPromtool(t *testing.T) {
 		if err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-	}
-}
-
-func TestUnitTestRunner(t *testing.T) {
-	for _, tc := range []struct {
-		file string
-		ok   bool
-		want []string
-	}{
-		{"../packaging/rules/runbook_test.yml", true, []string{"SUCCESS"}},
-		{"testdata/unittest-pass.yml", true, []string{"SUCCESS"}},
-		{"testdata/unittest-chain.yml", true, []string{"SUCCESS"}},
-		{"testdata/unittest-fail.yml", false, []string{
-			"FAILED:",
-			`alertname: Down, time: 5m`,
-			`exp:[Labels:{alertname="Down", job="x", severity="P3"} Annotations:{}]`,
-			`got:[]`,
-			`expr: "job:up:sum", time: 2m`,
-			`exp: {__name__="job:up:sum"} 2`,
-			`got: {__name__="job:up:sum"} 1`,
-		}},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			var out bytes.Buffer
-			if ok := TestFiles(&out, tc.file); ok != tc.ok {
-				t.Fatalf("TestFiles = %v, want %v\n%s", ok, tc.ok, out.String())
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(out.String(), w) {
-					t.Errorf("report lacks %q:\n%s", w, out.String())
-				}
-			}
-		})
 	}
 }
 

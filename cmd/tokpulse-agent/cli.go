@@ -51,12 +51,21 @@ type command struct {
 	// setup declares the command's flags on fs and returns the function
 	// that runs it with the positional arguments once fs is parsed.
 	setup func(c *cli, fs *flag.FlagSet) func(args []string) int
+	// raw, set instead of setup, runs a command that parses its own
+	// command line: the promtool stand-ins (`test rules`, `check rules`),
+	// whose flags, help and usage errors are promtool's (kingpin), so that
+	// promtool's invocations work unchanged. It gets everything after the
+	// first word, flags before the second one included.
+	raw func(c *cli, args []string) int
+	// rawFlags document a raw command's flags for its help and the man
+	// page (its own parser has them).
+	rawFlags []flagDoc
 }
 
 // commands lists every subcommand, in the order the overview shows them.
 func commands() []*command {
 	return []*command{
-		runCommand(), checkCommand(), reloadCommand(), statusCommand(), testRulesCommand(),
+		runCommand(), checkCommand(), checkRulesCommand(), reloadCommand(), statusCommand(), testRulesCommand(),
 		notifyTestCommand(), configDefaultCommand(), versionCommand(),
 	}
 }
@@ -124,6 +133,35 @@ func (c *cli) main(args []string) int {
 	return run()
 }
 
+// rawCommand returns the raw command args name. "test" is promtool's
+// group entirely ("test" alone is promtool's usage error); "check rules"
+// is chosen when "rules" is among the words after "check" that are not
+// flags, since promtool allows the group's flags before it ("check
+// --enable-feature=x rules f.yml").
+func rawCommand(args []string) *command {
+	if len(args) == 0 {
+		return nil
+	}
+	for _, cmd := range commands() {
+		w := strings.Fields(cmd.name)
+		if cmd.raw == nil || args[0] != w[0] {
+			continue
+		}
+		if w[0] == "test" {
+			return cmd
+		}
+		for _, a := range args[1:] {
+			if a == w[1] {
+				return cmd
+			}
+			if !strings.HasPrefix(a, "-") {
+				break
+			}
+		}
+	}
+	return nil
+}
+
 // lookup finds the command that args start with, and the arguments after
 // its name. It returns nil when none matches.
 func lookup(args []string) (*command, []string) {
@@ -146,6 +184,9 @@ func lookup(args []string) (*command, []string) {
 // positional arguments. It returns the function that runs the command, or
 // flag.ErrHelp for -h/--help, or a *usageError.
 func (c *cli) parse(args []string) (*command, func() int, error) {
+	if cmd := rawCommand(args); cmd != nil {
+		return cmd, func() int { return cmd.raw(c, args[1:]) }, nil
+	}
 	cmd, rest := lookup(args)
 	if cmd == nil {
 		if len(args) > 1 && isHelp(args[1]) && isGroup(args[0]) {
@@ -241,8 +282,12 @@ func (f flagDoc) syntax() string {
 	return "--" + f.name + " " + f.value
 }
 
-// flags returns the command's flags, sorted by name.
+// flags returns the command's flags, sorted by name; a raw command's are
+// in its synopsis.
 func (cmd *command) flags() []flagDoc {
+	if cmd.setup == nil {
+		return cmd.rawFlags
+	}
 	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 	cmd.setup(&cli{stdout: io.Discard, stderr: io.Discard}, fs)
 	var out []flagDoc

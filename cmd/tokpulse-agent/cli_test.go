@@ -51,7 +51,8 @@ func TestUsage(t *testing.T) {
 		// to run or check the embedded default.
 		{"run with a positional argument", []string{"run", "agent.yaml", "--config", "x"}, 2, "", `tokpulse-agent run: unexpected argument "agent.yaml"`},
 		{"check with both", []string{"check", "--config", "a.yaml", "b.yaml"}, 2, "", "either with --config or as arguments"},
-		{"test rules without a file", []string{"test", "rules"}, 2, "", "tokpulse-agent test rules: missing FILE..."},
+		// The promtool stand-ins answer as promtool does (exit 1).
+		{"test rules without a file", []string{"test", "rules"}, 1, "", "tokpulse-agent test: error: required argument 'test-rule-file' not provided, try --help"},
 		{"status with an argument", []string{"status", "web-1"}, 2, "", `unexpected argument "web-1"`},
 		{"notify test with an argument", []string{"notify", "test", "central"}, 2, "", `unexpected argument "central"`},
 		{"config default with an argument", []string{"config", "default", "x"}, 2, "", `unexpected argument "x"`},
@@ -75,6 +76,26 @@ func TestUsage(t *testing.T) {
 	// unknown flag anywhere among its arguments.
 	for _, cmd := range commands() {
 		words := strings.Fields(cmd.name)
+		if cmd.raw != nil {
+			// promtool's command line (kingpin): -h and --help print the
+			// usage and exit 0, an unknown flag exits 1 with promtool's
+			// words, so that promtool's invocations work unchanged.
+			for _, h := range []string{"-h", "--help"} {
+				t.Run(cmd.name+" "+h, func(t *testing.T) {
+					code, out, errOut := runCLI(t, none, append(words, h)...)
+					if code != 0 || errOut != "" || !strings.HasPrefix(out, "usage: tokpulse-agent "+words[0]) {
+						t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+					}
+				})
+			}
+			t.Run(cmd.name+" --no-such-flag", func(t *testing.T) {
+				code, out, errOut := runCLI(t, none, append(words, "FILE", "--no-such-flag")...)
+				if code != 1 || out != "" || !strings.Contains(errOut, "unknown long flag '--no-such-flag', try --help") {
+					t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+				}
+			})
+			continue
+		}
 		for _, h := range []string{"-h", "-help", "--help"} {
 			t.Run(cmd.name+" "+h, func(t *testing.T) {
 				code, out, errOut := runCLI(t, none, append(words, h)...)

@@ -135,22 +135,43 @@ read, and a rule_files glob whose directory does not exist.`,
 
 func testRulesCommand() *command {
 	return &command{
-		name:    "test rules",
-		args:    "FILE...",
-		minArgs: 1,
-		maxArgs: -1,
-		summary: "run rule unit tests (promtool's test rules format)",
-		help: `Run rule unit test files, written in promtool's "test rules" format, with the
-agent's own rule loader, PromQL engine and alert lifecycle. The exit status
-is 0 when every test passes and 1 otherwise.`,
-		setup: func(c *cli, _ *flag.FlagSet) func([]string) int {
-			return func(files []string) int {
-				if !agent.TestRules(c.stdout, files...) {
-					return 1
-				}
-				return 0
-			}
+		name: "test rules",
+		args: "FILE...",
+		rawFlags: []flagDoc{
+			{"debug", "", "print the series and every evaluation while testing"},
+			{"diff", "", "show expected and received alerts as a diff"},
+			{"ignore-unknown-fields", "", "accept keys rulefmt does not know in the rule files"},
+			{"junit", "FILE", "write a JUnit XML report to FILE"},
+			{"run", "REGEX", "run only the test groups whose name matches; repeatable"},
 		},
+		summary: "run rule unit tests, as promtool test rules does",
+		help: `Run rule unit test files, written in promtool's "test rules" format, with the
+agent's own rule loader, PromQL engine and incident tracker. Flags, output
+(stdout and stderr), JUnit report and exit codes are promtool's: a CI job
+can swap promtool for the agent by changing the binary's name. --run
+selects test groups by a regular expression (repeatable), --junit writes
+a JUnit XML report, --diff shows expected and received alerts as a diff.
+The exit status is 0 when every test passes and 1 otherwise.`,
+		raw: func(c *cli, args []string) int { return cmdTest(args, c.stdout, c.stderr) },
+	}
+}
+
+func checkRulesCommand() *command {
+	return &command{
+		name: "check rules",
+		args: "[FILE...]",
+		rawFlags: []flagDoc{
+			{"ignore-unknown-fields", "", "accept keys rulefmt does not know"},
+			{"lint", "MODE", "all, duplicate-rules (the default) or none"},
+			{"lint-fatal", "", "exit 3 when the linter finds a problem"},
+		},
+		summary: "check rule files, as promtool check rules does",
+		help: `Check rule files as the agent loads them (Prometheus' rulefmt, plus the
+agent's requirement of a severity P1-P4 on every alerting rule), with
+promtool's output and exit codes: 0 when every file is valid, 1 when one is
+not, 3 with --lint-fatal when the linter finds duplicate rules. Without a
+FILE the rules are read from standard input.`,
+		raw: func(c *cli, args []string) int { return cmdCheckRules(args, os.Stdin, c.stdout, c.stderr) },
 	}
 }
 
