@@ -53,6 +53,9 @@ type driverSpec struct {
 	T0       time.Time    `json:"t0"`
 	From     int          `json:"from"`
 	Steps    []driverStep `json:"steps"`
+	// Halt > 0 makes the driver stop after step Halt and wait to be
+	// killed, so that the kill comes exactly there.
+	Halt int `json:"halt"`
 }
 
 func (d driverAlert) alert(t0 time.Time) alert.Alert {
@@ -103,6 +106,9 @@ func runDriver(raw string) int {
 			return 1
 		}
 		fmt.Printf("step %d\n", i)
+		if spec.Halt > 0 && i == spec.Halt {
+			select {} // until SIGKILL
+		}
 	}
 	fmt.Println("done")
 	<-term
@@ -192,6 +198,7 @@ func TestOutageWithKill(t *testing.T) {
 	}}
 	const killAfter = 2
 
+	spec.Halt = killAfter
 	d := startDriver(t, spec)
 	d.waitFor(t, fmt.Sprintf("step %d", killAfter))
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -202,7 +209,7 @@ func TestOutageWithKill(t *testing.T) {
 		t.Fatalf("driver was not killed by SIGKILL: %v", err)
 	}
 
-	spec.From = killAfter // the hand-over in flight is repeated
+	spec.From, spec.Halt = killAfter, 0 // the evaluation in flight is repeated
 	d = startDriver(t, spec)
 	d.waitFor(t, "done")
 
