@@ -11,10 +11,10 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 	"github.com/tokpulse/tokpulse-agent/notify"
 )
@@ -46,7 +46,15 @@ type Config struct {
 	Severities alert.Policies `yaml:"severities"`
 	// Notify is where alerts go (webhooks, Alertmanager, files).
 	Notify notify.Config `yaml:"notify"`
+
+	// warnings are what validation found worth changing but not wrong
+	// (a secret file others can read); see Warnings.
+	warnings yamlx.Problems
 }
+
+// Warnings returns what validation found worth changing but not wrong, each
+// with its file, line and key; check prints them and run logs them.
+func (c *Config) Warnings() yamlx.Problems { return c.warnings }
 
 // AgentConfig is the "agent:" section: identity, schedule, host paths, logging.
 type AgentConfig struct {
@@ -123,9 +131,11 @@ func defaultStateDir() string {
 // yamlx.Problems listing every mistake with its file, line and key.
 func Parse(name string, data []byte) (*Config, error) {
 	cfg := Default()
-	if err := yamlx.Decode(name, data, &cfg); err != nil {
+	warnings, err := yamlx.DecodeAll(name, data, &cfg)
+	if err != nil {
 		return nil, err
 	}
+	cfg.warnings = warnings
 	return &cfg, nil
 }
 
@@ -135,7 +145,9 @@ func Load(path string) (*Config, error) {
 	if path == "" {
 		return Parse(DefaultConfigName, defaultConfigYAML)
 	}
-	data, err := os.ReadFile(path)
+	// A FIFO or a device as --config must not hang check or a reload, and
+	// a huge file must not take minutes: read it safely, capped.
+	data, err := safefile.ReadFile(path, safefile.MaxConfig, "configuration file")
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w (pass --config with the path of agent.yaml)", err)
 	}
@@ -200,8 +212,8 @@ func (w *WebConfig) Validate(v *yamlx.Checker, path string) {
 		v.Errorf(yamlx.Join(path, "listen"), "%q is not host:port; write e.g. %s (or [::1]:9847)", w.Listen, DefaultListen)
 	}
 	if w.ConfigFile != "" {
-		if err := web.Validate(w.ConfigFile); err != nil {
-			v.Errorf(yamlx.Join(path, "config_file"), "invalid exporter-toolkit web config: %v", err)
+		if err := CheckWebConfigFile(w.ConfigFile); err != nil {
+			v.Errorf(yamlx.Join(path, "config_file"), "%v", err)
 		}
 	}
 }

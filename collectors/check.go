@@ -101,10 +101,11 @@ func (c *CheckConfig) Validate(v *yamlx.Checker, path string) {
 	if c.MaxOutputBytes <= 0 {
 		v.Errorf(yamlx.Join(path, "max_output_bytes"), "max_output_bytes must be positive; write e.g. max_output_bytes: 65536")
 	}
-	for k := range c.EnvFiles {
+	for _, k := range sortedKeys(c.EnvFiles) {
 		if _, dup := c.Env[k]; dup {
 			v.Errorf(yamlx.Join(path, "env_files"), "%s is set in both env and env_files; keep one", k)
 		}
+		v.CheckRunSecretFile(yamlx.Join(yamlx.Join(path, "env_files"), k), c.EnvFiles[k])
 	}
 }
 

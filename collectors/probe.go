@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/internal/schedule"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
@@ -240,6 +240,13 @@ func (p *ProbeConfig) Validate(c *yamlx.Checker, path string) {
 	}
 	if (p.TLS.CertFile == "") != (p.TLS.KeyFile == "") {
 		c.Errorf(yamlx.Join(path, "tls"), "cert_file and key_file go together; set both or neither")
+	} else if _, err := buildTLSConfig(p.TLS); err != nil {
+		// Read as NewProbes reads them, so that check refuses what would
+		// stop the agent from starting.
+		c.Errorf(yamlx.Join(path, "tls"), "%v", err)
+	}
+	for _, h := range sortedKeys(p.HeaderFiles) {
+		c.CheckRunSecretFile(yamlx.Join(yamlx.Join(path, "header_files"), h), p.HeaderFiles[h])
 	}
 	for i, a := range p.Expect.JSON {
 		ap := yamlx.Index(yamlx.Join(path, "expect.json"), i)
@@ -332,20 +339,16 @@ func newProbeTarget(cfg ProbeConfig) (*ProbeTarget, error) {
 func buildTLSConfig(c ProbeTLSConfig) (*tls.Config, error) {
 	tc := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // only when the operator sets it
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := safefile.CertPool(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading tls.ca_file: %w (point it at a PEM file of CA certificates)", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", c.CAFile)
+			return nil, err
 		}
 		tc.RootCAs = pool
 	}
 	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		cert, err := safefile.KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("loading tls.cert_file/key_file: %w", err)
+			return nil, err
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}

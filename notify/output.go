@@ -3,14 +3,14 @@ package notify
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
 // Output is one destination of events. Send delivers a batch (in order) and
@@ -95,27 +95,34 @@ func retryAfterOf(err error) time.Duration {
 	return 0
 }
 
-// newHTTPClient builds a client with the output's TLS settings. Redirects
-// are not followed: a POST must not silently turn into a GET elsewhere.
-func newHTTPClient(t TLSConfig, timeout time.Duration) (*http.Client, error) {
+// build reads the CA bundle and client certificate of an output. Validate
+// calls it too, so that `tokpulse-agent check` refuses what would stop the
+// agent from starting.
+func (t TLSConfig) build() (*tls.Config, error) {
 	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // the operator's explicit choice
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := safefile.CertPool(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", t.CAFile)
+			return nil, err
 		}
 		tc.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		cert, err := safefile.KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("loading tls.cert_file and tls.key_file: %w", err)
+			return nil, err
 		}
 		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// newHTTPClient builds a client with the output's TLS settings. Redirects
+// are not followed: a POST must not silently turn into a GET elsewhere.
+func newHTTPClient(t TLSConfig, timeout time.Duration) (*http.Client, error) {
+	tc, err := t.build()
+	if err != nil {
+		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -19,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
 // The file format of promtool's "test rules", so that one test file runs
@@ -89,7 +89,7 @@ func TestFiles(w io.Writer, files ...string) bool {
 }
 
 func testFile(file string, observe observer) []error {
-	data, err := os.ReadFile(file)
+	data, err := safefile.ReadFile(file, safefile.MaxRuleFile, "rule test file")
 	if err != nil {
 		return []error{err}
 	}

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/tokpulse/tokpulse-agent/agent"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -29,7 +30,7 @@ const usage = `tokpulse-agent: the TokPulse host monitoring agent.
 
 Usage:
   tokpulse-agent run     [--config FILE] [--web.config.file FILE]   run the daemon
-  tokpulse-agent check   [--config FILE]                            validate a configuration
+  tokpulse-agent check   [--config FILE] [--as-user NAME]           validate a configuration (as the service's user)
   tokpulse-agent status  [--config FILE | --url URL] [--json]       show the running agent's collectors, probes, alerts
   tokpulse-agent test    rules FILE...                              run rule unit tests (promtool's test rules format)
   tokpulse-agent config  default                                    print the embedded default configuration
@@ -38,6 +39,10 @@ Usage:
 
 Without --config the embedded default configuration is used.
 `
+
+// StopDeadline is how long after SIGTERM the process exits at the latest,
+// clean shutdown or not: the README promises 10 s.
+const StopDeadline = agent.ShutdownTimeout + 1500*time.Millisecond
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -124,8 +129,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := configFlag(fs)
+	asUser := fs.String("as-user", "", "run the check as this user (needs root), to prove the service's user can read every file")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *asUser != "" {
+		return checkAsUser(*asUser, *configFile, stdout, stderr)
 	}
 	cfg, ok := loadConfig(*configFile, stderr)
 	if !ok {
@@ -135,17 +144,17 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if name == "" {
 		name = agent.DefaultConfigName
 	}
-	files, nrules, err := agent.CheckRules(cfg, *configFile)
+	v, err := agent.Validate(cfg, *configFile)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, nrules, len(files))
-	for _, f := range files {
+	fmt.Fprintf(stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, v.Rules, len(v.RuleFiles))
+	for _, f := range v.RuleFiles {
 		fmt.Fprintf(stdout, "  %s: OK\n", f)
 	}
-	for _, g := range agent.UnmatchedRuleGlobs(cfg, *configFile) {
-		fmt.Fprintf(stderr, "warning: rule_files: %q matches no file\n", g)
+	for _, w := range v.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	return 0
 }
@@ -163,7 +172,17 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if *webConfig != "" {
+		if err := agent.CheckWebConfigFile(*webConfig); err != nil {
+			fmt.Fprintf(stderr, "--web.config.file: %v\n", err)
+			return 1
+		}
 		cfg.Web.ConfigFile = *webConfig
+	}
+	// The same validation as check, so that what check passes starts.
+	v, err := agent.Validate(cfg, *configFile)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Agent.Log.Level))
@@ -173,9 +192,30 @@ func cmdRun(args []string, stderr io.Writer) int {
 		h = slog.NewJSONHandler(stderr, hopts)
 	}
 	logger := slog.New(h)
+	for _, w := range v.Warnings {
+		logger.Warn("Configuration warning: " + w)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Whatever a collector or output is stuck in, SIGTERM ends the
+	// process within StopDeadline: the state file is crash-safe, and
+	// systemd's stop timeout must never be the one that kills the agent.
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		select {
+		case <-time.After(StopDeadline):
+			logger.Error("Shutdown did not finish in time; exiting without it", "deadline", StopDeadline)
+			os.Exit(1)
+		case <-finished:
+		}
+	}()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{}, 1)
