@@ -124,7 +124,7 @@ func Read(path string, max int64, what string) ([]byte, fs.FileInfo, error) {
 	}
 	defer f.Close()
 	if fi.Size() > max {
-		return nil, nil, tooLarge(path, fi.Size(), max, what)
+		return nil, nil, tooLarge(path, max, what)
 	}
 	// The size can change between the stat and the read (a file being
 	// written); the limit holds whatever the stat said.
@@ -133,23 +133,21 @@ func Read(path string, max int64, what string) ([]byte, fs.FileInfo, error) {
 		return nil, nil, err
 	}
 	if int64(len(data)) > max {
-		return nil, nil, tooLarge(path, int64(len(data)), max, what)
+		return nil, nil, tooLarge(path, max, what)
 	}
 	return data, fi, nil
 }
 
-func tooLarge(path string, size, max int64, what string) error {
-	return fmt.Errorf("%s %s holds %s or more, %w: the most the agent reads is %s; point the setting at the right file or make it smaller",
-		what, path, human(size), ErrTooLarge, human(max))
+func tooLarge(path string, max int64, what string) error {
+	return fmt.Errorf("%s %s is larger than %s, the most the agent reads (%w); point the setting at the right file or make it smaller",
+		what, path, human(max), ErrTooLarge)
 }
 
-// human formats a byte count for a message: "4 MiB", "1500 bytes".
+// human formats a cap for a message: "4 MiB", "64 KiB", "1500 bytes".
 func human(n int64) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
 		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	case n >= 1<<10 && n%(1<<10) == 0:
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
