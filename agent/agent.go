@@ -109,6 +109,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.store = store
+	a.reportStateFile()
 	p, err := newPipeline(cfg, a.collectorOptions(cfg))
 	if err != nil {
 		_ = store.Close()
