@@ -310,7 +310,7 @@ func (a *Agent) reload(ctx context.Context) bool {
 // operator is never told a change took effect when it did not.
 func (a *Agent) checkReloadable(cfg *Config) error {
 	cur := a.Config()
-	if cfg.Web != cur.Web {
+	if cfg.Web.Listen != cur.Web.Listen || cfg.Web.ConfigFile != cur.Web.ConfigFile {
 		return errors.New("web.listen and web.config_file change only on restart; run systemctl restart tokpulse-agent")
 	}
 	if cfg.Agent.Log.Format != cur.Agent.Log.Format {

@@ -85,6 +85,11 @@ type WebConfig struct {
 	// ConfigFile is an exporter-toolkit web configuration file (TLS, basic
 	// auth); empty serves plain HTTP.
 	ConfigFile string `yaml:"config_file"`
+	// AllowedHosts are DNS names clients may use to reach the agent (in the
+	// Host header) besides IP addresses, localhost, agent.hostname and the
+	// host of Listen: the names Prometheus scrapes it by. Other names are
+	// refused, against DNS rebinding.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Default returns the configuration that applies where agent.yaml is silent.
@@ -210,6 +215,11 @@ func (w *WebConfig) Validate(v *yamlx.Checker, path string) {
 		v.Errorf(yamlx.Join(path, "listen"), "must not be empty; write host:port, e.g. %s", DefaultListen)
 	} else if _, _, err := net.SplitHostPort(w.Listen); err != nil {
 		v.Errorf(yamlx.Join(path, "listen"), "%q is not host:port; write e.g. %s (or [::1]:9847)", w.Listen, DefaultListen)
+	}
+	for i, h := range w.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, ":/ *") {
+			v.Errorf(yamlx.Index(yamlx.Join(path, "allowed_hosts"), i), "%q is not a host name; write a DNS name without port or scheme, e.g. web-1.example.com", h)
+		}
 	}
 	if w.ConfigFile != "" {
 		if err := CheckWebConfigFile(w.ConfigFile); err != nil {
