@@ -68,6 +68,11 @@ type ProbeConfig struct {
 	MaxBodyBytes    int64                       `yaml:"max_body_bytes"`
 	Expect          ProbeExpect                 `yaml:"expect"`
 	Values          []ProbeValue                `yaml:"values"`
+	// SecretPath marks the URL's path (and query) as a credential: logs,
+	// status and evidence show the URL as scheme://host/… only. Without
+	// it, passwords and secret-looking query parameters (token=…) are
+	// still redacted.
+	SecretPath bool `yaml:"secret_path"`
 }
 
 // ProbeTLSConfig configures TLS for https:// probes and, when Enabled, a
@@ -303,6 +308,8 @@ type ProbeTarget struct {
 	Config ProbeConfig
 	URL    *url.URL
 	TLS    *tls.Config
+	// Display is the URL as logs, status and evidence show it.
+	Display string
 
 	client *http.Client // HTTP probes only
 }
@@ -329,11 +336,26 @@ func newProbeTarget(cfg ProbeConfig) (*ProbeTarget, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe %s: %w", cfg.Name, err)
 	}
-	t := &ProbeTarget{Config: cfg, URL: u, TLS: tc}
+	t := &ProbeTarget{Config: cfg, URL: u, TLS: tc, Display: showURL(cfg, cfg.URL)}
 	if u.Scheme == "http" || u.Scheme == "https" {
 		t.client = newProbeClient(t)
 	}
 	return t, nil
+}
+
+// showURL is how a URL of the probe (its own, or one it was redirected
+// to) appears in errors, logs, status and evidence: scheme://host/… when
+// the path is secret, else without a password (the Redactor then hides
+// token=… and the like in the query).
+func showURL(cfg ProbeConfig, raw string) string {
+	if cfg.SecretPath {
+		return evidence.HostOnlyURL(raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return evidence.HostOnlyURL(raw)
+	}
+	return u.Redacted()
 }
 
 func buildTLSConfig(c ProbeTLSConfig) (*tls.Config, error) {
@@ -533,7 +555,7 @@ func (p *Probes) Evidence() []evidence.Section {
 			continue
 		}
 		name := s.target.Config.Name
-		title := fmt.Sprintf("Last failure of probe %s (%s %s): %s", name, s.target.Config.Method, p.redact.Redact(s.target.URL.Redacted()), f.Reason)
+		title := fmt.Sprintf("Last failure of probe %s (%s %s): %s", name, s.target.Config.Method, p.redact.Redact(s.target.Display), f.Reason)
 		if last != nil && last.Success {
 			title += "; it has succeeded since"
 		}

@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
@@ -322,7 +323,7 @@ func (t *TLSConfig) validate(v *yamlx.Checker, p string) {
 func validHTTPURL(v *yamlx.Checker, p, raw, example string) {
 	u, err := url.Parse(raw)
 	if raw == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.Errorf(p, "%q is not an http(s) URL; write e.g. %s", redactURL(raw), example)
+		v.Errorf(p, "%s is not an http(s) URL; write e.g. %s", evidence.HostOnlyURL(raw), example)
 		return
 	}
 	if u.User != nil {
@@ -337,14 +338,4 @@ func validHeaders(v *yamlx.Checker, p string, h map[string]string) {
 			v.Errorf(yamlx.Join(p, k), "header %s is set by the agent; use bearer_token_file for Authorization", k)
 		}
 	}
-}
-
-// redactURL hides a password written in a URL, so that it never reaches an
-// error message.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }

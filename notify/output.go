@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
@@ -45,6 +47,20 @@ func (e *SendError) Error() string { return e.Err.Error() }
 
 // Unwrap lets errors.Is and errors.As see the underlying error.
 func (e *SendError) Unwrap() error { return e.Err }
+
+// postError is the error of a POST to raw that got no answer. A webhook or
+// Alertmanager URL is a credential (Slack's and Teams' webhooks carry
+// their token in the path), and errors reach the log, the outbox's dead
+// letters and `tokpulse-agent status`: the URL is shown as
+// scheme://host/… only, and net/http's own copy of it (in *url.Error) is
+// dropped.
+func postError(raw string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("posting to %s: %w", evidence.HostOnlyURL(raw), err)
+}
 
 // classify turns an HTTP response into nil (2xx) or a *SendError.
 func classify(resp *http.Response, now time.Time) error {
