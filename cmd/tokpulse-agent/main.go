@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/internal/reaper"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -45,6 +46,9 @@ Without --config the embedded default configuration is used.
 const StopDeadline = agent.ShutdownTimeout + 1500*time.Millisecond
 
 func main() {
+	// A check command's reaper is this binary started again; it never
+	// returns from here.
+	reaper.Main()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
