@@ -71,6 +71,8 @@ type Agent struct {
 	reloadOK  atomic.Bool
 	rules     *rules.Manager
 	notifier  *notify.Manager
+	// counters keeps the log sources' counters across reloads.
+	counters *tpcollectors.Counters
 
 	mu       sync.RWMutex // guards cfg and pipeline
 	cfg      *Config
@@ -97,6 +99,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		registry:  prometheus.NewRegistry(),
 		cfg:       cfg,
 		startedAt: opts.Now(),
+		counters:  tpcollectors.NewCounters(),
 	}
 	a.reloadOK.Store(true)
 	a.registry.MustRegister(
@@ -130,7 +133,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 }
 
 func (a *Agent) collectorOptions(cfg *Config) tpcollectors.Options {
-	return tpcollectors.Options{Logger: a.logger, Paths: cfg.Agent.Paths, Now: a.opts.Now, State: a.store}
+	return tpcollectors.Options{Logger: a.logger, Paths: cfg.Agent.Paths, Now: a.opts.Now, State: a.store, Counters: a.counters}
 }
 
 // Registry returns the agent's registry (what /metrics serves).

@@ -79,6 +79,10 @@ type Events interface {
 	// Truncated reports a followed file cut short; recovered is the number
 	// of bytes read from its copy.
 	Truncated(path string, recovered int64)
+	// Read reports n bytes read from path: every byte of the files,
+	// whether it ends up in a line handed over or in the skipped rest of a
+	// line longer than MaxLineBytes.
+	Read(path string, n int)
 }
 
 // Config sets how a Tailer follows its files.
@@ -801,6 +805,9 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
 		if n > 0 {
 			total += int64(n)
 			f.readOff += int64(n)
+			if t.events != nil {
+				t.events.Read(f.path, n)
+			}
 			t.split(f, t.chunk[:n], max)
 		}
 		if err != nil || n < len(t.chunk) {

@@ -20,6 +20,7 @@ type recorder struct {
 	rot    []string
 	trunc  int
 	copied int64
+	read   int64
 }
 
 func (r *recorder) handle(_ string, line []byte, cut bool) {
@@ -31,6 +32,7 @@ func (r *recorder) handle(_ string, line []byte, cut bool) {
 func (r *recorder) ReadError(_ string, err error) { r.errs = append(r.errs, err) }
 func (r *recorder) Rotated(_, how string)         { r.rot = append(r.rot, how) }
 func (r *recorder) Truncated(_ string, n int64)   { r.trunc++; r.copied += n }
+func (r *recorder) Read(_ string, n int)          { r.read += int64(n) }
 func appendFile(t *testing.T, path, s string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
