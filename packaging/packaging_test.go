@@ -700,6 +700,7 @@ checks:
 - name: reaper
   command: [sh, -c, 'setsid sleep 300 </dev/null >/dev/null 2>&1 & exit 0']
   interval: 1s
+  timeout: 1s
 `
 
 // dropIn writes a drop-in for the unit and reloads systemd.
