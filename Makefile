@@ -19,7 +19,7 @@ PKG_ARCH     ?= $(shell $(GO) env GOARCH)
 DIST         ?= dist
 PKG_STAGE    := build/pkg
 
-.PHONY: all build run test test-deps test-rules unit lint bench clean deb rpm package pkg-stage
+.PHONY: all build run test test-deps test-rules unit lint bench fuzz clean deb rpm package pkg-stage
 
 all: build
 
@@ -56,6 +56,20 @@ lint:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# fuzz runs every native Go fuzz test for FUZZTIME each (make test runs
+# their seed corpora only). A failing input is written to the package's
+# testdata/fuzz/ and then runs with every go test: commit it with the fix.
+# Inputs found interesting are minimised for at most 5 s, so that a large
+# seed (the shipped agent.yaml) does not stall the run.
+FUZZTIME     ?= 60s
+FUZZ_TARGETS := agent:FuzzParseConfig collectors:FuzzLinePipeline collectors:FuzzLinearMatcher \
+	collectors:FuzzJournalEntry notify:FuzzTemplates rules/promtest:FuzzRuleTestFile
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn (./$$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s -parallel 1 ./$$pkg || exit 1; \
+	done
 
 # deb, rpm and package build the packages into $(DIST)/ (default dist/),
 # versioned by packaging/version.sh; PKG_VERSION=1.2.3 overrides it.

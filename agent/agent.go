@@ -75,6 +75,8 @@ type Agent struct {
 	store     *state.Store
 	stateDir  string
 	startedAt time.Time
+	// counters keeps the log sources' counters across reloads.
+	counters *tpcollectors.Counters
 
 	// The three stages of an alert: the engine evaluates, the tracker
 	// owns each alert's life, the notifier delivers.
@@ -115,6 +117,7 @@ func New(opts Options) (*Agent, error) {
 		logger:    opts.Logger,
 		registry:  prometheus.NewRegistry(),
 		startedAt: opts.Now(),
+		counters:  tpcollectors.NewCounters(),
 	}
 	a.registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -136,6 +139,7 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.store, a.stateDir = store, stateDir
+	a.reportStateFile()
 
 	var g *generation
 	if buildErr == nil {
@@ -162,6 +166,7 @@ func New(opts Options) (*Agent, error) {
 		_ = store.Close()
 		return nil, err
 	}
+	a.logWarnings(g.cfg)
 	a.install(g)
 	st := ReloadStatus{PID: os.Getpid(), OK: !g.src.lastGood, ConfigFile: displayName(opts.ConfigFile), LastGood: g.src.lastGood, At: a.startedAt}
 	if g.src.lastGood {
@@ -227,7 +232,7 @@ func (a *Agent) install(g *generation) {
 }
 
 func (a *Agent) collectorOptions(cfg *Config) tpcollectors.Options {
-	return tpcollectors.Options{Logger: a.logger, Paths: cfg.Agent.Paths, Now: a.opts.Now, State: a.store}
+	return tpcollectors.Options{Logger: a.logger, Paths: cfg.Agent.Paths, Now: a.opts.Now, State: a.store, Counters: a.counters}
 }
 
 // Registry returns the agent's registry (what /metrics serves).
@@ -456,7 +461,7 @@ func (a *Agent) Reload() bool {
 // operator is never told a change took effect when it did not.
 func (a *Agent) checkReloadable(cfg *Config) error {
 	cur := a.Config()
-	if cfg.Web != cur.Web {
+	if cfg.Web.Listen != cur.Web.Listen || cfg.Web.ConfigFile != cur.Web.ConfigFile {
 		return errors.New("web.listen and web.config_file change only on restart; run systemctl restart tokpulse-agent")
 	}
 	if cfg.Agent.Log.Format != cur.Agent.Log.Format {

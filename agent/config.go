@@ -11,10 +11,10 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 	"github.com/tokpulse/tokpulse-agent/notify"
 )
@@ -46,7 +46,15 @@ type Config struct {
 	Severities alert.Policies `yaml:"severities"`
 	// Notify is where alerts go (webhooks, Alertmanager, files).
 	Notify notify.Config `yaml:"notify"`
+
+	// warnings are what validation found worth changing but not wrong
+	// (a secret file others can read); see Warnings.
+	warnings yamlx.Problems
 }
+
+// Warnings returns what validation found worth changing but not wrong, each
+// with its file, line and key; check prints them and run logs them.
+func (c *Config) Warnings() yamlx.Problems { return c.warnings }
 
 // AgentConfig is the "agent:" section: identity, schedule, host paths, logging.
 type AgentConfig struct {
@@ -77,6 +85,11 @@ type WebConfig struct {
 	// ConfigFile is an exporter-toolkit web configuration file (TLS, basic
 	// auth); empty serves plain HTTP.
 	ConfigFile string `yaml:"config_file"`
+	// AllowedHosts are DNS names clients may use to reach the agent (in the
+	// Host header) besides IP addresses, localhost, agent.hostname and the
+	// host of Listen: the names Prometheus scrapes it by. Other names are
+	// refused, against DNS rebinding.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Default returns the configuration that applies where agent.yaml is silent.
@@ -123,9 +136,11 @@ func defaultStateDir() string {
 // yamlx.Problems listing every mistake with its file, line and key.
 func Parse(name string, data []byte) (*Config, error) {
 	cfg := Default()
-	if err := yamlx.Decode(name, data, &cfg); err != nil {
+	warnings, err := yamlx.DecodeAll(name, data, &cfg)
+	if err != nil {
 		return nil, err
 	}
+	cfg.warnings = warnings
 	return &cfg, nil
 }
 
@@ -135,7 +150,9 @@ func Load(path string) (*Config, error) {
 	if path == "" {
 		return Parse(DefaultConfigName, defaultConfigYAML)
 	}
-	data, err := os.ReadFile(path)
+	// A FIFO or a device as --config must not hang check or a reload, and
+	// a huge file must not take minutes: read it safely, capped.
+	data, err := safefile.ReadFile(path, safefile.MaxConfig, "configuration file")
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w (pass --config with the path of agent.yaml)", err)
 	}
@@ -199,9 +216,14 @@ func (w *WebConfig) Validate(v *yamlx.Checker, path string) {
 	} else if _, _, err := net.SplitHostPort(w.Listen); err != nil {
 		v.Errorf(yamlx.Join(path, "listen"), "%q is not host:port; write e.g. %s (or [::1]:9847)", w.Listen, DefaultListen)
 	}
+	for i, h := range w.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, ":/ *") {
+			v.Errorf(yamlx.Index(yamlx.Join(path, "allowed_hosts"), i), "%q is not a host name; write a DNS name without port or scheme, e.g. web-1.example.com", h)
+		}
+	}
 	if w.ConfigFile != "" {
-		if err := web.Validate(w.ConfigFile); err != nil {
-			v.Errorf(yamlx.Join(path, "config_file"), "invalid exporter-toolkit web config: %v", err)
+		if err := CheckWebConfigFile(w.ConfigFile); err != nil {
+			v.Errorf(yamlx.Join(path, "config_file"), "%v", err)
 		}
 	}
 }

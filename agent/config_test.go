@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +102,7 @@ func TestEmptyFileIsAllDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := Default()
-	if cfg.Agent.Interval != def.Agent.Interval || cfg.Web != def.Web {
+	if cfg.Agent.Interval != def.Agent.Interval || !reflect.DeepEqual(cfg.Web, def.Web) {
 		t.Errorf("empty file did not give defaults: %+v", cfg)
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"sync"
 	"time"
 
 	tpcollectors "github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/notify"
 	"github.com/tokpulse/tokpulse-agent/rules"
 )
@@ -39,7 +39,10 @@ func readConfigSource(file string) (*configSource, error) {
 	if file == "" {
 		return &configSource{name: DefaultConfigName, data: defaultConfigYAML}, nil
 	}
-	data, err := os.ReadFile(file)
+	// A FIFO or a device as --config must not hang a start, check or a
+	// reload, and a huge file must not take minutes: read it safely,
+	// capped.
+	data, err := safefile.ReadFile(file, safefile.MaxConfig, "configuration file")
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w (pass --config with the path of agent.yaml)", err)
 	}

@@ -137,7 +137,7 @@ func TestAgentDeliversAndServesOutbox(t *testing.T) {
 	if _, ok := st.Data.Outputs["central"]; !ok {
 		t.Fatalf("/api/v1/outbox lacks the output: %+v", st)
 	}
-	resp, err = http.Post("http://"+listen+"/api/v1/outbox/requeue?output=central", "", nil)
+	resp, err = http.Post("http://"+listen+"/api/v1/outbox/requeue?output=central", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

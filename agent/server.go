@@ -39,7 +39,7 @@ func newServer(a *Agent) *http.Server {
 		_, _ = w.Write([]byte(`<html><head><title>tokpulse-agent</title></head><body><h1>tokpulse-agent</h1><p><a href="/metrics">Metrics</a></p></body></html>`))
 	})
 	return &http.Server{
-		Handler:           mux,
+		Handler:           newAPIGuard(mux, a),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 }

@@ -13,13 +13,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/reaper"
 	"github.com/tokpulse/tokpulse-agent/internal/schedule"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
@@ -103,10 +103,11 @@ func (c *CheckConfig) Validate(v *yamlx.Checker, path string) {
 	if c.MaxOutputBytes <= 0 {
 		v.Errorf(yamlx.Join(path, "max_output_bytes"), "max_output_bytes must be positive; write e.g. max_output_bytes: 65536")
 	}
-	for k := range c.EnvFiles {
+	for _, k := range sortedKeys(c.EnvFiles) {
 		if _, dup := c.Env[k]; dup {
 			v.Errorf(yamlx.Join(path, "env_files"), "%s is set in both env and env_files; keep one", k)
 		}
+		v.CheckRunSecretFile(yamlx.Join(yamlx.Join(path, "env_files"), k), c.EnvFiles[k])
 	}
 }
 
@@ -153,8 +154,9 @@ func (h *headBuffer) Write(p []byte) (int, error) {
 // "42", "-1.5e3").
 var numberRE = regexp.MustCompile(`[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`)
 
-// RunCheck runs cfg's command once and judges it. A command that outlives
-// ctx is killed with its whole process group, children included.
+// RunCheck runs cfg's command once and judges it. Whether the command
+// succeeds, fails or outlives ctx, everything it started is killed when it
+// ends (see internal/reaper).
 func RunCheck(ctx context.Context, cfg CheckConfig) CheckResult {
 	start := time.Now()
 	r := runCheck(ctx, cfg)
@@ -178,18 +180,19 @@ func runCheck(ctx context.Context, cfg CheckConfig) CheckResult {
 	if err != nil {
 		return CheckResult{Reason: CheckReasonStart, Err: err}
 	}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = os.Environ()
+	cmdEnv := os.Environ()
 	for _, k := range sortedKeys(env) {
-		cmd.Env = append(cmd.Env, k+"="+env[k])
+		cmdEnv = append(cmdEnv, k+"="+env[k])
 	}
-	// Its own process group, so that a timeout kills what the command
-	// started too (psql's pager, a shell's children), not just its leader.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// A grandchild that escaped the group could hold the pipes open; do not
-	// wait for it longer than this.
-	cmd.WaitDelay = time.Second
+	// Under a reaper (internal/reaper): a child subreaper that runs the
+	// command in its own process group and, when it ends, kills
+	// everything it started, children that called setsid included. A
+	// reaper asked to stop (the timeout) that has not exited a second
+	// later is killed.
+	cmd, err := reaper.Command(ctx, argv, cmdEnv, time.Second)
+	if err != nil {
+		return CheckResult{Reason: CheckReasonStart, Err: fmt.Errorf("starting %s: %w", argv[0], err)}
+	}
 	stdout := &headBuffer{max: cfg.MaxOutputBytes}
 	stderr := &headBuffer{max: cfg.MaxOutputBytes}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -202,9 +205,14 @@ func runCheck(ctx context.Context, cfg CheckConfig) CheckResult {
 	r.Stdout, r.Stderr = string(stdout.buf), string(stderr.buf)
 	r.Truncated = stdout.truncated || stderr.truncated
 	var exitErr *exec.ExitError
+	var startErr *reaper.StartError
 	switch {
 	case err != nil && ctx.Err() == context.DeadlineExceeded:
-		r.Reason, r.Err = CheckReasonTimeout, fmt.Errorf("%s did not finish within %v and was killed with its process group", argv[0], cfg.Timeout)
+		r.Reason, r.Err = CheckReasonTimeout, fmt.Errorf("%s did not finish within %v and was killed with everything it started", argv[0], cfg.Timeout)
+		return r
+	case errors.As(err, &startErr):
+		r.ExitCode = -1
+		r.Reason, r.Err = CheckReasonStart, fmt.Errorf("starting %s: %s (is it installed and on the agent's PATH?)", argv[0], startErr.Msg)
 		return r
 	case err != nil && cmd.ProcessState == nil:
 		r.Reason, r.Err = CheckReasonStart, fmt.Errorf("starting %s: %w (is it installed and on the agent's PATH?)", argv[0], err)

@@ -80,6 +80,9 @@ type Options struct {
 	State *state.Store
 	// Redactor cleans every text a collector keeps as evidence.
 	Redactor *evidence.Redactor
+	// Counters carries the log sources' counters across reloads; nil
+	// starts them at 0.
+	Counters *Counters
 }
 
 func (o Options) withDefaults() Options {

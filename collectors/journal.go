@@ -149,7 +149,7 @@ type Journal struct {
 	maxBO  time.Duration
 	up     atomic.Bool
 	starts atomic.Uint64
-	resets atomic.Uint64
+	resets *atomic.Uint64 // carried across reloads
 	// bootIDFile is where the current boot ID is read, as journalctl
 	// itself reads it.
 	bootIDFile string
@@ -202,6 +202,9 @@ func NewJournal(cfg JournalConfig, opts Options) *Journal {
 		bootIDFile: "/proc/sys/kernel/random/boot_id", warm: warmup{limit: 30 * time.Second}}
 	j.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	j.pipe.redact = cfg.Redact
+	j.pipe.countBytes = true
+	j.pipe.carryOver(opts.Counters, "journal")
+	j.resets = carried[atomic.Uint64](opts.Counters, "journal\x00"+cfg.Name+"\x00resets")
 	if opts.State != nil {
 		j.bucket = opts.State.Bucket(journalStateBucket)
 	}

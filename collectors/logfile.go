@@ -188,7 +188,8 @@ type LogFile struct {
 	rotations, truncations, recoveredBytes atomic.Uint64
 	// warm is done after the first read pass (the backlog since the saved
 	// position is read).
-	warm warmup
+	warm  warmup
+	files *fileStats // carried across reloads
 
 	// multiline state, used by the reader goroutine only
 	event      []byte
@@ -208,6 +209,11 @@ var (
 		"Bytes read from a copytruncate copy because the original was truncated before the agent read them.", []string{"source"}, nil)
 )
 
+// fileStats are the counters of file sources only.
+type fileStats struct {
+	rotations, truncations, recoveredBytes atomic.Uint64
+}
+
 // NewLogFile returns the collector of one logs: source. It starts reading
 // when Run is called.
 func NewLogFile(cfg LogConfig, opts Options) *LogFile {
@@ -220,6 +226,8 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	l.pipe.redact = cfg.Redact
+	l.pipe.carryOver(opts.Counters, "log")
+	l.files = carried[fileStats](opts.Counters, "log\x00"+cfg.Name+"\x00files")
 	l.tail = tailer.New(tailer.Config{
 		Globs:        cfg.Paths,
 		StartAtEnd:   cfg.StartAt == "end",
@@ -239,9 +247,9 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 func (l *LogFile) Update(_ context.Context, ch chan<- prometheus.Metric) error {
 	l.pipe.collect(ch)
 	ch <- prometheus.MustNewConstMetric(logFilesDesc, prometheus.GaugeValue, float64(l.tail.Files()), l.cfg.Name)
-	ch <- prometheus.MustNewConstMetric(logRotationsDesc, prometheus.CounterValue, float64(l.rotations.Load()), l.cfg.Name)
-	ch <- prometheus.MustNewConstMetric(logTruncationsDesc, prometheus.CounterValue, float64(l.truncations.Load()), l.cfg.Name)
-	ch <- prometheus.MustNewConstMetric(logRecoveredDesc, prometheus.CounterValue, float64(l.recoveredBytes.Load()), l.cfg.Name)
+	ch <- prometheus.MustNewConstMetric(logRotationsDesc, prometheus.CounterValue, float64(l.files.rotations.Load()), l.cfg.Name)
+	ch <- prometheus.MustNewConstMetric(logTruncationsDesc, prometheus.CounterValue, float64(l.files.truncations.Load()), l.cfg.Name)
+	ch <- prometheus.MustNewConstMetric(logRecoveredDesc, prometheus.CounterValue, float64(l.files.recoveredBytes.Load()), l.cfg.Name)
 	return nil
 }
 
@@ -372,10 +380,14 @@ func (l *LogFile) flushEvent() {
 type logEvents LogFile
 
 func (e *logEvents) ReadError(path string, err error) { e.pipe.stats.readErrors.Add(1) }
-func (e *logEvents) Rotated(path, how string)         { e.rotations.Add(1) }
+func (e *logEvents) Rotated(path, how string)         { e.files.rotations.Add(1) }
 func (e *logEvents) Truncated(path string, n int64) {
-	e.truncations.Add(1)
-	e.recoveredBytes.Add(uint64(n))
+	e.files.truncations.Add(1)
+	e.files.recoveredBytes.Add(uint64(n))
 }
+
+// Read counts the bytes read from the files: tokpulse_log_bytes_total
+// includes the part of a long line that was cut off and skipped.
+func (e *logEvents) Read(path string, n int) { e.pipe.stats.bytes.Add(uint64(n)) }
 
 var _ evidence.Provider = (*LogFile)(nil)

@@ -20,12 +20,15 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/tokpulse/tokpulse-agent/internal/reaper"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
 	"github.com/tokpulse/tokpulse-agent/internal/tailer"
 	"github.com/tokpulse/tokpulse-agent/internal/tailer/rotatetest"
 )
 
 func TestMain(m *testing.M) {
+	// Checks run under a reaper, which is this test binary started again.
+	reaper.Main()
 	code := m.Run()
 	testutil.RemoveBuiltBinary()
 	os.Exit(code)

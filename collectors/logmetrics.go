@@ -424,14 +424,18 @@ type lineStats struct {
 // called from one goroutine (the source's reader); the rest is safe for
 // concurrent use with it.
 type linePipeline struct {
-	source   string
-	stats    lineStats
-	patterns []*patternState
-	metrics  []*logMetric
-	groups   []*metricGroup
-	redactor *evidence.Redactor
-	redact   []yamlx.Regexp // the source's own expressions
-	now      func() time.Time
+	source string
+	stats  *lineStats
+	// countBytes: count() adds each line's bytes (journal sources). File
+	// sources count the bytes the tailer reads instead, which includes
+	// the part of a long line that was cut off.
+	countBytes bool
+	patterns   []*patternState
+	metrics    []*logMetric
+	groups     []*metricGroup
+	redactor   *evidence.Redactor
+	redact     []yamlx.Regexp // the source's own expressions
+	now        func() time.Time
 
 	lower []byte // scratch: the lowercased line
 }
@@ -439,7 +443,7 @@ type linePipeline struct {
 type patternState struct {
 	name    string
 	m       *matcher
-	matches atomic.Uint64
+	matches *atomic.Uint64
 	ring    evidenceRing
 }
 
@@ -447,9 +451,9 @@ type patternState struct {
 const evidenceLineBytes = 2048
 
 func newLinePipeline(source string, patterns []LogPattern, metrics []LogMetricConfig, evidenceLines int, opts Options) *linePipeline {
-	p := &linePipeline{source: source, redactor: opts.Redactor, now: opts.Now}
+	p := &linePipeline{source: source, stats: &lineStats{}, redactor: opts.Redactor, now: opts.Now}
 	for _, pt := range patterns {
-		p.patterns = append(p.patterns, &patternState{name: pt.Name, m: newMatcher(pt.Regexp.Regexp),
+		p.patterns = append(p.patterns, &patternState{name: pt.Name, m: newMatcher(pt.Regexp.Regexp), matches: &atomic.Uint64{},
 			ring: evidenceRing{slots: make([]evidenceSlot, evidenceLines)}})
 	}
 	byRE := map[string]*metricGroup{}
@@ -479,7 +483,9 @@ func (p *linePipeline) process(line []byte, cut bool, ts time.Time) {
 // events, but count physical lines).
 func (p *linePipeline) count(line []byte, cut bool, ts time.Time) {
 	p.stats.lines.Add(1)
-	p.stats.bytes.Add(uint64(len(line)) + 1)
+	if p.countBytes {
+		p.stats.bytes.Add(uint64(len(line)) + 1)
+	}
 	if cut {
 		p.stats.cut.Add(1)
 	}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/internal/schedule"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
@@ -70,6 +70,11 @@ type ProbeConfig struct {
 	MaxBodyBytes    int64                       `yaml:"max_body_bytes"`
 	Expect          ProbeExpect                 `yaml:"expect"`
 	Values          []ProbeValue                `yaml:"values"`
+	// SecretPath marks the URL's path (and query) as a credential: logs,
+	// status and evidence show the URL as scheme://host/… only. Without
+	// it, passwords and secret-looking query parameters (token=…) are
+	// still redacted.
+	SecretPath bool `yaml:"secret_path"`
 }
 
 // ProbeTLSConfig configures TLS for https:// probes and, when Enabled, a
@@ -242,6 +247,13 @@ func (p *ProbeConfig) Validate(c *yamlx.Checker, path string) {
 	}
 	if (p.TLS.CertFile == "") != (p.TLS.KeyFile == "") {
 		c.Errorf(yamlx.Join(path, "tls"), "cert_file and key_file go together; set both or neither")
+	} else if _, err := buildTLSConfig(p.TLS); err != nil {
+		// Read as NewProbes reads them, so that check refuses what would
+		// stop the agent from starting.
+		c.Errorf(yamlx.Join(path, "tls"), "%v", err)
+	}
+	for _, h := range sortedKeys(p.HeaderFiles) {
+		c.CheckRunSecretFile(yamlx.Join(yamlx.Join(path, "header_files"), h), p.HeaderFiles[h])
 	}
 	for i, a := range p.Expect.JSON {
 		ap := yamlx.Index(yamlx.Join(path, "expect.json"), i)
@@ -298,6 +310,8 @@ type ProbeTarget struct {
 	Config ProbeConfig
 	URL    *url.URL
 	TLS    *tls.Config
+	// Display is the URL as logs, status and evidence show it.
+	Display string
 
 	client *http.Client // HTTP probes only
 }
@@ -324,30 +338,41 @@ func newProbeTarget(cfg ProbeConfig) (*ProbeTarget, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe %s: %w", cfg.Name, err)
 	}
-	t := &ProbeTarget{Config: cfg, URL: u, TLS: tc}
+	t := &ProbeTarget{Config: cfg, URL: u, TLS: tc, Display: showURL(cfg, cfg.URL)}
 	if u.Scheme == "http" || u.Scheme == "https" {
 		t.client = newProbeClient(t)
 	}
 	return t, nil
 }
 
+// showURL is how a URL of the probe (its own, or one it was redirected
+// to) appears in errors, logs, status and evidence: scheme://host/… when
+// the path is secret, else without a password (the Redactor then hides
+// token=… and the like in the query).
+func showURL(cfg ProbeConfig, raw string) string {
+	if cfg.SecretPath {
+		return evidence.HostOnlyURL(raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return evidence.HostOnlyURL(raw)
+	}
+	return u.Redacted()
+}
+
 func buildTLSConfig(c ProbeTLSConfig) (*tls.Config, error) {
 	tc := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // only when the operator sets it
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := safefile.CertPool(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading tls.ca_file: %w (point it at a PEM file of CA certificates)", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", c.CAFile)
+			return nil, err
 		}
 		tc.RootCAs = pool
 	}
 	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		cert, err := safefile.KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("loading tls.cert_file/key_file: %w", err)
+			return nil, err
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
@@ -594,7 +619,7 @@ func (p *Probes) Evidence() []evidence.Section {
 			continue
 		}
 		name := s.target.Config.Name
-		title := fmt.Sprintf("Last failure of probe %s (%s %s): %s", name, s.target.Config.Method, p.redact.Redact(s.target.URL.Redacted()), f.Reason)
+		title := fmt.Sprintf("Last failure of probe %s (%s %s): %s", name, s.target.Config.Method, p.redact.Redact(s.target.Display), f.Reason)
 		if last != nil && last.Success {
 			title += "; it has succeeded since"
 		}

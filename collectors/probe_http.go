@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 )
 
 // excerptBytes bounds the body excerpt kept as evidence.
@@ -142,6 +144,9 @@ func ProbeHTTP(ctx context.Context, t *ProbeTarget) ProbeResult {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// net/http writes the URL (perhaps one redirected to) into the
+		// error, which reaches logs, status and evidence.
+		err = evidence.HideURLError(err, func(raw string) string { return showURL(cfg, raw) })
 		return fail(classifyError(ctx, err), err)
 	}
 	defer resp.Body.Close()

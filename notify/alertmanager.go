@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -158,13 +157,13 @@ func (a *alertmanager) postOne(ctx context.Context, url string, body []byte) err
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return &SendError{Err: fmt.Errorf("posting to %s: %w", redactURL(url), err)}
+		return &SendError{Err: postError(url, err)}
 	}
 	defer resp.Body.Close()
 	defer func() { _, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) }()
 	if err := classify(resp, a.now()); err != nil {
 		se := err.(*SendError)
-		se.Err = fmt.Errorf("posting to %s: %w", redactURL(url), se.Err)
+		se.Err = postError(url, se.Err)
 		return se
 	}
 	return nil

@@ -3,12 +3,13 @@ package notify
 import (
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -250,8 +251,8 @@ func (w *WebhookConfig) validate(v *yamlx.Checker, p string) {
 	if w.MaxBatch < 1 || w.MaxBatch > 1000 {
 		v.Errorf(yamlx.Join(p, "max_batch"), "%d is out of range; write 1 to 1000 (default %d)", w.MaxBatch, DefaultMaxBatch)
 	}
-	fileReadable(v, yamlx.Join(p, "secret_file"), string(w.SecretFile))
-	fileReadable(v, yamlx.Join(p, "bearer_token_file"), string(w.BearerTokenFile))
+	v.CheckSecretFile(yamlx.Join(p, "secret_file"), w.SecretFile)
+	v.CheckSecretFile(yamlx.Join(p, "bearer_token_file"), w.BearerTokenFile)
 	validHeaders(v, yamlx.Join(p, "headers"), w.Headers)
 	w.TLS.validate(v, yamlx.Join(p, "tls"))
 	w.Templates.validate(v, yamlx.Join(p, "templates"))
@@ -278,7 +279,7 @@ func (a *AlertmanagerConfig) validate(v *yamlx.Checker, p string) {
 	if a.MaxBatch < 1 || a.MaxBatch > 1000 {
 		v.Errorf(yamlx.Join(p, "max_batch"), "%d is out of range; write 1 to 1000 (default %d)", a.MaxBatch, DefaultMaxBatch)
 	}
-	fileReadable(v, yamlx.Join(p, "bearer_token_file"), string(a.BearerTokenFile))
+	v.CheckSecretFile(yamlx.Join(p, "bearer_token_file"), a.BearerTokenFile)
 	validHeaders(v, yamlx.Join(p, "headers"), a.Headers)
 	a.TLS.validate(v, yamlx.Join(p, "tls"))
 }
@@ -288,7 +289,7 @@ func (t *TemplateFiles) validate(v *yamlx.Checker, p string) {
 		if f == "" {
 			continue
 		}
-		data, err := os.ReadFile(f)
+		data, err := readTemplate(f)
 		if err != nil {
 			v.Errorf(yamlx.Join(p, key), "cannot read template: %v (write the path of a Go text/template file)", err)
 			continue
@@ -302,29 +303,31 @@ func (t *TemplateFiles) validate(v *yamlx.Checker, p string) {
 func (t *TLSConfig) validate(v *yamlx.Checker, p string) {
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		v.Errorf(p, "cert_file and key_file go together; set both for a client certificate, or neither")
+		return
 	}
-	fileReadable(v, yamlx.Join(p, "ca_file"), t.CAFile)
-	fileReadable(v, yamlx.Join(p, "cert_file"), t.CertFile)
-	fileReadable(v, yamlx.Join(p, "key_file"), t.KeyFile)
+	// The files are read and parsed as the output will read them, so that
+	// check refuses a CA file without a certificate, which would stop the
+	// agent from starting.
+	if t.CAFile != "" {
+		if _, err := safefile.CertPool(t.CAFile); err != nil {
+			v.Errorf(yamlx.Join(p, "ca_file"), "%v", err)
+		}
+	}
+	if t.CertFile != "" {
+		if _, err := safefile.KeyPair(t.CertFile, t.KeyFile); err != nil {
+			v.Errorf(yamlx.Join(p, "cert_file"), "%v", err)
+		}
+	}
 }
 
 func validHTTPURL(v *yamlx.Checker, p, raw, example string) {
 	u, err := url.Parse(raw)
 	if raw == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.Errorf(p, "%q is not an http(s) URL; write e.g. %s", redactURL(raw), example)
+		v.Errorf(p, "%s is not an http(s) URL; write e.g. %s", evidence.HostOnlyURL(raw), example)
 		return
 	}
 	if u.User != nil {
 		v.Errorf(p, "credentials in the URL would be logged; remove them and use bearer_token_file")
-	}
-}
-
-func fileReadable(v *yamlx.Checker, p, f string) {
-	if f == "" {
-		return
-	}
-	if _, err := os.Stat(f); err != nil {
-		v.Errorf(p, "cannot read %s: %v (create it, readable by the agent's user)", f, err)
 	}
 }
 
@@ -335,14 +338,4 @@ func validHeaders(v *yamlx.Checker, p string, h map[string]string) {
 			v.Errorf(yamlx.Join(p, k), "header %s is set by the agent; use bearer_token_file for Authorization", k)
 		}
 	}
-}
-
-// redactURL hides a password written in a URL, so that it never reaches an
-// error message.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }

@@ -3,16 +3,17 @@ package notify
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
 // Output is one destination of events. Send delivers a batch (in order) and
@@ -47,6 +48,20 @@ func (e *SendError) Error() string { return e.Err.Error() }
 
 // Unwrap lets errors.Is and errors.As see the underlying error.
 func (e *SendError) Unwrap() error { return e.Err }
+
+// postError is the error of a POST to raw that got no answer. A webhook or
+// Alertmanager URL is a credential (Slack's and Teams' webhooks carry
+// their token in the path), and errors reach the log, the outbox's dead
+// letters and `tokpulse-agent status`: the URL is shown as
+// scheme://host/… only, and net/http's own copy of it (in *url.Error) is
+// dropped.
+func postError(raw string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("posting to %s: %w", evidence.HostOnlyURL(raw), err)
+}
 
 // classify turns an HTTP response into nil (2xx) or a *SendError.
 func classify(resp *http.Response, now time.Time) error {
@@ -97,27 +112,34 @@ func retryAfterOf(err error) time.Duration {
 	return 0
 }
 
-// newHTTPClient builds a client with the output's TLS settings. Redirects
-// are not followed: a POST must not silently turn into a GET elsewhere.
-func newHTTPClient(t TLSConfig, timeout time.Duration) (*http.Client, error) {
+// build reads the CA bundle and client certificate of an output. Validate
+// calls it too, so that `tokpulse-agent check` refuses what would stop the
+// agent from starting.
+func (t TLSConfig) build() (*tls.Config, error) {
 	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // the operator's explicit choice
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := safefile.CertPool(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", t.CAFile)
+			return nil, err
 		}
 		tc.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		cert, err := safefile.KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("loading tls.cert_file and tls.key_file: %w", err)
+			return nil, err
 		}
 		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// newHTTPClient builds a client with the output's TLS settings. Redirects
+// are not followed: a POST must not silently turn into a GET elsewhere.
+func newHTTPClient(t TLSConfig, timeout time.Duration) (*http.Client, error) {
+	tc, err := t.build()
+	if err != nil {
+		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"text/template"
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
 // The runbook's "Communication Templates", filled from the event. Lines the
@@ -108,7 +108,7 @@ func loadTemplates(layers ...TemplateFiles) (*templates, error) {
 			if f == "" {
 				continue
 			}
-			data, err := os.ReadFile(f)
+			data, err := readTemplate(f)
 			if err != nil {
 				return nil, fmt.Errorf("reading %s template: %w", kind, err)
 			}
@@ -122,6 +122,12 @@ func loadTemplates(layers ...TemplateFiles) (*templates, error) {
 		t.byKind[kind] = tmpl
 	}
 	return t, nil
+}
+
+// readTemplate reads a template file; a FIFO or a device named as one must
+// not hang check or a reload.
+func readTemplate(path string) ([]byte, error) {
+	return safefile.ReadFile(path, safefile.MaxTemplate, "template file")
 }
 
 // render returns e's text; a template that fails at run time yields an

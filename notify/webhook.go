@@ -142,13 +142,13 @@ func (w *webhook) Send(ctx context.Context, events []alert.Event) error {
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return &SendError{Err: fmt.Errorf("posting to %s: %w", redactURL(w.url), err)}
+		return &SendError{Err: postError(w.url, err)}
 	}
 	defer resp.Body.Close()
 	defer func() { _, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) }()
 	if err := classify(resp, w.now()); err != nil {
 		se := err.(*SendError)
-		se.Err = fmt.Errorf("posting to %s: %w", redactURL(w.url), se.Err)
+		se.Err = postError(w.url, se.Err)
 		return se
 	}
 	return nil

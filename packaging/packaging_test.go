@@ -518,7 +518,12 @@ cp /etc/tokpulse-agent/agent.yaml /root/agent.yaml.shipped`)
 			`^tokpulse_systemd_unit_state\{state="active",unit="tokpulse-agent.service"\} 1$`,
 			`^tokpulse_systemd_unit_state\{state="inactive",unit="tp-absent.service"\} 1$`,
 			`^tokpulse_collector_success\{collector="systemd"\} 1$`,
+			`^tokpulse_check_success\{check="reaper"\} 1$`,
 		)
+		h.eventually("no process left by the check", 10*time.Second, func() (bool, string) {
+			out, _ := h.try("pgrep -a -u tokpulse-agent sleep")
+			return strings.TrimSpace(out) == "", out
+		})
 		// And live: lines written now are counted too.
 		h.sh(`echo "sandbox line 4" >> /var/log/tokpulse/app.log
 logger -t sandbox-probe "sandbox-probe journal entry 3"`)
@@ -736,6 +741,13 @@ journal:
   matches: [SYSLOG_IDENTIFIER=sandbox-probe]
   start_at: beginning
 units: [dbus.service, tokpulse-agent.service, tp-absent.service]
+checks:
+# The check's reaper calls prctl(PR_SET_CHILD_SUBREAPER), which the unit's
+# SystemCallFilter must allow; the child that calls setsid is killed.
+- name: reaper
+  command: [sh, -c, 'setsid sleep 300 </dev/null >/dev/null 2>&1 & exit 0']
+  interval: 1s
+  timeout: 1s
 `
 
 // dropIn writes a drop-in for the unit and reloads systemd.

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
 // Group is one rule group of a rule file: rules evaluated in order at the
@@ -91,7 +92,9 @@ func newParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 
 // ExpandGlobs returns the files matching the globs, sorted, without
 // duplicates. A glob that matches nothing is not an error (a drop-in
-// directory may be empty), but a malformed one is.
+// directory may be empty), but a malformed one is, and so is a plain path
+// (no *, ? or [) that does not exist: that is a typo, and it would
+// silently load no rules.
 func ExpandGlobs(globs []string) ([]string, error) {
 	var files []string
 	for _, g := range globs {
@@ -106,15 +109,23 @@ func ExpandGlobs(globs []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("rule_files: %q is not a valid glob: %w", g, err)
 		}
+		if len(m) == 0 && !isGlob(g) {
+			return nil, fmt.Errorf("rule_files: %s does not exist; correct the path, or write a glob such as %s/*.yml for a directory that may be empty", g, filepath.Dir(g))
+		}
 		files = append(files, m...)
 	}
 	slices.Sort(files)
 	return slices.Compact(files), nil
 }
 
+// isGlob reports whether g has glob metacharacters, as filepath.Match
+// reads them.
+func isGlob(g string) bool { return strings.ContainsAny(g, `*?[\`) }
+
 // UnmatchedGlobs returns the globs that match no file: not an error (a
 // drop-in directory may be empty), but worth a warning, since a typo in a
-// path silently loads no rules.
+// path silently loads no rules. (A plain path that matches nothing is an
+// error of ExpandGlobs.)
 func UnmatchedGlobs(globs []string) []string {
 	var out []string
 	for _, g := range globs {
@@ -220,7 +231,8 @@ func readRuleFile(file string) ([]byte, error) {
 	if rulepack.IsBuiltin(file) {
 		data, err = rulepack.Read(file)
 	} else {
-		data, err = os.ReadFile(file)
+		// A FIFO named as a rule file must not hang check or a reload.
+		data, err = safefile.ReadFile(file, safefile.MaxRuleFile, "rule file")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading rule file: %w (check rule_files in agent.yaml)", err)

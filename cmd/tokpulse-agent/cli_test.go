@@ -38,7 +38,7 @@ func TestUsage(t *testing.T) {
 		{"no command", nil, 2, "", "tokpulse-agent check [FILE...]"},
 		{"help", []string{"help"}, 0, "tokpulse-agent notify test", ""},
 		{"--help", []string{"--help"}, 0, "tokpulse-agent run", ""},
-		{"help check", []string{"help", "check"}, 0, "Usage: tokpulse-agent check [--config FILE] [FILE...]", ""},
+		{"help check", []string{"help", "check"}, 0, "Usage: tokpulse-agent check [--as-user NAME] [--config FILE] [FILE...]", ""},
 		{"unknown command", []string{"frob"}, 2, "", `unknown command "frob"`},
 		{"flag before the command", []string{"--config", "x", "run"}, 2, "", `unknown command "--config"`},
 		{"group without subcommand", []string{"notify"}, 2, "", `"notify" needs a subcommand`},

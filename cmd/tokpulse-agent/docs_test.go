@@ -18,9 +18,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -247,6 +249,9 @@ tests:
 func (r *installRoot) path(p string) string { return filepath.Join(r.dir, p) }
 
 // installedPaths are the packages' directories that examples name.
+// packageDirs are the package's directories examples name.
+var packageDirs = map[string]bool{"tokpulse-agent": true, "rules.d": true, "tests": true, "rules": true}
+
 var installedPaths = regexp.MustCompile(`/(etc|usr/share)/tokpulse-agent\b[^\s"'\]},]*`)
 
 // mapPaths rewrites the package's paths in s to the temporary root,
@@ -255,13 +260,28 @@ func (r *installRoot) mapPaths(t *testing.T, s string) string {
 	t.Helper()
 	return installedPaths.ReplaceAllStringFunc(s, func(p string) string {
 		mapped := r.path(p)
-		if !strings.ContainsAny(p, "*?[") && filepath.Ext(p) != "" {
+		if !strings.ContainsAny(p, "*?[") && !strings.HasSuffix(p, "/") && !packageDirs[filepath.Base(p)] {
 			if _, err := os.Stat(mapped); errors.Is(err, os.ErrNotExist) {
-				content := "placeholder secret\n"
 				if ext := filepath.Ext(p); ext == ".yml" || ext == ".yaml" {
-					content = "{}\n"
+					writeFile(t, mapped, "{}\n")
+				} else {
+					// A secret, as docs/configuration.md says to keep one:
+					// readable by its owner and the agent's group.
+					writeFile(t, mapped, "placeholder secret\n")
+					if err := os.Chmod(mapped, 0o640); err != nil {
+						t.Fatal(err)
+					}
+					// The group of the user standing in for the service
+					// (runCLI's nobody).
+					u, err := user.Lookup("nobody")
+					if err != nil {
+						t.Fatal(err)
+					}
+					gid, _ := strconv.Atoi(u.Gid)
+					if err := os.Chown(mapped, 0, gid); err != nil {
+						t.Fatal(err)
+					}
 				}
-				writeFile(t, mapped, content)
 			}
 		}
 		return mapped

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/internal/reaper"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -30,7 +31,14 @@ var (
 	commit  = "unknown"
 )
 
+// StopDeadline is how long after SIGTERM the process exits at the latest,
+// clean shutdown or not: the README promises 10 s.
+const StopDeadline = agent.ShutdownTimeout + 1500*time.Millisecond
+
 func main() {
+	// A check command's reaper is this binary started again; it never
+	// returns from here.
+	reaper.Main()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -114,11 +122,18 @@ rule files each one names, and print every problem as
 --config, else ` + SystemConfigFile + ` if it exists, else the embedded
 default configuration. The output names the file checked.
 
+It runs exactly the validation the daemon runs at start and on reload (the
+same build of collectors, rules and outputs, reading every secret, CA and
+template file as the user it runs as); --as-user NAME runs it as another
+user, to prove what the service's user can read.
+
 The exit status is 0 when every file is valid and 1 otherwise. Warnings do
 not change it: a secret file that the service user tokpulse-agent could not
-read, and a rule_files glob whose directory does not exist.`,
+read or that every user can read, and a rule_files glob whose directory does
+not exist.`,
 		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
 			config := configFlag(fs)
+			asUser := fs.String("as-user", "", "check as the user `NAME` (needs root), to prove that the service's user can read every file the configuration names")
 			return func(files []string) int {
 				if *config != "" && len(files) > 0 {
 					fmt.Fprint(c.stderr, checkCommand().usageError("name the files either with --config or as arguments, not both"))
@@ -126,6 +141,17 @@ read, and a rule_files glob whose directory does not exist.`,
 				}
 				if *config != "" {
 					files = []string{*config}
+				}
+				if *asUser != "" {
+					if len(files) > 1 {
+						fmt.Fprint(c.stderr, checkCommand().usageError("--as-user checks one file"))
+						return 2
+					}
+					file := c.configFile("")
+					if len(files) == 1 {
+						file = files[0]
+					}
+					return checkAsUser(*asUser, file, c.stdout, c.stderr)
 				}
 				return c.check(files)
 			}
@@ -239,25 +265,26 @@ func (c *cli) check(files []string) int {
 	return code
 }
 
-// checkFile checks one configuration file and the rule files it names.
+// checkFile checks one configuration file and the rule files it names,
+// with the daemon's own build (agent.Validate).
 func (c *cli) checkFile(file string) bool {
-	cfg, ok := loadConfig(file, c.stderr)
-	if !ok {
-		return false
-	}
 	name := configName(file)
-	files, nrules, err := agent.CheckRules(cfg, file)
+	v, err := agent.Validate(file)
 	if err != nil {
-		fmt.Fprintln(c.stderr, err)
+		printProblems(c.stderr, err)
 		return false
 	}
-	fmt.Fprintf(c.stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, nrules, len(files))
-	for _, f := range files {
+	cfg := v.Config
+	fmt.Fprintf(c.stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, v.Rules, len(v.RuleFiles))
+	for _, f := range v.RuleFiles {
 		fmt.Fprintf(c.stdout, "  %s: OK\n", f)
 	}
+	for _, w := range v.Warnings {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
+	}
 	// Run by an operator as root, check can read every file; say which ones
-	// the service's user could not. (Under ExecStartPre check runs as that
-	// user itself.)
+	// the service's user could not (check --as-user proves it by running
+	// as that user).
 	for _, w := range agent.UnreadableFiles(cfg, c.service) {
 		fmt.Fprintf(c.stderr, "warning: %s\n", w)
 	}
@@ -287,8 +314,33 @@ func (c *cli) run(configFile, webConfig string) int {
 	_ = level.UnmarshalText([]byte(logCfg.Level))
 	logger := newLogger(c.stderr, logCfg.Format, level)
 
+	if webConfig != "" {
+		if err := agent.CheckWebConfigFile(webConfig); err != nil {
+			fmt.Fprintf(c.stderr, "--web.config.file: %v\n", err)
+			return 1
+		}
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Whatever a collector or output is stuck in, SIGTERM ends the
+	// process within StopDeadline: the state file is crash-safe, and
+	// systemd's stop timeout must never be the one that kills the agent.
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		select {
+		case <-time.After(StopDeadline):
+			logger.Error("Shutdown did not finish in time; exiting without it", "deadline", StopDeadline)
+			os.Exit(1)
+		case <-finished:
+		}
+	}()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{}, 1)

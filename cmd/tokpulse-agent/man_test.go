@@ -158,7 +158,7 @@ func TestManPage(t *testing.T) {
 	}
 	// man justifies lines with extra spaces: compare with single ones.
 	rendered := strings.Join(strings.Fields(string(out)), " ")
-	for _, w := range []string{"tokpulse-agent check [--config FILE] [FILE...]", "tokpulse-agent test rules [--debug] [--diff]", "--web.config.file FILE"} {
+	for _, w := range []string{"tokpulse-agent check [--as-user NAME] [--config FILE] [FILE...]", "tokpulse-agent test rules [--debug] [--diff]", "--web.config.file FILE"} {
 		if !strings.Contains(rendered, w) {
 			t.Errorf("the rendered page lacks %q:\n%s", w, out)
 		}

@@ -235,9 +235,9 @@ func TestCheckRuleFiles(t *testing.T) {
 		want  string
 		quiet bool // nothing on stderr
 	}{
-		{"shipped pack", "../../packaging/rules/runbook.yml", 0, "19 rules in 2 rule files", true},
+		{"shipped pack", "../../packaging/rules/runbook.yml", 0, "20 rules in 2 rule files", true},
 		{"glob into a missing directory", filepath.Join(dir, "none", "*.yml"), 0, `warning: rule_files: "` + filepath.Join(dir, "none", "*.yml") + `": directory ` + filepath.Join(dir, "none") + " does not exist", false},
-		{"empty drop-in directory", filepath.Join(dir, "*.yaml"), 0, "2 rules in 1 rule files)\n  builtin:self/agent.yml: OK\n  " + filepath.Join(dir, "*.yaml") + ": no file yet\n", true},
+		{"empty drop-in directory", filepath.Join(dir, "*.yaml"), 0, "3 rules in 1 rule files)\n  builtin:self/agent.yml: OK\n  " + filepath.Join(dir, "*.yaml") + ": no file yet\n", true},
 		{"bad severity", bad, 1, bad + `:7:21: group "g", rule 1, "A": tokpulse-agent requires severity P1–P4 on alerting rules (Prometheus does not): severity "high" is not one of them; write P1, P2, P3 or P4`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

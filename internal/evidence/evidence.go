@@ -6,6 +6,8 @@
 package evidence
 
 import (
+	"errors"
+	"net/url"
 	"regexp"
 	"time"
 )
@@ -78,4 +80,34 @@ func (r *Redactor) Redact(s string) string {
 		s = x.re.ReplaceAllString(s, x.repl)
 	}
 	return s
+}
+
+// HostOnlyURL shows a URL whose path or query may be a credential (a
+// webhook URL such as Slack's https://hooks.slack.com/services/T…/B…/XXXX,
+// a probe marked secret_path) as scheme://host/… : enough to tell which
+// receiver failed, nothing to replay. A URL that does not parse is not
+// shown at all.
+func HostOnlyURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(a URL, not shown: it may hold a secret)"
+	}
+	s := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		s += "/…"
+	} else {
+		s += u.Path
+	}
+	return s
+}
+
+// HideURLError replaces, in place, the URL that net/http puts in the text
+// of a request error (*url.Error: `Post "https://…": dial tcp …`) by
+// show(URL), and returns err.
+func HideURLError(err error, show func(string) string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = show(ue.URL)
+	}
+	return err
 }

@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
 // Position is where reading of one file stopped. It is what the state file
@@ -77,6 +79,10 @@ type Events interface {
 	// Truncated reports a followed file cut short; recovered is the number
 	// of bytes read from its copy.
 	Truncated(path string, recovered int64)
+	// Read reports n bytes read from path: every byte of the files,
+	// whether it ends up in a line handed over or in the skipped rest of a
+	// line longer than MaxLineBytes.
+	Read(path string, n int)
 }
 
 // Config sets how a Tailer follows its files.
@@ -303,7 +309,7 @@ func (t *Tailer) resumeUnseen(saved []Position, known map[[2]uint64]bool, savedA
 			if known[[2]uint64{d, i}] {
 				continue
 			}
-			fh, err := os.Open(full)
+			fh, _, err := safefile.Open(full)
 			if err != nil {
 				continue
 			}
@@ -436,6 +442,16 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 	if st.IsDir() {
 		return // a folder that a glob happens to match: not ours
 	}
+	if !st.Mode().IsRegular() {
+		// A FIFO would block the open (and with it shutdown and reload);
+		// a device could be endless. Never opened, but said and counted,
+		// whether named or matched by a glob.
+		if cur != nil {
+			t.retire(ctx, cur, "replaced", now)
+		}
+		t.fail(path, fmt.Errorf("%w; the source skips it", safefile.CheckRegular(path, st)), now)
+		return
+	}
 	dev, ino := ids(st)
 	if cur != nil && (cur.dev != dev || cur.ino != ino) {
 		how := "renamed"
@@ -508,18 +524,12 @@ func (t *Tailer) fail(path string, err error, now time.Time) {
 
 // open opens path and decides where to start reading it.
 func (t *Tailer) open(path string) (*file, error) {
-	fh, err := os.Open(path)
+	fh, st, err := safefile.Open(path)
+	if errors.Is(err, safefile.ErrNotRegular) {
+		return nil, fmt.Errorf("%w; the source skips it", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w (give the agent's user read access, e.g. add it to the group adm)", path, err)
-	}
-	st, err := fh.Stat()
-	if err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		fh.Close()
-		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
@@ -644,7 +654,7 @@ func (t *Tailer) findInode(p Position) *file {
 		if d, i := ids(st); d != p.Dev || i != p.Ino {
 			continue
 		}
-		fh, err := os.Open(name)
+		fh, _, err := safefile.Open(name)
 		if err != nil {
 			return nil
 		}
@@ -738,7 +748,7 @@ func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) (int64, string) {
 	// The newest copy is the likeliest; fingerprints decide.
 	sort.Slice(cands, func(i, j int) bool { return cands[i].mtime.After(cands[j].mtime) })
 	for _, c := range cands {
-		fh, err := os.Open(c.name)
+		fh, _, err := safefile.Open(c.name)
 		if err != nil {
 			continue
 		}
@@ -807,6 +817,9 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
 		if n > 0 {
 			total += int64(n)
 			f.readOff += int64(n)
+			if t.events != nil {
+				t.events.Read(f.path, n)
+			}
 			t.split(f, t.chunk[:n], max)
 		}
 		if err != nil || n < len(t.chunk) {

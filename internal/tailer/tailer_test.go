@@ -3,9 +3,12 @@ package tailer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -17,6 +20,7 @@ type recorder struct {
 	rot    []string
 	trunc  int
 	copied int64
+	read   int64
 }
 
 func (r *recorder) handle(_ string, line []byte, cut bool) {
@@ -28,6 +32,7 @@ func (r *recorder) handle(_ string, line []byte, cut bool) {
 func (r *recorder) ReadError(_ string, err error) { r.errs = append(r.errs, err) }
 func (r *recorder) Rotated(_, how string)         { r.rot = append(r.rot, how) }
 func (r *recorder) Truncated(_ string, n int64)   { r.trunc++; r.copied += n }
+func (r *recorder) Read(_ string, n int)          { r.read += int64(n) }
 func appendFile(t *testing.T, path, s string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -270,5 +275,68 @@ func TestWatchWakes(t *testing.T) {
 	}
 	if tl.matches(filepath.Join(dir, "other.txt")) {
 		t.Error("other.txt must not match")
+	}
+}
+
+// TestSpecialFilesAreRefusedNotOpened: a FIFO, a socket or a device among
+// the paths is never opened (os.Open on a FIFO without a writer blocks for
+// ever), is reported once per retry interval, and does not stop the
+// regular files of the same glob from being read.
+func TestSpecialFilesAreRefusedNotOpened(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "p.log")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "s.log")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	appendFile(t, filepath.Join(dir, "a.log"), "line\n")
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name  string
+		globs []string
+		lines string
+		errs  []string
+	}{
+		{"fifo named", []string{fifo}, "", []string{fifo + " is a FIFO (named pipe), not a regular file"}},
+		{"device named", []string{"/dev/zero"}, "", []string{"/dev/zero is a character device, not a regular file"}},
+		{"glob matching a fifo, a socket and a file", []string{filepath.Join(dir, "*.log")}, "line",
+			[]string{fifo + " is a FIFO (named pipe)", sock + " is a socket"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl, r := newTest(t, Config{Globs: tc.globs, Now: func() time.Time { return now }})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tl.Start(nil, false, time.Time{})
+				tl.Poll(context.Background())
+				tl.Poll(context.Background()) // within the retry interval: not again
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Poll blocked on a special file")
+			}
+			defer tl.Close()
+			if got := strings.Join(r.lines, "|"); got != tc.lines {
+				t.Errorf("lines %q, want %q", got, tc.lines)
+			}
+			if len(r.errs) != len(tc.errs) {
+				t.Fatalf("read errors %v, want %d", r.errs, len(tc.errs))
+			}
+			all := fmt.Sprint(r.errs)
+			for _, want := range tc.errs {
+				if !strings.Contains(all, want) {
+					t.Errorf("read errors %q lack %q", all, want)
+				}
+			}
+			if !strings.Contains(all, "the source skips it") {
+				t.Errorf("read errors %q do not say what happens", all)
+			}
+		})
 	}
 }

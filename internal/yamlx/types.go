@@ -2,14 +2,16 @@ package yamlx
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"os"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
 // Duration is a non-negative duration written the Prometheus way ("10s",
@@ -102,11 +104,44 @@ const SecretSpace = " \t\n\v\f\r"
 // Read returns the file's content without leading and trailing
 // SecretSpace; nothing else is changed or decoded.
 func (f SecretFile) Read() (Secret, error) {
-	b, err := os.ReadFile(string(f))
+	s, _, err := f.read()
+	return s, err
+}
+
+func (f SecretFile) read() (Secret, fs.FileInfo, error) {
+	b, fi, err := safefile.Read(string(f), safefile.MaxSecret, "secret file")
 	if err != nil {
-		return "", fmt.Errorf("reading secret file %s: %w (create it, readable by the agent's user only)", string(f), err)
+		return "", nil, fmt.Errorf("reading secret file %s: %w (create it, readable by the agent's user only)", string(f), err)
 	}
-	return Secret(strings.Trim(string(b), SecretSpace)), nil
+	return Secret(strings.Trim(string(b), SecretSpace)), fi, nil
+}
+
+// CheckSecretFile reads the secret file at path (a key ending in _file) as
+// the agent will read it, and records an error when it cannot (so that
+// `check`, run as the service's user, proves the service can) and a
+// warning when users other than its owner may read it.
+func (c *Checker) CheckSecretFile(path string, f SecretFile) {
+	c.checkSecretFile(path, f, c.Errorf, "")
+}
+
+// CheckRunSecretFile is CheckSecretFile for a secret read at every run of a
+// probe or check (header_files, env_files): one that cannot be read only
+// fails those runs, so it is a warning.
+func (c *Checker) CheckRunSecretFile(path string, f SecretFile) {
+	c.checkSecretFile(path, f, c.Warnf, "; every run fails with this until the file can be read")
+}
+
+func (c *Checker) checkSecretFile(path string, f SecretFile, report func(string, string, ...any), consequence string) {
+	if f == "" {
+		return
+	}
+	_, fi, err := f.read()
+	switch {
+	case err != nil:
+		report(path, "%v%s", err, consequence)
+	case safefile.ReadableByOthers(fi):
+		c.Warnf(path, "secret file %s can be read by users other than its owner and group (mode %04o); run chmod 640 %s, owned by root and the agent's group (chgrp tokpulse-agent)", string(f), fi.Mode().Perm(), string(f))
+	}
 }
 
 // Secret is a string that never prints itself, so that a secret cannot reach a

@@ -11,8 +11,10 @@
 package yamlx
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"regexp"
 	"sort"
@@ -76,11 +78,32 @@ type Checker struct {
 	index    map[string]*yaml.Node // dotted path → key node
 	values   map[string]*yaml.Node // dotted path → value node
 	problems Problems
+	warnings Problems
+	// byLine lists the paths of index by the line of their key, and
+	// byValue the path of each value by its position; both are built on
+	// first use, so that placing many errors stays linear in the file.
+	byLine  map[int][]string
+	byValue map[[2]int]string
+	// walked marks the nodes walk has entered, so that an alias is
+	// followed once rather than once per use (an alias bomb would
+	// otherwise expand exponentially).
+	walked map[*yaml.Node]bool
 }
 
 // Errorf records a problem with the key at path.
 func (c *Checker) Errorf(path, format string, args ...any) {
-	p := Problem{File: c.file, Key: path, Msg: fmt.Sprintf(format, args...)}
+	c.problems = append(c.problems, c.place(path, fmt.Sprintf(format, args...)))
+}
+
+// Warnf records a warning about the key at path: something that works but
+// should be changed (a secret file others can read). Warnings do not make
+// decoding fail.
+func (c *Checker) Warnf(path, format string, args ...any) {
+	c.warnings = append(c.warnings, c.place(path, fmt.Sprintf(format, args...)))
+}
+
+func (c *Checker) place(path, msg string) Problem {
+	p := Problem{File: c.file, Key: path, Msg: msg}
 	// A default that fails validation has no line of its own; point at the
 	// closest enclosing key that the operator did write.
 	for q := path; q != ""; q = parent(q) {
@@ -89,7 +112,7 @@ func (c *Checker) Errorf(path, format string, args ...any) {
 			break
 		}
 	}
-	c.problems = append(c.problems, p)
+	return p
 }
 
 // Err reports whether any problem was recorded so far.
@@ -120,23 +143,53 @@ func parent(path string) string {
 	return path[:i]
 }
 
+// MaxProblems bounds the problems one decode reports; a file with more
+// (a generated file gone wrong) gets the first ones and a count of the rest.
+const MaxProblems = 1000
+
 // Decode parses data (read from file) into out, which must be a non-nil
 // pointer, typically already holding the defaults. It returns Problems, or nil.
 // When out implements Validator, Validate runs even after decoding errors (a
 // value that failed to decode keeps its default), so that one run of
 // `check` reports every problem in the file.
 func Decode(file string, data []byte, out any) error {
+	_, err := DecodeAll(file, data, out)
+	return err
+}
+
+// DecodeAll is Decode that also returns the warnings Validate recorded
+// with Warnf, whether or not decoding failed.
+//
+// Decoding is linear in the size of the file: yaml.v3 checks every mapping
+// for duplicate keys by comparing each key with every later one, which
+// took 51 s for a 4 MB agent.labels map; duplicates are found here with a
+// hash set instead, and large mappings are handed to yaml.v3 in small
+// pieces (see linearize).
+func DecodeAll(file string, data []byte, out any) (Problems, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return Problems{syntaxProblem(file, err)}
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, Problems{syntaxProblem(file, err)}
 	}
-	c := &Checker{file: file, index: map[string]*yaml.Node{}, values: map[string]*yaml.Node{}}
+	c := &Checker{file: file, index: map[string]*yaml.Node{}, values: map[string]*yaml.Node{}, walked: map[*yaml.Node]bool{}}
+	// A file of several documents ("---") would be read up to the first
+	// one only, silently; the operator meant something else.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, Problems{syntaxProblem(file, err)}
+	case len(next.Content) > 0 && !isNull(next.Content[0]):
+		return nil, Problems{{File: file, Line: separatorLine(data, next.Content[0].Line),
+			Msg: "a second YAML document starts here; the file must hold one configuration: remove this \"---\" line and merge what follows into the document above (yaml would otherwise ignore it)"}}
+	}
 	if len(doc.Content) == 0 {
 		// An empty file is a valid "all defaults" configuration.
 		return validate(c, out)
 	}
 	root := doc.Content[0]
 	walk(c, root, reflect.TypeOf(out), "")
+	linearize(c, root, map[*yaml.Node]bool{})
 	if err := root.Decode(out); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
@@ -150,15 +203,36 @@ func Decode(file string, data []byte, out any) error {
 	return validate(c, out)
 }
 
-func validate(c *Checker, out any) error {
+// separatorLine finds the "---" line at or before line that starts a
+// document.
+func separatorLine(data []byte, line int) int {
+	lines := bytes.Split(data, []byte("\n"))
+	for l := min(line, len(lines)); l >= 1; l-- {
+		if bytes.HasPrefix(lines[l-1], []byte("---")) {
+			return l
+		}
+	}
+	return line
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+func validate(c *Checker, out any) (Problems, error) {
 	if v, ok := out.(Validator); ok {
 		v.Validate(c, "")
 	}
+	sortProblems(c.warnings)
 	if len(c.problems) > 0 {
 		sortProblems(c.problems)
-		return c.problems
+		if n := len(c.problems); n > MaxProblems {
+			c.problems = append(c.problems[:MaxProblems], Problem{File: c.file,
+				Msg: fmt.Sprintf("%d more problems not shown; fix the ones above first", n-MaxProblems)})
+		}
+		return c.warnings, c.problems
 	}
-	return nil
+	return c.warnings, nil
 }
 
 func sortProblems(ps Problems) {
@@ -200,11 +274,9 @@ func (c *Checker) typeProblem(msg string) Problem {
 		// From Fail: the value's exact position is known.
 		col, _ := strconv.Atoi(cm[1])
 		p.Msg = cm[2]
-		for path, n := range c.values {
-			if n.Line == p.Line && n.Column == col {
-				p.Key, p.Column = path, c.index[path].Column
-				return p
-			}
+		if path, ok := c.valueAt(p.Line, col); ok {
+			p.Key, p.Column = path, c.index[path].Column
+			return p
 		}
 	}
 	value := ""
@@ -223,8 +295,9 @@ func (c *Checker) typeProblem(msg string) Problem {
 func (c *Checker) keyAtLine(line int, value string) (string, int) {
 	best, col := "", 0
 	if value != "" {
-		for path, n := range c.index {
-			if n.Line == line && n.Kind == yaml.ScalarNode && n.Value == value && strings.HasSuffix(path, "]") {
+		for _, path := range c.onLine(line) {
+			n := c.index[path]
+			if n.Kind == yaml.ScalarNode && n.Value == value && strings.HasSuffix(path, "]") {
 				if best == "" || n.Column < col {
 					best, col = path, n.Column
 				}
@@ -234,19 +307,40 @@ func (c *Checker) keyAtLine(line int, value string) (string, int) {
 			return best, col
 		}
 	}
-	for path, n := range c.index {
+	for _, path := range c.onLine(line) {
 		// Deepest key first; among keys on one line ("[200, 2xy]") the
 		// first in the line, so that the answer does not depend on map
 		// order.
-		if n.Line != line {
-			continue
-		}
+		n := c.index[path]
 		d, bd := strings.Count(path, ".")+strings.Count(path, "["), strings.Count(best, ".")+strings.Count(best, "[")
 		if best == "" || d > bd || (d == bd && n.Column < col) {
 			best, col = path, n.Column
 		}
 	}
 	return best, col
+}
+
+// valueAt returns the path whose value is written at line and column.
+func (c *Checker) valueAt(line, col int) (string, bool) {
+	if c.byValue == nil {
+		c.byValue = map[[2]int]string{}
+		for path, n := range c.values {
+			c.byValue[[2]int{n.Line, n.Column}] = path
+		}
+	}
+	p, ok := c.byValue[[2]int{line, col}]
+	return p, ok
+}
+
+// onLine returns the paths whose key is written on line.
+func (c *Checker) onLine(line int) []string {
+	if c.byLine == nil {
+		c.byLine = map[int][]string{}
+		for path, n := range c.index {
+			c.byLine[n.Line] = append(c.byLine[n.Line], path)
+		}
+	}
+	return c.byLine[line]
 }
 
 func describeGoType(t string) string {
@@ -277,7 +371,11 @@ func walk(c *Checker, node *yaml.Node, t reflect.Type, path string) {
 	}
 	if node.Kind == yaml.AliasNode {
 		node = node.Alias
+		if node == nil || c.walked[node] {
+			return
+		}
 	}
+	c.walked[node] = true
 	switch t.Kind() {
 	case reflect.Struct:
 		if node.Kind != yaml.MappingNode {
@@ -410,4 +508,104 @@ func Fail(node *yaml.Node, format string, args ...any) error {
 	// The column lets Decode name the key even when several share a line
 	// ({name: x, regexp: '('}).
 	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: column %d: %s", node.Line, node.Column, fmt.Sprintf(format, args...))}}
+}
+
+// chunkPairs is the most key/value pairs linearize leaves in one mapping.
+// yaml.v3 compares every key of a mapping with every later one, so it
+// costs chunkPairs/2 comparisons per key at most.
+const chunkPairs = 64
+
+// linearize prepares a parsed tree for yaml.v3 so that decoding it takes
+// time linear in its size. In every mapping it reports a key written twice
+// (at its second line, naming the first, as yaml.v3 would) and drops the
+// repeat; a mapping of more than chunkPairs pairs is rewritten as a merge
+// ("<<") of pieces of chunkPairs pairs, which yaml.v3 decodes into the
+// same map or struct. The mapping's own merge keys come after the pieces,
+// so that its own keys still win over merged ones, as YAML says. Nodes
+// keep their lines, so every later error still points at the right line.
+func linearize(c *Checker, n *yaml.Node, done map[*yaml.Node]bool) {
+	if n == nil || done[n] {
+		return
+	}
+	done[n] = true
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, ch := range n.Content {
+			linearize(c, ch, done)
+		}
+		return
+	case yaml.AliasNode:
+		linearize(c, n.Alias, done)
+		return
+	case yaml.MappingNode:
+	default:
+		return
+	}
+	type key struct {
+		kind  yaml.Kind
+		value string
+	}
+	first := make(map[key]int, len(n.Content)/2)
+	pairs := make([]*yaml.Node, 0, len(n.Content))
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		linearize(c, v, done)
+		if k.Kind == yaml.ScalarNode && k.Value == "<<" && (k.Tag == "" || k.Tag == "!" || k.ShortTag() == "!!merge") {
+			merges = append(merges, v)
+			continue
+		}
+		if k.Kind == yaml.ScalarNode {
+			id := key{k.Kind, k.Value}
+			if line, dup := first[id]; dup {
+				c.problems = append(c.problems, Problem{File: c.file, Line: k.Line, Column: k.Column,
+					Msg: fmt.Sprintf("key %q is already written at line %d; keep one of them", k.Value, line)})
+				continue
+			}
+			first[id] = k.Line
+		}
+		pairs = append(pairs, k, v)
+	}
+	if len(pairs)/2 <= chunkPairs && len(pairs) == len(n.Content) {
+		return
+	}
+	if len(pairs)/2 <= chunkPairs {
+		n.Content = append(pairs, mergeContent(merges)...)
+		return
+	}
+	seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: n.Line, Column: n.Column}
+	for i := 0; i < len(pairs); i += 2 * chunkPairs {
+		end := min(i+2*chunkPairs, len(pairs))
+		seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map",
+			Line: pairs[i].Line, Column: pairs[i].Column, Content: pairs[i:end:end]})
+	}
+	// The user's own merges follow the pieces: earlier merge sources win.
+	for _, m := range merges {
+		if m.Kind == yaml.SequenceNode {
+			seq.Content = append(seq.Content, m.Content...)
+		} else {
+			seq.Content = append(seq.Content, m)
+		}
+	}
+	n.Content = []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!merge", Value: "<<", Line: n.Line, Column: n.Column}, seq}
+}
+
+// mergeContent turns merge values back into "<<" pairs; several merge keys
+// in one mapping are themselves a duplicate, so they become one list.
+func mergeContent(merges []*yaml.Node) []*yaml.Node {
+	switch len(merges) {
+	case 0:
+		return nil
+	case 1:
+		return []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!merge", Value: "<<"}, merges[0]}
+	}
+	seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	for _, m := range merges {
+		if m.Kind == yaml.SequenceNode {
+			seq.Content = append(seq.Content, m.Content...)
+		} else {
+			seq.Content = append(seq.Content, m)
+		}
+	}
+	return []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!merge", Value: "<<"}, seq}
 }

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/rules"
 )
 
@@ -86,7 +86,7 @@ func CheckRules(opts CheckOptions, files ...string) int {
 	}
 	for _, f := range files {
 		fmt.Fprintln(opts.Stdout, "Checking", f)
-		data, err := os.ReadFile(f)
+		data, err := safefile.ReadFile(f, safefile.MaxRuleFile, "rule file")
 		var (
 			groups []*rules.Group
 			errs   []error

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -28,6 +27,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/util/junitxml"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
 // Exit codes, as promtool's.
@@ -186,7 +187,9 @@ func parseTime(s string) (time.Time, error) {
 // testFile runs one file and returns its failures, recording each group
 // as a JUnit test case.
 func testFile(file string, opts Options, run *regexp.Regexp, suite *junitxml.TestSuite) []error {
-	data, err := os.ReadFile(file)
+	// A FIFO or a device must not hang a CI job, nor a huge file take all
+	// memory: read it safely, capped.
+	data, err := safefile.ReadFile(file, safefile.MaxRuleFile, "rule test file")
 	if err != nil {
 		suite.Abort(err)
 		return []error{err}

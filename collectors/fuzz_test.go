@@ -1,0 +1,109 @@
+package collectors
+
+import (
+	"bytes"
+	"os"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+)
+
+// FuzzLinePipeline feeds arbitrary lines through a source with the default
+// patterns and the access-log metrics: nothing may panic, and the fast
+// matcher of each metric must find exactly what Go's regexp finds. Seeds:
+// the access-log sample and hostile lines (binary, invalid UTF-8, huge
+// numbers). `make fuzz` runs it for a while; `make test` runs the seeds.
+func FuzzLinePipeline(f *testing.F) {
+	cfg := loadTestLogConfig(f, "testdata/access-metrics.yml")
+	data, err := os.ReadFile("testdata/access_sample.log")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, l := range bytes.Split(data, []byte("\n"))[:20] {
+		f.Add(l)
+	}
+	for _, s := range []string{
+		"", "\x00\xff\xfe", "ERROR token=abc Authorization: Bearer x",
+		`1.2.3.4 - - [27/Nov/2026:05:00:00 +0000] "GET / HTTP/1.1" 500 12 "-" "-" rt_ms=99999999999999999999999`,
+		`1.2.3.4 - - [27/Nov/2026:05:00:00 +0000] "GET / HTTP/1.1" 200 12 "-" "-" rt_ms=-1`,
+		`a b c [x] "" 200 1 "" "" rt_ms=1`, "\xc3\x28 rate limit webhook", "RATE\u212aLIMIT",
+	} {
+		f.Add([]byte(s))
+	}
+	p := newLinePipeline("access", DefaultLogPatterns(), cfg.Logs[0].Metrics, 10, Options{}.withDefaults())
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, line []byte) {
+		p.process(line, false, now)
+		for _, g := range p.groups {
+			if g.lin == nil {
+				continue
+			}
+			want := g.m.re.FindSubmatchIndex(line)
+			got := g.lin.match(line, nil)
+			if !slices.Equal(got, want) {
+				t.Fatalf("fast matcher of %q on %q = %v, regexp = %v", g.m.re, line, got, want)
+			}
+		}
+		_ = p.evidence("log")
+	})
+}
+
+// FuzzLinearMatcher: for any expression the fast matcher accepts, and any
+// line, it must agree with Go's regexp on the match and every submatch.
+func FuzzLinearMatcher(f *testing.F) {
+	for _, s := range []struct{ re, line string }{
+		{`^\S+ \S+ \S+ \[[^\]]+\] "[^"]*" (?P<status>\d{3}) \d+ "[^"]*" "[^"]*" rt_ms=(?P<rt_ms>\d+)$`,
+			`1.2.3.4 - - [27/Nov/2026:05:00:00 +0000] "GET / HTTP/1.1" 200 12 "-" "curl" rt_ms=3`},
+		{`^(?P<level>[A-Z]+) `, "ERROR x"},
+		{`^\S+ (?P<level>[A-Z]+) `, "2026 WARN y"},
+		{`^a\d{2,4}b`, "a123b"},
+		{`^x=(?P<n>\d+) y=(?P<m>[^ ]*) `, "x=1 y= z"},
+		{`^[^"]*"(?P<q>[^"]*)"`, `ab"cd"`},
+		{`^\d+$`, "123\n"},
+	} {
+		f.Add(s.re, []byte(s.line))
+	}
+	f.Fuzz(func(t *testing.T, expr string, line []byte) {
+		if len(expr) > 200 {
+			return
+		}
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return
+		}
+		l := compileLinear(re)
+		if l == nil {
+			return
+		}
+		want := re.FindSubmatchIndex(line)
+		got := l.match(line, nil)
+		if !slices.Equal(got, want) {
+			t.Fatalf("fast matcher of %q on %q = %v, regexp = %v", expr, line, got, want)
+		}
+	})
+}
+
+// FuzzJournalEntry feeds arbitrary lines to the journal source's JSON
+// reader (what journalctl --output=json prints): nothing may panic,
+// whatever MESSAGE holds (a string, a byte array, null, nothing).
+func FuzzJournalEntry(f *testing.F) {
+	for _, s := range []string{
+		`{"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1800000000000000","MESSAGE":"error: webhook failed","_SYSTEMD_UNIT":"tokpulse.service","PRIORITY":"3"}`,
+		`{"__CURSOR":"c","MESSAGE":[104,105,0,255]}`,
+		`{"MESSAGE":null}`, `{"MESSAGE":12}`, `{}`, `[]`, `!`, `{"MESSAGE":"\ud800"}`,
+		`{"__REALTIME_TIMESTAMP":"-99999999999999999999","MESSAGE":"x"}`,
+		`{"MESSAGE":[1,2,3,-1,256,"a"]}`, "{\"MESSAGE\":\"" + string(bytes.Repeat([]byte("a"), 70000)) + "\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	cfg := DefaultJournalConfig()
+	cfg.Name = "fuzz"
+	j := NewJournal(cfg, Options{})
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if len(line) == 0 {
+			return // the reader skips blank lines before entry
+		}
+		_ = j.entry(line, nil)
+	})
+}
