@@ -2,6 +2,9 @@ package agent
 
 import (
 	"encoding/binary"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/user"
@@ -23,6 +26,14 @@ func TestConfigFiles(t *testing.T) {
 	if err := os.WriteFile(f, []byte("x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A CA file must hold a certificate: the configuration's validation
+	// parses it, as the output would.
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	srv.Close()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := Parse("agent.yaml", []byte(`
 probes:
   - {name: p, url: http://127.0.0.1:1/, header_files: {Authorization: `+f+`}}
@@ -31,7 +42,7 @@ checks:
 rule_files: [/etc/tokpulse-agent/rules.d/*.yml]
 notify:
   webhooks:
-    - {url: http://127.0.0.1:1/, secret_file: `+f+`, tls: {ca_file: `+f+`}}
+    - {url: http://127.0.0.1:1/, secret_file: `+f+`, tls: {ca_file: `+ca+`}}
 `))
 	if err != nil {
 		t.Fatal(err)
