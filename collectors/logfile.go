@@ -185,7 +185,6 @@ type LogFile struct {
 	// second.
 	saved []tailer.Position
 
-	rotations, truncations, recoveredBytes atomic.Uint64
 	// warm is done after the first read pass (the backlog since the saved
 	// position is read).
 	warm  warmup
