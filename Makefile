@@ -4,7 +4,13 @@
 
 GO       ?= go
 BIN      := bin/tokpulse-agent
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# One version for the binary ("tokpulse-agent version", the User-Agent,
+# agent_version in events, tokpulse_agent_build_info), the packages and
+# their file names: PKG_VERSION (or VERSION) when given, else
+# packaging/version.sh from git describe (0.0.0~dev.N.gSHA, a pre-release,
+# in a checkout without a release tag).
+VERSION  ?= $(or $(PKG_VERSION),$(shell ./packaging/version.sh))
+override PKG_VERSION := $(VERSION)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export CGO_ENABLED := 0
@@ -14,7 +20,6 @@ STATICCHECK_VERSION := v0.8.2
 # Packages: nfpm at a pinned version, installed into bin/tools by "go install".
 NFPM_VERSION := v2.45.2
 NFPM         := bin/tools/nfpm-$(NFPM_VERSION)
-PKG_VERSION  ?= $(shell ./packaging/version.sh)
 PKG_ARCH     ?= $(shell $(GO) env GOARCH)
 DIST         ?= dist
 PKG_STAGE    := build/pkg
