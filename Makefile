@@ -20,8 +20,9 @@ STATICCHECK_VERSION := v0.8.2
 # Packages. Maintainer, vendor, license and repository URL: packaging/metadata.
 include packaging/metadata
 export PKG_VERSION PKG_MAINTAINER PKG_VENDOR PKG_HOMEPAGE PKG_COPYRIGHT PKG_LICENSE PKG_LICENSE_FILE PKG_REPO_URL
-# The architectures "make package" builds, by their Debian names.
-ARCHS        ?= amd64 arm64
+# The architectures "make package" builds, by their Debian names (PKG_ARCH,
+# as earlier Makefiles took it, names one).
+ARCHS        ?= $(or $(PKG_ARCH),amd64 arm64)
 DIST         ?= dist
 # Per architecture: the binary in $(BUILD)/linux-ARCH/, the stage (what the
 # packages are made of, see packaging/stage.sh) in $(BUILD)/pkg-ARCH/.
@@ -117,6 +118,7 @@ deb: stage $(NFPM)
 	done
 
 rpm: stage
+	@command -v rpmbuild >/dev/null || { echo "make rpm: rpmbuild is missing (Debian, Ubuntu: apt-get install rpm; RHEL: dnf install rpm-build)" >&2; exit 1; }
 	@mkdir -p $(DIST)
 	@for arch in $(ARCHS); do \
 		echo "rpmbuild -bb ($$arch)"; \
