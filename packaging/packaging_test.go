@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 	"github.com/tokpulse/tokpulse-agent/internal/testutil/nspawn"
 )
 
@@ -79,6 +80,7 @@ func TestMain(m *testing.M) {
 	buildDir = dir
 	code := m.Run()
 	stopGPGAgents()
+	testutil.RemoveBuiltBinary()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
