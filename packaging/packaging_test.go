@@ -115,11 +115,10 @@ func buildWith(t *testing.T, version string, archs, makeArgs, env []string) buil
 	args := []string{"-s", "deb", "rpm", "ARCHS=" + strings.Join(archs, " "), "BUILD=" + filepath.Join(tmp, "build"), "DIST=" + b.dist}
 	if version != "" {
 		args = append(args, "PKG_VERSION="+version)
-	}
-	run(t, root, env, "make", append(args, makeArgs...)...)
-	if b.version == "" {
+	} else {
 		b.version = strings.TrimSpace(run(t, root, nil, "./packaging/version.sh"))
 	}
+	run(t, root, env, "make", append(args, makeArgs...)...)
 	for _, arch := range archs {
 		rpmArch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
 		p := pkgFiles{
