@@ -3,6 +3,7 @@ package packaging
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 	"github.com/tokpulse/tokpulse-agent/internal/testutil/nspawn"
 )
 
@@ -47,10 +49,18 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) st
 	return string(out)
 }
 
-// built is one build of both packages.
-type built struct {
-	version  string
+// pkgFiles are the .deb and the .rpm of one architecture.
+type pkgFiles struct {
 	deb, rpm string
+}
+
+// built is one "make deb rpm": both packages of each architecture.
+type built struct {
+	version string
+	dist    string
+	pkgs    map[string]pkgFiles // by Debian architecture
+	deb     string              // the amd64 .deb
+	rpm     string              // the amd64 .rpm
 }
 
 // buildDir holds the packages built by this test binary; TestMain removes
@@ -69,19 +79,31 @@ func TestMain(m *testing.M) {
 	}
 	buildDir = dir
 	code := m.Run()
+	stopGPGAgents()
+	testutil.RemoveBuiltBinary()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// buildPackages runs "make deb rpm" with the binary and the packages in a
-// temporary directory, so the repository's bin/ (which other tests run) is
-// left alone. An empty version takes the Makefile's, from git describe.
-// Each version is built once per test binary.
+// buildPackages runs "make deb rpm" for amd64, with binaries, stages and
+// packages in a temporary directory, so the repository's bin/ and build/
+// (which other tests and engineers use) are left alone. The version is
+// given as PKG_VERSION only: the binary must take it from there too. Each
+// version is built once per test binary.
 func buildPackages(t *testing.T, version string) built {
+	t.Helper()
+	return buildWith(t, version, []string{"amd64"}, nil, nil)
+}
+
+// buildWith runs "make deb rpm" with ARCHS=archs, the extra make arguments
+// and the extra environment, and returns what it made. An empty version
+// takes the Makefile's, from git describe.
+func buildWith(t *testing.T, version string, archs, makeArgs, env []string) built {
 	t.Helper()
 	buildsMu.Lock()
 	defer buildsMu.Unlock()
-	if b, ok := builds[version]; ok {
+	key := version + "|" + strings.Join(archs, " ") + "|" + strings.Join(makeArgs, " ") + "|" + strings.Join(env, " ")
+	if b, ok := builds[key]; ok {
 		return b
 	}
 	root := repoRoot(t)
@@ -89,24 +111,33 @@ func buildPackages(t *testing.T, version string) built {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"-s", "deb", "rpm", "BIN=" + filepath.Join(tmp, "tokpulse-agent"), "DIST=" + filepath.Join(tmp, "dist")}
+	b := built{version: version, dist: filepath.Join(tmp, "dist"), pkgs: map[string]pkgFiles{}}
+	args := []string{"-s", "deb", "rpm", "ARCHS=" + strings.Join(archs, " "), "BUILD=" + filepath.Join(tmp, "build"), "DIST=" + b.dist}
 	if version != "" {
-		// The binary reports the package version too, so the test can see
-		// which build runs after an upgrade.
-		args = append(args, "PKG_VERSION="+version, "VERSION="+version)
-	}
-	run(t, root, nil, "make", args...)
-	b := built{version: version}
-	if b.version == "" {
+		args = append(args, "PKG_VERSION="+version)
+	} else {
 		b.version = strings.TrimSpace(run(t, root, nil, "./packaging/version.sh"))
 	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "dist", "*.deb"))
-	rpms, _ := filepath.Glob(filepath.Join(tmp, "dist", "*.rpm"))
-	if len(debs) != 1 || len(rpms) != 1 {
-		t.Fatalf("make deb rpm made %q and %q, want one .deb and one .rpm", debs, rpms)
+	run(t, root, env, "make", append(args, makeArgs...)...)
+	for _, arch := range archs {
+		rpmArch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+		p := pkgFiles{
+			deb: filepath.Join(b.dist, "tokpulse-agent_"+b.version+"-1_"+arch+".deb"),
+			rpm: filepath.Join(b.dist, "tokpulse-agent-"+b.version+"-1."+rpmArch+".rpm"),
+		}
+		for _, f := range []string{p.deb, p.rpm} {
+			if _, err := os.Stat(f); err != nil {
+				all, _ := filepath.Glob(filepath.Join(b.dist, "*"))
+				t.Fatalf("make deb rpm did not make %s (a name from the version and architecture): %v; it made %q", filepath.Base(f), err, all)
+			}
+		}
+		b.pkgs[arch] = p
 	}
-	b.deb, b.rpm = debs[0], rpms[0]
-	builds[version] = b
+	if all, _ := filepath.Glob(filepath.Join(b.dist, "*")); len(all) != 2*len(archs) {
+		t.Fatalf("make deb rpm made %q, want one .deb and one .rpm per architecture in %q", all, archs)
+	}
+	b.deb, b.rpm = b.pkgs["amd64"].deb, b.pkgs["amd64"].rpm
+	builds[key] = b
 	return b
 }
 
@@ -125,18 +156,102 @@ func packageFiles(t *testing.T, deb string) []string {
 	return files
 }
 
-// TestPackages checks the unit and both packages with the tools their
-// formats come with, without installing anything on this host.
+// rpmFiles lists the files and directories the .rpm installs.
+func rpmFiles(t *testing.T, rpm string) []string {
+	t.Helper()
+	return strings.Fields(run(t, "", nil, "rpm", "-qpl", rpm))
+}
+
+// extractRPM unpacks the .rpm's payload into dir the way rpmlint and
+// packagers do, with rpm2cpio and cpio, and fails if any member's name is
+// not relative ("./usr/bin/..."): an absolute one would land in the real
+// root (goreleaser/nfpm#1122).
+func extractRPM(t *testing.T, rpm, dir string) {
+	t.Helper()
+	names := run(t, "", nil, "sh", "-c", `rpm2cpio "$1" | cpio --quiet -t`, "sh", rpm)
+	for _, n := range strings.Fields(names) {
+		if !strings.HasPrefix(n, "./") {
+			t.Fatalf("the .rpm's payload has the member %q, not relative to ./: cpio -i would write it outside the directory", n)
+		}
+	}
+	run(t, dir, nil, "sh", "-c", `rpm2cpio "$1" | cpio --quiet -idm --no-absolute-filenames`, "sh", rpm)
+}
+
+// elfMachine is what file(1) would say of an executable's architecture,
+// read with debug/elf.
+func elfMachine(t *testing.T, path string) elf.Machine {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	defer f.Close()
+	return f.Machine
+}
+
+// TestPackages checks the unit and the packages of both architectures,
+// built in one "make deb rpm", with the tools their formats come with,
+// without installing anything on this host. The build runs the way issue
+// 19 found it broken: GOARCH=arm64 in the environment and on make's
+// command line, and no nfpm installed yet.
 func TestPackages(t *testing.T) {
-	b := buildPackages(t, "")
+	b := buildWith(t, "", []string{"amd64", "arm64"},
+		[]string{"GOARCH=arm64", "NFPM_DIR=" + filepath.Join(buildDir, "fresh-tools")},
+		[]string{"GOARCH=arm64", "GOOS=linux"})
 	root := repoRoot(t)
 
-	if want := regexp.MustCompile(`^\d+\.\d+\.\d+(\+\d+\.g[0-9a-f]+)?(\.dirty)?$`); !want.MatchString(b.version) {
-		t.Errorf("package version %q from git describe does not look like X.Y.Z[+N.gSHA][.dirty]", b.version)
+	// An untagged checkout is a pre-release (0.0.0~dev.N.gSHA); a tagged
+	// one is the tag, or a snapshot after it.
+	if want := regexp.MustCompile(`^(0\.0\.0~dev\.\d+\.g[0-9a-f]+|\d+\.\d+\.\d+(~[0-9A-Za-z.]+)?(\+\d+\.g[0-9a-f]+)?)(\.dirty)?$`); !want.MatchString(b.version) {
+		t.Errorf("package version %q from git describe is neither X.Y.Z[~pre][+N.gSHA][.dirty] nor 0.0.0~dev.N.gSHA[.dirty]", b.version)
 	}
-	if base := filepath.Base(b.deb); base != "tokpulse-agent_"+b.version+"-1_amd64.deb" && !strings.HasPrefix(base, "tokpulse-agent_"+b.version+"-1_") {
-		t.Errorf(".deb named %s, want tokpulse-agent_%s-1_ARCH.deb", base, b.version)
+
+	for _, arch := range []string{"amd64", "arm64"} {
+		p := b.pkgs[arch]
+		t.Run(arch+" labels and binaries", func(t *testing.T) {
+			wantMachine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
+			wantRPM := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+			if got := strings.TrimSpace(run(t, "", nil, "dpkg-deb", "--field", p.deb, "Architecture")); got != arch {
+				t.Errorf("%s: Architecture %q, want %s", filepath.Base(p.deb), got, arch)
+			}
+			if got := run(t, "", nil, "rpm", "-qp", "--qf", "%{ARCH}", p.rpm); got != wantRPM {
+				t.Errorf("%s: arch %q, want %s", filepath.Base(p.rpm), got, wantRPM)
+			}
+			debDir, rpmDir := t.TempDir(), t.TempDir()
+			run(t, "", nil, "dpkg-deb", "-x", p.deb, debDir)
+			extractRPM(t, p.rpm, rpmDir)
+			for _, bin := range []string{filepath.Join(debDir, "usr/bin/tokpulse-agent"), filepath.Join(rpmDir, "usr/bin/tokpulse-agent")} {
+				if got := elfMachine(t, bin); got != wantMachine {
+					t.Errorf("%s: ELF machine %v in a package labelled %s", bin, got, arch)
+				}
+			}
+		})
 	}
+
+	t.Run("the binary inside reports the package version", func(t *testing.T) {
+		// One version everywhere: "tokpulse-agent version" (and with it the
+		// User-Agent, agent_version and tokpulse_agent_build_info, which
+		// all read the same variable) says what the package and its file
+		// name say.
+		for _, pkg := range []string{b.deb, b.rpm} {
+			dir := t.TempDir()
+			if strings.HasSuffix(pkg, ".deb") {
+				run(t, "", nil, "dpkg-deb", "-x", pkg, dir)
+			} else {
+				extractRPM(t, pkg, dir)
+			}
+			out := run(t, "", nil, filepath.Join(dir, "usr/bin/tokpulse-agent"), "version")
+			if !strings.HasPrefix(out, "tokpulse-agent "+b.version+" ") {
+				t.Errorf("%s: the binary says %q, want version %s", filepath.Base(pkg), out, b.version)
+			}
+		}
+		if got := strings.TrimSpace(run(t, "", nil, "dpkg-deb", "--field", b.deb, "Version")); got != b.version+"-1" {
+			t.Errorf(".deb Version %q, want %s-1", got, b.version)
+		}
+		if got := run(t, "", nil, "rpm", "-qp", "--qf", "%{VERSION}-%{RELEASE}", b.rpm); got != b.version+"-1" {
+			t.Errorf(".rpm version %q, want %s-1", got, b.version)
+		}
+	})
 
 	t.Run("shipped config checks", func(t *testing.T) {
 		tmp := t.TempDir()
@@ -144,6 +259,38 @@ func TestPackages(t *testing.T) {
 		out := run(t, "", nil, filepath.Join(tmp, "usr/bin/tokpulse-agent"), "check", "--config", filepath.Join(tmp, "etc/tokpulse-agent/agent.yaml"))
 		if !strings.Contains(out, "OK") {
 			t.Errorf("tokpulse-agent check of the shipped agent.yaml: %s", out)
+		}
+	})
+
+	t.Run("every path the shipped agent.yaml names is in both packages", func(t *testing.T) {
+		// The comments of agent.yaml send the operator to the docs, the man
+		// page and the rule pack: each must be there after installing
+		// either package.
+		yaml, err := os.ReadFile(filepath.Join(root, "packaging", "agent.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths := shippedPaths(string(yaml))
+		if len(paths) == 0 {
+			t.Fatal("found no /usr/share path in packaging/agent.yaml; has the pattern changed?")
+		}
+		debFiles, rpmList := packageFiles(t, b.deb), rpmFiles(t, b.rpm)
+		for _, path := range paths {
+			for name, files := range map[string][]string{".deb": debFiles, ".rpm": rpmList} {
+				if !hasPath(files, path) {
+					t.Errorf("agent.yaml names %s, which the %s does not ship", path, name)
+				}
+			}
+		}
+		// And the docs: every file of README.md and docs/ is in
+		// /usr/share/doc/tokpulse-agent/ of both.
+		docs, _ := filepath.Glob(filepath.Join(root, "docs", "*"))
+		docs = append(docs, filepath.Join(root, "README.md"))
+		for _, d := range docs {
+			want := "/usr/share/doc/tokpulse-agent/" + filepath.Base(d)
+			if !slices.Contains(debFiles, want) || !slices.Contains(rpmList, want) {
+				t.Errorf("%s is not shipped as %s in both packages", filepath.Base(d), want)
+			}
 		}
 	})
 
@@ -175,10 +322,11 @@ func TestPackages(t *testing.T) {
 	})
 
 	t.Run("lintian", func(t *testing.T) {
-		// Errors and warnings fail; every override in
+		// Both architectures in one run. Errors and warnings fail
+		// (binary-from-other-architecture among them); every override in
 		// packaging/lintian-overrides carries its reason. Info tags are
 		// listed in the log.
-		cmd := exec.Command("lintian", "--allow-root", "--display-info", "--tag-display-limit", "0", b.deb)
+		cmd := exec.Command("lintian", "--allow-root", "--display-info", "--tag-display-limit", "0", b.pkgs["amd64"].deb, b.pkgs["arm64"].deb)
 		out, err := cmd.CombinedOutput()
 		t.Logf("lintian:\n%s", out)
 		for _, line := range strings.Split(string(out), "\n") {
@@ -189,22 +337,11 @@ func TestPackages(t *testing.T) {
 		if err != nil && !t.Failed() {
 			t.Errorf("lintian failed without an error or warning: %v", err)
 		}
-		overrides, err := os.ReadFile(filepath.Join(root, "packaging", "lintian-overrides"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		commented := false
-		for _, line := range strings.Split(string(overrides), "\n") {
-			switch {
-			case strings.HasPrefix(line, "#") && len(strings.TrimSpace(line)) > 2:
-				commented = true
-			case strings.TrimSpace(line) == "":
-			case !commented:
-				t.Errorf("lintian override %q has no reason written above it", line)
-			default:
-				commented = false
-			}
-		}
+	})
+	t.Run("lintian overrides have reasons", func(t *testing.T) {
+		checkReasons(t, filepath.Join(root, "packaging", "lintian-overrides"), func(line string) bool {
+			return strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "#")
+		})
 	})
 
 	t.Run("deb contents", func(t *testing.T) {
@@ -219,6 +356,7 @@ func TestPackages(t *testing.T) {
 			"/usr/share/man/man8/tokpulse-agent.8.gz",
 			"/usr/share/doc/tokpulse-agent/copyright",
 			"/usr/share/doc/tokpulse-agent/changelog.Debian.gz",
+			"/usr/share/doc/tokpulse-agent/install.md",
 		} {
 			if !slices.Contains(files, want) {
 				t.Errorf(".deb lacks %s; it has %q", want, files)
@@ -248,25 +386,57 @@ func TestPackages(t *testing.T) {
 		}
 	})
 
-	t.Run("rpm -qpl", func(t *testing.T) {
-		out := run(t, "", nil, "rpm", "-qp", "--qf", `[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILENAMES}\n]`, b.rpm)
+	t.Run("rpm files", func(t *testing.T) {
+		// Flags: c config, n noreplace, d doc, l license. Every directory
+		// of the package's own is the package's (rpm -qf answers for it).
+		out := run(t, "", nil, "rpm", "-qp", "--qf", `[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]`, b.rpm)
 		for _, want := range []string{
-			" -rwxr-xr-x /usr/bin/tokpulse-agent\n",
-			" -rw-r--r-- /usr/lib/systemd/system/tokpulse-agent.service\n",
-			"cn -rw-r--r-- /etc/tokpulse-agent/agent.yaml\n",
-			"cn -rw-r--r-- /etc/sysconfig/tokpulse-agent\n",
-			" drwxr-xr-x /etc/tokpulse-agent/rules.d\n",
-			" drwxr-xr-x /usr/share/tokpulse-agent/rules\n",
-			" -rw-r--r-- /usr/share/man/man8/tokpulse-agent.8.gz\n",
-			"l -rw-r--r-- /usr/share/licenses/tokpulse-agent/copyright\n",
+			" -rwxr-xr-x root:root /usr/bin/tokpulse-agent\n",
+			" -rw-r--r-- root:root /usr/lib/systemd/system/tokpulse-agent.service\n",
+			" drwxr-xr-x root:root /etc/tokpulse-agent\n",
+			"cn -rw-r--r-- root:root /etc/tokpulse-agent/agent.yaml\n",
+			"cn -rw-r--r-- root:root /etc/sysconfig/tokpulse-agent\n",
+			" drwxr-xr-x root:root /etc/tokpulse-agent/rules.d\n",
+			" drwxr-xr-x root:root /usr/share/tokpulse-agent\n",
+			" drwxr-xr-x root:root /usr/share/tokpulse-agent/rules\n",
+			" drwxr-xr-x root:root /usr/share/doc/tokpulse-agent\n",
+			"d -rw-r--r-- root:root /usr/share/doc/tokpulse-agent/install.md\n",
+			"d -rw-r--r-- root:root /usr/share/man/man8/tokpulse-agent.8.gz\n",
+			"l -rw-r--r-- root:root /usr/share/licenses/tokpulse-agent/copyright\n",
+			" drwxr-x--- tokpulse-agent:tokpulse-agent /var/lib/tokpulse-agent\n",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("rpm file list lacks %q:\n%s", want, out)
 			}
 		}
-		for _, f := range strings.Fields(run(t, "", nil, "rpm", "-qpl", b.rpm)) {
+		for _, f := range rpmFiles(t, b.rpm) {
 			if strings.HasPrefix(f, "/etc/default/") || strings.HasPrefix(f, "/lib/") || strings.Contains(f, "lintian") {
 				t.Errorf("rpm ships the Debian path %s", f)
+			}
+		}
+		// Both formats ship the same files, but for the family-specific
+		// places of the unit, the environment file and the copyright.
+		family := map[string]string{
+			"/lib/systemd/system/tokpulse-agent.service":        "/usr/lib/systemd/system/tokpulse-agent.service",
+			"/etc/default/tokpulse-agent":                       "/etc/sysconfig/tokpulse-agent",
+			"/usr/share/doc/tokpulse-agent/copyright":           "/usr/share/licenses/tokpulse-agent/copyright",
+			"/usr/share/doc/tokpulse-agent/changelog.Debian.gz": "",
+			"/usr/share/lintian/overrides/tokpulse-agent":       "",
+		}
+		rpmSet := map[string]bool{}
+		for _, f := range rpmFiles(t, b.rpm) {
+			rpmSet[f] = true
+		}
+		for _, f := range packageFiles(t, b.deb) {
+			if !strings.Contains(f, "tokpulse") {
+				continue // directories the system owns, such as /usr/bin
+			}
+			want, ok := family[f]
+			if !ok {
+				want = f
+			}
+			if want != "" && !rpmSet[want] {
+				t.Errorf("the .deb ships %s, the .rpm not %s", f, want)
 			}
 		}
 	})
@@ -274,7 +444,8 @@ func TestPackages(t *testing.T) {
 	t.Run("rpm --scripts", func(t *testing.T) {
 		out := run(t, "", nil, "rpm", "-qp", "--scripts", b.rpm)
 		for _, want := range []string{
-			"postinstall scriptlet", "useradd --system", "usermod --append --groups", "systemctl --no-reload preset tokpulse-agent.service",
+			"preinstall scriptlet", "useradd --system", "usermod --append --groups",
+			"postinstall scriptlet", "systemctl --no-reload preset tokpulse-agent.service",
 			"preuninstall scriptlet", "systemctl --no-reload disable --now tokpulse-agent.service",
 			"postuninstall scriptlet", "systemctl try-restart tokpulse-agent.service",
 			"set -e",
@@ -283,23 +454,84 @@ func TestPackages(t *testing.T) {
 				t.Errorf("rpm scripts lack %q:\n%s", want, out)
 			}
 		}
+		// The state directory belongs to the package with its owner, so no
+		// scriptlet changes owners (rpmlint: dangerous-command-in-%post).
+		if strings.Contains(out, "chown") {
+			t.Errorf("an rpm scriptlet runs chown:\n%s", out)
+		}
 	})
 
-	t.Run("rpm -qpR", func(t *testing.T) {
-		out := run(t, "", nil, "rpm", "-qpR", b.rpm)
-		for _, want := range []string{"shadow-utils", "systemd", "util-linux"} {
-			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `\b`).MatchString(out) {
-				t.Errorf("rpm requirements lack %s:\n%s", want, out)
+	t.Run("rpm requirements", func(t *testing.T) {
+		// Each scriptlet's needs, declared for its phase, as Fedora's
+		// guidelines ask (Requires(pre): shadow-utils for useradd; systemd
+		// for systemctl in %post, %preun and %postun).
+		out := run(t, "", nil, "rpm", "-qp", "--qf", `[%{REQUIREFLAGS:deptype} %{REQUIRENAME}\n]`, b.rpm)
+		for _, want := range []string{"pre shadow-utils", "post systemd", "preun systemd", "postun systemd", "manual systemd", "manual util-linux", "pre,interp /bin/sh"} {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).MatchString(out) {
+				t.Errorf("rpm requirements lack %q:\n%s", want, out)
 			}
 		}
-		info := run(t, "", nil, "rpm", "-qpi", b.rpm)
-		if !strings.Contains(info, "Version     : "+b.version) {
-			t.Errorf("rpm version is not %s:\n%s", b.version, info)
-		}
-		if cl := run(t, "", nil, "rpm", "-qp", "--changelog", b.rpm); !strings.Contains(cl, b.version) {
+		if cl := run(t, "", nil, "rpm", "-qp", "--changelog", b.rpm); !strings.Contains(cl, b.version+"-1") {
 			t.Errorf("rpm %%changelog has no entry for %s:\n%s", b.version, cl)
 		}
 	})
+
+	t.Run("arm64 under qemu", func(t *testing.T) {
+		testArm64UnderQemu(t, b.pkgs["arm64"].deb, b.version)
+	})
+}
+
+// shippedPaths returns the paths under /usr/share that text names, plus
+// the man page a "tokpulse-agent(8)" stands for.
+func shippedPaths(text string) []string {
+	var paths []string
+	for _, m := range regexp.MustCompile(`/usr/share/[A-Za-z0-9_./*-]*[A-Za-z0-9_/*-]`).FindAllString(text, -1) {
+		if !slices.Contains(paths, m) {
+			paths = append(paths, m)
+		}
+	}
+	if strings.Contains(text, "tokpulse-agent(8)") {
+		paths = append(paths, "/usr/share/man/man8/tokpulse-agent.8.gz")
+	}
+	return paths
+}
+
+// hasPath reports whether files holds path, a file or directory (with or
+// without its trailing "/"), or a glob that matches at least one file.
+func hasPath(files []string, path string) bool {
+	path = strings.TrimSuffix(path, "/")
+	for _, f := range files {
+		if ok, _ := filepath.Match(path, f); ok || f == path {
+			return true
+		}
+	}
+	return false
+}
+
+// checkReasons fails the test for each line of file that counts (entry
+// says which do) without a comment of its own right above it.
+func checkReasons(t *testing.T, file string, entry func(string) bool) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commented := false
+	for _, line := range strings.Split(string(data), "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(trimmed, "#") && len(trimmed) > 2:
+			commented = true
+		case !entry(line):
+			if trimmed == "" {
+				commented = false
+			}
+		case !commented:
+			t.Errorf("%s: %q has no reason written above it", filepath.Base(file), line)
+		default:
+			commented = false
+		}
+	}
 }
 
 var exposureRE = regexp.MustCompile(`Overall exposure level for tokpulse-agent\.service: ([0-9.]+)`)
@@ -673,6 +905,11 @@ grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml`)
 	t.Run("remove and purge", func(t *testing.T) {
 		h := host{t: t, c: c}
 		uid := strings.TrimSpace(h.sh("id -u tokpulse-agent"))
+		gid := strings.TrimSpace(h.sh("getent group tokpulse-agent | cut -d: -f3"))
+		h.sh(`echo s3cret > /etc/tokpulse-agent/webhook.secret
+chown root:tokpulse-agent /etc/tokpulse-agent/webhook.secret && chmod 0640 /etc/tokpulse-agent/webhook.secret
+echo 'groups: []' > /etc/tokpulse-agent/rules.d/mine.yml
+chown tokpulse-agent /etc/tokpulse-agent/rules.d/mine.yml`)
 		h.sh("dpkg -r tokpulse-agent")
 		if got := h.show("ActiveState"); got != "inactive" {
 			t.Errorf("after dpkg -r the service is %q, want inactive", got)
@@ -687,7 +924,23 @@ grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml`)
 			t.Errorf("dpkg -r removed the conffile; only purge should")
 		}
 
-		h.sh("dpkg --purge tokpulse-agent")
+		// Purge with files of the administrator's own under
+		// /etc/tokpulse-agent (a secret the service reads through its
+		// group, a rule, both made before "dpkg -r"), then again without
+		// them: the first time they stay, handed to root, the second time
+		// the directory goes.
+		out := h.sh("dpkg --purge tokpulse-agent 2>&1")
+		if !strings.Contains(out, "webhook.secret") || !strings.Contains(out, "mine.yml") {
+			t.Errorf("purge did not say which of the administrator's files it kept:\n%s", out)
+		}
+		if got := strings.TrimSpace(h.sh("stat -c '%U:%G %a' /etc/tokpulse-agent/webhook.secret /etc/tokpulse-agent/rules.d/mine.yml")); got != "root:root 640\nroot:root 644" {
+			t.Errorf("after purge the administrator's files are %q, want them kept and root's (mode unchanged)", got)
+		}
+		if out, ok := h.try("find / -xdev \\( -uid " + uid + " -o -gid " + gid + " -o -nouser -o -nogroup \\) -not -path '/proc/*' -not -path '/root/*' 2>/dev/null"); strings.TrimSpace(out) != "" || !ok {
+			t.Errorf("after purge, files of the deleted user or group (or of none) remain:\n%s", out)
+		}
+		// Reinstall and purge with nothing of the administrator's: no trace.
+		h.sh("rm -r /etc/tokpulse-agent && dpkg -i /root/" + filepath.Base(v2.deb) + " && dpkg --purge tokpulse-agent")
 		var left []string
 		for _, f := range append(debFiles,
 			"/var/lib/tokpulse-agent", "/etc/tokpulse-agent",
@@ -713,7 +966,7 @@ grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml`)
 		}
 		// The test's own files (/root, the log under /var/log/tokpulse) are
 		// not the package's.
-		out, _ := h.try("find / -xdev \\( -uid " + uid + " -o -name '*tokpulse-agent*' \\) -not -path '/proc/*' -not -path '/root/*' 2>/dev/null")
+		out, _ = h.try("find / -xdev \\( -nouser -o -nogroup -o -name '*tokpulse-agent*' \\) -not -path '/proc/*' -not -path '/root/*' 2>/dev/null")
 		if strings.TrimSpace(out) != "" {
 			t.Errorf("after purge, files of the agent remain:\n%s", out)
 		}
@@ -796,8 +1049,11 @@ func TestRPMScriptletsOnSystemd(t *testing.T) {
 	b := buildPackages(t, "1.0.0")
 	tmp := t.TempDir()
 	tree := filepath.Join(tmp, "root")
-	run(t, "", nil, "rpm", "-i", "--root="+tree, "--nodeps", "--noscripts", "--notriggers", b.rpm)
-	run(t, "", nil, "tar", "-C", tree, "-cf", filepath.Join(tmp, "payload.tar"), "usr", "etc")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extractRPM(t, b.rpm, tree)
+	run(t, "", nil, "tar", "-C", tree, "-cf", filepath.Join(tmp, "payload.tar"), "usr", "etc", "var")
 
 	c := nspawn.Start(t, nspawn.Options{Include: []string{"procps"}})
 	h := host{t: t, c: c}
@@ -805,7 +1061,7 @@ func TestRPMScriptletsOnSystemd(t *testing.T) {
 	if err := c.CopyIn(ctx, filepath.Join(tmp, "payload.tar"), "/root/payload.tar", 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for tag, name := range map[string]string{"POSTIN": "post", "PREUN": "preun", "POSTUN": "postun"} {
+	for tag, name := range map[string]string{"PREIN": "pre", "POSTIN": "post", "PREUN": "preun", "POSTUN": "postun"} {
 		script := run(t, "", nil, "rpm", "-qp", "--qf", "%{"+tag+"}", b.rpm)
 		if !strings.HasPrefix(script, "#!/bin/sh") {
 			t.Fatalf("rpm %%%s scriptlet: %q", name, script)
@@ -814,11 +1070,15 @@ func TestRPMScriptletsOnSystemd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.sh("tar -xf /root/payload.tar -C / && test -f /usr/lib/systemd/system/tokpulse-agent.service && test -x /usr/bin/tokpulse-agent")
 
-	// Install ($1 = 1): the user and state directory, and the preset
-	// policy applied (Debian has no preset files, so systemd's default
-	// "enable" holds); nothing started.
+	// Install ($1 = 1): %pre makes the user before the payload lands,
+	// which gives the state directory to it as the package says; %post
+	// applies the preset policy (Debian has no preset files, so systemd's
+	// default "enable" holds); nothing started.
+	h.sh("/root/pre 1")
+	// The payload as rpm unpacks it, with the owner and mode of %files
+	// (cpio keeps numbers, not names).
+	h.sh("tar -xf /root/payload.tar -C / && chown tokpulse-agent:tokpulse-agent /var/lib/tokpulse-agent && chmod 0750 /var/lib/tokpulse-agent")
 	h.sh("/root/post 1")
 	if got := strings.TrimSpace(h.sh("id -nG tokpulse-agent")); !strings.Contains(got, "adm") || !strings.Contains(got, "systemd-journal") {
 		t.Errorf("after %%post 1 the user's groups are %q", got)
@@ -835,7 +1095,7 @@ func TestRPMScriptletsOnSystemd(t *testing.T) {
 	// Upgrade: the new package's %post 2, then the old one's %preun 1 and
 	// %postun 1, which restarts the running service.
 	pid := h.show("MainPID")
-	h.sh("/root/post 2 && /root/preun 1 && /root/postun 1")
+	h.sh("/root/pre 2 && /root/post 2 && /root/preun 1 && /root/postun 1")
 	if got := h.show("MainPID"); got == pid || got == "0" {
 		t.Errorf("%%postun 1 did not restart the service: MainPID %s → %s", pid, got)
 	}
@@ -856,5 +1116,5 @@ func TestRPMScriptletsOnSystemd(t *testing.T) {
 		t.Errorf("the rpm scriptlets removed the user; RPM convention keeps it")
 	}
 	// Idempotent: a second install run changes nothing and succeeds.
-	h.sh("/root/post 1 && /root/post 1")
+	h.sh("/root/pre 1 && /root/pre 1 && /root/post 1 && /root/post 1")
 }

@@ -58,6 +58,9 @@ const DefaultVersion = "1"
 // the tree comes from there so tests use whatever mirror the host can reach.
 const debianSources = "/etc/apt/sources.list.d/debian.sources"
 
+// osRelease names the host's own Debian release (VERSION_CODENAME).
+const osRelease = "/etc/os-release"
+
 // basePackages are always in the tree: systemd as init, and D-Bus so that
 // systemctl and the agent's unit collector have a bus to talk to.
 var basePackages = []string{"systemd", "systemd-sysv", "dbus"}
@@ -93,13 +96,36 @@ func (o Options) withDefaults() (Options, error) {
 		o.Version = DefaultVersion
 	}
 	if o.Mirror == "" {
-		m, err := MirrorFromSources(debianSources, o.Suite)
+		m, err := Mirror(debianSources, osRelease, o.Suite)
 		if err != nil {
 			return o, err
 		}
 		o.Mirror = m
 	}
 	return o, nil
+}
+
+// Mirror returns the Debian mirror to bootstrap suite from: the first URI
+// of the suite in the apt sources file, or else the one of the host's own
+// release (VERSION_CODENAME in osRelease). A bookworm host lists only
+// bookworm, but the same mirror serves bullseye and trixie too.
+func Mirror(sources, osRelease, suite string) (string, error) {
+	m, err := MirrorFromSources(sources, suite)
+	if err == nil {
+		return m, nil
+	}
+	data, rerr := os.ReadFile(osRelease)
+	if rerr != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if host, ok := strings.CutPrefix(line, "VERSION_CODENAME="); ok && host != "" && host != suite {
+			if m, herr := MirrorFromSources(sources, strings.Trim(host, `"`)); herr == nil {
+				return m, nil
+			}
+		}
+	}
+	return "", err
 }
 
 // treeName names the cached tree of these options: suite, version and a

@@ -37,6 +37,33 @@ func TestMirrorFromSources(t *testing.T) {
 	}
 }
 
+func TestMirror(t *testing.T) {
+	tests := []struct {
+		name, osRelease, suite, want string
+	}{
+		{"listed suite", "os-release", "bookworm", "http://deb.debian.org/debian"},
+		{"other release from the host's mirror", "os-release", "trixie", "http://deb.debian.org/debian"},
+		{"no os-release", "absent", "trixie", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Mirror(filepath.Join("testdata", "debian.sources"), filepath.Join("testdata", tt.osRelease), tt.suite)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("Mirror = %q, want an error", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("Mirror = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestBoot boots the cached tree, asks systemd inside for its state, writes
 // a file in, reaches the container's loopback from the host's tools, and
 // stops the container by the PID it started.
