@@ -864,14 +864,23 @@ printf 'agent:\n  intervall: 5s\n' >> /etc/tokpulse-agent/agent.yaml`)
 		h := host{t: t, c: c}
 		h.metricsMatch("agent up before upgrade", `^tokpulse_agent_build_info\{.*version="1\.0\.0".*\} 1$`)
 		// The shipped configuration finds no TokPulse here: /health fails
-		// (P1 at once) and psql is missing (P1 after 1m). Both fire before
-		// the upgrade; the upgrade must neither resolve nor re-announce
-		// them (the shipped file output is the receiver).
+		// (a P1 at once) and psql is missing (the shipped P1 waits 1m; an
+		// operator's rule over the same failing check pages at once). Both
+		// fire before the upgrade; the upgrade must neither resolve nor
+		// re-announce them (the shipped file output is the receiver).
 		const alerts = "/var/lib/tokpulse-agent/alerts.jsonl"
-		h.eventually("both P1s announced before the upgrade", 150*time.Second, func() (bool, string) {
+		h.writeFile("/etc/tokpulse-agent/rules.d/upgrade.yml", `groups:
+  - name: upgrade-test
+    rules:
+      - alert: UpgradeTestCheckFailing
+        expr: tokpulse_check_success{check="postgres"} == 0
+        labels: {severity: P1}
+`, 0o644)
+		h.sh("systemctl reload tokpulse-agent")
+		h.eventually("two P1s announced before the upgrade", 60*time.Second, func() (bool, string) {
 			out, _ := h.try("cat " + alerts)
 			return strings.Contains(out, `"kind":"initial","status":"firing","incident_id"`) &&
-				strings.Contains(out, `"alertname":"TokPulseHealthCheckFailed"`) && strings.Contains(out, `"alertname":"TokPulseDatabaseUnavailable"`), out
+				strings.Contains(out, `"alertname":"TokPulseHealthCheckFailed"`) && strings.Contains(out, `"alertname":"UpgradeTestCheckFailing"`), out
 		})
 		before := strings.Count(h.sh("cat "+alerts), "\n")
 		pid := h.show("MainPID")
@@ -891,12 +900,14 @@ grep -q '^  interval: 7s$' /etc/tokpulse-agent/agent.yaml`)
 		if got := h.show("ActiveState"); got != "active" {
 			t.Errorf("after upgrade the service is %q", got)
 		}
-		// 40s: the checks run every 15s, and the old agent resolved at once.
-		time.Sleep(40 * time.Second)
+		// 25s: the checks run every 15s, the first within 5s of a start,
+		// and the old agent resolved at once.
+		time.Sleep(25 * time.Second)
 		lines := strings.Split(strings.TrimSpace(h.sh("cat "+alerts)), "\n")
+		h.sh("rm /etc/tokpulse-agent/rules.d/upgrade.yml && systemctl reload tokpulse-agent")
 		for _, l := range lines[before:] {
 			if strings.Contains(l, `"kind":"resolved"`) || (strings.Contains(l, `"kind":"initial"`) &&
-				(strings.Contains(l, "TokPulseHealthCheckFailed") || strings.Contains(l, "TokPulseDatabaseUnavailable"))) {
+				(strings.Contains(l, "TokPulseHealthCheckFailed") || strings.Contains(l, "UpgradeTestCheckFailing"))) {
 				t.Errorf("the upgrade resolved or re-announced an incident that still fires:\n%s", l)
 			}
 		}
