@@ -5,8 +5,10 @@
 #
 # Usage: bench/idle.sh [SECONDS=600] [SCRAPE_EVERY=15]
 # Both are scraped every SCRAPE_EVERY seconds, as Prometheus would; at the end
-# each gets 50 back-to-back scrapes whose median latency is reported. CPU is
-# utime+stime over the whole window from /proc/PID/stat; RSS is VmRSS at the end.
+# each gets 50 back-to-back scrapes whose median latency is reported, then 200
+# more whose CPU time (from /proc/PID/stat, 10 ms ticks) gives the CPU per
+# scrape. CPU is utime+stime over the whole window from /proc/PID/stat; RSS is
+# VmRSS at the end of the window.
 set -euo pipefail
 DURATION="${1:-600}"
 EVERY="${2:-15}"
@@ -43,9 +45,16 @@ rss() { awk '/VmRSS/ {print $2/1024}' "/proc/$1/status"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 scrapes() { for i in $(seq 50); do curl -sf -o /dev/null -w '%{time_total}\n' "$1"; done | awk '{print $1*1000}' | median; }
 series() { curl -sf "$1" | grep -vc '^#'; }
+cpu_per_scrape() { # pid url: ms of CPU per scrape over 200 back-to-back scrapes
+  local c0 c1
+  c0=$(ticks $1); for i in $(seq 200); do curl -sf -o /dev/null "$2"; done; c1=$(ticks $1)
+  echo "($c1-$c0)*1000/$hz/200" | bc -l
+}
 report() { # name pid ticks0 ticks1 url
-  printf '%-16s RSS %6.1f MB  CPU %6.3f %% of one core  scrape median %6.2f ms  series %d\n' \
-    "$1" "$(rss $2)" "$(echo "($4-$3)/$hz/($t1-$t0)*100" | bc -l)" "$(scrapes $5)" "$(series $5)"
+  local r c m
+  r=$(rss $2); c=$(echo "($4-$3)/$hz/($t1-$t0)*100" | bc -l); m=$(scrapes $5)
+  printf '%-16s RSS %6.1f MB  CPU %6.3f %% of one core  scrape median %6.2f ms  CPU per scrape %5.2f ms  series %d\n' \
+    "$1" "$r" "$c" "$m" "$(cpu_per_scrape $2 $5)" "$(series $5)"
 }
 echo "window ${DURATION}s, scraped every ${EVERY}s, $(nproc) cores, $(date -u +%FT%TZ)"
 report tokpulse-agent $AGENT_PID $a0 $a1 "$AGENT_URL"

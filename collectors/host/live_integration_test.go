@@ -126,6 +126,14 @@ func TestLiveBesideNodeExporter(t *testing.T) {
 		neRes := resolvePanels(t, panels, neMFs, neAddr)
 		agentRes := resolvePanels(t, panels, agentMFs, agentAddr)
 		t.Logf("dashboard 1860, %d panels with queries: node_exporter %s; agent %s", len(panels), neRes, agentRes)
+		for _, p := range append(append([]string{}, agentRes.partial...), agentRes.none...) {
+			t.Logf("not full with the agent: %s (%s)", p, agentRes.why[p])
+		}
+		for _, p := range agentRes.full {
+			if !slices.Contains(neRes.full, p) {
+				t.Logf("full with the agent only: %s (node_exporter: %s)", p, neRes.why[p])
+			}
+		}
 		// The goal: every panel node_exporter fills on this machine, the
 		// agent fills too.
 		for _, p := range neRes.full {
