@@ -31,14 +31,10 @@ func newCPUDescs() cpuDescs {
 // (node_exporter's rule).
 const jumpBackSeconds = 3.0
 
-func (c *Collector) updateCPU(_ context.Context, ch chan<- prometheus.Metric) error {
-	fs, err := c.procFS()
+func (c *Collector) updateCPU(ctx context.Context, ch chan<- prometheus.Metric) error {
+	st, err := c.procStat(ctx)
 	if err != nil {
 		return err
-	}
-	st, err := fs.Stat()
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", c.procPath("stat"), err)
 	}
 	if len(st.CPU) == 0 {
 		return fmt.Errorf("no per-CPU lines in %s; is agent.paths.proc a procfs?", c.procPath("stat"))

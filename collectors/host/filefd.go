@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -14,7 +13,8 @@ import (
 // system-wide maximum (the middle field is always 0 since Linux 2.6).
 func (c *Collector) updateFilefd(_ context.Context, ch chan<- prometheus.Metric) error {
 	path := c.procPath("sys/fs/file-nr")
-	data, err := os.ReadFile(path)
+	data, release, err := readFile(path)
+	defer release()
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +74,11 @@ type Collector struct {
 	// vmstat, netstat fields), so that a gather does not rebuild them.
 	descsMu sync.Mutex
 	descs   map[string]*prometheus.Desc
+
+	// vmstatFields remembers which field names host.vmstat.fields
+	// selects: a hundred names, the same at every gather, matched once.
+	vmstatFields sync.Map
+	netstat      netstatState
 
 	fs     filesystemDescs
 	disk   diskDescs
@@ -167,6 +173,7 @@ func (c *Collector) Families() []string {
 // duration and success. A family with nothing to report (ErrNoData) is
 // logged at debug level; the errors of families that failed are joined.
 func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	ctx = context.WithValue(ctx, gatherKey{}, &gatherMemo{})
 	errs := make([]error, len(c.families))
 	var wg sync.WaitGroup
 	for i, f := range c.families {
@@ -189,6 +196,35 @@ func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) err
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// gatherMemo holds what several families of one gather read: /proc/stat
+// feeds both cpu and stat, and is parsed once.
+type gatherMemo struct {
+	statOnce sync.Once
+	stat     procfs.Stat
+	statErr  error
+}
+
+type gatherKey struct{}
+
+// procStat returns /proc/stat, parsed once per gather.
+func (c *Collector) procStat(ctx context.Context) (procfs.Stat, error) {
+	m, _ := ctx.Value(gatherKey{}).(*gatherMemo)
+	if m == nil {
+		m = &gatherMemo{}
+	}
+	m.statOnce.Do(func() {
+		fs, err := c.procFS()
+		if err != nil {
+			m.statErr = err
+			return
+		}
+		if m.stat, err = fs.Stat(); err != nil {
+			m.statErr = fmt.Errorf("reading %s: %w", c.procPath("stat"), err)
+		}
+	})
+	return m.stat, m.statErr
 }
 
 func (c *Collector) procPath(name string) string { return filepath.Join(c.paths.Proc, name) }
@@ -245,6 +281,17 @@ func (c *Collector) desc(name, help string, labels ...string) *prometheus.Desc {
 		c.descs[name] = d
 	}
 	return d
+}
+
+// fieldSelected reports whether re matches name, remembering the answer in
+// cache. A nil re selects nothing.
+func (c *Collector) fieldSelected(cache *sync.Map, re *regexp.Regexp, name string) bool {
+	if v, ok := cache.Load(name); ok {
+		return v.(bool)
+	}
+	ok := re != nil && re.MatchString(name)
+	cache.Store(name, ok)
+	return ok
 }
 
 // DeviceConfig switches a per-device family and filters its devices by name.

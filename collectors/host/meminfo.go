@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -20,7 +19,8 @@ import (
 // keeps the ones a newer kernel adds (Zswap, SecPageTables) as node_exporter
 // 1.5 on Debian 12 does.
 func (c *Collector) updateMeminfo(_ context.Context, ch chan<- prometheus.Metric) error {
-	data, err := os.ReadFile(c.procPath("meminfo"))
+	data, release, err := readFile(c.procPath("meminfo"))
+	defer release()
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", c.procPath("meminfo"), err)
 	}

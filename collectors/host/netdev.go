@@ -1,12 +1,11 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,6 +14,8 @@ import (
 // (non-"detailed") mode names them.
 type netdevDescs struct {
 	byKey map[string]*prometheus.Desc
+	// procNetDev: the columns of /proc/net/dev, in order.
+	procNetDev []*prometheus.Desc
 }
 
 var netdevKeys = []string{
@@ -28,6 +29,12 @@ func newNetdevDescs() netdevDescs {
 	d := netdevDescs{byKey: map[string]*prometheus.Desc{}}
 	for _, k := range netdevKeys {
 		d.byKey[k] = prometheus.NewDesc("node_network_"+k+"_total", "Network device statistic "+k+".", []string{"device"}, nil)
+	}
+	for _, k := range []string{
+		"receive_bytes", "receive_packets", "receive_errs", "receive_drop", "receive_fifo", "receive_frame", "receive_compressed", "receive_multicast",
+		"transmit_bytes", "transmit_packets", "transmit_errs", "transmit_drop", "transmit_fifo", "transmit_colls", "transmit_carrier", "transmit_compressed",
+	} {
+		d.procNetDev = append(d.procNetDev, d.byKey[k])
 	}
 	return d
 }
@@ -51,15 +58,11 @@ func (c *Collector) updateNetdev(_ context.Context, ch chan<- prometheus.Metric)
 		if !c.cfg.Network.selects(name) {
 			continue
 		}
-		for k, v := range map[string]uint64{
-			"receive_bytes": s.RxBytes, "receive_packets": s.RxPackets, "receive_errs": s.RxErrors,
-			"receive_drop": s.RxDropped, "receive_fifo": s.RxFIFO, "receive_frame": s.RxFrame,
-			"receive_compressed": s.RxCompressed, "receive_multicast": s.RxMulticast,
-			"transmit_bytes": s.TxBytes, "transmit_packets": s.TxPackets, "transmit_errs": s.TxErrors,
-			"transmit_drop": s.TxDropped, "transmit_fifo": s.TxFIFO, "transmit_colls": s.TxCollisions,
-			"transmit_carrier": s.TxCarrier, "transmit_compressed": s.TxCompressed,
+		for i, v := range [...]uint64{
+			s.RxBytes, s.RxPackets, s.RxErrors, s.RxDropped, s.RxFIFO, s.RxFrame, s.RxCompressed, s.RxMulticast,
+			s.TxBytes, s.TxPackets, s.TxErrors, s.TxDropped, s.TxFIFO, s.TxCollisions, s.TxCarrier, s.TxCompressed,
 		} {
-			ch <- mustConst(c.netdev.byKey[k], prometheus.CounterValue, float64(v), name)
+			ch <- mustConst(c.netdev.procNetDev[i], prometheus.CounterValue, float64(v), name)
 		}
 		if v, err := readUint(filepath.Join(c.sysPath("class/net"), name, "statistics/rx_nohandler")); err == nil {
 			ch <- mustConst(c.netdev.byKey["receive_nohandler"], prometheus.CounterValue, float64(v), name)
@@ -69,9 +72,10 @@ func (c *Collector) updateNetdev(_ context.Context, ch chan<- prometheus.Metric)
 }
 
 func readUint(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
+	b, release, err := readFile(path)
+	defer release()
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)
 }

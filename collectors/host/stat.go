@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -10,14 +9,10 @@ import (
 // updateStat reports node_exporter's stat collector: interrupts, context
 // switches, forks, running and blocked processes (host.stat) and the boot
 // time (host.boot_time), all from /proc/stat.
-func (c *Collector) updateStat(_ context.Context, ch chan<- prometheus.Metric) error {
-	fs, err := c.procFS()
+func (c *Collector) updateStat(ctx context.Context, ch chan<- prometheus.Metric) error {
+	st, err := c.procStat(ctx)
 	if err != nil {
 		return err
-	}
-	st, err := fs.Stat()
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", c.procPath("stat"), err)
 	}
 	m := c.misc
 	if c.cfg.Stat {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -16,14 +15,15 @@ import (
 // selects (node_exporter's default: oom_kill, pgpg*, pswp*, pg*fault), as
 // untyped node_vmstat_<field>, node_exporter's own parsing.
 func (c *Collector) updateVmstat(_ context.Context, ch chan<- prometheus.Metric) error {
-	data, err := os.ReadFile(c.procPath("vmstat"))
+	data, release, err := readFile(c.procPath("vmstat"))
+	defer release()
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", c.procPath("vmstat"), err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		parts := strings.Fields(sc.Text())
-		if len(parts) != 2 || !c.cfg.Vmstat.Fields.Match(parts[0]) {
+		if len(parts) != 2 || !c.fieldSelected(&c.vmstatFields, c.cfg.Vmstat.Fields.Regexp, parts[0]) {
 			continue
 		}
 		v, err := strconv.ParseFloat(parts[1], 64)
