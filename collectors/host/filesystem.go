@@ -15,24 +15,35 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// filesystemDescs are node_exporter's filesystem collector metrics. Their
-// device_error label carries the error of a failed statfs and is empty (so
-// absent from the exposition) otherwise, as in node_exporter since 1.9.
+// filesystemDescs are node_exporter's filesystem collector metrics. Since
+// node_exporter 1.9 they have a device_error label with the error of a
+// failed statfs, empty otherwise. An empty label is no label to Prometheus,
+// so the series of a mount whose statfs succeeded are written without it
+// (as node_exporter 1.5 writes them), and the rules' store and the alerts
+// see the same label set as a Prometheus server.
 type filesystemDescs struct {
-	size, free, avail, files, filesFree, readonly, deviceError, mountInfo *prometheus.Desc
+	size, free, avail, files, filesFree, readonly, deviceError *prometheus.Desc
+	// readonlyErr and deviceErrorErr carry device_error.
+	readonlyErr, deviceErrorErr *prometheus.Desc
+	mountInfo                   *prometheus.Desc
 }
 
 func newFilesystemDescs() filesystemDescs {
-	l := []string{"device", "mountpoint", "fstype", "device_error"}
+	l := []string{"device", "mountpoint", "fstype"}
+	le := []string{"device", "mountpoint", "fstype", "device_error"}
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, l, nil) }
+	const roHelp = "Filesystem read-only status."
+	const errHelp = "Whether an error occurred while getting statistics for the given device."
 	return filesystemDescs{
-		size:        d("node_filesystem_size_bytes", "Filesystem size in bytes."),
-		free:        d("node_filesystem_free_bytes", "Filesystem free space in bytes."),
-		avail:       d("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes."),
-		files:       d("node_filesystem_files", "Filesystem total file nodes."),
-		filesFree:   d("node_filesystem_files_free", "Filesystem total free file nodes."),
-		readonly:    d("node_filesystem_readonly", "Filesystem read-only status."),
-		deviceError: d("node_filesystem_device_error", "Whether an error occurred while getting statistics for the given device."),
+		size:           d("node_filesystem_size_bytes", "Filesystem size in bytes."),
+		free:           d("node_filesystem_free_bytes", "Filesystem free space in bytes."),
+		avail:          d("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes."),
+		files:          d("node_filesystem_files", "Filesystem total file nodes."),
+		filesFree:      d("node_filesystem_files_free", "Filesystem total free file nodes."),
+		readonly:       d("node_filesystem_readonly", roHelp),
+		deviceError:    d("node_filesystem_device_error", errHelp),
+		readonlyErr:    prometheus.NewDesc("node_filesystem_readonly", roHelp, le, nil),
+		deviceErrorErr: prometheus.NewDesc("node_filesystem_device_error", errHelp, le, nil),
 		mountInfo: prometheus.NewDesc("node_filesystem_mount_info", "Filesystem mount information.",
 			[]string{"device", "major", "minor", "mountpoint"}, nil),
 	}
@@ -109,15 +120,15 @@ func (c *Collector) updateFilesystem(ctx context.Context, ch chan<- prometheus.M
 			continue
 		}
 		seen[k] = true
-		labels := []string{m.device, m.mountPoint, m.fsType, errText}
+		labels := []string{m.device, m.mountPoint, m.fsType}
 		ro := 0.0
 		if m.readOnly {
 			ro = 1
 		}
 		if r.err != nil {
 			c.logger.Debug("statfs failed", "mountpoint", m.mountPoint, "err", r.err)
-			ch <- mustConst(c.fs.deviceError, prometheus.GaugeValue, 1, labels...)
-			ch <- mustConst(c.fs.readonly, prometheus.GaugeValue, ro, labels...)
+			ch <- mustConst(c.fs.deviceErrorErr, prometheus.GaugeValue, 1, append(labels, errText)...)
+			ch <- mustConst(c.fs.readonlyErr, prometheus.GaugeValue, ro, append(labels, errText)...)
 			continue
 		}
 		b := r.buf
