@@ -17,18 +17,29 @@ make -s build
 NE=$(command -v prometheus-node-exporter || true)
 [ -n "$NE" ] || { echo "install prometheus-node-exporter first (apt-get install prometheus-node-exporter)" >&2; exit 1; }
 
+# Loopback ports free at the start: the machine is shared, and a fixed port
+# may be taken by someone else's agent.
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
+  done
+}
+AGENT_PORT=$(free_port)
+NE_PORT=$(free_port)
 work=$(mktemp -d)
 trap 'kill $AGENT_PID $NE_PID 2>/dev/null || true; rm -rf "$work"' EXIT
 # The embedded default config, moved off the default port so that a running
 # agent does not collide with the one measured.
-./bin/tokpulse-agent config default | sed 's/127.0.0.1:9847/127.0.0.1:19847/' > "$work/agent.yaml"
+./bin/tokpulse-agent config default | sed "s/127.0.0.1:9847/127.0.0.1:$AGENT_PORT/" > "$work/agent.yaml"
 STATE_DIRECTORY="$work/state" ./bin/tokpulse-agent run --config "$work/agent.yaml" > "$work/agent.log" 2>&1 &
 AGENT_PID=$!
-"$NE" --web.listen-address=127.0.0.1:19100 > "$work/ne.log" 2>&1 &
+"$NE" --web.listen-address=127.0.0.1:$NE_PORT > "$work/ne.log" 2>&1 &
 NE_PID=$!
 sleep 2
-AGENT_URL=http://127.0.0.1:19847/metrics
-NE_URL=http://127.0.0.1:19100/metrics
+AGENT_URL=http://127.0.0.1:$AGENT_PORT/metrics
+NE_URL=http://127.0.0.1:$NE_PORT/metrics
 curl -sf "$AGENT_URL" >/dev/null || { echo "agent not serving"; cat "$work/agent.log"; exit 1; }
 curl -sf "$NE_URL" >/dev/null || { echo "node_exporter not serving"; cat "$work/ne.log"; exit 1; }
 

@@ -113,24 +113,6 @@ func samples(mf *dto.MetricFamily) []string {
 	return out
 }
 
-// labelNames returns the sorted label names a family's samples carry.
-func labelNames(mf *dto.MetricFamily) []string {
-	set := map[string]bool{}
-	for _, m := range mf.Metric {
-		for _, l := range m.Label {
-			if l.GetValue() != "" {
-				set[l.GetName()] = true
-			}
-		}
-	}
-	var out []string
-	for n := range set {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func abs(t *testing.T, path string) string {
 	t.Helper()
 	p, err := filepath.Abs(path)
