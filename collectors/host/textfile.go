@@ -3,11 +3,13 @@ package host
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,16 +119,31 @@ func (c *Collector) updateTextfile(_ context.Context, ch chan<- prometheus.Metri
 	return nil
 }
 
-// readTextfile parses one file. Its mtime is taken after the parse, so that
-// a file that fails does not look fresh.
+// maxTextfileBytes caps one *.prom file, as the agent caps every file it
+// reads (a rule file may have 16 MiB): a runaway cron job must not take the
+// agent's memory.
+const maxTextfileBytes = 16 << 20
+
+// readTextfile parses one file. It must be a regular file: a FIFO named
+// x.prom would block the gather until someone writes to it. It is opened
+// non-blocking for that reason and checked before any read. Its mtime is
+// taken after the parse, so that a file that fails does not look fresh.
 func readTextfile(path string) (time.Time, map[string]*dto.MetricFamily, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return time.Time{}, nil, err
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return time.Time{}, nil, err
+	} else if !st.Mode().IsRegular() {
+		return time.Time{}, nil, fmt.Errorf("not a regular file (%s); textfiles must be plain files", st.Mode().Type())
+	} else if st.Size() > maxTextfileBytes {
+		return time.Time{}, nil, fmt.Errorf("%d bytes, over the %d MiB a textfile may have", st.Size(), maxTextfileBytes>>20)
+	}
 	p := expfmt.NewTextParser(model.LegacyValidation)
-	mfs, err := p.TextToMetricFamilies(f)
+	// The size was checked, but a file can grow while it is read.
+	mfs, err := p.TextToMetricFamilies(io.LimitReader(f, maxTextfileBytes))
 	if err != nil {
 		return time.Time{}, nil, fmt.Errorf("parsing: %w", err)
 	}

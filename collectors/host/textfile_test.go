@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -56,11 +57,31 @@ func TestTextfile(t *testing.T) {
 			"b.prom": "# HELP q Two.\nq{x=\"1\"} 2\n",
 		}, want: []string{"q 1"}},
 		{name: "missing directory", dir: "/nonexistent/textfile", errVal: "1"},
+		{name: "a FIFO does not block the gather", errVal: "1", files: map[string]string{
+			"backup.prom": good,
+			"fifo.prom":   "\x00fifo",
+		}, want: []string{`backup_age_seconds{job="db"} 3600`}, absent: []string{`file="DIR/fifo.prom"`}},
+		{name: "an oversized file is skipped", errVal: "1", files: map[string]string{
+			"backup.prom": good,
+			"huge.prom":   "\x00huge",
+		}, want: []string{`backup_age_seconds{job="db"} 3600`}, absent: []string{`file="DIR/huge.prom"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for n, body := range tc.files {
-				if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0o644); err != nil {
+				path := filepath.Join(dir, n)
+				var err error
+				switch body {
+				case "\x00fifo":
+					err = syscall.Mkfifo(path, 0o644)
+				case "\x00huge": // sparse: over the cap without using the disk
+					if err = os.WriteFile(path, []byte("a 1\n"), 0o644); err == nil {
+						err = os.Truncate(path, maxTextfileBytes+1)
+					}
+				default:
+					err = os.WriteFile(path, []byte(body), 0o644)
+				}
+				if err != nil {
 					t.Fatal(err)
 				}
 			}
