@@ -1,0 +1,245 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// filesystemDescs are node_exporter's filesystem collector metrics. Since
+// node_exporter 1.9 they have a device_error label with the error of a
+// failed statfs, empty otherwise. An empty label is no label to Prometheus,
+// so the series of a mount whose statfs succeeded are written without it
+// (as node_exporter 1.5 writes them), and the rules' store and the alerts
+// see the same label set as a Prometheus server.
+type filesystemDescs struct {
+	size, free, avail, files, filesFree, readonly, deviceError *prometheus.Desc
+	// readonlyErr and deviceErrorErr carry device_error.
+	readonlyErr, deviceErrorErr *prometheus.Desc
+	mountInfo                   *prometheus.Desc
+}
+
+func newFilesystemDescs() filesystemDescs {
+	l := []string{"device", "mountpoint", "fstype"}
+	le := []string{"device", "mountpoint", "fstype", "device_error"}
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, l, nil) }
+	const roHelp = "Filesystem read-only status."
+	const errHelp = "Whether an error occurred while getting statistics for the given device."
+	return filesystemDescs{
+		size:           d("node_filesystem_size_bytes", "Filesystem size in bytes."),
+		free:           d("node_filesystem_free_bytes", "Filesystem free space in bytes."),
+		avail:          d("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes."),
+		files:          d("node_filesystem_files", "Filesystem total file nodes."),
+		filesFree:      d("node_filesystem_files_free", "Filesystem total free file nodes."),
+		readonly:       d("node_filesystem_readonly", roHelp),
+		deviceError:    d("node_filesystem_device_error", errHelp),
+		readonlyErr:    prometheus.NewDesc("node_filesystem_readonly", roHelp, le, nil),
+		deviceErrorErr: prometheus.NewDesc("node_filesystem_device_error", errHelp, le, nil),
+		mountInfo: prometheus.NewDesc("node_filesystem_mount_info", "Filesystem mount information.",
+			[]string{"device", "major", "minor", "mountpoint"}, nil),
+	}
+}
+
+// mount is one line of mountinfo, with node_exporter's label values: the
+// device is the mount source exactly as the kernel shows it (/dev/root,
+// /dev/mapper/vg-root, server:/export, tmpfs), never resolved.
+type mount struct {
+	device, mountPoint, fsType string
+	major, minor               string
+	readOnly                   bool
+}
+
+// mountWatch keeps at most one statfs per mount point in flight. A statfs
+// that outlives the mount timeout (a hard NFS mount whose server is gone)
+// marks its mount point stuck: gathers report it at once with device_error
+// 1 and do not call statfs on it again until the pending call returns, so a
+// dead server neither stalls scrapes nor piles up blocked threads.
+type mountWatch struct {
+	mu       sync.Mutex
+	inflight map[string]*statfsCall
+}
+
+type statfsCall struct {
+	started time.Time
+	done    chan struct{}
+	buf     unix.Statfs_t
+	err     error
+}
+
+// errMountTimeout is node_exporter's device_error text for a stuck mount.
+var errMountTimeout = errors.New("mountpoint timeout")
+
+func (c *Collector) updateFilesystem(ctx context.Context, ch chan<- prometheus.Metric) error {
+	mounts, err := c.readMounts()
+	if err != nil {
+		return err
+	}
+	type key struct{ device, mountPoint, fsType, deviceError, major, minor string }
+	type result struct {
+		m   mount
+		buf unix.Statfs_t
+		err error
+	}
+	var selected []mount
+	for _, m := range mounts {
+		if c.filesystemSelected(m) {
+			selected = append(selected, m)
+		}
+	}
+	results := make([]result, len(selected))
+	var wg sync.WaitGroup
+	// One statfs per mount point, concurrently: a slow mount costs its own
+	// timeout, not the sum over mounts.
+	for i, m := range selected {
+		wg.Go(func() {
+			buf, err := c.statfsWithTimeout(ctx, m.mountPoint)
+			results[i] = result{m, buf, err}
+		})
+	}
+	wg.Wait()
+	seen := map[key]bool{}
+	for _, r := range results {
+		m := r.m
+		errText := ""
+		if r.err != nil {
+			errText = r.err.Error()
+		}
+		// A mount seen twice with the same labels (mounted twice on one
+		// mount point) is reported once, as node_exporter does.
+		k := key{m.device, m.mountPoint, m.fsType, errText, m.major, m.minor}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		labels := []string{m.device, m.mountPoint, m.fsType}
+		ro := 0.0
+		if m.readOnly {
+			ro = 1
+		}
+		if r.err != nil {
+			c.logger.Debug("statfs failed", "mountpoint", m.mountPoint, "err", r.err)
+			ch <- mustConst(c.fs.deviceErrorErr, prometheus.GaugeValue, 1, append(labels, errText)...)
+			ch <- mustConst(c.fs.readonlyErr, prometheus.GaugeValue, ro, append(labels, errText)...)
+			continue
+		}
+		b := r.buf
+		bsize := float64(b.Bsize)
+		ch <- mustConst(c.fs.deviceError, prometheus.GaugeValue, 0, labels...)
+		ch <- mustConst(c.fs.readonly, prometheus.GaugeValue, ro, labels...)
+		ch <- mustConst(c.fs.size, prometheus.GaugeValue, float64(b.Blocks)*bsize, labels...)
+		ch <- mustConst(c.fs.free, prometheus.GaugeValue, float64(b.Bfree)*bsize, labels...)
+		ch <- mustConst(c.fs.avail, prometheus.GaugeValue, float64(b.Bavail)*bsize, labels...)
+		ch <- mustConst(c.fs.files, prometheus.GaugeValue, float64(b.Files), labels...)
+		ch <- mustConst(c.fs.filesFree, prometheus.GaugeValue, float64(b.Ffree), labels...)
+		ch <- mustConst(c.fs.mountInfo, prometheus.GaugeValue, 1, m.device, m.major, m.minor, m.mountPoint)
+	}
+	return nil
+}
+
+func (c *Collector) filesystemSelected(m mount) bool {
+	f := c.cfg.Filesystem
+	if !f.MountPointsInclude.IsZero() && !f.MountPointsInclude.Match(m.mountPoint) {
+		return false
+	}
+	if !f.FSTypesInclude.IsZero() && !f.FSTypesInclude.Match(m.fsType) {
+		return false
+	}
+	return !f.MountPointsExclude.Match(m.mountPoint) && !f.FSTypesExclude.Match(m.fsType)
+}
+
+// readMounts reads PID 1's mount table (the host's, even when the agent
+// runs in a mount namespace of its own), falling back to the agent's own
+// when PID 1 is hidden (hidepid), as node_exporter does.
+func (c *Collector) readMounts() ([]mount, error) {
+	fs, err := c.procFS()
+	if err != nil {
+		return nil, err
+	}
+	infos, err := fs.GetProcMounts(1)
+	if errors.Is(err, os.ErrNotExist) {
+		infos, err = fs.GetMounts()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", c.procPath("1/mountinfo"), err)
+	}
+	return c.parseMounts(infos)
+}
+
+func (c *Collector) parseMounts(infos []*procfs.MountInfo) ([]mount, error) {
+	out := make([]mount, 0, len(infos))
+	for _, mi := range infos {
+		var major, minor int
+		if _, err := fmt.Sscanf(mi.MajorMinorVer, "%d:%d", &major, &minor); err != nil {
+			return nil, fmt.Errorf("malformed major:minor %q in %s", mi.MajorMinorVer, c.procPath("1/mountinfo"))
+		}
+		// fstab(5) escapes of space and tab.
+		mp := strings.ReplaceAll(mi.MountPoint, `\040`, " ")
+		mp = strings.ReplaceAll(mp, `\011`, "\t")
+		_, mountRO := mi.Options["ro"]
+		_, superRO := mi.SuperOptions["ro"]
+		_, emergencyRO := mi.SuperOptions["emergency_ro"]
+		out = append(out, mount{
+			device:     strings.ToValidUTF8(mi.Source, "\uFFFD"),
+			mountPoint: strings.ToValidUTF8(c.rootfsStripPrefix(mp), "\uFFFD"),
+			fsType:     strings.ToValidUTF8(mi.FSType, "\uFFFD"),
+			major:      strconv.Itoa(major),
+			minor:      strconv.Itoa(minor),
+			readOnly:   mountRO || superRO || emergencyRO,
+		})
+	}
+	return out, nil
+}
+
+// statfsWithTimeout returns the statfs of mountPoint (under the rootfs), or
+// errMountTimeout when it does not answer within the mount timeout or ctx's
+// deadline. The call itself goes on in the background; see mountWatch.
+func (c *Collector) statfsWithTimeout(ctx context.Context, mountPoint string) (unix.Statfs_t, error) {
+	timeout := c.cfg.Filesystem.MountTimeout.D()
+	c.mounts.mu.Lock()
+	call, ok := c.mounts.inflight[mountPoint]
+	if !ok {
+		call = &statfsCall{started: time.Now(), done: make(chan struct{})}
+		c.mounts.inflight[mountPoint] = call
+		go func() {
+			call.err = c.statfs(c.rootfsPath(mountPoint), &call.buf)
+			c.mounts.mu.Lock()
+			delete(c.mounts.inflight, mountPoint)
+			c.mounts.mu.Unlock()
+			if time.Since(call.started) > timeout {
+				c.logger.Info("Filesystem answers again after a stuck statfs", "mountpoint", mountPoint, "took", time.Since(call.started).Round(time.Millisecond))
+			}
+			close(call.done)
+		}()
+	}
+	c.mounts.mu.Unlock()
+	remaining := timeout - time.Since(call.started)
+	if remaining <= 0 {
+		// Stuck since an earlier gather: report at once.
+		select {
+		case <-call.done:
+			return call.buf, call.err
+		default:
+			return unix.Statfs_t{}, errMountTimeout
+		}
+	}
+	t := time.NewTimer(remaining)
+	defer t.Stop()
+	select {
+	case <-call.done:
+		return call.buf, call.err
+	case <-t.C:
+		c.logger.Warn("statfs timed out; reporting the mount with node_filesystem_device_error 1 until it answers", "mountpoint", mountPoint, "timeout", timeout)
+		return unix.Statfs_t{}, errMountTimeout
+	case <-ctx.Done():
+		return unix.Statfs_t{}, errMountTimeout
+	}
+}

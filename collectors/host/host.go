@@ -1,0 +1,318 @@
+// Package host is the agent's host collector: node_exporter's default Linux
+// collectors that dashboards (Grafana's "Node Exporter Full") and the
+// node-mixin alerts read, under node_exporter's names, labels, units and
+// semantics, so that those dashboards and rules work unchanged on the agent.
+//
+// Each node_exporter collector is a "family" here, in a file of its own named
+// after it (cpu.go, filesystem.go, netstat.go, …), switched on and off under
+// `host:` in agent.yaml. The families run concurrently at every gather, and
+// each reports node_scrape_collector_duration_seconds and
+// node_scrape_collector_success{collector} as node_exporter does.
+//
+// The files are parsed with prometheus/procfs, node_exporter's own parser,
+// wherever it gives node_exporter's exact semantics; docs/metrics.md names
+// the source of every family.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+	"github.com/prometheus/procfs/blockdevice"
+	"github.com/prometheus/procfs/sysfs"
+	"golang.org/x/sys/unix"
+
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// ErrNoData tells that a family found nothing to report on this host (no
+// md arrays, no bonding, conntrack not loaded). As in node_exporter, the
+// family's node_scrape_collector_success is 0, but the host collector as a
+// whole has not failed.
+var ErrNoData = errors.New("collector returned no data")
+
+// Paths locates the host's pseudo filesystems and root, so that tests read
+// fixtures and a containerised agent reads the host's.
+type Paths struct {
+	Proc, Sys, Rootfs string
+}
+
+// Options carries what the collector needs besides its configuration.
+type Options struct {
+	Logger *slog.Logger
+	Paths  Paths
+	// Now is the clock of node_time_seconds; nil means time.Now.
+	Now func() time.Time
+}
+
+// Collector reports the enabled families. It is safe for concurrent use: a
+// Prometheus scrape and the agent's own gather may run at the same time.
+type Collector struct {
+	cfg      Config
+	paths    Paths
+	logger   *slog.Logger
+	now      func() time.Time
+	families []family
+
+	scrapeDuration, scrapeSuccess *prometheus.Desc
+
+	// statfs reads one filesystem's sizes; tests replace it to make a mount
+	// hang or fail, since statfs cannot be pointed at a fixture.
+	statfs func(path string, buf *unix.Statfs_t) error
+	mounts mountWatch
+
+	// descs caches descriptors whose names come from the data (meminfo,
+	// vmstat, netstat fields), so that a gather does not rebuild them.
+	descsMu sync.Mutex
+	descs   map[string]*prometheus.Desc
+
+	// vmstatFields remembers which field names host.vmstat.fields
+	// selects: a hundred names, the same at every gather, matched once.
+	vmstatFields sync.Map
+	netstat      netstatState
+
+	fs     filesystemDescs
+	disk   diskDescs
+	netdev netdevDescs
+	cpu    cpuDescs
+	misc   miscDescs
+	osRel  osReleaseCache
+}
+
+// family is one node_exporter collector.
+type family struct {
+	name   string
+	update func(ctx context.Context, ch chan<- prometheus.Metric) error
+}
+
+// New returns the host collector for cfg.
+func New(cfg Config, opts Options) *Collector {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Collector{
+		cfg:    cfg,
+		paths:  opts.Paths,
+		logger: opts.Logger,
+		now:    opts.Now,
+		statfs: unix.Statfs,
+		descs:  map[string]*prometheus.Desc{},
+		scrapeDuration: prometheus.NewDesc("node_scrape_collector_duration_seconds",
+			"node_exporter: Duration of a collector scrape.", []string{"collector"}, nil),
+		scrapeSuccess: prometheus.NewDesc("node_scrape_collector_success",
+			"node_exporter: Whether a collector succeeded.", []string{"collector"}, nil),
+	}
+	c.mounts.inflight = map[string]*statfsCall{}
+	c.fs = newFilesystemDescs()
+	c.disk = newDiskDescs()
+	c.netdev = newNetdevDescs()
+	c.cpu = newCPUDescs()
+	c.misc = newMiscDescs()
+	for _, f := range []struct {
+		on bool
+		family
+	}{
+		{cfg.ARP.Enabled, family{"arp", c.updateARP}},
+		{cfg.Bonding, family{"bonding", c.updateBonding}},
+		{cfg.Conntrack, family{"conntrack", c.updateConntrack}},
+		{cfg.CPU, family{"cpu", c.updateCPU}},
+		{cfg.Disk.Enabled, family{"diskstats", c.updateDiskstats}},
+		{cfg.Entropy, family{"entropy", c.updateEntropy}},
+		{cfg.Filefd, family{"filefd", c.updateFilefd}},
+		{cfg.Filesystem.Enabled, family{"filesystem", c.updateFilesystem}},
+		{cfg.Load, family{"loadavg", c.updateLoadavg}},
+		{cfg.Mdadm, family{"mdadm", c.updateMdadm}},
+		{cfg.Memory, family{"meminfo", c.updateMeminfo}},
+		{cfg.NetClass.Enabled, family{"netclass", c.updateNetClass}},
+		{cfg.Network.Enabled, family{"netdev", c.updateNetdev}},
+		{cfg.Netstat.Enabled, family{"netstat", c.updateNetstat}},
+		{cfg.OS, family{"os", c.updateOS}},
+		{cfg.Pressure, family{"pressure", c.updatePressure}},
+		{cfg.Sockstat, family{"sockstat", c.updateSockstat}},
+		{cfg.Softnet, family{"softnet", c.updateSoftnet}},
+		// node_boot_time_seconds comes from /proc/stat, as in node_exporter's
+		// stat collector; host.boot_time keeps its own switch.
+		{cfg.Stat || cfg.BootTime, family{"stat", c.updateStat}},
+		{cfg.Textfile.Enabled, family{"textfile", c.updateTextfile}},
+		{cfg.Time, family{"time", c.updateTime}},
+		{cfg.Timex, family{"timex", c.updateTimex}},
+		{cfg.UDPQueues, family{"udp_queues", c.updateUDPQueues}},
+		{cfg.Uname, family{"uname", c.updateUname}},
+		{cfg.Vmstat.Enabled, family{"vmstat", c.updateVmstat}},
+	} {
+		if f.on {
+			c.families = append(c.families, f.family)
+		}
+	}
+	return c
+}
+
+// Families returns the names of the enabled families, node_exporter's
+// collector names.
+func (c *Collector) Families() []string {
+	out := make([]string, len(c.families))
+	for i, f := range c.families {
+		out[i] = f.name
+	}
+	return out
+}
+
+// Update runs every enabled family concurrently and reports each one's
+// duration and success. A family with nothing to report (ErrNoData) is
+// logged at debug level; the errors of families that failed are joined.
+func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	ctx = context.WithValue(ctx, gatherKey{}, &gatherMemo{})
+	errs := make([]error, len(c.families))
+	var wg sync.WaitGroup
+	for i, f := range c.families {
+		wg.Go(func() {
+			start := time.Now()
+			err := f.update(ctx, ch)
+			success := 1.0
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrNoData):
+				success = 0
+				c.logger.Debug("Host collector family returned no data", "family", f.name, "err", err)
+			default:
+				success = 0
+				errs[i] = fmt.Errorf("%s: %w", f.name, err)
+			}
+			ch <- prometheus.MustNewConstMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds(), f.name)
+			ch <- prometheus.MustNewConstMetric(c.scrapeSuccess, prometheus.GaugeValue, success, f.name)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// gatherMemo holds what several families of one gather read: /proc/stat
+// feeds both cpu and stat, and is parsed once.
+type gatherMemo struct {
+	statOnce sync.Once
+	stat     procfs.Stat
+	statErr  error
+}
+
+type gatherKey struct{}
+
+// procStat returns /proc/stat, parsed once per gather.
+func (c *Collector) procStat(ctx context.Context) (procfs.Stat, error) {
+	m, _ := ctx.Value(gatherKey{}).(*gatherMemo)
+	if m == nil {
+		m = &gatherMemo{}
+	}
+	m.statOnce.Do(func() {
+		fs, err := c.procFS()
+		if err != nil {
+			m.statErr = err
+			return
+		}
+		if m.stat, err = fs.Stat(); err != nil {
+			m.statErr = fmt.Errorf("reading %s: %w", c.procPath("stat"), err)
+		}
+	})
+	return m.stat, m.statErr
+}
+
+func (c *Collector) procPath(name string) string { return filepath.Join(c.paths.Proc, name) }
+func (c *Collector) sysPath(name string) string  { return filepath.Join(c.paths.Sys, name) }
+func (c *Collector) rootfsPath(name string) string {
+	return filepath.Join(c.paths.Rootfs, name)
+}
+
+// rootfsStripPrefix turns a mount point seen under agent.paths.rootfs back
+// into the host's path, as node_exporter's --path.rootfs does.
+func (c *Collector) rootfsStripPrefix(path string) string {
+	if c.paths.Rootfs == "/" || c.paths.Rootfs == "" {
+		return path
+	}
+	stripped := strings.TrimPrefix(path, c.paths.Rootfs)
+	if stripped == "" {
+		return "/"
+	}
+	return stripped
+}
+
+func (c *Collector) procFS() (procfs.FS, error) {
+	fs, err := procfs.NewFS(c.paths.Proc)
+	if err != nil {
+		return fs, fmt.Errorf("opening %s: %w; is agent.paths.proc a procfs?", c.paths.Proc, err)
+	}
+	return fs, nil
+}
+
+func (c *Collector) sysFS() (sysfs.FS, error) {
+	fs, err := sysfs.NewFS(c.paths.Sys)
+	if err != nil {
+		return fs, fmt.Errorf("opening %s: %w; is agent.paths.sys a sysfs?", c.paths.Sys, err)
+	}
+	return fs, nil
+}
+
+func (c *Collector) blockFS() (blockdevice.FS, error) {
+	fs, err := blockdevice.NewFS(c.paths.Proc, c.paths.Sys)
+	if err != nil {
+		return fs, fmt.Errorf("opening %s and %s: %w; are agent.paths.proc and sys a procfs and a sysfs?", c.paths.Proc, c.paths.Sys, err)
+	}
+	return fs, nil
+}
+
+// desc returns the cached descriptor of a metric whose name comes from the
+// data, creating it on first use.
+func (c *Collector) desc(name, help string, labels ...string) *prometheus.Desc {
+	c.descsMu.Lock()
+	defer c.descsMu.Unlock()
+	d, ok := c.descs[name]
+	if !ok {
+		d = prometheus.NewDesc(name, help, labels, nil)
+		c.descs[name] = d
+	}
+	return d
+}
+
+// fieldSelected reports whether re matches name, remembering the answer in
+// cache. A nil re selects nothing.
+func (c *Collector) fieldSelected(cache *sync.Map, re *regexp.Regexp, name string) bool {
+	if v, ok := cache.Load(name); ok {
+		return v.(bool)
+	}
+	ok := re != nil && re.MatchString(name)
+	cache.Store(name, ok)
+	return ok
+}
+
+// DeviceConfig switches a per-device family and filters its devices by name.
+type DeviceConfig struct {
+	Enabled        bool         `yaml:"enabled"`
+	DevicesInclude yamlx.Regexp `yaml:"devices_include"`
+	DevicesExclude yamlx.Regexp `yaml:"devices_exclude"`
+}
+
+func (d DeviceConfig) selects(name string) bool {
+	return (d.DevicesInclude.IsZero() || d.DevicesInclude.Match(name)) && !d.DevicesExclude.Match(name)
+}
+
+// FieldsConfig switches a family whose fields are chosen by a regular
+// expression over their names (vmstat, netstat).
+type FieldsConfig struct {
+	Enabled bool         `yaml:"enabled"`
+	Fields  yamlx.Regexp `yaml:"fields"`
+}
+
+// mustConst is prometheus.MustNewConstMetric, shorter.
+func mustConst(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, t, v, labels...)
+}
