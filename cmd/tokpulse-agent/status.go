@@ -30,51 +30,52 @@ func statusCommand() *command {
 read from its API (GET /api/v1/status). The agent is found at web.listen of
 the configuration (--config, else ` + SystemConfigFile + ` if it exists,
 else the embedded default, 127.0.0.1:9847), or at --url; the first line on
-standard error says which. An agent that serves through a web config file
-(TLS, basic auth) is reached with --url. Alerts of the same name are told
+standard error says which. When the configuration's web.config_file sets
+TLS, the agent is reached over HTTPS and must present the certificate that
+file names; an agent behind basic auth needs --http.config.file (username
+and password_file, as amtool takes them). Alerts of the same name are told
 apart by the labels in which they differ.`,
 		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
 			config := configFlag(fs)
-			url := fs.String("url", "", "base `URL` of the agent's HTTP server, e.g. https://127.0.0.1:9847 (overrides --config)")
+			api := declareAPIFlags(fs)
 			asJSON := fs.Bool("json", false, "print the raw JSON of /api/v1/status")
-			return func([]string) int { return c.status(c.configFile(*config), *url, *asJSON) }
+			return func([]string) int { return c.status(c.configFile(*config), api, *asJSON) }
 		},
 	}
 }
 
-// status prints the running agent's status, read from its local API at
-// base, or at web.listen of the configuration file ("" for the embedded
-// default) when base is empty.
-func (c *cli) status(configFile, base string, asJSON bool) int {
+// agentAt finds the running agent for a command: at --url, or by the
+// configuration file ("" for the embedded default), and names it on
+// standard error.
+func (c *cli) agentAt(configFile string, f apiFlags) (*agentAPI, *agent.Config, bool) {
+	var cfg *agent.Config
+	if *f.url == "" {
+		var ok bool
+		if cfg, ok = loadConfig(configFile, c.stderr); !ok {
+			return nil, nil, false
+		}
+	}
+	api, err := connect(f, cfg, configFile)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return nil, nil, false
+	}
+	fmt.Fprintf(c.stderr, "Agent at %s (%s)\n", api.base, api.via)
+	return api, cfg, true
+}
+
+// status prints the running agent's status, read from its local API.
+func (c *cli) status(configFile string, f apiFlags, asJSON bool) int {
 	stdout, stderr := c.stdout, c.stderr
-	if base == "" {
-		cfg, ok := loadConfig(configFile, stderr)
-		if !ok {
-			return 1
-		}
-		if cfg.Web.ConfigFile != "" {
-			fmt.Fprintf(stderr, "the agent of %s serves through a web config file (TLS or basic auth); pass --url https://HOST:PORT\n", configName(configFile))
-			return 1
-		}
-		base = "http://" + cfg.Web.Listen
-		fmt.Fprintf(stderr, "Agent at %s (web.listen of %s)\n", base, configName(configFile))
+	api, _, ok := c.agentAt(configFile, f)
+	if !ok {
+		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/v1/status", nil)
+	body, err := api.do(ctx, http.MethodGet, "/api/v1/status", nil)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "cannot reach the agent at %s: %v (is it running? systemctl status tokpulse-agent)\n", base, err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "agent at %s answered %s: %s %v\n", base, resp.Status, body, err)
 		return 1
 	}
 	if asJSON {
@@ -83,7 +84,7 @@ func (c *cli) status(configFile, base string, asJSON bool) int {
 	}
 	var st agent.Status
 	if err := json.Unmarshal(body, &st); err != nil {
-		fmt.Fprintf(stderr, "unexpected answer from %s: %v\n", base, err)
+		fmt.Fprintf(stderr, "unexpected answer from %s: %v\n", api.base, err)
 		return 1
 	}
 	color := false
