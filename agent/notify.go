@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"mime"
 	"net"
 	"net/http"
 	"os"
@@ -108,13 +107,8 @@ const notifyTestTimeout = 2 * time.Minute
 // what each output did. One test at a time (409 while one runs); 200 with
 // per-output results whether they succeeded or not.
 func (a *Agent) handleNotifyTest(w http.ResponseWriter, r *http.Request) {
-	// A browser cannot send a JSON content type to another site without a
-	// CORS preflight, which the agent never answers: a web page cannot make
-	// it send notifications.
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		http.Error(w, "POST /api/v1/notify/test needs Content-Type: application/json; e.g. curl -X POST -H 'Content-Type: application/json' -d '{}' …", http.StatusUnsupportedMediaType)
-		return
-	}
+	// The API guard has refused what a web page could send (apiguard.go):
+	// a page cannot make the agent send notifications.
 	if !a.notifyTesting.CompareAndSwap(false, true) {
 		http.Error(w, "a notify test is already running; try again when it has finished", http.StatusConflict)
 		return

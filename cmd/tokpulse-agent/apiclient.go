@@ -23,11 +23,6 @@ import (
 	"github.com/tokpulse/tokpulse-agent/agent"
 )
 
-// requestHeader marks a state-changing request as the CLI's own, beside its
-// JSON content type: the agent refuses POSTs that a web page in a browser
-// could forge, which carry neither (docs/api.md).
-const requestHeader = "X-TokPulse-Request"
-
 // apiFlags are the flags of the commands that talk to the running agent
 // (status, notify test): where it is and how to authenticate.
 type apiFlags struct {
@@ -50,25 +45,25 @@ type agentAPI struct {
 	via string
 }
 
-// connect finds the agent: at --url, or at web.listen of cfg (the loaded
-// configuration, nil with --url) over HTTPS when its web.config_file sets
-// TLS, trusting exactly the certificate the agent serves. An agent behind
-// basic auth needs --http.config.file (the password is stored hashed on
-// the agent's side), which then defines the whole client, TLS included,
-// as amtool's does.
-func connect(f apiFlags, cfg *agent.Config, configFile string) (*agentAPI, error) {
+// connect finds the agent: at --url, or at web.listen of the
+// configuration file (cfg, its web section; ignored with --url) over
+// HTTPS when its web.config_file sets TLS, trusting exactly the
+// certificate the agent serves. An agent behind basic auth needs
+// --http.config.file (the password is stored hashed on the agent's side),
+// which then defines the whole client, TLS included, as amtool's does.
+func connect(f apiFlags, cfg agent.WebConfig, configFile string) (*agentAPI, error) {
 	api := &agentAPI{base: strings.TrimRight(*f.url, "/"), via: "--url"}
 	var web webServerConfig
 	if api.base == "" {
-		api.base, api.via = "http://"+loopback(cfg.Web.Listen), "web.listen of "+configName(configFile)
-		if cfg.Web.ConfigFile != "" {
+		api.base, api.via = "http://"+loopback(cfg.Listen), "web.listen of "+configName(configFile)
+		if cfg.ConfigFile != "" {
 			var err error
-			if web, err = readWebConfig(cfg.Web.ConfigFile); err != nil {
+			if web, err = readWebConfig(cfg.ConfigFile); err != nil {
 				return nil, fmt.Errorf("web.config_file of %s: %w (run as root, or pass --url and --http.config.file)", configName(configFile), err)
 			}
 			if web.certFile != "" {
-				api.base = "https://" + loopback(cfg.Web.Listen)
-				api.via += " and the TLS of " + cfg.Web.ConfigFile
+				api.base = "https://" + loopback(cfg.Listen)
+				api.via += " and the TLS of " + cfg.ConfigFile
 			}
 		}
 	}
@@ -83,13 +78,13 @@ func connect(f apiFlags, cfg *agent.Config, configFile string) (*agentAPI, error
 		return api, nil
 	}
 	if web.basicAuth {
-		return nil, fmt.Errorf("the agent asks for basic auth (basic_auth_users in %s); pass --http.config.file with basic_auth: {username: …, password_file: …}", cfg.Web.ConfigFile)
+		return nil, fmt.Errorf("the agent asks for basic auth (basic_auth_users in %s); pass --http.config.file with basic_auth: {username: …, password_file: …}", cfg.ConfigFile)
 	}
 	api.client = &http.Client{}
 	if web.certFile != "" {
 		pinned, err := pinnedTLS(web.certFile)
 		if err != nil {
-			return nil, fmt.Errorf("web.config_file %s: %w (pass --url and --http.config.file with tls_config instead)", cfg.Web.ConfigFile, err)
+			return nil, fmt.Errorf("web.config_file %s: %w (pass --url and --http.config.file with tls_config instead)", cfg.ConfigFile, err)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig, tr.Proxy = pinned, nil
@@ -187,8 +182,10 @@ func (api *agentAPI) do(ctx context.Context, method, path string, body []byte) (
 		return nil, err
 	}
 	if method != http.MethodGet {
+		// The agent refuses state-changing requests that a web page in a
+		// browser could forge, which carry neither (docs/api.md).
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(requestHeader, "1")
+		req.Header.Set(agent.HeaderRequest, "1")
 	}
 	resp, err := api.client.Do(req)
 	if err != nil {

@@ -217,8 +217,10 @@ OK means the service's own path works (POST /api/v1/notify/test). It is
 found as status finds it: at web.listen of the configuration (--config,
 else ` + SystemConfigFile + ` if it exists, else the embedded default), over
 HTTPS when its web.config_file sets TLS, or at --url; --http.config.file
-gives the credentials of an agent behind basic auth. The first lines name
-the configuration and the agent.
+gives the credentials of an agent behind basic auth. Only the web section
+of the file is read here (its secrets may be unreadable to you); the
+outputs are those the agent has loaded. The first lines name the
+configuration and the agent.
 
 With --direct the test is sent from this process instead, as the user who
 runs it, through the outputs of the configuration file, without a running
@@ -451,7 +453,7 @@ func (c *cli) notifyTest(configFile string, f apiFlags) int {
 	if *f.url == "" {
 		fmt.Fprintf(c.stdout, "Configuration: %s\n", configName(configFile))
 	}
-	api, cfg, ok := c.agentAt(configFile, f)
+	api, ok := c.agentAt(configFile, f)
 	if !ok {
 		return 1
 	}
@@ -488,7 +490,9 @@ func (c *cli) notifyTest(configFile string, f apiFlags) int {
 	if rep.LastGoodInUse {
 		fmt.Fprintf(c.stderr, "warning: the agent runs on its last good configuration, because %s does not load (tokpulse-agent check); these are that copy's outputs\n", rep.ConfigFile)
 	}
-	if cfg != nil {
+	// Tell an edit that was not reloaded, when this user can load the file
+	// (the service's secrets may be unreadable here: nothing to say then).
+	if cfg, err := agent.Load(configFile); err == nil && *f.url == "" {
 		var theirs []string
 		for _, o := range rep.Outputs {
 			theirs = append(theirs, o.Output)

@@ -33,8 +33,9 @@ else the embedded default, 127.0.0.1:9847), or at --url; the first line on
 standard error says which. When the configuration's web.config_file sets
 TLS, the agent is reached over HTTPS and must present the certificate that
 file names; an agent behind basic auth needs --http.config.file (username
-and password_file, as amtool takes them). Alerts of the same name are told
-apart by the labels in which they differ.`,
+and password_file, as amtool takes them). Only the web section of the file is
+read, so that status works while the rest does not load. Alerts of the same
+name are told apart by the labels in which they differ.`,
 		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
 			config := configFlag(fs)
 			api := declareAPIFlags(fs)
@@ -44,30 +45,33 @@ apart by the labels in which they differ.`,
 	}
 }
 
-// agentAt finds the running agent for a command: at --url, or by the
-// configuration file ("" for the embedded default), and names it on
-// standard error.
-func (c *cli) agentAt(configFile string, f apiFlags) (*agentAPI, *agent.Config, bool) {
-	var cfg *agent.Config
+// agentAt finds the running agent for a command: at --url, or by the web
+// section of the configuration file ("" for the embedded default), and
+// names it on standard error. Only that section is read: the rest of the
+// file may not load (the agent then runs on its last good copy) or name
+// secrets the user running the command cannot read.
+func (c *cli) agentAt(configFile string, f apiFlags) (*agentAPI, bool) {
+	var web agent.WebConfig
 	if *f.url == "" {
-		var ok bool
-		if cfg, ok = loadConfig(configFile, c.stderr); !ok {
-			return nil, nil, false
+		var err error
+		if web, err = agent.WebOf(configFile); err != nil {
+			fmt.Fprintln(c.stderr, err)
+			return nil, false
 		}
 	}
-	api, err := connect(f, cfg, configFile)
+	api, err := connect(f, web, configFile)
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
-		return nil, nil, false
+		return nil, false
 	}
 	fmt.Fprintf(c.stderr, "Agent at %s (%s)\n", api.base, api.via)
-	return api, cfg, true
+	return api, true
 }
 
 // status prints the running agent's status, read from its local API.
 func (c *cli) status(configFile string, f apiFlags, asJSON bool) int {
 	stdout, stderr := c.stdout, c.stderr
-	api, _, ok := c.agentAt(configFile, f)
+	api, ok := c.agentAt(configFile, f)
 	if !ok {
 		return 1
 	}
