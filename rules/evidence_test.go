@@ -221,3 +221,16 @@ func TestNoEmptyFilesystems(t *testing.T) {
 		t.Errorf("rows %v, want the header, then /srv's, then the others in order", rows)
 	}
 }
+
+// BenchmarkHostEvidence is one snapshot for one memory alert on this
+// host's real /proc, as the tracker takes it when an alert starts firing
+// (docs/performance.md, "Evidence snapshot").
+func BenchmarkHostEvidence(b *testing.B) {
+	now := time.Now()
+	h := &HostEvidence{Proc: "/proc", Rootfs: "/", Now: time.Now,
+		Providers: func() []evidence.Provider { return []evidence.Provider{collectorSections(now)} }}
+	subj := []evidence.Subject{{Labels: map[string]string{"alertname": "TokPulseHighMemoryUsage"}, Metrics: []string{"node_memory_MemAvailable_bytes"}}}
+	for b.Loop() {
+		h.Snapshot(context.Background(), subj)
+	}
+}
