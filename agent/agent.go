@@ -90,6 +90,10 @@ type Agent struct {
 	pipeline *pipeline
 	runCtx   context.Context
 
+	// notifyTesting is set while a notify test (POST /api/v1/notify/test)
+	// runs: one at a time.
+	notifyTesting atomic.Bool
+
 	// reload is the verdict of the last reload (or of the start).
 	reload atomic.Pointer[ReloadStatus]
 
@@ -198,7 +202,7 @@ func (a *Agent) newStages(g *generation) error {
 			Proc: cfg.Agent.Paths.Proc, Rootfs: cfg.Agent.Paths.Rootfs, Providers: a.evidenceProviders,
 			Redactor: evidence.NewRedactor(), Now: a.opts.Now,
 		},
-		Delivery: a.notifier, Registerer: a.registry, Now: a.opts.Now,
+		Delivery: a.notifier, Registerer: a.registry, Now: a.opts.Now, RunbookURL: cfg.Notify.RunbookURL,
 	})
 	if err != nil {
 		return err
@@ -225,6 +229,7 @@ func (a *Agent) install(g *generation) {
 	}
 	a.engine.Swap(g.rules, g.cfg.Agent.Interval.D())
 	a.tracker.SetPolicies(g.cfg.Severities, g.cfg.Agent.Labels)
+	a.tracker.SetRunbookURL(g.cfg.Notify.RunbookURL)
 	a.notifier.Apply(g.outputs)
 	if a.opts.Level != nil {
 		_ = a.opts.Level.UnmarshalText([]byte(g.cfg.Agent.Log.Level))

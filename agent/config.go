@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
@@ -157,6 +158,32 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("reading configuration: %w (pass --config with the path of agent.yaml)", err)
 	}
 	return Parse(path, data)
+}
+
+// WebOf reads only the web section of the configuration file at path
+// (the embedded default when empty): where the running agent listens,
+// for the commands that talk to it (status, notify test). Those must work
+// whatever else the file holds: it may not load at all while the agent
+// runs on its last good copy, and it names secrets that the operator
+// running the command need not be able to read.
+func WebOf(path string) (WebConfig, error) {
+	data := defaultConfigYAML
+	if path != "" {
+		var err error
+		if data, err = safefile.ReadFile(path, safefile.MaxConfig, "configuration file"); err != nil {
+			return WebConfig{}, fmt.Errorf("reading configuration: %w (pass --config with the path of agent.yaml, or --url)", err)
+		}
+	}
+	partial := struct {
+		Web WebConfig `yaml:"web"`
+	}{Web: Default().Web}
+	if err := yaml.Unmarshal(data, &partial); err != nil {
+		return WebConfig{}, fmt.Errorf("%s: %w (tokpulse-agent check shows every problem; or pass --url)", displayName(path), err)
+	}
+	if partial.Web.Listen == "" {
+		partial.Web.Listen = DefaultListen
+	}
+	return partial.Web, nil
 }
 
 // DefaultConfigYAML returns the embedded default configuration, for

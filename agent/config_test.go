@@ -113,3 +113,36 @@ func TestDefaultStateDir(t *testing.T) {
 		t.Errorf("with STATE_DIRECTORY set: %q", got)
 	}
 }
+
+// TestWebOf: the commands that talk to the running agent read only the
+// web section, so that a file that does not load (the agent then runs on
+// its last good copy) or names secrets the operator cannot read still
+// tells where the agent listens.
+func TestWebOf(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, body string
+		want       WebConfig
+	}{
+		{"defaults", "agent: {interval: 10s}\n", WebConfig{Listen: DefaultListen}},
+		{"the rest does not load", "agent: {intervall: x}\nweb: {listen: '127.0.0.1:9999', config_file: /etc/tokpulse-agent/web.yml}\nnotify: {webhooks: [{url: 1}]}\n",
+			WebConfig{Listen: "127.0.0.1:9999", ConfigFile: "/etc/tokpulse-agent/web.yml"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(dir, tc.name+".yaml")
+			if err := os.WriteFile(f, []byte(tc.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := WebOf(f)
+			if err != nil || got.Listen != tc.want.Listen || got.ConfigFile != tc.want.ConfigFile {
+				t.Errorf("WebOf = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+	if got, err := WebOf(""); err != nil || got.Listen != DefaultListen {
+		t.Errorf("embedded default: %+v, %v", got, err)
+	}
+	if _, err := WebOf(filepath.Join(dir, "absent.yaml")); err == nil || !strings.Contains(err.Error(), "--url") {
+		t.Errorf("a missing file: %v, want an error that names --url", err)
+	}
+}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,9 +19,9 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
 
-// TestNotifyTestCommand: "notify test" reports each output's result and
-// fails when one refuses.
-func TestNotifyTestCommand(t *testing.T) {
+// TestNotifyTestDirect: "notify test --direct" reports each output's
+// result from this process and fails when one refuses.
+func TestNotifyTestDirect(t *testing.T) {
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
 	defer ok.Close()
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no such team", http.StatusBadRequest) }))
@@ -32,11 +31,11 @@ func TestNotifyTestCommand(t *testing.T) {
 	cases := []struct {
 		name     string
 		webhooks string
-		code     int
-		want     []string
+		want     map[string]string // output: "" when OK, else a part of the error
 	}{
-		{"all accept", fmt.Sprintf("[{name: central, url: %q}]", ok.URL), 0, []string{"OK   central", "OK   file:" + out}},
-		{"one refuses", fmt.Sprintf("[{name: central, url: %q}, {name: chat, url: %q}]", ok.URL, bad.URL), 1, []string{"OK   central", "FAIL chat", "400 Bad Request", "OK   file:" + out}},
+		{"all accept", fmt.Sprintf("[{name: central, url: %q}]", ok.URL), map[string]string{"central": "", "file:" + out: ""}},
+		{"one refuses", fmt.Sprintf("[{name: central, url: %q}, {name: chat, url: %q}]", ok.URL, bad.URL),
+			map[string]string{"central": "", "chat": "400 Bad Request", "file:" + out: ""}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,13 +43,20 @@ func TestNotifyTestCommand(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var b bytes.Buffer
-			if code := NotifyTest(context.Background(), cfg, BuildInfo{Version: "t"}, &b); code != tc.code {
-				t.Errorf("exit code %d, want %d; output:\n%s", code, tc.code, b.String())
+			rep, err := NotifyTestDirect(context.Background(), cfg, "test.yaml", BuildInfo{Version: "t"})
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, w := range tc.want {
-				if !strings.Contains(b.String(), w) {
-					t.Errorf("output lacks %q:\n%s", w, b.String())
+			if rep.ConfigFile != "test.yaml" || rep.PID != os.Getpid() || rep.User == "" || len(rep.Outputs) != len(tc.want) {
+				t.Fatalf("report %+v, want one result per output of test.yaml, from this process", rep)
+			}
+			for _, o := range rep.Outputs {
+				want, known := tc.want[o.Output]
+				switch {
+				case !known:
+					t.Errorf("unexpected output %q", o.Output)
+				case want == "" && !o.OK, want != "" && (o.OK || !strings.Contains(o.Error, want)):
+					t.Errorf("%s: ok=%v error %q, want error containing %q", o.Output, o.OK, o.Error, want)
 				}
 			}
 		})
@@ -59,6 +65,131 @@ func TestNotifyTestCommand(t *testing.T) {
 	if strings.Count(string(data), "TokPulseNotifyTest") < 2 {
 		t.Errorf("the file output did not get the test alert: %s", data)
 	}
+}
+
+// TestNotifyTestAPI: POST /api/v1/notify/test makes the running agent send
+// the test incident through its own outputs and answer per output; it
+// refuses a request without a JSON content type (a browser's form post)
+// and a second test while one runs.
+func TestNotifyTestAPI(t *testing.T) {
+	rc := testutil.NewReceiver(t, "s3cret")
+	release := make(chan struct{})
+	var held atomic.Bool
+	arrived := make(chan struct{}, 8)
+	rc.SetRespond(func(n int, w http.ResponseWriter, r *http.Request) bool {
+		if held.Load() {
+			arrived <- struct{}{}
+			<-release
+		}
+		return false
+	})
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "unknown token", http.StatusUnauthorized) }))
+	defer refuse.Close()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "webhook.key")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := testutil.FreeAddr(t)
+	cfgFile := filepath.Join(dir, "agent.yaml")
+	yaml := fmt.Sprintf(`agent: {state_dir: %s, interval: 1s, hostname: web-1}
+web: {listen: %q}
+notify:
+  heartbeat: 0s
+  runbook_url: https://git.example.com/ops/INCIDENT_RUNBOOK.md
+  webhooks:
+    - {name: central, url: %q, secret_file: %s}
+    - {name: chat, url: %q}
+`, dir, listen, rc.URL, secret, refuse.URL)
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{ConfigFile: cfgFile, Build: BuildInfo{Version: "t"}, Notifier: nopNotifier{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	testutil.Eventually(t, 15*time.Second, "ready", func() bool {
+		resp, err := http.Get("http://" + listen + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	post := func(contentType string) (int, NotifyTestReport) {
+		t.Helper()
+		resp, err := http.Post("http://"+listen+"/api/v1/notify/test", contentType, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Data NotifyTestReport }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Data
+	}
+
+	t.Run("per output", func(t *testing.T) {
+		code, rep := post("application/json")
+		if code != http.StatusOK || rep.ConfigFile != cfgFile || rep.PID != os.Getpid() || len(rep.Outputs) != 2 {
+			t.Fatalf("answer %d %+v", code, rep)
+		}
+		if o := rep.Outputs[0]; o.Output != "central" || !o.OK {
+			t.Errorf("central: %+v", o)
+		}
+		if o := rep.Outputs[1]; o.Output != "chat" || o.OK || !strings.Contains(o.Error, "401 Unauthorized") {
+			t.Errorf("chat: %+v, want the receiver's refusal", o)
+		}
+		reqs := rc.Requests()
+		if len(reqs) != 2 {
+			t.Fatalf("receiver got %d requests, want the firing and the resolved test events", len(reqs))
+		}
+		for i, kind := range []string{"initial", "resolved"} {
+			var e alert.Event
+			if err := json.Unmarshal(rc.Check(t, reqs[i])[0], &e); err != nil { // signed with the agent's secret
+				t.Fatal(err)
+			}
+			if string(e.Kind) != kind || e.AlertName != "TokPulseNotifyTest" || e.Host != "web-1" ||
+				e.RunbookURL != "https://git.example.com/ops/INCIDENT_RUNBOOK.md" || !strings.Contains(e.Text, e.RunbookURL) {
+				t.Errorf("event %d: %+v\n%s", i, e, e.Text)
+			}
+		}
+	})
+
+	t.Run("form post refused", func(t *testing.T) {
+		n := len(rc.Requests())
+		if code, _ := post("text/plain"); code != http.StatusUnsupportedMediaType {
+			t.Errorf("text/plain POST answered %d, want 415", code)
+		}
+		if len(rc.Requests()) != n {
+			t.Error("a refused request sent notifications")
+		}
+	})
+
+	t.Run("one at a time", func(t *testing.T) {
+		held.Store(true)
+		first := make(chan int, 1)
+		go func() {
+			code, _ := post("application/json")
+			first <- code
+		}()
+		<-arrived // the first test is at the receiver
+		if code, _ := post("application/json"); code != http.StatusConflict {
+			t.Errorf("a second test while one runs answered %d, want 409", code)
+		}
+		held.Store(false)
+		close(release)
+		if code := <-first; code != http.StatusOK {
+			t.Errorf("the first test answered %d", code)
+		}
+	})
 }
 
 // TestAgentDeliversAndServesOutbox runs a whole agent: an alert handed to

@@ -34,6 +34,7 @@ func newServer(a *Agent) *http.Server {
 	mux.HandleFunc("GET /api/v1/alerts", a.serveAlerts)
 	mux.HandleFunc("GET /api/v1/outbox", a.handleOutbox)
 	mux.HandleFunc("POST /api/v1/outbox/requeue", a.handleRequeue)
+	mux.HandleFunc("POST /api/v1/notify/test", a.handleNotifyTest)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write([]byte(`<html><head><title>tokpulse-agent</title></head><body><h1>tokpulse-agent</h1><p><a href="/metrics">Metrics</a></p></body></html>`))

@@ -64,9 +64,11 @@ type Delivery interface {
 }
 
 // EvidenceSource snapshots what the on-call engineer needs when alerts
-// start firing: for each label set, the sections to attach.
+// start firing: for each alert (its labels and the metrics its rule
+// reads), the sections to attach, those that explain it first and marked
+// Relevant.
 type EvidenceSource interface {
-	Snapshot(ctx context.Context, alerts []map[string]string) [][]evidence.Section
+	Snapshot(ctx context.Context, alerts []evidence.Subject) [][]evidence.Section
 }
 
 // Options configure a Tracker.
@@ -85,6 +87,10 @@ type Options struct {
 	Labels map[string]string
 	// Evidence is consulted when incidents start firing; may be nil.
 	Evidence EvidenceSource
+	// RunbookURL is notify.runbook_url: the incident runbook's address,
+	// to which each event's runbook_url adds the anchor of its section.
+	// Empty: no link unless a rule has its own runbook_url annotation.
+	RunbookURL string
 	// Delivery receives the events; nil drops them (rule unit tests).
 	Delivery Delivery
 	// Registerer receives the tracker's metrics; nil registers nothing.
@@ -154,6 +160,14 @@ func (t *Tracker) SetPolicies(p alert.Policies, eventLabels map[string]string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.opts.Policies, t.opts.Labels = p, eventLabels
+}
+
+// SetRunbookURL replaces notify.runbook_url (on reload); events produced
+// from then on link to the new address.
+func (t *Tracker) SetRunbookURL(base string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.opts.RunbookURL = base
 }
 
 // SetRules tells the tracker which alerting rules are loaded. Incidents of
@@ -331,11 +345,11 @@ func (t *Tracker) attachEvidence(ctx context.Context) {
 	if len(targets) == 0 || t.opts.Evidence == nil {
 		return
 	}
-	lsets := make([]map[string]string, len(targets))
+	subjects := make([]evidence.Subject, len(targets))
 	for i, inc := range targets {
-		lsets[i] = inc.Labels
+		subjects[i] = evidence.Subject{Labels: inc.Labels, Metrics: t.rule(inc).Reads}
 	}
-	for i, secs := range t.opts.Evidence.Snapshot(ctx, lsets) {
+	for i, secs := range t.opts.Evidence.Snapshot(ctx, subjects) {
 		targets[i].Evidence, targets[i].dirty = secs, true
 	}
 }
@@ -389,7 +403,17 @@ func (t *Tracker) expire(ts time.Time) {
 	}
 }
 
-// event builds the event of kind for inc.
+// rule returns the loaded rule of inc; the zero Rule when it is not
+// loaded (any more).
+func (t *Tracker) rule(inc *incident) alert.Rule {
+	return t.rules[alert.Rule{Group: inc.Group, Name: inc.AlertName}.Key()]
+}
+
+// event builds the event of kind for inc: everything a message says is
+// decided here, and the outputs' templates only lay it out. Besides the
+// rule's annotations: the link to its runbook section, the unit and the
+// threshold that give its value a meaning, and the evidence that
+// explains it first.
 func (t *Tracker) event(kind alert.Kind, inc *incident, now time.Time, n int) alert.Event {
 	started := inc.ActiveAt
 	if !inc.FiredAt.IsZero() {
@@ -406,6 +430,9 @@ func (t *Tracker) event(kind alert.Kind, inc *incident, now time.Time, n int) al
 		Summary:     inc.Annotations["summary"],
 		Description: inc.Annotations["description"],
 		Runbook:     inc.Annotations["runbook"],
+		RunbookURL:  RunbookURL(t.opts.RunbookURL, inc.Annotations),
+		Unit:        inc.Annotations["unit"],
+		Threshold:   threshold(inc.Annotations["threshold"], t.rule(inc).Threshold),
 		Labels:      t.eventLabels(inc),
 		Annotations: inc.Annotations,
 		StartedAt:   &started,

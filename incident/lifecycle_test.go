@@ -65,7 +65,7 @@ func (d *recDelivery) last() alert.Event {
 // fixedEvidence is an EvidenceSource that counts its snapshots.
 type fixedEvidence struct{ n int }
 
-func (f *fixedEvidence) Snapshot(_ context.Context, as []map[string]string) [][]evidence.Section {
+func (f *fixedEvidence) Snapshot(_ context.Context, as []evidence.Subject) [][]evidence.Section {
 	f.n++
 	out := make([][]evidence.Section, len(as))
 	for i := range as {

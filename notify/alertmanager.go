@@ -79,6 +79,11 @@ func (a *alertmanager) toAM(events []alert.Event) []amAlert {
 			ann[k] = v
 		}
 		ann["incident_id"] = e.IncidentID
+		// Alertmanager templates link runbooks by this annotation, the
+		// Prometheus community's convention.
+		if _, ok := ann["runbook_url"]; !ok && e.RunbookURL != "" {
+			ann["runbook_url"] = e.RunbookURL
+		}
 		if e.Escalation != "" {
 			ann["escalation_step"] = e.Escalation
 		}

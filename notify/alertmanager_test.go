@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -51,7 +52,8 @@ func TestAlertmanagerReal(t *testing.T) {
 	if fmt.Sprint(got.Labels) != fmt.Sprint(want) {
 		t.Errorf("labels %v, want %v", got.Labels, want)
 	}
-	if got.GeneratorURL != "http://web-1:9847/api/v1/alerts" || got.Annotations["summary"] != "PaymentsFailing is failing" || !got.StartsAt.Equal(t0) || got.Status.State != "active" {
+	if got.GeneratorURL != "http://web-1:9847/api/v1/alerts" || got.Annotations["summary"] != "PaymentsFailing is failing" || !got.StartsAt.Equal(t0) || got.Status.State != "active" ||
+		got.Annotations["runbook_url"] != testRunbookURL+"#database-connection-issues" {
 		t.Errorf("alert %+v", got)
 	}
 	// Re-posted while active: the replica sees more than the first post.
@@ -87,7 +89,8 @@ func TestAlertmanagerReal(t *testing.T) {
 	})
 
 	// "tokpulse-agent notify test" through the same cluster.
-	res, err := Test(context.Background(), cfg, Options{Host: "web-1", Version: "1.2.3", ExternalURL: "http://web-1:9847"})
+	firing, resolved := incident.TestEvents("web-1", "1.2.3", "", time.Now())
+	res, err := Test(context.Background(), cfg, Options{Host: "web-1", Version: "1.2.3", ExternalURL: "http://web-1:9847"}, []alert.Event{firing, resolved})
 	if err != nil || len(res) != 1 || res[0].Err != nil {
 		t.Fatalf("notify test against Alertmanager: %+v %v", res, err)
 	}

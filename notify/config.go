@@ -23,6 +23,11 @@ type Config struct {
 	// ExternalURL is the agent's own URL as receivers should see it; it
 	// builds Alertmanager's generatorURL. Empty: http://<web.listen>.
 	ExternalURL string `yaml:"external_url"`
+	// RunbookURL is where operators read the incident runbook
+	// (INCIDENT_RUNBOOK.md, e.g. on GitHub); every alert links to it with
+	// the anchor of the section its rule names. Empty: texts name the
+	// section without a link.
+	RunbookURL string `yaml:"runbook_url"`
 	// Outbox bounds the durable queue of undelivered events.
 	Outbox OutboxConfig `yaml:"outbox"`
 	// Retry shapes the backoff between failed deliveries.
@@ -197,6 +202,11 @@ func (c *Config) Validate(v *yamlx.Checker, path string) {
 	if c.ExternalURL != "" {
 		if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.Errorf(yamlx.Join(path, "external_url"), "%q is not an http(s) URL; write e.g. http://host.example.com:9847", c.ExternalURL)
+		}
+	}
+	if c.RunbookURL != "" {
+		if u, err := url.Parse(c.RunbookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+			v.Errorf(yamlx.Join(path, "runbook_url"), "%q is not an http(s) URL without #anchor; write the runbook's address, e.g. https://github.com/example/tokpulse/blob/main/docs/INCIDENT_RUNBOOK.md (each alert adds its section's anchor)", c.RunbookURL)
 		}
 	}
 	if c.Outbox.MaxEvents < 100 {

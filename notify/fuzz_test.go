@@ -5,6 +5,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 )
@@ -22,13 +23,15 @@ func FuzzTemplates(f *testing.F) {
 		`{{ time 1 }}{{ value "x" }}{{ json . }}`, `{{ range .Labels }}{{ . }}{{ end }}`, `{{ index .Labels "a" }}`,
 		`{{ .Nope }}`, `{{ template "x" }}`, `{{ define "x" }}{{ template "x" }}{{ end }}{{ template "x" }}`,
 		`{{ len .Evidence }}{{ range .Evidence }}{{ .Title }}{{ end }}`, `{{`, `{{ printf "%d" .Host }}`,
+		`{{ .Condition }}{{ range .KeyEvidence }}{{ .Title }}{{ range .Entries }}{{ .Text }}{{ end }}{{ end }}{{ duration .Duration }}{{ .Threshold.Op }}`,
 	} {
 		f.Add(s)
 	}
 	now := time.Unix(1_800_000_000, 0).UTC()
-	initial, resolved := testEvents("web-1", "v1", now)
+	initial, resolved := incident.TestEvents("web-1", "v1", "https://git.example.com/RUNBOOK.md", now)
 	v := 85.0
-	initial.Value, initial.Evidence = &v, []evidence.Section{{Source: "host", Kind: "host", Title: "Memory", Entries: []evidence.Entry{{Text: "86%"}}}}
+	initial.Value, initial.Unit, initial.Threshold = &v, "%", &alert.Threshold{Op: ">", Value: 80}
+	initial.Evidence = []evidence.Section{{Source: "host", Kind: "host", Title: "Memory", Relevant: true, Entries: []evidence.Entry{{Text: "86%"}}}}
 	up := initial
 	up.Kind, up.Update, up.ID = alert.KindUpdate, 1, "u"
 	events := []alert.Event{initial, up, resolved}

@@ -168,7 +168,7 @@ func newFeed(cfg Config, pol alert.Policies, opts Options) (*feed, error) {
 	}
 	f.Manager = m
 	f.tr, err = incident.New(incident.Options{State: opts.Store, Delivery: m, Policies: pol, Host: opts.Host,
-		Version: opts.Version, Evidence: f, Now: func() time.Time { return f.now }})
+		Version: opts.Version, Evidence: f, Now: func() time.Time { return f.now }, RunbookURL: testRunbookURL})
 	return f, err
 }
 
@@ -192,10 +192,10 @@ func (f *feed) Alerts(ctx context.Context, now time.Time, as []alert.Alert) erro
 
 // Snapshot implements incident.EvidenceSource with the alerts' own
 // evidence.
-func (f *feed) Snapshot(_ context.Context, lsets []map[string]string) [][]evidence.Section {
-	out := make([][]evidence.Section, len(lsets))
-	for i, l := range lsets {
-		out[i] = f.evidence[l["alertname"]]
+func (f *feed) Snapshot(_ context.Context, subjects []evidence.Subject) [][]evidence.Section {
+	out := make([][]evidence.Section, len(subjects))
+	for i, s := range subjects {
+		out[i] = f.evidence[s.Labels["alertname"]]
 	}
 	return out
 }
@@ -254,3 +254,6 @@ func (h *httpServer) start(ln net.Listener, rc *receiver) {
 }
 
 func (h *httpServer) close() { _ = h.srv.Close() }
+
+// testRunbookURL is notify.runbook_url of the tests' trackers.
+const testRunbookURL = "https://git.example.com/ops/INCIDENT_RUNBOOK.md"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -633,10 +634,11 @@ type TestResult struct {
 	Err      error
 }
 
-// Test sends a test alert (firing, then resolved) through every output of
-// cfg directly, without the outbox (the running agent may hold the state
-// file), and reports each output's result.
-func Test(ctx context.Context, cfg Config, opts Options) ([]TestResult, error) {
+// Test sends events (a test incident's firing and resolved events,
+// incident.TestEvents) through every output of cfg directly, from this
+// process, without the outbox (the running agent holds the state file),
+// and reports each output's result: `notify test --direct`.
+func Test(ctx context.Context, cfg Config, opts Options, events []alert.Event) ([]TestResult, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -644,42 +646,44 @@ func Test(ctx context.Context, cfg Config, opts Options) ([]TestResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	firing, resolved := testEvents(opts.Host, opts.Version, opts.Now())
-	var res []TestResult
-	for _, o := range outs.list {
-		start := time.Now()
-		var errs []string
-		for _, e := range []alert.Event{firing, resolved} {
-			if err := o.Send(ctx, []alert.Event{e}); err != nil {
-				errs = append(errs, fmt.Sprintf("%s event: %v", e.Kind, err))
-			}
-		}
-		r := TestResult{Output: o.Name(), Duration: time.Since(start)}
-		if len(errs) > 0 {
-			r.Err = errors.New(strings.Join(errs, "; "))
-		}
-		res = append(res, r)
-	}
-	return res, nil
+	return sendTest(ctx, outs.list, events), nil
 }
 
-// testEvents are the initial and resolved events of a P4 test incident.
-func testEvents(host, version string, now time.Time) (alert.Event, alert.Event) {
-	fp := alert.HashID("notify-test", host, now.String())[:16]
-	labels := map[string]string{"alertname": "TokPulseNotifyTest", "severity": "P4", "test": "true"}
-	anns := map[string]string{"summary": "Test notification from tokpulse-agent notify test on " + host,
-		"description": "An operator checked the notification path; no action needed."}
-	started, deadline, next := now, now.Add(24*time.Hour), now.Add(24*time.Hour)
-	firing := alert.Event{
-		ID: alert.EventID(host, fp, now, alert.KindInitial, 0), Kind: alert.KindInitial, Status: "firing",
-		IncidentID: alert.IncidentID(host, fp, now), Fingerprint: fp, AlertName: "TokPulseNotifyTest",
-		Severity: "P4", Summary: anns["summary"], Description: anns["description"],
-		Labels: labels, Annotations: anns, StartedAt: &started, ResponseDeadline: &deadline,
-		NextUpdateAt: &next, Host: host, AgentVersion: version, CreatedAt: now.UTC(),
+// Test sends events through the outputs the manager delivers to now,
+// with the secrets and as the user the agent has, bypassing the outbox
+// so that the answer says what each output did with them, and reports
+// each output's result: `notify test` asks the running agent for this.
+// The outputs' queues are not touched: a test event never waits behind
+// (nor delays) a real one, and is never retried.
+func (m *Manager) Test(ctx context.Context, events []alert.Event) []TestResult {
+	m.mu.Lock()
+	outs := slices.Clone(m.outputs)
+	m.mu.Unlock()
+	return sendTest(ctx, outs, events)
+}
+
+// sendTest sends events one at a time through each output, the outputs in
+// parallel, and reports per output in their order.
+func sendTest(ctx context.Context, outs []Output, events []alert.Event) []TestResult {
+	res := make([]TestResult, len(outs))
+	var wg sync.WaitGroup
+	for i, o := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			var errs []string
+			for _, e := range events {
+				if err := o.Send(ctx, []alert.Event{e}); err != nil {
+					errs = append(errs, fmt.Sprintf("%s event: %v", e.Kind, err))
+				}
+			}
+			res[i] = TestResult{Output: o.Name(), Duration: time.Since(start)}
+			if len(errs) > 0 {
+				res[i].Err = errors.New(strings.Join(errs, "; "))
+			}
+		}()
 	}
-	resolved := firing
-	resolved.ID, resolved.Kind, resolved.Status, resolved.NextUpdateAt = alert.EventID(host, fp, now, alert.KindResolved, 0), alert.KindResolved, "resolved", nil
-	ended, d := now, 0.0
-	resolved.EndedAt, resolved.DurationSeconds = &ended, &d
-	return firing, resolved
+	wg.Wait()
+	return res
 }

@@ -12,9 +12,21 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 )
 
-// The runbook's "Communication Templates", filled from the event. Lines the
-// agent cannot know (root cause, actions taken) say where to look instead.
+// The runbook's "Communication Templates", filled from the event, with
+// what a person needs to act on the alert: the value against its
+// threshold, the link to the runbook section, the rule's description (its
+// first steps) and the evidence that explains this alert. Lines the agent
+// cannot know (root cause, actions taken) say so rather than guess.
 const (
+	runbookLine = `
+{{- if and .Runbook .RunbookURL }}
+Runbook: {{ .Runbook }} – {{ .RunbookURL }}
+{{- else if .RunbookURL }}
+Runbook: {{ .RunbookURL }}
+{{- else if .Runbook }}
+Runbook: section "{{ .Runbook }}" of the incident runbook
+{{- end }}`
+
 	defaultInitialTemplate = `🚨 INCIDENT ALERT
 Severity: {{ .Severity }}
 Service: TokPulse
@@ -22,34 +34,43 @@ Status: Investigating
 Impact: {{ or .Summary .AlertName }}
 Started: {{ time .StartedAt }}
 Incident ID: {{ .IncidentID }}
-Alert: {{ .AlertName }} on {{ .Host }}{{ with .Value }} (value {{ value . }}){{ end }}
+Alert: {{ .AlertName }} on {{ .Host }}{{ with .Condition }}: {{ . }}{{ end }}
 {{- with .ResponseDeadline }}
-Acknowledge by: {{ time . }}{{ end }}
-{{- with .Runbook }}
-Runbook: {{ . }}{{ end }}`
+Acknowledge by: {{ time . }}{{ end }}` + runbookLine + `
+{{- with .Description }}
+
+First steps: {{ . }}{{ end }}
+{{- with .KeyEvidence }}
+
+Evidence:{{ range . }}
+• {{ .Title }}{{ range .Entries }}
+    {{ .Text }}{{ end }}{{ end }}{{ end }}`
 
 	defaultUpdateTemplate = `📊 INCIDENT UPDATE
 Incident ID: {{ .IncidentID }}
 Status: Investigating
-Current Actions: {{ if .Escalation }}escalated to {{ .Escalation }}{{ else }}on-call engineer notified{{ end }}; {{ .AlertName }} still firing on {{ .Host }}{{ with .Value }} (value {{ value . }}){{ end }}
+Current Actions: {{ if .Escalation }}escalated to {{ .Escalation }}{{ else }}on-call engineer notified{{ end }}; {{ .AlertName }} still firing on {{ .Host }}{{ with .Condition }} ({{ . }}){{ end }}
 ETA: unknown
-Next Update: {{ with .NextUpdateAt }}{{ time . }}{{ else }}at the next change{{ end }}`
+Next Update: {{ with .NextUpdateAt }}{{ time . }}{{ else }}at the next change{{ end }}` + runbookLine
 
 	defaultResolvedTemplate = `✅ INCIDENT RESOLVED
 Incident ID: {{ .IncidentID }}
-Duration: {{ .Duration }}
-Root Cause: {{ or .Description .Summary .AlertName }}
-Actions Taken: condition cleared on {{ .Host }} at {{ time .EndedAt }}
-Prevention: {{ with .Runbook }}review runbook section "{{ . }}"{{ else }}see the post-incident review{{ end }}`
+Duration: {{ duration .Duration }}{{ if and .StartedAt .EndedAt }} (from {{ time .StartedAt }} to {{ time .EndedAt }}){{ end }}
+Recovered: {{ .AlertName }} on {{ .Host }} no longer fires{{ with .Summary }}; it was: {{ . }}{{ end }}{{ with .Condition }} (last seen: {{ . }}){{ end }}
+Root Cause: not determined by tokpulse-agent; record it in the post-incident review
+Actions Taken: none by tokpulse-agent, which only observes
+Prevention: to be decided in the post-incident review` + runbookLine
 
 	defaultHeartbeatTemplate = `💓 tokpulse-agent {{ .AgentVersion }} on {{ .Host }} is alive ({{ time .CreatedAt }})`
 )
 
 // templateFuncs are available to every template: time formats a time (or
-// *time.Time) in UTC, value formats a sample value, json quotes a value as
-// JSON (for body templates).
+// *time.Time) in UTC, value formats a sample value, duration a duration
+// without its zero units (1h5m, 50m, 45s), json quotes a value as JSON
+// (for body templates).
 func templateFuncs() template.FuncMap {
 	return template.FuncMap{
+		"duration": humanDuration,
 		"time": func(v any) string {
 			switch t := v.(type) {
 			case time.Time:
@@ -63,8 +84,13 @@ func templateFuncs() template.FuncMap {
 			return fmt.Sprint(v)
 		},
 		"value": func(v any) string {
-			if f, ok := v.(*float64); ok && f != nil {
-				return fmt.Sprintf("%g", *f)
+			switch f := v.(type) {
+			case *float64:
+				if f != nil {
+					return alert.FormatValue(*f)
+				}
+			case float64:
+				return alert.FormatValue(f)
 			}
 			return fmt.Sprint(v)
 		},
@@ -142,4 +168,17 @@ func (t *templates) render(e *alert.Event) string {
 		return fmt.Sprintf("%s %s %s (template error: %v)", e.Kind, e.AlertName, e.Severity, err)
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// humanDuration writes d to the second without zero units: 1h5m, 50m,
+// 5m30s, 45s.
+func humanDuration(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if d >= time.Minute {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if d >= time.Hour {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

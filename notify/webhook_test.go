@@ -99,7 +99,7 @@ func TestWebhookLifecycle(t *testing.T) {
 		t.Errorf("cadence update number %d, want 2", evs[3].Update)
 	}
 	res := evs[4]
-	if res.Status != "resolved" || res.DurationSeconds == nil || *res.DurationSeconds != 3000 || !strings.Contains(res.Text, "✅ INCIDENT RESOLVED") || !strings.Contains(res.Text, "Duration: 50m0s") {
+	if res.Status != "resolved" || res.DurationSeconds == nil || *res.DurationSeconds != 3000 || !strings.Contains(res.Text, "✅ INCIDENT RESOLVED") || !strings.Contains(res.Text, "Duration: 50m (") {
 		t.Errorf("resolved event: %+v\n%s", res, res.Text)
 	}
 	if res.IncidentID != init.IncidentID {

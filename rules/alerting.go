@@ -74,7 +74,8 @@ func (r *Rule) alertSamples(ctx context.Context, ts time.Time, res promql.Vector
 // info describes the rule to the incident tracker.
 func (r *Rule) info() alert.Rule {
 	return alert.Rule{Group: r.Group, Name: r.Alert, File: r.File, Line: r.Line,
-		For: r.For, KeepFiringFor: r.KeepFiringFor, Severity: r.Severity}
+		For: r.For, KeepFiringFor: r.KeepFiringFor, Severity: r.Severity,
+		Reads: r.deps, Threshold: r.threshold}
 }
 
 // templateEnv is what annotation templates see besides the sample.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -29,7 +30,8 @@ const (
 
 // HostEvidence snapshots what the runbook's "Investigation and Diagnosis"
 // has the on-call engineer gather by hand (free -h, df -h, load, top
-// processes), plus the sections of the collectors' evidence providers.
+// processes), plus the sections of the collectors' evidence providers,
+// chosen and ordered for each alert (see Snapshot).
 type HostEvidence struct {
 	// Proc and Rootfs are the host's /proc and / (agent.paths).
 	Proc, Rootfs string
@@ -39,9 +41,55 @@ type HostEvidence struct {
 	Now       func() time.Time
 }
 
-// Snapshot implements incident.EvidenceSource. The host part is read once and
-// shared by every alert of the evaluation.
-func (h *HostEvidence) Snapshot(ctx context.Context, alerts []map[string]string) [][]evidence.Section {
+// Host sections, by what they are about; hostTopics says which metric
+// names make each one explain an alert.
+const (
+	topicMemory = "memory"
+	topicDisk   = "disk"
+	topicCPU    = "cpu"
+)
+
+// hostTopics maps metric name prefixes to the host facts that explain an
+// alert over them: a memory rule wants free -h and the largest processes,
+// a CPU rule the busiest processes and the load, a disk rule df -h.
+var hostTopics = []struct{ prefix, topic string }{
+	{"node_memory_", topicMemory}, {"node_vmstat_", topicMemory}, {"node_pressure_memory", topicMemory},
+	{"process_resident_memory", topicMemory},
+	{"node_filesystem_", topicDisk}, {"node_disk_", topicDisk},
+	{"node_cpu_", topicCPU}, {"node_load", topicCPU}, {"node_pressure_cpu", topicCPU},
+	{"node_procs_", topicCPU}, {"process_cpu_", topicCPU},
+}
+
+// hostSection is a host section with the topics it explains. A failed
+// one only says why the host could not be read: shown where it would
+// have explained the alert, left out of the context.
+type hostSection struct {
+	evidence.Section
+	topics []string
+	failed bool
+}
+
+// Snapshot implements incident.EvidenceSource: for each alert, the sections
+// that explain it first and marked Relevant (at most three), then the rest
+// of what concerns it, then the host's state; never another alert's
+// evidence.
+//
+//  1. The collectors' sections whose labels are all among the alert's: the
+//     failing probe's status and body excerpt for {probe="health"}, the
+//     check's output, the log lines of {source, pattern}, the unit's state.
+//  2. The host facts the rule's metrics are about: free -h and the top
+//     processes by memory for a memory rule, the top processes by CPU and
+//     the load for a CPU rule, df -h (the alert's mount point first) for a
+//     disk rule.
+//  3. Collectors' sections that share a label with the alert and contradict
+//     none (the other patterns of the log source of an error-rate alert),
+//     newest first.
+//  4. The other host sections, as context. Sections of other probes,
+//     checks, logs and units are left out: they belong to their own alerts.
+//
+// Empty sections (no filesystem to show) are left out. The host part is
+// read once and shared by every alert of the evaluation.
+func (h *HostEvidence) Snapshot(ctx context.Context, alerts []evidence.Subject) [][]evidence.Section {
 	now := time.Now
 	if h.Now != nil {
 		now = h.Now
@@ -62,28 +110,121 @@ func (h *HostEvidence) Snapshot(ctx context.Context, alerts []map[string]string)
 		}
 	}
 	out := make([][]evidence.Section, len(alerts))
-	for i, lset := range alerts {
-		var mine, rest []evidence.Section
-		for _, s := range provided {
-			if len(s.Labels) > 0 && labelsIn(s.Labels, lset) {
-				mine = append(mine, s)
-			} else {
-				rest = append(rest, s)
-			}
-		}
-		all := append(append(append([]evidence.Section{}, mine...), host...), rest...)
-		out[i] = bound(all, red)
+	for i, subj := range alerts {
+		out[i] = bound(selectEvidence(subj, host, provided), red)
 	}
 	return out
 }
 
-func labelsIn(want, have map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
+// selectEvidence orders the sections for one alert as Snapshot describes.
+func selectEvidence(subj evidence.Subject, host []hostSection, provided []evidence.Section) []evidence.Section {
+	topics := map[string]bool{}
+	for _, m := range subj.Metrics {
+		for _, t := range hostTopics {
+			if strings.HasPrefix(m, t.prefix) {
+				topics[t.topic] = true
+			}
 		}
 	}
-	return true
+	var own, related []evidence.Section
+	for _, s := range provided {
+		switch labelMatch(s.Labels, subj.Labels) {
+		case matchAll:
+			own = append(own, s)
+		case matchSome:
+			related = append(related, s)
+		}
+	}
+	sort.SliceStable(related, func(i, j int) bool { return newest(related[i]).After(newest(related[j])) })
+	var facts, background []evidence.Section
+	for _, hs := range host {
+		s := hs.Section
+		if mp := subj.Labels["mountpoint"]; mp != "" && slices.Contains(hs.topics, topicDisk) {
+			s = mountFirst(s, mp)
+		}
+		switch {
+		case slices.ContainsFunc(hs.topics, func(t string) bool { return topics[t] }):
+			facts = append(facts, s)
+		case !hs.failed:
+			background = append(background, s)
+		}
+	}
+	explaining := append(own, facts...)
+	var out []evidence.Section
+	for i, s := range append(explaining, related...) {
+		s.Relevant = i < maxRelevantSections && i < len(explaining)
+		out = append(out, s)
+	}
+	return append(out, background...)
+}
+
+// maxRelevantSections is how many sections explain an alert at most: the
+// two or three a person reads first.
+const maxRelevantSections = 3
+
+type match int
+
+const (
+	matchNone match = iota
+	matchSome
+	matchAll
+)
+
+// labelMatch compares a section's labels with an alert's: all of them
+// among the alert's (its own evidence), some shared and none contradicted
+// (related), or not at all.
+func labelMatch(want, have map[string]string) match {
+	if len(want) == 0 {
+		return matchNone
+	}
+	shared := 0
+	for k, v := range want {
+		hv, ok := have[k]
+		switch {
+		case !ok:
+		case hv != v:
+			return matchNone
+		default:
+			shared++
+		}
+	}
+	switch shared {
+	case len(want):
+		return matchAll
+	case 0:
+		return matchNone
+	}
+	return matchSome
+}
+
+// newest is the time of a section's latest entry.
+func newest(s evidence.Section) time.Time {
+	var t time.Time
+	for _, e := range s.Entries {
+		if e.Time.After(t) {
+			t = e.Time
+		}
+	}
+	return t
+}
+
+// mountFirst moves the df -h row of mount point mp right under the
+// header, so that a disk alert shows its own filesystem first.
+func mountFirst(s evidence.Section, mp string) evidence.Section {
+	if len(s.Entries) < 2 {
+		return s
+	}
+	rows := slices.Clone(s.Entries)
+	for i := 1; i < len(rows); i++ {
+		if f := strings.Fields(rows[i].Text); len(f) > 0 && f[len(f)-1] == mp {
+			row := rows[i]
+			copy(rows[2:i+1], rows[1:i])
+			rows[1] = row
+			break
+		}
+	}
+	s.Entries = rows
+	return s
 }
 
 // bound redacts and trims sections to the evidence limits, keeping the
@@ -126,23 +267,34 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-func (h *HostEvidence) hostSections(ctx context.Context, now time.Time) []evidence.Section {
-	sec := func(kind, title string, lines []string) evidence.Section {
-		s := evidence.Section{Source: "host", Kind: kind, Title: title}
+func (h *HostEvidence) hostSections(ctx context.Context, now time.Time) []hostSection {
+	var out []hostSection
+	add := func(title string, lines []string, err error, topics ...string) {
+		if err != nil {
+			lines = []string{"could not read: " + err.Error()}
+		}
+		if len(lines) == 0 {
+			return // nothing to show: no empty section
+		}
+		s := evidence.Section{Source: "host", Kind: "host", Title: title}
 		for _, l := range lines {
 			s.Entries = append(s.Entries, evidence.Entry{Time: now, Text: l})
 		}
-		return s
+		out = append(out, hostSection{s, topics, err != nil})
 	}
-	var out []evidence.Section
-	out = append(out, sec("host", "Memory and swap (free -h)", h.memory(ctx)))
-	out = append(out, sec("host", "Filesystems (df -h)", h.filesystems(ctx)))
-	if avg, err := load.AvgWithContext(ctx); err == nil {
-		out = append(out, sec("host", "Load average", []string{fmt.Sprintf("load average: %.2f, %.2f, %.2f", avg.Load1, avg.Load5, avg.Load15)}))
+	mem, err := h.memory(ctx)
+	add("Memory and swap (free -h)", mem, err, topicMemory)
+	fs, err := h.filesystems(ctx)
+	add("Filesystems (df -h)", fs, err, topicDisk)
+	var avg []string
+	a, err := load.AvgWithContext(ctx)
+	if err == nil {
+		avg = []string{fmt.Sprintf("load average: %.2f, %.2f, %.2f", a.Load1, a.Load5, a.Load15)}
 	}
-	byMem, byCPU := h.processes(ctx, now)
-	out = append(out, sec("host", "Top processes by memory (ps aux --sort=-rss)", byMem))
-	out = append(out, sec("host", "Top processes by CPU (ps aux --sort=-%cpu)", byCPU))
+	add("Load average", avg, err, topicCPU)
+	byMem, byCPU, err := h.processes(ctx, now)
+	add("Top processes by memory (ps aux --sort=-rss)", byMem, err, topicMemory)
+	add("Top processes by CPU (ps aux --sort=-%cpu)", byCPU, err, topicCPU)
 	return out
 }
 
@@ -164,29 +316,29 @@ func human(b uint64) string {
 	return fmt.Sprintf("%.0f%ci", f, units[i])
 }
 
-func (h *HostEvidence) memory(ctx context.Context) []string {
+func (h *HostEvidence) memory(ctx context.Context) ([]string, error) {
 	v, err := mem.VirtualMemoryWithContext(ctx)
 	if err != nil {
-		return []string{"memory: " + err.Error()}
+		return nil, err
 	}
 	lines := []string{
 		fmt.Sprintf("%-6s %8s %8s %8s %8s %10s %9s", "", "total", "used", "free", "shared", "buff/cache", "available"),
 		fmt.Sprintf("%-6s %8s %8s %8s %8s %10s %9s", "Mem:", human(v.Total), human(v.Total-v.Available), human(v.Free),
 			human(v.Shared), human(v.Buffers+v.Cached), human(v.Available)),
 	}
-	if s, err := mem.SwapMemoryWithContext(ctx); err == nil {
-		lines = append(lines, fmt.Sprintf("%-6s %8s %8s %8s", "Swap:", human(s.Total), human(s.Used), human(s.Free)))
-	}
+	// Swap from the same meminfo (gopsutil's SwapMemory asks this kernel's
+	// sysinfo, whatever agent.paths.proc says).
+	lines = append(lines, fmt.Sprintf("%-6s %8s %8s %8s", "Swap:", human(v.SwapTotal), human(v.SwapTotal-v.SwapFree), human(v.SwapFree)))
 	if v.Total > 0 {
 		lines = append(lines, fmt.Sprintf("memory used: %.1f%%", 100*float64(v.Total-v.Available)/float64(v.Total)))
 	}
-	return lines
+	return lines, nil
 }
 
-func (h *HostEvidence) filesystems(ctx context.Context) []string {
+func (h *HostEvidence) filesystems(ctx context.Context) ([]string, error) {
 	parts, err := disk.PartitionsWithContext(ctx, false)
 	if err != nil {
-		return []string{"filesystems: " + err.Error()}
+		return nil, err
 	}
 	lines := []string{fmt.Sprintf("%-20s %6s %6s %6s %5s %s", "Filesystem", "Size", "Used", "Avail", "Use%", "Mounted on")}
 	seen := map[string]bool{}
@@ -201,7 +353,10 @@ func (h *HostEvidence) filesystems(ctx context.Context) []string {
 		}
 		lines = append(lines, fmt.Sprintf("%-20s %6s %6s %6s %4.0f%% %s", p.Device, human(u.Total), human(u.Used), human(u.Free), u.UsedPercent, p.Mountpoint))
 	}
-	return lines
+	if len(lines) == 1 {
+		return nil, nil // a header alone says nothing
+	}
+	return lines, nil
 }
 
 type procInfo struct {
@@ -212,14 +367,19 @@ type procInfo struct {
 	cpu  float64 // percent of one core over the process' life, as ps shows
 }
 
-func (h *HostEvidence) processes(ctx context.Context, now time.Time) (byMem, byCPU []string) {
-	procs, err := process.ProcessesWithContext(ctx)
+func (h *HostEvidence) processes(ctx context.Context, now time.Time) (byMem, byCPU []string, err error) {
+	// The pids of the proc root, read as files: gopsutil's
+	// ProcessesWithContext would also signal each pid to see that it
+	// exists, which asks this host's kernel, not the root's (a fixture,
+	// or a host's /proc read from a container); a process gone meanwhile
+	// fails below and is skipped.
+	pids, err := process.PidsWithContext(ctx)
 	if err != nil {
-		msg := []string{"processes: " + err.Error()}
-		return msg, msg
+		return nil, nil, err
 	}
 	var infos []procInfo
-	for _, p := range procs {
+	for _, pid := range pids {
+		p := &process.Process{Pid: pid}
 		mi, err := p.MemoryInfoWithContext(ctx)
 		if err != nil {
 			continue // exited meanwhile, or a kernel thread
@@ -244,6 +404,9 @@ func (h *HostEvidence) processes(ctx context.Context, now time.Time) (byMem, byC
 		cmd = strings.TrimSpace(cmd)
 		return fmt.Sprintf("%7d %5.1f%% %8s %s", p.pid, p.cpu, human(p.rss), cmd)
 	}
+	if len(infos) == 0 {
+		return nil, nil, nil
+	}
 	header := fmt.Sprintf("%7s %6s %8s %s", "PID", "%CPU", "RSS", "COMMAND")
 	sort.SliceStable(infos, func(i, j int) bool { return infos[i].rss > infos[j].rss })
 	byMem = []string{header}
@@ -255,5 +418,5 @@ func (h *HostEvidence) processes(ctx context.Context, now time.Time) (byMem, byC
 	for i := 0; i < len(infos) && i < topProcesses; i++ {
 		byCPU = append(byCPU, line(infos[i]))
 	}
-	return byMem, byCPU
+	return byMem, byCPU, nil
 }

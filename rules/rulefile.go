@@ -67,6 +67,8 @@ type Rule struct {
 	// templatesQuery is set when a label or annotation template calls
 	// query, whose result may change while the alert's value does not.
 	templatesQuery bool
+	// threshold is the expression's comparison with a number, if any.
+	threshold *alert.Threshold
 	// annotations caches the expanded annotations by alert fingerprint.
 	annotations map[string]cachedAnnotations
 	// written holds the series the rule wrote at its last evaluation (a
@@ -302,6 +304,12 @@ func ParseRules(file string, data []byte, opts LoadOptions, logger *slog.Logger)
 				ranges: lookback(expr),
 			}
 			r.deps, r.anyDep, r.hasRange = selectors(expr)
+			if r.Alert != "" {
+				r.threshold = exprThreshold(expr)
+				if err := checkThresholdAnnotation(rr.Annotations["threshold"], r.threshold); err != nil {
+					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: annotation threshold: %w (tokpulse-agent shows it in alert texts; Prometheus does not read it)", pos, g.Name, ri+1, r.Alert, err))
+				}
+			}
 			for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
 				for _, v := range m {
 					r.templatesQuery = r.templatesQuery || strings.Contains(v, "query")
@@ -357,6 +365,76 @@ func selectors(expr parser.Expr) (names []string, any, hasRange bool) {
 	})
 	slices.Sort(names)
 	return names, any, hasRange
+}
+
+// exprThreshold returns the comparison of expr with a number, which is
+// the threshold its alerts cross: "> 80" of `100 * used / total > 80`, of
+// `x > 80 and y == 0` (the left side of and/unless filters), and of an
+// or whose two sides compare alike. nil when there is none (a comparison
+// of two series, a bool modifier, an absent()).
+func exprThreshold(expr parser.Expr) *alert.Threshold {
+	switch e := expr.(type) {
+	case *parser.ParenExpr:
+		return exprThreshold(e.Expr)
+	case *parser.BinaryExpr:
+		switch e.Op {
+		case parser.LAND, parser.LUNLESS:
+			return exprThreshold(e.LHS)
+		case parser.LOR:
+			l, r := exprThreshold(e.LHS), exprThreshold(e.RHS)
+			if l != nil && r != nil && *l == *r {
+				return l
+			}
+			return nil
+		}
+		if !e.Op.IsComparisonOperator() || e.ReturnBool {
+			return nil
+		}
+		if v, ok := numberLiteral(e.RHS); ok {
+			return &alert.Threshold{Op: e.Op.String(), Value: v}
+		}
+		if v, ok := numberLiteral(e.LHS); ok {
+			// 80 < x is x > 80: the alert's value is the series'.
+			flip := map[string]string{">": "<", "<": ">", ">=": "<=", "<=": ">=", "==": "==", "!=": "!="}
+			return &alert.Threshold{Op: flip[e.Op.String()], Value: v}
+		}
+	}
+	return nil
+}
+
+// numberLiteral returns the value of a number written in an expression
+// (80, (80), -5).
+func numberLiteral(e parser.Expr) (float64, bool) {
+	switch x := e.(type) {
+	case *parser.NumberLiteral:
+		return x.Val, true
+	case *parser.ParenExpr:
+		return numberLiteral(x.Expr)
+	case *parser.UnaryExpr:
+		if v, ok := numberLiteral(x.Expr); ok && x.Op == parser.SUB {
+			return -v, true
+		}
+	}
+	return 0, false
+}
+
+// checkThresholdAnnotation checks a rule's "threshold" annotation: an
+// operator and a number, the same as the expression's own comparison when
+// it has one, so that an alert text never shows a threshold the rule does
+// not apply (after an edit of one and not the other). A templated one is
+// checked when it is expanded, where it can only be shown as written.
+func checkThresholdAnnotation(ann string, fromExpr *alert.Threshold) error {
+	if ann == "" || strings.Contains(ann, "{{") {
+		return nil
+	}
+	t, err := alert.ParseThreshold(ann)
+	if err != nil {
+		return err
+	}
+	if fromExpr != nil && t != *fromExpr {
+		return fmt.Errorf("%q differs from the expression's comparison %q; make them agree", ann, fromExpr.String())
+	}
+	return nil
 }
 
 // lookback returns how far back expr reads: its longest range or subquery

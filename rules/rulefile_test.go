@@ -20,6 +20,8 @@ func TestLoadFileInvalid(t *testing.T) {
 		{"invalid-bad-severity.yml", `testdata/invalid-bad-severity.yml:7:21: group "example", rule 1, "Critical": tokpulse-agent requires severity P1–P4 on alerting rules (Prometheus does not): severity "critical" is not one of them; write P1, P2, P3 or P4`},
 		{"invalid-expr.yml", `testdata/invalid-expr.yml:5:15: group "example", rule 1, "Broken": could not parse expression`},
 		{"invalid-unknown-key.yml", "testdata/invalid-unknown-key.yml: yaml: unmarshal errors:\n  line 6: field label not found"},
+		{"invalid-threshold.yml", `testdata/invalid-threshold.yml:4:9: group "example", rule 1, "HighMemory": annotation threshold: "80 percent" is not a comparison; write an operator and a number, e.g. "> 80" (tokpulse-agent shows it in alert texts; Prometheus does not read it)`},
+		{"invalid-threshold-mismatch.yml", `testdata/invalid-threshold-mismatch.yml:4:9: group "example", rule 1, "HighMemory": annotation threshold: "> 80" differs from the expression's comparison "> 85"; make them agree (tokpulse-agent shows it in alert texts; Prometheus does not read it)`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := LoadFile("testdata/"+tc.file, nil)
@@ -139,6 +141,43 @@ func TestLoadUnmatchedGlobs(t *testing.T) {
 			}
 			if !strings.Contains(logs.String(), tc.want) || strings.Count(logs.String(), "msg=\"A rule_files glob") != 1 {
 				t.Errorf("log:\n%s\nwant one line with %s", logs.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestExprThreshold: the threshold an alert's value crosses is read from
+// the expression's comparison with a number, through and/unless filters
+// and parentheses, from either side; none where there is no such
+// comparison.
+func TestExprThreshold(t *testing.T) {
+	for _, tc := range []struct {
+		expr, want string // want "" for none
+	}{
+		{`100 * (node_memory_MemTotal_bytes - node_memory_MemAvailable_bytes) / node_memory_MemTotal_bytes > 80`, "> 80"},
+		{`100 * node_filesystem_avail_bytes / node_filesystem_size_bytes < 20 and node_filesystem_readonly == 0`, "< 20"},
+		{`(rate(x[5m]) >= 0.5) unless y`, ">= 0.5"},
+		{`80 < x`, "> 80"},
+		{`x > -5`, "> -5"},
+		{`tokpulse_probe_success == 0`, "== 0"},
+		{`tokpulse_check_success{check="postgres"} == 0 or tokpulse_probe_success{probe="postgres_tcp"} == 0`, "== 0"},
+		{`a > 1 or b > 2`, ""},
+		{`x > bool 80`, ""},
+		{`x > y`, ""},
+		{`absent(up)`, ""},
+		{`increase(tokpulse_log_matches_total{pattern="db_connection"}[5m]) > 0`, "> 0"},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			e, err := newParser().ParseExpr(tc.expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if th := exprThreshold(e); th != nil {
+				got = th.String()
+			}
+			if got != tc.want {
+				t.Errorf("threshold %q, want %q", got, tc.want)
 			}
 		})
 	}

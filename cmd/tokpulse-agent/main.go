@@ -7,16 +7,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -204,15 +208,41 @@ FILE the rules are read from standard input.`,
 func notifyTestCommand() *command {
 	return &command{
 		name:    "notify test",
-		summary: "send a test alert through every notify output",
-		help: `Send a test alert (TokPulseNotifyTest, severity P4, firing and then
-resolved) through every notify output of the configuration, from this
-process and as the user who runs it, and print OK or FAIL with the reason
-for each output. The first line names the configuration used. The exit
-status is 1 when any output failed.`,
+		summary: "send a test alert through every notify output, by the running agent",
+		help: `Ask the running agent to send a test alert (TokPulseNotifyTest, severity P4,
+firing and then resolved) through every one of its notify outputs, and
+print OK or FAIL with the reason for each output. The agent sends it as the
+service's user, with the secrets and the configuration it runs on, so that
+OK means the service's own path works (POST /api/v1/notify/test). It is
+found as status finds it: at web.listen of the configuration (--config,
+else ` + SystemConfigFile + ` if it exists, else the embedded default), over
+HTTPS when its web.config_file sets TLS, or at --url; --http.config.file
+gives the credentials of an agent behind basic auth. Only the web section
+of the file is read here (its secrets may be unreadable to you); the
+outputs are those the agent has loaded. The first lines name the
+configuration and the agent.
+
+With --direct the test is sent from this process instead, as the user who
+runs it, through the outputs of the configuration file, without a running
+agent; a secret file only this user can read then passes, and check warns
+about it.
+
+The exit status is 1 when any output failed, when there is none, or when
+the agent cannot be reached.`,
 		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
 			config := configFlag(fs)
-			return func([]string) int { return c.notifyTest(c.configFile(*config)) }
+			api := declareAPIFlags(fs)
+			direct := fs.Bool("direct", false, "send from this process, as this user, instead of asking the running agent")
+			return func([]string) int {
+				if *direct && (*api.url != "" || *api.httpConfig != "") {
+					fmt.Fprint(c.stderr, notifyTestCommand().usageError("--direct sends without the agent; it takes no --url or --http.config.file"))
+					return 2
+				}
+				if *direct {
+					return c.notifyTestDirect(c.configFile(*config))
+				}
+				return c.notifyTest(c.configFile(*config), api)
+			}
 		},
 	}
 }
@@ -417,9 +447,67 @@ func (c *cli) reload(configFile string, pid int, stateDir string, timeout time.D
 	return 0
 }
 
-// notifyTest sends a test alert through every output of the configuration
-// file ("" for the embedded default).
-func (c *cli) notifyTest(configFile string) int {
+// notifyTest asks the running agent to send a test alert through its
+// outputs, and prints what each did.
+func (c *cli) notifyTest(configFile string, f apiFlags) int {
+	if *f.url == "" {
+		fmt.Fprintf(c.stdout, "Configuration: %s\n", configName(configFile))
+	}
+	api, ok := c.agentAt(configFile, f)
+	if !ok {
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	body, err := api.do(ctx, http.MethodPost, "/api/v1/notify/test", []byte("{}"))
+	var se *statusError
+	var ue *unreachableError
+	switch {
+	case errors.As(err, &se) && (se.code == http.StatusNotFound || se.code == http.StatusMethodNotAllowed):
+		fmt.Fprintf(c.stderr, "%v\n(the running agent predates POST /api/v1/notify/test: restart it after the upgrade, or use --direct)\n", err)
+		return 1
+	case errors.As(err, &ue):
+		fmt.Fprintf(c.stderr, "%v; --direct sends from this process instead\n", err)
+		return 1
+	case err != nil:
+		fmt.Fprintln(c.stderr, err)
+		return 1
+	}
+	var resp struct {
+		Data agent.NotifyTestReport `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		fmt.Fprintf(c.stderr, "unexpected answer from %s: %v\n", api.base, err)
+		return 1
+	}
+	rep := resp.Data
+	if *f.url != "" {
+		fmt.Fprintf(c.stdout, "Configuration: %s (the agent's)\n", rep.ConfigFile)
+	}
+	fmt.Fprintf(c.stdout, "Sent by the agent (pid %d, user %s) through its outputs:\n", rep.PID, rep.User)
+	if rep.LastGoodInUse {
+		fmt.Fprintf(c.stderr, "warning: the agent runs on its last good configuration, because %s does not load (tokpulse-agent check); these are that copy's outputs\n", rep.ConfigFile)
+	}
+	// Tell an edit that was not reloaded, when this user can load the file
+	// (the service's secrets may be unreadable here: nothing to say then).
+	if cfg, err := agent.Load(configFile); err == nil && *f.url == "" {
+		var theirs []string
+		for _, o := range rep.Outputs {
+			theirs = append(theirs, o.Output)
+		}
+		if mine := cfg.Notify.OutputNames(); !slices.Equal(mine, theirs) {
+			fmt.Fprintf(c.stderr, "note: %s names the outputs [%s], the running agent has [%s]: it runs the configuration it last loaded; reload it (systemctl reload tokpulse-agent) to apply the file\n",
+				configName(configFile), strings.Join(mine, " "), strings.Join(theirs, " "))
+		}
+	}
+	return c.printTestReport(rep)
+}
+
+// notifyTestDirect sends a test alert through every output of the
+// configuration file ("" for the embedded default) from this process.
+func (c *cli) notifyTestDirect(configFile string) int {
 	fmt.Fprintf(c.stdout, "Configuration: %s\n", configName(configFile))
 	cfg, ok := loadConfig(configFile, c.stderr)
 	if !ok {
@@ -427,5 +515,36 @@ func (c *cli) notifyTest(configFile string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return agent.NotifyTest(ctx, cfg, buildInfo(), c.stdout)
+	rep, err := agent.NotifyTestDirect(ctx, cfg, configFile, buildInfo())
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return 1
+	}
+	fmt.Fprintf(c.stdout, "Sent from this process (pid %d, user %s), not by the agent:\n", rep.PID, rep.User)
+	code := c.printTestReport(rep)
+	// What passed here may still fail for the service.
+	for _, w := range agent.UnreadableFiles(cfg, c.service) {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
+	}
+	return code
+}
+
+// printTestReport prints one line per output and returns the exit
+// status: 1 when an output failed or there is none.
+func (c *cli) printTestReport(rep agent.NotifyTestReport) int {
+	if len(rep.Outputs) == 0 {
+		fmt.Fprintln(c.stdout, "no notify outputs configured; add notify.webhooks, notify.alertmanagers or notify.files")
+		return 1
+	}
+	code := 0
+	for _, o := range rep.Outputs {
+		d := time.Duration(o.DurationSeconds * float64(time.Second)).Round(time.Millisecond)
+		if !o.OK {
+			code = 1
+			fmt.Fprintf(c.stdout, "FAIL %s (%s): %s\n", o.Output, d, o.Error)
+			continue
+		}
+		fmt.Fprintf(c.stdout, "OK   %s (%s)\n", o.Output, d)
+	}
+	return code
 }

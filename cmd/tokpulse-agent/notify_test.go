@@ -8,14 +8,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 )
 
-// TestNotifyTestSubcommand runs "tokpulse-agent notify test" against a real
-// receiver that accepts and one that refuses.
-func TestNotifyTestSubcommand(t *testing.T) {
+// TestNotifyTestDirectSubcommand runs "tokpulse-agent notify test --direct"
+// against a real receiver that accepts and one that refuses.
+func TestNotifyTestDirectSubcommand(t *testing.T) {
 	var posts atomic.Int32
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -35,7 +36,7 @@ func TestNotifyTestSubcommand(t *testing.T) {
 		code       int
 		want       string
 	}{
-		{"accepted", fmt.Sprintf("[{name: central, url: %q}]", ok.URL), 0, "OK   central"},
+		{"accepted", fmt.Sprintf("[{name: central, url: %q}]", ok.URL), 0, "Sent from this process (pid " + strconv.Itoa(os.Getpid())},
 		{"refused", fmt.Sprintf("[{name: central, url: %q}, {name: other, url: %q}]", ok.URL, refuse.URL), 1, "FAIL other"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,7 +45,7 @@ func TestNotifyTestSubcommand(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out, errOut bytes.Buffer
-			if code := run([]string{"notify", "test", "--config", cfg}, &out, &errOut); code != tc.code {
+			if code := run([]string{"notify", "test", "--direct", "--config", cfg}, &out, &errOut); code != tc.code {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, out.String(), errOut.String())
 			}
 			if !strings.Contains(out.String(), tc.want) {
@@ -54,8 +55,8 @@ func TestNotifyTestSubcommand(t *testing.T) {
 	}
 	// Without --config, the system configuration (here the first test's
 	// file standing in for /etc/tokpulse-agent/agent.yaml), named first.
-	code, out, errOut := runCLI(t, filepath.Join(dir, "accepted.yaml"), "notify", "test")
-	if want := "Configuration: " + filepath.Join(dir, "accepted.yaml") + "\nOK   central"; code != 0 || !strings.HasPrefix(out, want) {
+	code, out, errOut := runCLI(t, filepath.Join(dir, "accepted.yaml"), "notify", "test", "--direct")
+	if want := "Configuration: " + filepath.Join(dir, "accepted.yaml") + "\nSent from this process"; code != 0 || !strings.HasPrefix(out, want) || !strings.Contains(out, "\nOK   central") {
 		t.Errorf("exit %d, want 0 and stdout to start with %q\nstdout:\n%s\nstderr:\n%s", code, want, out, errOut)
 	}
 	if posts.Load() != 6 { // firing and resolved, three times

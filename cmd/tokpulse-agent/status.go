@@ -30,51 +30,56 @@ func statusCommand() *command {
 read from its API (GET /api/v1/status). The agent is found at web.listen of
 the configuration (--config, else ` + SystemConfigFile + ` if it exists,
 else the embedded default, 127.0.0.1:9847), or at --url; the first line on
-standard error says which. An agent that serves through a web config file
-(TLS, basic auth) is reached with --url. Alerts of the same name are told
-apart by the labels in which they differ.`,
+standard error says which. When the configuration's web.config_file sets
+TLS, the agent is reached over HTTPS and must present the certificate that
+file names; an agent behind basic auth needs --http.config.file (username
+and password_file, as amtool takes them). Only the web section of the file is
+read, so that status works while the rest does not load. Alerts of the same
+name are told apart by the labels in which they differ.`,
 		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
 			config := configFlag(fs)
-			url := fs.String("url", "", "base `URL` of the agent's HTTP server, e.g. https://127.0.0.1:9847 (overrides --config)")
+			api := declareAPIFlags(fs)
 			asJSON := fs.Bool("json", false, "print the raw JSON of /api/v1/status")
-			return func([]string) int { return c.status(c.configFile(*config), *url, *asJSON) }
+			return func([]string) int { return c.status(c.configFile(*config), api, *asJSON) }
 		},
 	}
 }
 
-// status prints the running agent's status, read from its local API at
-// base, or at web.listen of the configuration file ("" for the embedded
-// default) when base is empty.
-func (c *cli) status(configFile, base string, asJSON bool) int {
+// agentAt finds the running agent for a command: at --url, or by the web
+// section of the configuration file ("" for the embedded default), and
+// names it on standard error. Only that section is read: the rest of the
+// file may not load (the agent then runs on its last good copy) or name
+// secrets the user running the command cannot read.
+func (c *cli) agentAt(configFile string, f apiFlags) (*agentAPI, bool) {
+	var web agent.WebConfig
+	if *f.url == "" {
+		var err error
+		if web, err = agent.WebOf(configFile); err != nil {
+			fmt.Fprintln(c.stderr, err)
+			return nil, false
+		}
+	}
+	api, err := connect(f, web, configFile)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return nil, false
+	}
+	fmt.Fprintf(c.stderr, "Agent at %s (%s)\n", api.base, api.via)
+	return api, true
+}
+
+// status prints the running agent's status, read from its local API.
+func (c *cli) status(configFile string, f apiFlags, asJSON bool) int {
 	stdout, stderr := c.stdout, c.stderr
-	if base == "" {
-		cfg, ok := loadConfig(configFile, stderr)
-		if !ok {
-			return 1
-		}
-		if cfg.Web.ConfigFile != "" {
-			fmt.Fprintf(stderr, "the agent of %s serves through a web config file (TLS or basic auth); pass --url https://HOST:PORT\n", configName(configFile))
-			return 1
-		}
-		base = "http://" + cfg.Web.Listen
-		fmt.Fprintf(stderr, "Agent at %s (web.listen of %s)\n", base, configName(configFile))
+	api, ok := c.agentAt(configFile, f)
+	if !ok {
+		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/v1/status", nil)
+	body, err := api.do(ctx, http.MethodGet, "/api/v1/status", nil)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "cannot reach the agent at %s: %v (is it running? systemctl status tokpulse-agent)\n", base, err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "agent at %s answered %s: %s %v\n", base, resp.Status, body, err)
 		return 1
 	}
 	if asJSON {
@@ -83,7 +88,7 @@ func (c *cli) status(configFile, base string, asJSON bool) int {
 	}
 	var st agent.Status
 	if err := json.Unmarshal(body, &st); err != nil {
-		fmt.Fprintf(stderr, "unexpected answer from %s: %v\n", base, err)
+		fmt.Fprintf(stderr, "unexpected answer from %s: %v\n", api.base, err)
 		return 1
 	}
 	color := false

@@ -37,6 +37,12 @@ type Rule struct {
 	For           time.Duration
 	KeepFiringFor time.Duration
 	Severity      Severity
+	// Reads are the metric names the rule's expression reads (recording
+	// rules resolved), which choose the host evidence of its alerts.
+	Reads []string
+	// Threshold is the comparison of the expression with a number, when
+	// it has one (`… > 80`); the "threshold" annotation overrides it.
+	Threshold *Threshold
 }
 
 // Key identifies the rule across reloads and restarts.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
@@ -49,8 +50,18 @@ type Event struct {
 	Summary     string `json:"summary,omitempty"`
 	Description string `json:"description,omitempty"`
 	Runbook     string `json:"runbook,omitempty"`
+	// RunbookURL links the runbook section: the rule's runbook_url
+	// annotation, or notify.runbook_url with the anchor of the section
+	// that the runbook annotation names.
+	RunbookURL string `json:"runbook_url,omitempty"`
 	// Value is absent when the sample was NaN or infinite.
-	Value       *float64          `json:"value,omitempty"`
+	Value *float64 `json:"value,omitempty"`
+	// Unit is the unit of Value and Threshold (the rule's "unit"
+	// annotation: "%", "s").
+	Unit string `json:"unit,omitempty"`
+	// Threshold is the comparison Value crossed (the rule's "threshold"
+	// annotation, or its expression's comparison with a number).
+	Threshold   *Threshold        `json:"threshold,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
@@ -96,6 +107,80 @@ func (e *Event) Duration() time.Duration {
 		return 0
 	}
 	return time.Duration(*e.DurationSeconds * float64(time.Second)).Round(time.Second)
+}
+
+// Condition says, for templates, what the alert's value is against its
+// threshold: "86.2 % > 80 %". Only the value ("3 matching lines in 5m")
+// when the rule fires on any value above zero, and nothing when the
+// threshold is a state (probe_success == 0: the value only repeats it) or
+// when there is neither a threshold nor a unit to make the number mean
+// something beyond the summary.
+func (e *Event) Condition() string {
+	if e.Value == nil {
+		return ""
+	}
+	v := *e.Value
+	switch t := e.Threshold; {
+	case t == nil && e.Unit == "":
+		return "value " + FormatValue(v)
+	case t == nil:
+		return withUnit(v, e.Unit)
+	case t.StateTest():
+		return ""
+	case t.Op == ">" && t.Value == 0:
+		return withUnit(v, e.Unit)
+	}
+	return withUnit(v, e.Unit) + " " + e.Threshold.Op + " " + withUnit(e.Threshold.Value, e.Unit)
+}
+
+// Text bounds of the evidence a message shows (KeyEvidence): the webhook
+// body carries it all, a chat message only what explains the alert.
+const (
+	keySections     = 3
+	keyEntries      = 6
+	keyEntryRunes   = 200
+	keyEntryElision = "…"
+)
+
+// KeyEvidence returns, for templates, the evidence sections that explain
+// this alert (those marked Relevant, at most three), each cut to six
+// entries of one line and at most 200 characters: the first six of a
+// host table (its header, then the rows that matter most: the largest
+// processes, the alert's mount point), the last six of anything else (the
+// newest log lines).
+func (e *Event) KeyEvidence() []evidence.Section {
+	var out []evidence.Section
+	for _, s := range e.Evidence {
+		if !s.Relevant || len(s.Entries) == 0 {
+			continue
+		}
+		entries := s.Entries
+		switch {
+		case len(entries) <= keyEntries:
+		case s.Kind == "host":
+			entries = entries[:keyEntries]
+		default:
+			entries = entries[len(entries)-keyEntries:]
+		}
+		s.Entries = make([]evidence.Entry, len(entries))
+		for i, en := range entries {
+			s.Entries[i] = evidence.Entry{Time: en.Time, Text: oneLine(en.Text, keyEntryRunes)}
+		}
+		out = append(out, s)
+		if len(out) == keySections {
+			break
+		}
+	}
+	return out
+}
+
+// oneLine folds s to one line of at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), " ⏎ ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + keyEntryElision
+	}
+	return s
 }
 
 // EventID is the stable id of the n-th event of kind for the incident of

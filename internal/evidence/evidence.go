@@ -31,6 +31,18 @@ type Section struct {
 	// alert whose labels include all of them gets this section first.
 	Labels  map[string]string `json:"labels,omitempty"`
 	Entries []Entry           `json:"entries,omitempty"`
+	// Relevant marks the sections that explain this alert (the alert's
+	// own probe, check, log lines or unit, or the host facts its rule
+	// reads), which come first and which alert texts show.
+	Relevant bool `json:"relevant,omitempty"`
+}
+
+// Subject is what an evidence snapshot is for: one alert's labels and the
+// metric names its rule's expression reads, which say which host facts
+// explain it (node_memory_* the memory and its largest processes).
+type Subject struct {
+	Labels  map[string]string
+	Metrics []string
 }
 
 // Provider is implemented by collectors that keep evidence. Evidence must be
