@@ -26,7 +26,9 @@ Alert: {{ .AlertName }} on {{ .Host }}{{ with .Value }} (value {{ value . }}){{ 
 {{- with .ResponseDeadline }}
 Acknowledge by: {{ time . }}{{ end }}
 {{- with .Runbook }}
-Runbook: {{ . }}{{ end }}`
+Runbook: {{ . }}{{ end }}
+{{- with .Action }}
+Automated response: {{ .Description }} under way (action {{ .Name }}){{ end }}`
 
 	defaultUpdateTemplate = `📊 INCIDENT UPDATE
 Incident ID: {{ .IncidentID }}
@@ -39,8 +41,21 @@ Next Update: {{ with .NextUpdateAt }}{{ time . }}{{ else }}at the next change{{ 
 Incident ID: {{ .IncidentID }}
 Duration: {{ .Duration }}
 Root Cause: {{ or .Description .Summary .AlertName }}
-Actions Taken: condition cleared on {{ .Host }} at {{ time .EndedAt }}
+Actions Taken: {{ with .Action }}resolved after automated {{ .Description }} ({{ .Seconds }} s); {{ end }}condition cleared on {{ .Host }} at {{ time .EndedAt }}
 Prevention: {{ with .Runbook }}review runbook section "{{ . }}"{{ else }}see the post-incident review{{ end }}`
+
+	defaultActionTemplate = `🤖 AUTOMATED ACTION
+Incident ID: {{ .IncidentID }}
+Alert: {{ .AlertName }} ({{ .Severity }}) on {{ .Host }}
+{{- with .Action }}
+Action: {{ .Name }}, {{ .Description }}{{ if .DryRun }} (dry run){{ end }}
+Outcome: {{ .Outcome }}{{ with .Reason }}: {{ . }}{{ end }}
+{{- with .Error }}
+Error: {{ . }}{{ end }}
+{{- with .Output }}
+Output: {{ . }}{{ end }}{{ end }}
+{{- with .Escalation }}
+Escalation: {{ . }}{{ end }}`
 
 	defaultHeartbeatTemplate = `💓 tokpulse-agent {{ .AgentVersion }} on {{ .Host }} is alive ({{ time .CreatedAt }})`
 )
@@ -100,11 +115,13 @@ func loadTemplates(layers ...TemplateFiles) (*templates, error) {
 	defaults := map[alert.Kind]string{
 		alert.KindInitial: defaultInitialTemplate, alert.KindUpdate: defaultUpdateTemplate,
 		alert.KindResolved: defaultResolvedTemplate, alert.KindHeartbeat: defaultHeartbeatTemplate,
+		alert.KindAction: defaultActionTemplate,
 	}
 	for kind, def := range defaults {
 		text, source := def, "default"
 		for _, l := range layers {
-			f := map[alert.Kind]string{alert.KindInitial: l.Initial, alert.KindUpdate: l.Update, alert.KindResolved: l.Resolved, alert.KindHeartbeat: l.Heartbeat}[kind]
+			f := map[alert.Kind]string{alert.KindInitial: l.Initial, alert.KindUpdate: l.Update, alert.KindResolved: l.Resolved,
+				alert.KindHeartbeat: l.Heartbeat, alert.KindAction: l.Action}[kind]
 			if f == "" {
 				continue
 			}
