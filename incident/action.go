@@ -314,7 +314,7 @@ func (t *Tracker) begin(inc *incident, a *Action, ts time.Time) {
 	t.act.dirtyKeys[key] = true
 	if a.DryRun {
 		r.EndedAt, r.VerifiedAt = ts, ts
-		t.finish(inc, r, alert.OutcomeDryRun, "dry_run: would have started the "+r.Description)
+		t.finish(inc, r, alert.OutcomeDryRun, "would have started the "+r.Description+"; nothing ran")
 		return
 	}
 	t.act.lastRun[a.Name] = ts
