@@ -122,3 +122,21 @@ actions:
 		})
 	}
 }
+
+// TestPolicyDocumented: docs/actions.md shows the shipped rule's code as it
+// is, so that an operator who copies it to extend the policy copies what
+// the package installs.
+func TestPolicyDocumented(t *testing.T) {
+	rule, err := os.ReadFile(filepath.Join(shippedDir, PolicyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/actions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := string(rule[strings.Index(string(rule), "polkit.addRule"):])
+	if !strings.Contains(string(doc), code) {
+		t.Errorf("docs/actions.md does not show the code of %s as shipped:\n%s", PolicyFile, code)
+	}
+}
