@@ -50,13 +50,32 @@ type Action struct {
 // Matches reports whether an alert with labels l is one the action
 // answers.
 func (a *Action) Matches(l map[string]string) bool {
-	for k, v := range a.Match {
-		if l[k] != v {
-			return false
-		}
+	return matchAll(a.matchers(), func(k string) string { return l[k] })
+}
+
+// labelMatcher is one condition of an action on one label.
+type labelMatcher struct {
+	name, value string
+	re          *regexp.Regexp
+}
+
+// matchers returns a's conditions as a list, equality first, so that the
+// tracker tests them without iterating maps at every evaluation.
+func (a *Action) matchers() []labelMatcher {
+	out := make([]labelMatcher, 0, len(a.Match)+len(a.MatchRE))
+	for _, k := range slices.Sorted(maps.Keys(a.Match)) {
+		out = append(out, labelMatcher{name: k, value: a.Match[k]})
 	}
-	for k, re := range a.MatchRE {
-		if !re.MatchString(l[k]) {
+	for _, k := range slices.Sorted(maps.Keys(a.MatchRE)) {
+		out = append(out, labelMatcher{name: k, re: a.MatchRE[k]})
+	}
+	return out
+}
+
+func matchAll(ms []labelMatcher, get func(string) string) bool {
+	for _, m := range ms {
+		v := get(m.name)
+		if m.re != nil && !m.re.MatchString(v) || m.re == nil && v != m.value {
 			return false
 		}
 	}
@@ -128,7 +147,9 @@ func lastRunKey(action string) string    { return "last/" + action }
 // actionState is the tracker's part that concerns actions.
 type actionState struct {
 	actions []Action
-	exec    Executor
+	// matchers are each action's conditions (Action.matchers).
+	matchers [][]labelMatcher
+	exec     Executor
 	// ctx bounds every run; cancelled when the agent stops.
 	ctx context.Context
 
@@ -171,6 +192,10 @@ func (t *Tracker) SetActions(actions []Action, exec Executor) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.act.actions, t.act.exec = slices.Clone(actions), exec
+	t.act.matchers = make([][]labelMatcher, len(actions))
+	for i := range actions {
+		t.act.matchers[i] = actions[i].matchers()
+	}
 }
 
 // Start gives the tracker the context its actions run in; cancelling it
@@ -204,7 +229,7 @@ func (t *Tracker) WaitActions(ctx context.Context) error {
 func (t *Tracker) advanceActions(ts time.Time) {
 	t.takeResults()
 	t.pruneBudgets(ts)
-	for _, inc := range t.sorted() {
+	t.each(func(inc *incident) {
 		for i := range inc.Actions {
 			run := &inc.Actions[i]
 			if run.State != runVerifying {
@@ -220,10 +245,10 @@ func (t *Tracker) advanceActions(ts time.Time) {
 				t.finish(inc, run, alert.OutcomeNoEffect, fmt.Sprintf("the alert still fired %s after the %s ended (verify_within)", model.Duration(run.VerifyWithin), run.Description))
 			}
 		}
-		if inc.State == alert.StateFiring && !inc.held {
+		if inc.State == alert.StateFiring && !inc.held && len(t.act.actions) > 0 {
 			t.decide(inc, ts)
 		}
-	}
+	})
 }
 
 // takeResults applies the results of finished runs to their incidents.
@@ -273,10 +298,18 @@ func (t *Tracker) decide(inc *incident, ts time.Time) {
 	if fired.IsZero() {
 		fired = inc.ActiveAt
 	}
-	lbls := t.eventLabels(inc)
+	// The labels events carry: the alert's, then agent.labels.
+	get := func(k string) string {
+		if v, ok := inc.Labels[k]; ok {
+			return v
+		}
+		return t.opts.Labels[k]
+	}
 	for i := range t.act.actions {
+		// Cheapest first: this runs for every firing alert at every
+		// evaluation.
 		a := &t.act.actions[i]
-		if !a.Matches(lbls) || inc.ran(a.Name) || ts.Sub(fired) < a.After {
+		if ts.Sub(fired) < a.After || inc.ran(a.Name) || !matchAll(t.act.matchers[i], get) {
 			continue
 		}
 		t.begin(inc, a, ts)
