@@ -170,9 +170,9 @@ func (e *Executor) explain(ctx context.Context, unit string, err error) error {
 // outputExcerpt bounds what a command's output contributes to an event.
 const outputExcerpt = 1024
 
-// command runs cfg's command as a check runs: argv without a shell, its
-// own process group killed with its children at the timeout, bounded
-// output.
+// command runs cfg's command as a check runs: argv without a shell,
+// under a reaper that kills everything it started at the timeout (children
+// that left its process group too), with bounded output.
 func (e *Executor) command(ctx context.Context, cfg Config) incident.Result {
 	r := collectors.RunCheck(ctx, collectors.CheckConfig{
 		Name: cfg.Name, Command: cfg.Command, Timeout: yamlx.Duration(cfg.timeout()), Env: cfg.Env, EnvFiles: cfg.EnvFiles,

@@ -53,7 +53,7 @@ func TestCommandActions(t *testing.T) {
 		{name: "env expanded", command: []string{"/bin/sh", "-c", `echo "queue=$$1"`, "sh", "$QUEUE"}, env: map[string]string{"QUEUE": "webhook_queue"},
 			exit: -1, output: "queue=webhook_queue"},
 		{name: "timeout kills the group", command: []string{"/bin/sh", "-c", "sleep 30 & echo $$! > " + child + "; wait"}, timeout: 300 * time.Millisecond,
-			err: "did not finish within 300ms and was killed with its process group", exit: -1},
+			err: "did not finish within 300ms and was killed with everything it started", exit: -1},
 		{name: "redacted", command: []string{"/bin/sh", "-c", "echo connecting to postgres://app:s3cr3t@db/app failed >&2; exit 1"},
 			err: "exited with status 1", exit: 1, output: "stderr: connecting to", absent: "s3cr3t"},
 	} {

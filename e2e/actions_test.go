@@ -133,7 +133,7 @@ actions:
 	})
 	t.Run("timeout", func(t *testing.T) {
 		evs := kinds("ActTimesOut", "initial action update", 30*time.Second)
-		if a := evs[1].Action; a.Outcome != "failed" || !strings.Contains(a.Error, "did not finish within 1s and was killed with its process group") {
+		if a := evs[1].Action; a.Outcome != "failed" || !strings.Contains(a.Error, "did not finish within 1s and was killed with everything it started") {
 			t.Errorf("action %+v, want failed by the timeout", a)
 		}
 	})
