@@ -230,6 +230,7 @@ func (a *Agent) install(g *generation) {
 	a.engine.Swap(g.rules, g.cfg.Agent.Interval.D())
 	a.tracker.SetPolicies(g.cfg.Severities, g.cfg.Agent.Labels)
 	a.tracker.SetRunbookURL(g.cfg.Notify.RunbookURL)
+	a.tracker.SetActions(g.actions, g.executor)
 	a.notifier.Apply(g.outputs)
 	if a.opts.Level != nil {
 		_ = a.opts.Level.UnmarshalText([]byte(g.cfg.Agent.Log.Level))
@@ -274,6 +275,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	p := a.pipeline
 	a.mu.Unlock()
 	p.start(runCtx, nil)
+	// Actions end with the agent: a command under way is killed, and the
+	// next start verifies what it cannot know.
+	a.tracker.Start(runCtx)
 	// Delivery outlives ctx: shutdown drains it before the state file closes.
 	a.notifier.Start(context.WithoutCancel(runCtx))
 

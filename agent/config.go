@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
+	"github.com/tokpulse/tokpulse-agent/actions"
 	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/safefile"
@@ -47,6 +48,9 @@ type Config struct {
 	Severities alert.Policies `yaml:"severities"`
 	// Notify is where alerts go (webhooks, Alertmanager, files).
 	Notify notify.Config `yaml:"notify"`
+	// Actions are the guarded automated responses to alerts (restart a
+	// unit, run a command); none by default. See docs/actions.md.
+	Actions yamlx.List[actions.Config] `yaml:"actions"`
 
 	// warnings are what validation found worth changing but not wrong
 	// (a secret file others can read); see Warnings.
@@ -202,6 +206,7 @@ func (c *Config) Validate(v *yamlx.Checker, path string) {
 		}
 	}
 	c.Notify.Validate(v, yamlx.Join(path, "notify"))
+	actions.ValidateList(c.Actions, v, yamlx.Join(path, "actions"))
 }
 
 // Validate implements yamlx.Validator.

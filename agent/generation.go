@@ -8,7 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/actions"
 	tpcollectors "github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/incident"
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/notify"
 	"github.com/tokpulse/tokpulse-agent/rules"
@@ -58,6 +61,9 @@ type generation struct {
 	pipeline *pipeline
 	rules    *rules.RuleSet
 	outputs  *notify.Outputs
+	// actions and their executor, handed to the tracker on install.
+	actions  []incident.Action
+	executor incident.Executor
 }
 
 // build decodes and validates src, builds its collectors (taking over the
@@ -84,7 +90,24 @@ func (a *Agent) build(src *configSource, prev *pipeline) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &generation{src: src, cfg: cfg, pipeline: p, rules: rs, outputs: outs}, nil
+	g := &generation{src: src, cfg: cfg, pipeline: p, rules: rs, outputs: outs}
+	g.actions, g.executor = a.buildActions(cfg)
+	return g, nil
+}
+
+// buildActions returns cfg's actions as the tracker decides them, and the
+// executor that runs them.
+func (a *Agent) buildActions(cfg *Config) ([]incident.Action, incident.Executor) {
+	list := make([]incident.Action, len(cfg.Actions))
+	for i := range cfg.Actions {
+		list[i] = cfg.Actions[i].Action()
+	}
+	// The units the installed polkit policy allows, named when polkit
+	// refuses a restart.
+	pol := actions.ReadPolicy(actions.DefaultPolicyDirs())
+	return list, actions.NewExecutor(cfg.Actions, actions.Options{
+		Logger: a.logger.With("component", "actions"), Redactor: evidence.NewRedactor(), PolicyUnits: pol.Units,
+	})
 }
 
 // pipeline is the collectors of one generation.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/notify"
 )
@@ -21,6 +22,8 @@ type Status struct {
 	// Outbox is what waits for delivery, as /api/v1/outbox serves it; nil
 	// when the state file could not be read.
 	Outbox *notify.Status `json:"outbox,omitempty"`
+	// Actions are the configured automated actions with the budget left.
+	Actions []incident.ActionStatus `json:"actions"`
 }
 
 // AgentStatus describes the running agent.
@@ -81,6 +84,7 @@ func (a *Agent) StatusSnapshot() Status {
 		Components: a.currentPipeline().set.Status(),
 		Alerts:     a.tracker.Alerts(),
 		Outbox:     outbox,
+		Actions:    a.tracker.Actions(),
 	}
 }
 

@@ -61,6 +61,20 @@ type event struct {
 		} `json:"entries"`
 	} `json:"evidence"`
 	Text string `json:"text"`
+	// Escalation and Action: docs/webhook.md; Action is set on events of
+	// kind action (and on initial and resolved events that name one).
+	Escalation string `json:"escalation_step"`
+	Action     *struct {
+		Name       string   `json:"name"`
+		Type       string   `json:"type"`
+		Command    []string `json:"command"`
+		Outcome    string   `json:"outcome"`
+		Reason     string   `json:"reason"`
+		Error      string   `json:"error"`
+		ExitStatus *int     `json:"exit_status"`
+		Output     string   `json:"output"`
+		DryRun     bool     `json:"dry_run"`
+	} `json:"action"`
 
 	// ReceivedAt is when the receiver got the POST that carried it.
 	ReceivedAt time.Time `json:"-"`

@@ -121,6 +121,8 @@ type Tracker struct {
 	// gone are the keys of incidents dropped since the last persist.
 	gone     map[string]bool
 	lastMeta time.Time
+	// act is what concerns automated actions (action.go).
+	act actionState
 }
 
 // New returns a tracker with the incidents restored from the state file.
@@ -142,6 +144,8 @@ func New(opts Options) (*Tracker, error) {
 		opts: opts, logger: opts.Logger,
 		byRule: map[string]map[string]*incident{},
 		gone:   map[string]bool{},
+		act: actionState{budgets: map[string]*budget{}, lastRun: map[string]time.Time{},
+			dirtyKeys: map[string]bool{}, counts: map[[2]string]float64{}},
 	}
 	t.m = newMetrics(t)
 	if opts.Registerer != nil {
@@ -288,6 +292,7 @@ func (t *Tracker) Commit(ctx context.Context, ts time.Time) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.resolveOrphans(ts)
+	t.advanceActions(ts)
 	t.attachEvidence(ctx)
 	t.produce(ts)
 	if len(t.outgoing) > 0 && t.opts.Delivery != nil {
@@ -308,6 +313,9 @@ func (t *Tracker) Commit(ctx context.Context, ts time.Time) error {
 		t.logger.Error("Saving incidents to the state file failed", "err", err)
 		return err
 	}
+	// Only now that the state file says they run: a crash before this
+	// point loses a run that never started, never repeats one.
+	t.launchDecided()
 	return nil
 }
 
@@ -358,38 +366,63 @@ func (t *Tracker) attachEvidence(ctx context.Context) {
 // incident that fires and was not announced, an update when the
 // severity's update_every has passed or a new escalation step is reached,
 // and a resolution for every announced incident that ended.
+//
+// The events of automated actions come in between: after the initial
+// event (which says when an action is under way), before the update that
+// their escalation calls for, and before the resolution, which waits for
+// a run still under way so that the receiver reads "restarted", then
+// "resolved".
 func (t *Tracker) produce(ts time.Time) {
 	for _, inc := range t.sorted() {
 		pol := t.opts.Policies.For(inc.Severity)
 		switch {
 		case inc.State == alert.StateFiring:
-			step := pol.Escalation(inc.ActiveAt, ts)
-			var ev alert.Event
-			switch {
-			case !inc.Announced:
-				ev = t.event(alert.KindInitial, inc, ts, 0)
+			if !inc.Announced {
+				_, step := pol.EscalationLevel(inc.ActiveAt, ts, inc.EscalationFloor)
+				ev := t.event(alert.KindInitial, inc, ts, 0)
 				if gw := pol.GroupWait.D(); gw > 0 {
 					ev.HoldUntil = ts.Add(gw)
 				}
+				ev.Action = inc.running()
 				inc.Announced = true
-			case ts.Sub(inc.LastSentAt) >= pol.UpdateEvery.D() || step != inc.Escalation:
+				t.sent(inc, &ev, pol, ts, step)
+			}
+			t.actionEvents(inc, ts)
+			_, step := pol.EscalationLevel(inc.ActiveAt, ts, inc.EscalationFloor)
+			if ts.Sub(inc.LastSentAt) >= pol.UpdateEvery.D() || step != inc.Escalation {
 				inc.Updates++
-				ev = t.event(alert.KindUpdate, inc, ts, inc.Updates)
-			default:
+				ev := t.event(alert.KindUpdate, inc, ts, inc.Updates)
+				t.sent(inc, &ev, pol, ts, step)
+			}
+		case inc.State == alert.StateResolved && inc.Announced && !inc.Closed:
+			if inc.inFlight() {
 				continue
 			}
-			ev.Escalation = step
-			next := ts.Add(pol.UpdateEvery.D())
-			ev.NextUpdateAt = &next
-			inc.LastSentAt, inc.Escalation, inc.dirty = ts, step, true
-			t.outgoing = append(t.outgoing, ev)
-		case inc.State == alert.StateResolved && inc.Announced && !inc.Closed:
+			t.actionEvents(inc, ts)
 			ev := t.event(alert.KindResolved, inc, ts, 0)
 			ev.Escalation = inc.Escalation
+			ev.Action = inc.succeeded()
 			inc.Closed, inc.dirty = true, true
 			t.outgoing = append(t.outgoing, ev)
+		default:
+			// A run on an incident resolved before it was announced (it
+			// cannot start before), or on one already closed, is still
+			// accounted for.
+			for i := range inc.Actions {
+				inc.Actions[i].Reported = inc.Actions[i].Reported || inc.Actions[i].State == runDone
+			}
 		}
 	}
+}
+
+// sent hands on an initial or update event of inc at escalation step and
+// records it as the last one sent.
+func (t *Tracker) sent(inc *incident, ev *alert.Event, pol alert.Policy, ts time.Time, step string) {
+	ev.Escalation = step
+	next := ts.Add(pol.UpdateEvery.D())
+	ev.NextUpdateAt = &next
+	inc.LastSentAt, inc.Escalation, inc.dirty = ts, step, true
+	t.outgoing = append(t.outgoing, *ev)
 }
 
 // expire forgets resolved incidents after the retention.
@@ -519,18 +552,41 @@ func (t *Tracker) Alerts() []alert.Alert {
 			Escalation:       inc.Escalation, Held: inc.held, Evidence: inc.Evidence,
 		}
 		if inc.State == alert.StateFiring {
-			a.Escalation = pol.Escalation(inc.ActiveAt, now)
+			_, a.Escalation = pol.EscalationLevel(inc.ActiveAt, now, inc.EscalationFloor)
+		}
+		for _, r := range inc.Actions {
+			a.Actions = append(a.Actions, r.Action)
 		}
 		out = append(out, a)
 	}
 	return out
 }
 
-// Close saves when the tracker last evaluated, so that the next start
-// knows how long the agent was down.
+// closeWait bounds how long Close waits for actions under way; their
+// context is cancelled by then (the agent is stopping), so commands are
+// being killed and D-Bus calls return.
+const closeWait = 5 * time.Second
+
+// Close waits briefly for actions under way, saves the results of those
+// that finished (their events leave at the next start), and when the
+// tracker last evaluated, so that the next start knows how long the agent
+// was down.
 func (t *Tracker) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	if err := t.WaitActions(ctx); err != nil {
+		t.logger.Warn("Automated actions still running at shutdown; the next start verifies them", "err", err)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.takeResults()
+	// Events not yet accepted by delivery must be produced again at the
+	// next start: then the incidents stay one step behind, unsaved.
+	if len(t.outgoing) == 0 {
+		if err := t.persist(t.opts.Now()); err != nil {
+			return err
+		}
+	}
 	return t.saveMeta(time.Time{}, true)
 }
 
@@ -587,6 +643,13 @@ type record struct {
 	LastSentAt time.Time          `json:"last_sent_at,omitzero"`
 	Escalation string             `json:"escalation,omitempty"`
 	Evidence   []evidence.Section `json:"evidence,omitempty"`
+	// EscalationFloor is the escalation level the incident has reached
+	// early: each automated action that failed, had no effect or was
+	// refused raises it one step above the level its age gives.
+	EscalationFloor int `json:"escalation_floor,omitempty"`
+	// Actions are the automated actions run (or refused) on it, oldest
+	// first; an action that is here never runs again for this incident.
+	Actions []actionRun `json:"actions,omitempty"`
 }
 
 // incident is a record with what only lives in memory.

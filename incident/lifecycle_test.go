@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
@@ -94,6 +95,13 @@ type harness struct {
 	// cold, when set, reports memory_used_percent as not yet collected
 	// afresh (a collector that has not run since the start).
 	cold bool
+	// actions and exec, when set, are given to every tracker started;
+	// eval waits for the runs it started unless noWait is set.
+	actions []incident.Action
+	exec    incident.Executor
+	noWait  bool
+	// reg holds the metrics of the tracker started last.
+	reg *prometheus.Registry
 }
 
 func writeRules(t *testing.T, dir, body string) string {
@@ -137,11 +145,14 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.st, h.evidence = st, &fixedEvidence{}
+	h.st, h.evidence, h.reg = st, &fixedEvidence{}, prometheus.NewRegistry()
 	h.tr, err = incident.New(incident.Options{State: st, Delivery: h.del, Policies: alert.DefaultPolicies(),
-		Evidence: h.evidence, Host: "web-1", Version: "t", Now: func() time.Time { return h.now }})
+		Evidence: h.evidence, Host: "web-1", Version: "t", Now: func() time.Time { return h.now }, Registerer: h.reg})
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if h.actions != nil {
+		h.tr.SetActions(h.actions, h.exec)
 	}
 	h.m = rules.NewManager(rules.Options{Tracker: h.tr, Interval: step, Freshness: func() map[string]bool {
 		if h.cold {
@@ -189,6 +200,13 @@ func (h *harness) eval(v *float64) {
 	}
 	if err := h.tr.Commit(ctx, h.now); err != nil && !h.del.fail {
 		h.t.Fatalf("commit at %s: %v", h.now.Sub(t0), err)
+	}
+	if !h.noWait {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := h.tr.WaitActions(wctx); err != nil {
+			h.t.Fatalf("actions still running after the commit at %s: %v", h.now.Sub(t0), err)
+		}
 	}
 	h.now = h.now.Add(step)
 }

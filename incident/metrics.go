@@ -15,6 +15,8 @@ type metrics struct {
 	stateFailures    prometheus.Counter
 	alerts           *prometheus.Desc
 	held             *prometheus.Desc
+	actionRuns       *prometheus.Desc
+	actionLastRun    *prometheus.Desc
 }
 
 func newMetrics(t *Tracker) *metrics {
@@ -34,6 +36,12 @@ func newMetrics(t *Tracker) *metrics {
 		held: prometheus.NewDesc("tokpulse_alerts_held",
 			"Alerts restored at start or kept over a reload whose rule has not yet been evaluated over freshly collected data; their state is held, neither confirmed nor resolved.",
 			nil, nil),
+		actionRuns: prometheus.NewDesc("tokpulse_action_runs_total",
+			"Automated actions (actions: of agent.yaml) by outcome: succeeded, no_effect, failed, rate_limited (refused, budget spent), dry_run. Counted when the outcome is known.",
+			[]string{"action", "outcome"}, nil),
+		actionLastRun: prometheus.NewDesc("tokpulse_action_last_run_timestamp_seconds",
+			"Unix time at which the action last really ran (dry runs and refusals excluded); absent before its first run.",
+			[]string{"action"}, nil),
 	}
 }
 
@@ -43,6 +51,8 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.stateFailures.Describe(ch)
 	ch <- x.alerts
 	ch <- x.held
+	ch <- x.actionRuns
+	ch <- x.actionLastRun
 }
 
 // Collect implements prometheus.Collector.
@@ -71,7 +81,26 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 			held++
 		}
 	})
+	runs := map[[2]string]float64{}
+	last := map[string]float64{}
+	for _, a := range t.act.actions {
+		for _, o := range alert.Outcomes() {
+			runs[[2]string{a.Name, string(o)}] = 0
+		}
+		if at, ok := t.act.lastRun[a.Name]; ok {
+			last[a.Name] = float64(at.UnixNano()) / 1e9
+		}
+	}
+	for k, n := range t.act.counts {
+		runs[k] = n
+	}
 	t.mu.Unlock()
+	for k, n := range runs {
+		ch <- prometheus.MustNewConstMetric(x.actionRuns, prometheus.CounterValue, n, k[0], k[1])
+	}
+	for name, at := range last {
+		ch <- prometheus.MustNewConstMetric(x.actionLastRun, prometheus.GaugeValue, at, name)
+	}
 	for k, c := range counts {
 		ch <- prometheus.MustNewConstMetric(x.alerts, prometheus.GaugeValue, float64(c[0]), k.name, k.sev, "pending")
 		ch <- prometheus.MustNewConstMetric(x.alerts, prometheus.GaugeValue, float64(c[1]), k.name, k.sev, "firing")

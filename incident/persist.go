@@ -3,9 +3,11 @@ package incident
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 )
@@ -68,11 +70,28 @@ func (t *Tracker) restore() error {
 			inc.held = true
 			held++
 		}
+		for i := range inc.Actions {
+			run := &inc.Actions[i]
+			if run.State != runRunning {
+				continue
+			}
+			// The agent stopped while it ran: a command was killed with
+			// it, a restart job went on in systemd. Its own result is
+			// lost; whether the alert resolves in time still says whether
+			// it worked. It never runs again for this incident.
+			run.State, run.EndedAt, inc.dirty = runVerifying, now, true
+			run.Reason = "the agent stopped while it ran; its own result is unknown"
+			t.logger.Info("An automated action was under way when the agent stopped; verifying it from now", "action", run.Name,
+				"alertname", inc.AlertName, "incident_id", inc.IncidentID)
+		}
 		key := alert.Rule{Group: inc.Group, Name: inc.AlertName}.Key()
 		if t.byRule[key] == nil {
 			t.byRule[key] = map[string]*incident{}
 		}
 		t.byRule[key][inc.Fingerprint] = inc
+	}
+	if err := t.restoreActions(); err != nil {
+		return err
 	}
 	if held > 0 || dropped > 0 {
 		t.logger.Info("Incidents restored from the state file; held until their rules see fresh data",
@@ -106,12 +125,41 @@ func (t *Tracker) readRecords() ([]*incident, error) {
 	return out, nil
 }
 
-// persist writes the changed incidents and deletes the dropped ones in one
-// transaction, and the time of the last evaluation when it is due.
+// restoreActions loads the actions' budgets and last runs.
+func (t *Tracker) restoreActions() error {
+	err := t.opts.State.Bucket(ActionsBucket).ForEach(func(k, v []byte) error {
+		key := string(k)
+		switch {
+		case strings.HasPrefix(key, "budget/"):
+			var b budget
+			if err := json.Unmarshal(v, &b); err != nil || b.Action == "" {
+				t.logger.Warn("Dropping a corrupt action budget; that action may run once more for that alert", "key", key, "err", err)
+				t.act.dirtyKeys[key] = true
+				return nil
+			}
+			t.act.budgets[key] = &b
+		case strings.HasPrefix(key, "last/"):
+			var at time.Time
+			if err := json.Unmarshal(v, &at); err == nil {
+				t.act.lastRun[strings.TrimPrefix(key, "last/")] = at
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading action budgets from the state file: %w (move the state file aside to start afresh)", err)
+	}
+	return nil
+}
+
+// persist writes the changed incidents and deletes the dropped ones, with
+// the actions' budgets, in one transaction, and the time of the last
+// evaluation when it is due.
 func (t *Tracker) persist(ts time.Time) error {
 	if t.opts.State == nil {
 		t.each(func(inc *incident) { inc.dirty = false })
 		clear(t.gone)
+		clear(t.act.dirtyKeys)
 		return nil
 	}
 	put := map[string][]byte{}
@@ -134,11 +182,62 @@ func (t *Tracker) persist(ts time.Time) error {
 			del = append(del, k)
 		}
 	}
-	if err := t.opts.State.Bucket(Bucket).Apply(put, del); err != nil {
+	actPut := map[string][]byte{}
+	var actDel []string
+	for k := range t.act.dirtyKeys {
+		var v any
+		if b, ok := t.act.budgets[k]; ok {
+			v = b
+		} else if at, ok := t.act.lastRun[strings.TrimPrefix(k, "last/")]; ok && strings.HasPrefix(k, "last/") {
+			v = at
+		}
+		if v == nil {
+			actDel = append(actDel, k)
+			continue
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encoding an action budget: %w", err)
+		}
+		actPut[k] = data
+	}
+	if len(put) == 0 && len(del) == 0 && len(actPut) == 0 && len(actDel) == 0 {
+		return t.saveMeta(ts, false)
+	}
+	// One transaction: a run recorded in its incident is always counted
+	// in its budget, whatever moment a crash picks.
+	err = t.opts.State.DB().Update(func(tx *bolt.Tx) error {
+		for _, w := range []struct {
+			bucket string
+			put    map[string][]byte
+			del    []string
+		}{{Bucket, put, del}, {ActionsBucket, actPut, actDel}} {
+			if len(w.put) == 0 && len(w.del) == 0 {
+				continue
+			}
+			bk, err := tx.CreateBucketIfNotExists([]byte(w.bucket))
+			if err != nil {
+				return err
+			}
+			for _, k := range w.del {
+				if err := bk.Delete([]byte(k)); err != nil {
+					return err
+				}
+			}
+			for k, v := range w.put {
+				if err := bk.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("saving incidents to the state file: %w (check free space in agent.state_dir)", err)
 	}
 	t.each(func(inc *incident) { inc.dirty = false })
 	clear(t.gone)
+	clear(t.act.dirtyKeys)
 	return t.saveMeta(ts, len(put) > 0 || len(del) > 0)
 }
 

@@ -57,12 +57,14 @@ func (a *alertmanager) MaxBatch() int                 { return a.cfg.MaxBatch }
 func (a *alertmanager) ResendInterval() time.Duration { return a.cfg.ResendInterval.D() }
 
 // toAM converts alert events; heartbeats have no Alertmanager form (the
-// central Prometheus watches the agent's own up series instead).
+// central Prometheus watches the agent's own up series instead), nor do
+// automated actions' events, which change no alert's state (their
+// escalation reaches Alertmanager with the update that follows).
 func (a *alertmanager) toAM(events []alert.Event) []amAlert {
 	now := a.now()
 	var out []amAlert
 	for _, e := range events {
-		if e.Kind == alert.KindHeartbeat {
+		if e.Kind == alert.KindHeartbeat || e.Kind == alert.KindAction {
 			continue
 		}
 		labels := map[string]string{}

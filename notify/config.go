@@ -61,6 +61,8 @@ type TemplateFiles struct {
 	Update    string `yaml:"update_file"`
 	Resolved  string `yaml:"resolved_file"`
 	Heartbeat string `yaml:"heartbeat_file"`
+	// Action is the text of an automated action's event (docs/actions.md).
+	Action string `yaml:"action_file"`
 }
 
 // TLSConfig configures the client side of TLS for an output.

@@ -37,6 +37,8 @@ Incident ID: {{ .IncidentID }}
 Alert: {{ .AlertName }} on {{ .Host }}{{ with .Condition }}: {{ . }}{{ end }}
 {{- with .ResponseDeadline }}
 Acknowledge by: {{ time . }}{{ end }}` + runbookLine + `
+{{- with .Action }}
+Automated response: {{ .Description }} under way (action {{ .Name }}){{ end }}
 {{- with .Description }}
 
 First steps: {{ . }}{{ end }}
@@ -56,10 +58,23 @@ Next Update: {{ with .NextUpdateAt }}{{ time . }}{{ else }}at the next change{{ 
 	defaultResolvedTemplate = `✅ INCIDENT RESOLVED
 Incident ID: {{ .IncidentID }}
 Duration: {{ duration .Duration }}{{ if and .StartedAt .EndedAt }} (from {{ time .StartedAt }} to {{ time .EndedAt }}){{ end }}
-Recovered: {{ .AlertName }} on {{ .Host }} no longer fires{{ with .Summary }}; it was: {{ . }}{{ end }}{{ with .Condition }} (last seen: {{ . }}){{ end }}
+Recovered: {{ .AlertName }} on {{ .Host }} no longer fires{{ with .Action }}: resolved after automated {{ .Description }} ({{ .Seconds }} s){{ end }}{{ with .Summary }}; it was: {{ . }}{{ end }}{{ with .Condition }} (last seen: {{ . }}){{ end }}
 Root Cause: not determined by tokpulse-agent; record it in the post-incident review
-Actions Taken: none by tokpulse-agent, which only observes
+Actions Taken: {{ with .Action }}automated {{ .Description }} by tokpulse-agent (action {{ .Name }}, {{ .Outcome }}){{ else }}none by tokpulse-agent, which only observes{{ end }}
 Prevention: to be decided in the post-incident review` + runbookLine
+
+	defaultActionTemplate = `🤖 AUTOMATED ACTION
+Incident ID: {{ .IncidentID }}
+Alert: {{ .AlertName }} ({{ .Severity }}) on {{ .Host }}
+{{- with .Action }}
+Action: {{ .Name }}, {{ .Description }}{{ if .DryRun }} (dry run){{ end }}
+Outcome: {{ .Outcome }}{{ with .Reason }}: {{ . }}{{ end }}
+{{- with .Error }}
+Error: {{ . }}{{ end }}
+{{- with .Output }}
+Output: {{ . }}{{ end }}{{ end }}
+{{- with .Escalation }}
+Escalation: {{ . }}{{ end }}`
 
 	defaultHeartbeatTemplate = `💓 tokpulse-agent {{ .AgentVersion }} on {{ .Host }} is alive ({{ time .CreatedAt }})`
 )
@@ -126,11 +141,13 @@ func loadTemplates(layers ...TemplateFiles) (*templates, error) {
 	defaults := map[alert.Kind]string{
 		alert.KindInitial: defaultInitialTemplate, alert.KindUpdate: defaultUpdateTemplate,
 		alert.KindResolved: defaultResolvedTemplate, alert.KindHeartbeat: defaultHeartbeatTemplate,
+		alert.KindAction: defaultActionTemplate,
 	}
 	for kind, def := range defaults {
 		text, source := def, "default"
 		for _, l := range layers {
-			f := map[alert.Kind]string{alert.KindInitial: l.Initial, alert.KindUpdate: l.Update, alert.KindResolved: l.Resolved, alert.KindHeartbeat: l.Heartbeat}[kind]
+			f := map[alert.Kind]string{alert.KindInitial: l.Initial, alert.KindUpdate: l.Update, alert.KindResolved: l.Resolved,
+				alert.KindHeartbeat: l.Heartbeat, alert.KindAction: l.Action}[kind]
 			if f == "" {
 				continue
 			}

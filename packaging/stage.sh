@@ -12,6 +12,7 @@
 #                           rules' unit tests *_test.yml, which the agent
 #                           would load as rules
 #   doc/                    README.md and docs/, for /usr/share/doc/tokpulse-agent
+#   polkit/                 the polkit rule of restart actions
 #   copyright               Debian's machine-readable copyright file (also the
 #                           .rpm's %license), from packaging/metadata
 #   changelog.yml           release notes with an entry for this version on top
@@ -99,6 +100,7 @@ install -m 0644 README.md "$stage/doc/"
 cp -R docs/. "$stage/doc/"
 chmod -R u=rwX,go=rX "$stage/doc"
 cp -R packaging/scripts/deb "$stage/scripts/deb"
+install -D -m 0644 packaging/polkit/50-tokpulse-agent.rules "$stage/polkit/50-tokpulse-agent.rules"
 
 # The copyright file (DEP-5): the license text indented by one space, an
 # empty line as " .".

@@ -29,6 +29,9 @@ type cli struct {
 	// service is whom check judges the configuration's files for:
 	// agent.PackagedService(), except in tests.
 	service agent.ServiceAccount
+	// policyDirs are where check looks for the agent's polkit policy:
+	// actions.DefaultPolicyDirs(), except in tests (none: no policy).
+	policyDirs []string
 }
 
 // command is one subcommand: how it is written, what it does, the flags it

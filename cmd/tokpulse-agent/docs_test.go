@@ -308,7 +308,7 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 // agentKeys are agent.yaml's top-level keys.
-var agentKeys = []string{"agent", "web", "host", "logs", "journal", "probes", "checks", "processes", "units", "rule_files", "severities", "notify"}
+var agentKeys = []string{"agent", "web", "host", "logs", "journal", "probes", "checks", "processes", "units", "rule_files", "severities", "notify", "actions"}
 
 // TestDocsYAML checks every YAML example as what it is: a configuration
 // (or a part of one) with `check`, a rule file with promtool and the

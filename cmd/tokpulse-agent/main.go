@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/actions"
 	"github.com/tokpulse/tokpulse-agent/agent"
 	"github.com/tokpulse/tokpulse-agent/internal/reaper"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -49,7 +50,8 @@ func main() {
 // run runs the command line args with the system configuration file
 // SystemConfigFile, and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	return (&cli{stdout: stdout, stderr: stderr, systemConfig: SystemConfigFile, service: agent.PackagedService()}).main(args)
+	return (&cli{stdout: stdout, stderr: stderr, systemConfig: SystemConfigFile, service: agent.PackagedService(),
+		policyDirs: actions.DefaultPolicyDirs()}).main(args)
 }
 
 func buildInfo() agent.BuildInfo {
@@ -131,10 +133,12 @@ same build of collectors, rules and outputs, reading every secret, CA and
 template file as the user it runs as); --as-user NAME runs it as another
 user, to prove what the service's user can read.
 
-The exit status is 0 when every file is valid and 1 otherwise. Warnings do
-not change it: a secret file that the service user tokpulse-agent could not
-read or that every user can read, and a rule_files glob whose directory does
-not exist.`,
+The exit status is 0 when every file is valid and 1 otherwise; an action
+whose restart_unit the installed polkit policy does not allow makes a file
+invalid. Warnings do not change it: a secret file that the service user
+tokpulse-agent could not read or that every user can read, a rule_files
+glob whose directory does not exist, and an action on an alert no loaded
+rule defines.`,
 		setup: func(c *cli, fs *flag.FlagSet) func([]string) int {
 			config := configFlag(fs)
 			asUser := fs.String("as-user", "", "check as the user `NAME` (needs root), to prove that the service's user can read every file the configuration names")
@@ -305,9 +309,25 @@ func (c *cli) checkFile(file string) bool {
 		return false
 	}
 	cfg := v.Config
+	problems, warnings, notes := agent.CheckActions(cfg, file, c.policyDirs)
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(c.stderr, finding(name, p))
+		}
+		return false
+	}
 	fmt.Fprintf(c.stdout, "%s: OK (interval %s, listen %s, %d rules in %d rule files)\n", name, cfg.Agent.Interval, cfg.Web.Listen, v.Rules, len(v.RuleFiles))
 	for _, f := range v.RuleFiles {
 		fmt.Fprintf(c.stdout, "  %s: OK\n", f)
+	}
+	for _, a := range cfg.Actions {
+		fmt.Fprintf(c.stdout, "  action %s\n", a.String())
+	}
+	for _, n := range notes {
+		fmt.Fprintf(c.stdout, "  note: %s\n", finding(name, n))
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(c.stderr, "warning: %s\n", finding(name, w))
 	}
 	for _, w := range v.Warnings {
 		fmt.Fprintf(c.stderr, "warning: %s\n", w)
@@ -328,6 +348,15 @@ func (c *cli) checkFile(file string) bool {
 		fmt.Fprintf(c.stderr, "warning: rule_files: %q: directory %s does not exist\n", g, filepath.Dir(g))
 	}
 	return true
+}
+
+// finding formats an actions.Finding of the file name as check prints
+// problems: "file:line: key: message".
+func finding(name string, f actions.Finding) string {
+	if f.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s: %s", name, f.Line, f.Key, f.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", name, f.Key, f.Msg)
 }
 
 // run runs the daemon on the configuration file ("" for the embedded

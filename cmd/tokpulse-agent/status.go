@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/notify"
 )
@@ -138,8 +139,47 @@ func renderStatus(w io.Writer, st agent.Status, now time.Time, color bool) {
 
 	fmt.Fprintln(w)
 	renderAlerts(w, st.Alerts, now, paint)
+	if len(st.Actions) > 0 {
+		fmt.Fprintln(w)
+		renderActions(w, st.Actions, now, paint)
+	}
 	fmt.Fprintln(w)
 	renderOutbox(w, st.Outbox, paint)
+}
+
+// renderActions writes one line per automated action with what it does,
+// its budget and its last run, then one line per alert that spent some of
+// the budget within the window.
+func renderActions(w io.Writer, acts []incident.ActionStatus, now time.Time, paint func(bool, string) string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTION\tDOES\tBUDGET\tLAST RUN")
+	for _, a := range acts {
+		what := a.Description
+		if a.DryRun {
+			what += " (dry run)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d per %s per alert\t%s\n", a.Name, oneLine(what, 60), a.MaxRuns, a.Per, age(now, a.LastRun))
+		for _, b := range a.Budgets {
+			left := fmt.Sprintf("%d of %d left", b.Left, a.MaxRuns)
+			if b.Left == 0 {
+				left = paint(false, "none left") + " until " + b.NextAt.UTC().Format(time.RFC3339)
+			}
+			name := b.AlertName
+			if p := b.Labels; len(p) > 0 {
+				var parts []string
+				for _, k := range slices.Sorted(maps.Keys(p)) {
+					if k != "alertname" && k != "severity" {
+						parts = append(parts, k+"="+strconv.Quote(p[k]))
+					}
+				}
+				if len(parts) > 0 {
+					name += "{" + strings.Join(parts, ",") + "}"
+				}
+			}
+			fmt.Fprintf(tw, "\t  %s\t%s\t\n", name, left)
+		}
+	}
+	_ = tw.Flush()
 }
 
 // renderOutbox writes one line for the outbox and one per output.

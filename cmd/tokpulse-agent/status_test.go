@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/agent"
 	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/notify"
 )
@@ -34,6 +35,12 @@ func TestRenderStatus(t *testing.T) {
 			{Name: "TokPulseDatabaseUnavailable", Severity: alert.P1, State: alert.StateFiring, ActiveAt: now.Add(-2 * time.Minute),
 				Labels: map[string]string{"alertname": "TokPulseDatabaseUnavailable", "severity": "P1", "probe": "postgres_tcp", "role": "api"}},
 		},
+		Actions: []incident.ActionStatus{
+			{Name: "restart-app", Description: "restart of tokpulse.service", MaxRuns: 2, Per: "1h", LastRun: now.Add(-5 * time.Minute),
+				Budgets: []incident.ActionBudget{{AlertName: "TokPulseHealthCheckFailed", Labels: map[string]string{"alertname": "TokPulseHealthCheckFailed", "probe": "health"},
+					Used: 2, Left: 0, NextAt: now.Add(40 * time.Minute)}}},
+			{Name: "flush", Description: "run of /usr/local/bin/flush-queue --safe", MaxRuns: 1, Per: "1h", DryRun: true},
+		},
 		Outbox: &notify.Status{Events: 3, Bytes: 2048, Outputs: map[string]notify.OutputStatus{
 			"central": {Pending: 2, Oldest: &oldest, DeadLetters: []notify.DeadLetter{{}}},
 			"stdout":  {},
@@ -52,6 +59,9 @@ func TestRenderStatus(t *testing.T) {
 			"HighMemoryUsage                                    P2        firing  12m    0.853  Memory 85 % used on web-1",
 			"TokPulseDatabaseUnavailable{check=\"postgres\"}      P1        firing  2m     0",
 			"TokPulseDatabaseUnavailable{probe=\"postgres_tcp\"}  P1        firing  2m     0",
+			"restart-app  restart of tokpulse.service                         2 per 1h per alert                    5m ago",
+			"               TokPulseHealthCheckFailed{probe=\"health\"}         none left until 2026-11-27T12:40:00Z",
+			"flush        run of /usr/local/bin/flush-queue --safe (dry run)  1 per 1h per alert                    -",
 			"Outbox: 3 events, 2048 bytes, 0 dropped",
 			"central  2        2026-11-27T11:59:00Z  1",
 			"stdout   0        -                     0",

@@ -111,6 +111,9 @@ type Alert struct {
 	Held bool `json:"held,omitempty"`
 	// Evidence is the snapshot taken when the alert started firing.
 	Evidence []evidence.Section `json:"evidence,omitempty"`
+	// Actions are the automated actions run (or refused) on this
+	// incident, oldest first.
+	Actions []Action `json:"actions,omitempty"`
 }
 
 // Runbook returns the runbook section the rule names in its "runbook"

@@ -30,6 +30,10 @@ const (
 	KindResolved Kind = "resolved"
 	// KindHeartbeat is sent every notify.heartbeat, alert or not.
 	KindHeartbeat Kind = "heartbeat"
+	// KindAction is sent once per automated action on an incident (the
+	// "actions:" of agent.yaml) when its outcome is known: succeeded,
+	// no_effect, failed, rate_limited or dry_run.
+	KindAction Kind = "action"
 )
 
 // Event is one notification about an incident (or a heartbeat), as the
@@ -77,8 +81,12 @@ type Event struct {
 	// NextUpdateAt is when the next update is due while the alert fires.
 	NextUpdateAt *time.Time         `json:"next_update_at,omitempty"`
 	Evidence     []evidence.Section `json:"evidence,omitempty"`
-	Host         string             `json:"host"`
-	AgentVersion string             `json:"agent_version"`
+	// Action is the automated action the event reports (kind action), the
+	// one under way (initial), or the one after which the alert resolved
+	// (resolved).
+	Action       *Action `json:"action,omitempty"`
+	Host         string  `json:"host"`
+	AgentVersion string  `json:"agent_version"`
 	// CreatedAt is when the agent produced the event.
 	CreatedAt time.Time `json:"created_at"`
 	// Text is the runbook's message for this kind, rendered at send time

@@ -99,13 +99,27 @@ func (p Policies) For(s Severity) Policy {
 // Escalation returns the last step whose After has passed since activeAt,
 // or "" when none has.
 func (p Policy) Escalation(activeAt, now time.Time) string {
-	step := ""
-	for _, s := range p.Escalate {
+	_, step := p.EscalationLevel(activeAt, now, 0)
+	return step
+}
+
+// EscalationLevel returns how many steps of the chain are reached (those
+// whose After has passed since activeAt, but at least floor, at most all
+// of them) and the last one's To ("" for none). A floor above the time
+// gives is how an incident escalates early: an automated action that
+// failed or had no effect raises it by one step.
+func (p Policy) EscalationLevel(activeAt, now time.Time, floor int) (int, string) {
+	level := 0
+	for i, s := range p.Escalate {
 		if now.Sub(activeAt) >= s.After.D() {
-			step = s.To
+			level = i + 1
 		}
 	}
-	return step
+	level = min(max(level, floor), len(p.Escalate))
+	if level == 0 {
+		return 0, ""
+	}
+	return level, p.Escalate[level-1].To
 }
 
 // Validate implements yamlx.Validator.

@@ -35,9 +35,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +47,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultCacheDir holds the debootstrapped trees between test runs.
@@ -491,6 +495,38 @@ func (c *Container) HostExec(ctx context.Context, argv ...string) ([]byte, error
 		return out, fmt.Errorf("in the network of container %s: %q: %w\n%s", c.name, argv, err, tail(string(out), 30))
 	}
 	return out, nil
+}
+
+// Listen opens a listener in the container's network namespace, for a
+// server the test runs (a webhook receiver) that programs inside reach on
+// the container's own loopback. The socket stays in that namespace;
+// accepting and serving need no further switch.
+func (c *Container) Listen(network, address string) (net.Listener, error) {
+	type result struct {
+		ln  net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Locked and never unlocked: the thread, once moved into the
+		// container's namespace, ends with this goroutine instead of
+		// going back to the runtime's pool.
+		runtime.LockOSThread()
+		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", c.pid))
+		if err != nil {
+			ch <- result{nil, fmt.Errorf("opening the network namespace of container %s: %w", c.name, err)}
+			return
+		}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{nil, fmt.Errorf("entering the network namespace of container %s: %w", c.name, err)}
+			return
+		}
+		ln, err := net.Listen(network, address)
+		ch <- result{ln, err}
+	}()
+	r := <-ch
+	return r.ln, r.err
 }
 
 // CopyIn copies the host file src to dst inside the container, creating

@@ -2,6 +2,7 @@ package nspawn
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -114,6 +115,27 @@ func TestBoot(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(out)); got == hostNet || !strings.HasPrefix(got, "net:") {
 		t.Errorf("HostExec ran in network namespace %q; the host's is %q, want a different one", got, hostNet)
+	}
+	// A listener of the test's, in the container's network: reached on
+	// the container's loopback, and not on the host's.
+	ln, err := c.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if conn, err := ln.Accept(); err == nil {
+			_, _ = conn.Write([]byte("from the test\n"))
+			conn.Close()
+		}
+	}()
+	out, err = c.HostExec(ctx, "curl", "-sS", "--max-time", "5", "telnet://"+ln.Addr().String())
+	if err != nil || strings.TrimSpace(string(out)) != "from the test" {
+		t.Errorf("reading the test's listener %s from inside: %q, %v", ln.Addr(), out, err)
+	}
+	if conn, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the listener in the container's network answers on the host's loopback too")
 	}
 
 	if err := c.Stop(); err != nil {
