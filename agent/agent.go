@@ -150,7 +150,7 @@ func New(opts Options) (*Agent, error) {
 		g, buildErr = a.build(src, nil)
 	}
 	if buildErr != nil {
-		lg, lgErr := loadLastGood(stateDir)
+		lg, lgErr := loadLastGood(stateDir, opts.ConfigFile)
 		if lgErr == nil {
 			g, lgErr = a.build(lg, nil)
 		}

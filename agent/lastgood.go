@@ -47,7 +47,7 @@ type ruleCopy struct {
 // written again.
 func saveLastGood(stateDir string, src *configSource, ruleFiles []string, ruleData map[string][]byte, now time.Time) error {
 	dir := filepath.Join(stateDir, lastGoodDir)
-	m := manifest{ConfigFile: src.file, SavedAt: now.UTC()}
+	m := manifest{ConfigFile: absConfigFile(src.file), SavedAt: now.UTC()}
 	files := map[string][]byte{lastGoodConfig: src.data}
 	for i, f := range ruleFiles {
 		if rulepack.IsBuiltin(f) {
@@ -110,7 +110,7 @@ func same(dir string, m manifest, files map[string][]byte) bool {
 
 // loadLastGood reads the last good configuration from stateDir as a source
 // whose rule files are the copies.
-func loadLastGood(stateDir string) (*configSource, error) {
+func loadLastGood(stateDir, configFile string) (*configSource, error) {
 	dir := filepath.Join(stateDir, lastGoodDir)
 	data, err := os.ReadFile(filepath.Join(dir, lastGoodManifest))
 	if err != nil {
@@ -119,6 +119,14 @@ func loadLastGood(stateDir string) (*configSource, error) {
 	var m manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("the last good configuration's manifest %s is corrupt: %w", filepath.Join(dir, lastGoodManifest), err)
+	}
+	// A copy stands in only for the file it is a copy of: the state
+	// directory may hold the copy of another configuration (the embedded
+	// default of an earlier "tokpulse-agent run", or a file since renamed),
+	// and running that instead of refusing would monitor with rules and
+	// outputs nobody asked this configuration for.
+	if want := absConfigFile(configFile); absConfigFile(m.ConfigFile) != want {
+		return nil, fmt.Errorf("the last good configuration in %s is a copy of %s, not of %s", dir, displayName(m.ConfigFile), displayName(configFile))
 	}
 	cfgPath := filepath.Join(dir, lastGoodConfig)
 	body, err := os.ReadFile(cfgPath)
@@ -137,6 +145,19 @@ func loadLastGood(stateDir string) (*configSource, error) {
 		src.ruleGlobs = append(src.ruleGlobs, filepath.Join(dir, r.Copy))
 	}
 	return src, nil
+}
+
+// absConfigFile is file as an absolute, clean path ("" for the embedded
+// default), so that a copy saved under one spelling of a path is found
+// under another.
+func absConfigFile(file string) string {
+	if file == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(file); err == nil {
+		return abs
+	}
+	return filepath.Clean(file)
 }
 
 func displayName(file string) string {

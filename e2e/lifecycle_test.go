@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -380,5 +381,22 @@ func TestStartOnLastGoodConfig(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "intervall") || !strings.Contains(string(out), "no usable last good configuration") {
 		t.Fatalf("start without a last good configuration: %v\n%s", err, out)
+	}
+
+	// A last good copy stands in only for the file it is a copy of: a
+	// broken file of another name sharing the state directory refuses to
+	// start rather than run the first file's rules and outputs.
+	other := filepath.Join(filepath.Dir(a.cfg), "other.yaml")
+	broken, _ := os.ReadFile(a.cfg)
+	if err := os.WriteFile(other, []byte(strings.Replace(string(broken), "  interval: 1s\n", "  intervall: 1s\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded: an agent that wrongly starts runs until killed.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd = exec.CommandContext(ctx, testutil.AgentBinary(t), "run", "--config", other)
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is a copy of "+a.cfg) {
+		t.Fatalf("start of another file on the first one's last good copy: %v\n%s", err, out)
 	}
 }

@@ -256,6 +256,10 @@ func checkMetrics(t *testing.T, promtool, body string) {
 }
 
 func TestRunRefusesInvalidConfig(t *testing.T) {
+	// The file sets no state_dir: keep the default one (as root,
+	// /var/lib/tokpulse-agent, which may hold another configuration's last
+	// good copy) out of the test.
+	t.Setenv("STATE_DIRECTORY", t.TempDir())
 	var out, errOut bytes.Buffer
 	if code := run([]string{"run", "--config", "../../agent/testdata/invalid-negative-duration.yml"}, &out, &errOut); code != 1 {
 		t.Fatalf("run with an invalid config exited %d, want 1", code)
