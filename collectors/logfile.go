@@ -184,6 +184,9 @@ type LogFile struct {
 	// written again, so an idle source costs no write (and no fsync) per
 	// second.
 	saved []tailer.Position
+	// absentPoll is how often the source looks for its folders while none
+	// exists (absentPollInterval; tests shorten it).
+	absentPoll time.Duration
 
 	// warm is done after the first read pass (the backlog since the saved
 	// position is read).
@@ -222,7 +225,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
-	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}}
+	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	l.pipe.redact = cfg.Redact
 	l.pipe.carryOver(opts.Counters, "log")
@@ -279,31 +282,43 @@ func (l *LogFile) Run(ctx context.Context) {
 	l.tail.Start(st.Positions, resumed, st.SavedAt)
 	l.checkpoint() // from now on a restart is a resumption
 
-	poll := time.NewTicker(l.cfg.PollInterval.D())
-	defer poll.Stop()
-	save := time.NewTicker(CheckpointInterval)
-	defer save.Stop()
+	// One timer per source, for the next poll or the next checkpoint,
+	// whichever comes first: an idle source wakes the process once per
+	// poll interval, and a source whose folders do not exist once per
+	// absentPollInterval.
+	timer := time.NewTimer(l.cfg.PollInterval.D())
+	defer timer.Stop()
 	wake := l.tail.Watch(ctx)
-	var last time.Time
+	var last, saved time.Time
 	for {
 		last = time.Now()
 		l.now = l.opts.Now()
-		if l.tail.Poll(ctx) {
+		moved := l.tail.Poll(ctx)
+		dirty := !slices.Equal(l.tail.Positions(), l.saved)
+		if moved || (dirty && last.Sub(saved) >= CheckpointInterval) {
 			l.checkpoint()
+			saved, dirty = last, false
 		}
 		l.warm.done.Store(true)
 		if len(l.event) > 0 && l.now.Sub(l.eventTime) >= l.cfg.Multiline.Timeout.D() {
 			l.flushEvent()
 		}
+		next := l.cfg.PollInterval.D()
+		if l.tail.Absent() {
+			next = max(next, l.absentPoll)
+		}
+		if dirty {
+			next = min(next, CheckpointInterval-last.Sub(saved))
+		}
+		if len(l.event) > 0 {
+			next = min(next, l.cfg.Multiline.Timeout.D())
+		}
+		timer.Reset(next)
 		select {
 		case <-ctx.Done():
 			l.stop()
 			return
-		case <-save.C:
-			if !slices.Equal(l.tail.Positions(), l.saved) {
-				l.checkpoint()
-			}
-		case <-poll.C:
+		case <-timer.C:
 		case <-wake:
 			// A busy file wakes us at every write; poll at most every
 			// minWakeGap so that following it stays cheap.
@@ -321,6 +336,12 @@ func (l *LogFile) Run(ctx context.Context) {
 
 // minWakeGap spaces polls triggered by inotify.
 const minWakeGap = 20 * time.Millisecond
+
+// absentPollInterval is how often a source whose folders do not exist
+// looks for them (inotify cannot watch a folder that is not there). Files
+// that appear later are read from their beginning, so waiting loses no
+// line.
+const absentPollInterval = 10 * time.Second
 
 // stop ends reading: the last event, the files, the final checkpoint.
 func (l *LogFile) stop() {

@@ -261,3 +261,51 @@ func TestMatcherPrefilter(t *testing.T) {
 }
 
 func mustRE(s string) yamlx.Regexp { return yamlx.MustRegexp(s) }
+
+// TestLogFileFolderAppears: a source whose folder does not exist polls it
+// every absentPoll only, and once the folder and the file appear reads the
+// file from its beginning and goes back to its poll interval.
+func TestLogFileFolderAppears(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tokpulse")
+	lc := DefaultLogConfig()
+	lc.Name, lc.Paths = "app", []string{filepath.Join(dir, "app.log")}
+	lc.PollInterval = yamlx.Duration(20 * time.Millisecond)
+	l := NewLogFile(lc, Options{})
+	l.absentPoll = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	lines := func() float64 { return collect(t, l)[`tokpulse_log_lines_total{source="app"}`] }
+
+	time.Sleep(100 * time.Millisecond)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte("one\ntwo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the two lines of a file in a folder that appeared", func() bool { return lines() == 2 })
+	// Back at the poll interval (and inotify): new lines come quickly.
+	f, err := os.OpenFile(filepath.Join(dir, "app.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("three\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a line appended afterwards", func() bool { return lines() == 3 })
+}
+
+// waitFor polls cond every 10 ms until it holds, failing after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

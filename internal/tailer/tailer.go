@@ -38,6 +38,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -130,8 +131,17 @@ type Tailer struct {
 	active   map[string]*file // by watched path
 	draining []*file
 	failed   map[string]failure // by path: last error and when to retry
-	chunk    []byte
-	scanned  bool
+	// chunk is the read buffer, allocated at the first read: a source
+	// whose files do not exist costs no 64 KiB.
+	chunk []byte
+	// absent is set when the last poll followed no file and the folder of
+	// every glob was missing.
+	absent bool
+	// rewatch asks Watch's goroutine to retry folders it could not watch,
+	// which it says in unwatched.
+	rewatch   chan struct{}
+	unwatched atomic.Bool
+	scanned   bool
 	// truncated is set when a poll found a truncated file; Poll reports
 	// it as a change so that the new position is saved at once.
 	truncated bool
@@ -193,7 +203,6 @@ func New(cfg Config, h Handler, ev Events) *Tailer {
 		active: map[string]*file{},
 		failed: map[string]failure{},
 		copies: map[[2]uint64]bool{},
-		chunk:  make([]byte, readChunk),
 	}
 }
 
@@ -377,9 +386,37 @@ func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 		}
 	}
 	t.scanned = true
+	t.absent = len(t.active) == 0 && len(t.draining) == 0 && t.foldersMissing()
+	if t.rewatch != nil && t.unwatched.Load() {
+		select {
+		case t.rewatch <- struct{}{}:
+		default:
+		}
+	}
 	changed = t.publish() || t.truncated
 	t.truncated = false
 	return changed
+}
+
+// Absent reports whether the last poll found no file to follow and not
+// even the folder of any glob: the source's application is not installed
+// (yet), and the caller may poll less often (a file that appears later is
+// read from its beginning, so waiting loses nothing).
+func (t *Tailer) Absent() bool { return t.absent }
+
+// foldersMissing reports whether the folder of every glob is missing. A
+// folder that is itself a pattern counts as present.
+func (t *Tailer) foldersMissing() bool {
+	for _, g := range t.cfg.Globs {
+		d := filepath.Dir(g)
+		if hasMeta(d) {
+			return false
+		}
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *Tailer) paths() []string {
@@ -813,6 +850,9 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
 	var total int64
 	max := t.cfg.MaxLineBytes
 	for ctx.Err() == nil {
+		if t.chunk == nil {
+			t.chunk = make([]byte, readChunk)
+		}
 		n, err := f.f.ReadAt(t.chunk, f.readOff)
 		if n > 0 {
 			total += int64(n)

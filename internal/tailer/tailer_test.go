@@ -278,6 +278,72 @@ func TestWatchWakes(t *testing.T) {
 	}
 }
 
+// TestAbsent: a poll that follows nothing while the folder of every glob
+// is missing says so (the caller then polls less often); a folder that
+// exists, a pattern folder or a followed file means the source is there.
+// A folder that appears is watched after the next poll: its first file
+// wakes the caller at once.
+func TestAbsent(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	for _, tc := range []struct {
+		name  string
+		globs []string
+		want  bool
+	}{
+		{"folder missing", []string{filepath.Join(missing, "app.log")}, true},
+		{"every folder missing", []string{filepath.Join(missing, "app.log"), filepath.Join(dir, "gone", "*.log")}, true},
+		{"folder there, no file", []string{filepath.Join(dir, "app.log")}, false},
+		{"one folder there", []string{filepath.Join(missing, "app.log"), filepath.Join(dir, "*.log")}, false},
+		{"pattern folder", []string{filepath.Join(dir, "*", "app.log")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl, _ := newTest(t, Config{Globs: tc.globs})
+			tl.Start(nil, false, time.Time{})
+			tl.Poll(ctx)
+			if got := tl.Absent(); got != tc.want {
+				t.Errorf("Absent() = %t, want %t", got, tc.want)
+			}
+		})
+	}
+
+	path := filepath.Join(missing, "app.log")
+	tl, r := newTest(t, Config{Globs: []string{path}, StartAtEnd: true})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wake := tl.Watch(wctx)
+	tl.Start(nil, false, time.Time{})
+	tl.Poll(ctx)
+	if !tl.Absent() {
+		t.Fatal("Absent() = false with the folder missing")
+	}
+	if err := os.Mkdir(missing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tl.Poll(ctx) // finds the folder, asks the watcher to watch it
+	if tl.Absent() {
+		t.Fatal("Absent() = true with the folder there")
+	}
+	// The watcher adds the folder asynchronously: write until it wakes us.
+	deadline := time.Now().Add(10 * time.Second)
+	for woke := false; !woke; {
+		appendFile(t, path, "first\n")
+		select {
+		case <-wake:
+			woke = true
+		case <-time.After(50 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("no wake-up within 10 s of writing to a folder that appeared")
+			}
+		}
+	}
+	tl.Poll(ctx)
+	if len(r.lines) == 0 || r.lines[0] != "first" {
+		t.Fatalf("lines %q: a file that appears after the start is read from its beginning", r.lines)
+	}
+}
+
 // TestSpecialFilesAreRefusedNotOpened: a FIFO, a socket or a device among
 // the paths is never opened (os.Open on a FIFO without a writer blocks for
 // ever), is reported once per retry interval, and does not stop the
