@@ -66,9 +66,13 @@ const ShutdownTimeout = 8 * time.Second
 
 // Agent is one running tokpulse-agent.
 type Agent struct {
-	opts      Options
-	logger    *slog.Logger
+	opts   Options
+	logger *slog.Logger
+	// registry is what /metrics serves; rulesReg what the agent gathers
+	// for its rules every interval (selfgather.go); reg registers in both.
 	registry  *prometheus.Registry
+	rulesReg  *prometheus.Registry
+	reg       prometheus.Registerer
 	metrics   *selfMetrics
 	server    *http.Server
 	ready     atomic.Bool
@@ -120,14 +124,18 @@ func New(opts Options) (*Agent, error) {
 		opts:      opts,
 		logger:    opts.Logger,
 		registry:  prometheus.NewRegistry(),
+		rulesReg:  prometheus.NewRegistry(),
 		startedAt: opts.Now(),
 		counters:  tpcollectors.NewCounters(),
 	}
-	a.registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	a.reg = teeRegisterer{a.registry, a.rulesReg}
+	goColl, procColl := collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})
+	a.registry.MustRegister(goColl, procColl)
+	a.rulesReg.MustRegister(
+		wantedCollector{c: goColl, prefix: "go_", want: a.reads},
+		wantedCollector{c: procColl, prefix: "process_", want: a.reads},
 	)
-	a.metrics = newSelfMetrics(a.registry, opts.Build)
+	a.metrics = newSelfMetrics(a.reg, opts.Build)
 
 	src, buildErr := readConfigSource(opts.ConfigFile)
 	stateDir := defaultStateDir()
@@ -188,7 +196,7 @@ func (a *Agent) newStages(g *generation) error {
 	cfg := g.cfg
 	var err error
 	a.notifier, err = notify.NewWithOutputs(g.outputs, notify.Options{
-		Store: a.store, Logger: a.logger.With("component", "notify"), Metrics: notify.NewMetrics(a.registry),
+		Store: a.store, Logger: a.logger.With("component", "notify"), Metrics: notify.NewMetrics(a.reg),
 		Host: cfg.Agent.Hostname, Version: a.opts.Build.Version, ExternalURL: externalURL(cfg), Now: a.opts.Now,
 		Firing: func() []alert.Event { return a.tracker.Firing() },
 	})
@@ -202,18 +210,25 @@ func (a *Agent) newStages(g *generation) error {
 			Proc: cfg.Agent.Paths.Proc, Rootfs: cfg.Agent.Paths.Rootfs, Providers: a.evidenceProviders,
 			Redactor: evidence.NewRedactor(), Now: a.opts.Now,
 		},
-		Delivery: a.notifier, Registerer: a.registry, Now: a.opts.Now, RunbookURL: cfg.Notify.RunbookURL,
+		Delivery: a.notifier, Registerer: a.reg, Now: a.opts.Now, RunbookURL: cfg.Notify.RunbookURL,
 	})
 	if err != nil {
 		return err
 	}
 	a.engine = rules.NewManager(rules.Options{
-		Logger: a.logger.With("component", "rules"), Registerer: a.registry,
+		Logger: a.logger.With("component", "rules"), Registerer: a.reg,
 		Tracker: a.tracker, Freshness: a.unknownFamilies,
 		Interval: cfg.Agent.Interval.D(), ExternalLabels: externalLabels(cfg),
 	})
 	a.registry.MustRegister(&swappable{a: a})
+	a.rulesReg.MustRegister(wantedSet{a: a})
 	return nil
+}
+
+// reads reports whether the running rules may read a metric named with
+// prefix; before the rules exist, everything is read.
+func (a *Agent) reads(prefix string) bool {
+	return a.engine == nil || a.engine.Reads(prefix)
 }
 
 // install makes g the configuration in force: one swap of every stage. It
@@ -351,11 +366,11 @@ func (a *Agent) closeState() {
 	}
 }
 
-// gather reads the whole registry, as Prometheus would, keeps a summary,
-// and evaluates the rules over it.
+// gather reads what the rules may read of the registry, as Prometheus
+// would see it, keeps a summary, and evaluates the rules over it.
 func (a *Agent) gather() {
 	start := time.Now()
-	mfs, err := a.registry.Gather()
+	mfs, err := a.rulesReg.Gather()
 	series := 0
 	for _, mf := range mfs {
 		series += len(mf.GetMetric())

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"slices"
+	"strings"
 	"text/template/parse"
 	"time"
 
@@ -61,15 +62,16 @@ func (r *Retention) keep(lset labels.Labels) time.Duration {
 	return back
 }
 
-// ReadsName reports whether some rule may read series named name, judging
-// by the metric-name matchers alone.
-func (r *Retention) ReadsName(name string) bool {
+// ReadsPrefix reports whether some rule may read a series whose name
+// starts with prefix, judging by the metric-name matchers alone: a
+// selector with no name, or a name regex, may read anything.
+func (r *Retention) ReadsPrefix(prefix string) bool {
 	if r.all {
 		return true
 	}
 	for _, rd := range r.reads {
 		m := nameMatcher(rd.matchers)
-		if m == nil || m.Matches(name) {
+		if m == nil || m.Type != labels.MatchEqual || strings.HasPrefix(m.Value, prefix) {
 			return true
 		}
 	}

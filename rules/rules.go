@@ -309,6 +309,15 @@ func (m *Manager) Swap(rs *RuleSet, interval time.Duration) {
 	m.logger.Info("Rules loaded", "files", len(rs.Files), "groups", len(rs.Groups), "rules", rs.Rules(), "window", m.store.Window())
 }
 
+// Reads reports whether the running rules may read a series whose name
+// starts with prefix (Retention.ReadsPrefix), so that the agent's own
+// gather can leave out what no rule reads.
+func (m *Manager) Reads(prefix string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rules.retention.ReadsPrefix(prefix)
+}
+
 // Files returns the rule files loaded.
 func (m *Manager) Files() []string {
 	m.mu.Lock()
