@@ -35,8 +35,9 @@ type Runner interface {
 // Want tells a gather which metrics its reader needs: it reports whether
 // some metric whose name starts with prefix may be read. The agent's own
 // gather for its rules passes what the rules read; a Prometheus scrape
-// reads everything.
-type Want func(prefix string) bool
+// reads everything. (An alias, so that collectors in packages of their
+// own implement Selective without importing this one.)
+type Want = func(prefix string) bool
 
 // Selective is implemented by collectors that can leave out the parts
 // whose metrics nobody reads in a gather (the host collector's families).
