@@ -250,7 +250,8 @@ func newEngine(logger *slog.Logger, interval time.Duration) *promql.Engine {
 		NoStepSubqueryIntervalFn: func(int64) int64 {
 			return interval.Milliseconds()
 		},
-		Parser: newParser(),
+		// Each rule's expression is parsed once (parsecache.go).
+		Parser: newParseCache(newParser()),
 	})
 }
 
