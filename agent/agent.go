@@ -128,7 +128,7 @@ func New(opts Options) (*Agent, error) {
 		startedAt: opts.Now(),
 		counters:  tpcollectors.NewCounters(),
 	}
-	a.reg = teeRegisterer{a.registry, a.rulesReg}
+	a.reg = newTeeRegisterer(a.registry, a.rulesReg, a.reads)
 	goColl, procColl := collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})
 	a.registry.MustRegister(goColl, procColl)
 	a.rulesReg.MustRegister(

@@ -1,7 +1,9 @@
 package agent
 
 import (
-	"errors"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,29 +20,92 @@ import (
 // scrape sees it (docs/performance.md, "Where the idle agent's time goes").
 
 // teeRegisterer registers every collector in both of the agent's
-// registries: the one /metrics serves and the one the rules gather.
-type teeRegisterer []prometheus.Registerer
-
-func (t teeRegisterer) Register(c prometheus.Collector) error {
-	var errs []error
-	for _, r := range t {
-		errs = append(errs, r.Register(c))
-	}
-	return errors.Join(errs...)
+// registries: as it is in the one /metrics serves, and in the one the
+// rules gather behind a describedCollector, so that the rules' gather
+// skips the collectors none of whose metrics a rule reads (the outbox's
+// counts, read from the state file, for one).
+type teeRegisterer struct {
+	all, rules *prometheus.Registry
+	want       tpcollectors.Want
+	mu         sync.Mutex
+	wrapped    map[prometheus.Collector]prometheus.Collector
 }
 
-func (t teeRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, r := range t {
-		r.MustRegister(cs...)
+func newTeeRegisterer(all, rules *prometheus.Registry, want tpcollectors.Want) *teeRegisterer {
+	return &teeRegisterer{all: all, rules: rules, want: want, wrapped: map[prometheus.Collector]prometheus.Collector{}}
+}
+
+func (t *teeRegisterer) Register(c prometheus.Collector) error {
+	if err := t.all.Register(c); err != nil {
+		return err
+	}
+	w := describe(c, t.want)
+	if err := t.rules.Register(w); err != nil {
+		t.all.Unregister(c)
+		return err
+	}
+	t.mu.Lock()
+	t.wrapped[c] = w
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *teeRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			panic(err)
+		}
 	}
 }
 
-func (t teeRegisterer) Unregister(c prometheus.Collector) bool {
-	ok := true
-	for _, r := range t {
-		ok = r.Unregister(c) && ok
+func (t *teeRegisterer) Unregister(c prometheus.Collector) bool {
+	t.mu.Lock()
+	w, ok := t.wrapped[c]
+	delete(t.wrapped, c)
+	t.mu.Unlock()
+	if ok {
+		t.rules.Unregister(w)
 	}
-	return ok
+	return t.all.Unregister(c)
+}
+
+// describedCollector collects c for the rules only when they may read one
+// of the metrics c describes. A collector that describes nothing (an
+// unchecked one) is always collected.
+type describedCollector struct {
+	c     prometheus.Collector
+	names []string
+	want  tpcollectors.Want
+}
+
+// describe wraps c for the rules' registry.
+func describe(c prometheus.Collector, want tpcollectors.Want) prometheus.Collector {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() { c.Describe(ch); close(ch) }()
+	var names []string
+	for d := range ch {
+		// Desc has no accessor for its name; its String() starts with it.
+		_, rest, ok := strings.Cut(d.String(), `fqName: "`)
+		name, _, ok2 := strings.Cut(rest, `"`)
+		if !ok || !ok2 {
+			return c // cannot tell: always collected
+		}
+		names = append(names, name)
+	}
+	if len(names) == 0 {
+		return c
+	}
+	return describedCollector{c: c, names: names, want: want}
+}
+
+// Describe sends nothing: in the rules' registry the collector is
+// unchecked, since it may leave everything out.
+func (d describedCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (d describedCollector) Collect(ch chan<- prometheus.Metric) {
+	if slices.ContainsFunc(d.names, d.want) {
+		d.c.Collect(ch)
+	}
 }
 
 // wantedCollector collects c for the rules only when they may read a

@@ -9,9 +9,10 @@ import (
 )
 
 // TestRulesGatherReadsWhatRulesRead: the agent's own gather for its rules
-// leaves out the Go runtime's and the process's metrics unless a rule
-// selects them, and keeps every family a rule reads (the shipped packs'
-// node_* and tokpulse_agent_* series); /metrics still has everything.
+// leaves out the Go runtime's and the process's metrics, the host
+// families and the agent's collectors whose metrics no rule selects, and
+// keeps every family a rule reads (the shipped packs' node_* and
+// tokpulse_agent_* series); /metrics still has everything.
 func TestRulesGatherReadsWhatRulesRead(t *testing.T) {
 	for _, tc := range []struct {
 		name, rules string
@@ -19,7 +20,9 @@ func TestRulesGatherReadsWhatRulesRead(t *testing.T) {
 		notWant     []string // families it must leave out
 	}{
 		{"shipped packs", "", []string{"node_memory_MemAvailable_bytes", "node_cpu_seconds_total", "tokpulse_agent_config_last_good_in_use", "tokpulse_agent_state_file_recovered"},
-			[]string{"go_goroutines", "process_resident_memory_bytes"}},
+			[]string{"go_goroutines", "process_resident_memory_bytes", "tokpulse_rule_evaluations_total", "node_network_receive_bytes_total"}},
+		{"a rule on the rules' own metrics", "rate(tokpulse_rule_evaluations_total[5m]) == 0", []string{"tokpulse_rule_evaluations_total"},
+			[]string{"go_goroutines"}},
 		{"a rule on the agent's goroutines", "go_goroutines > 1000", []string{"go_goroutines", "node_cpu_seconds_total"},
 			[]string{"process_resident_memory_bytes"}},
 		{"a selector without a name", `count({job="x"}) > 0`, []string{"go_goroutines", "process_resident_memory_bytes"}, nil},
