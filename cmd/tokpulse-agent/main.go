@@ -419,6 +419,8 @@ func (c *cli) run(configFile, webConfig string) int {
 		Level:         level,
 		Build:         buildInfo(),
 		Reload:        reload,
+		// The daemon's own binary: give back what start-up alone ran.
+		ReleaseStartupPages: true,
 	})
 	if err != nil {
 		logger.Error("Cannot start", "err", err)
