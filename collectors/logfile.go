@@ -187,6 +187,9 @@ type LogFile struct {
 	// absentPoll is how often the source looks for its folders while none
 	// exists (absentPollInterval; tests shorten it).
 	absentPoll time.Duration
+	// shedBehind is how far behind its files (unread bytes) the source
+	// sheds optional work (shedBehindBytes; tests change it).
+	shedBehind int64
 
 	// warm is done after the first read pass (the backlog since the saved
 	// position is read).
@@ -225,7 +228,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
-	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval}
+	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval, shedBehind: shedBehindBytes}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	l.pipe.redact = cfg.Redact
 	l.pipe.carryOver(opts.Counters, "log")
@@ -337,6 +340,12 @@ func (l *LogFile) Run(ctx context.Context) {
 // minWakeGap spaces polls triggered by inotify.
 const minWakeGap = 20 * time.Millisecond
 
+// shedBehindBytes is how far behind its files a source must be before it
+// sheds optional work: 16 MiB is about 120,000 access-log lines, some
+// 60 ms of full processing on one core; a burst that the source keeps up
+// with never comes near it.
+const shedBehindBytes = 16 << 20
+
 // absentPollInterval is how often a source whose folders do not exist
 // looks for them (inotify cannot watch a folder that is not there). Files
 // that appear later are read from their beginning, so waiting loses no
@@ -406,8 +415,13 @@ func (e *logEvents) Truncated(path string, n int64) {
 	e.files.recoveredBytes.Add(uint64(n))
 }
 
-// Read counts the bytes read from the files: tokpulse_log_bytes_total
-// includes the part of a long line that was cut off and skipped.
-func (e *logEvents) Read(path string, n int) { e.pipe.stats.bytes.Add(uint64(n)) }
+// Read counts the bytes read from the files (tokpulse_log_bytes_total
+// includes the part of a long line that was cut off and skipped), and
+// makes the lines of these bytes shed their optional work while the
+// source is more than shedBehind behind its files.
+func (e *logEvents) Read(path string, n int, behind int64) {
+	e.pipe.stats.bytes.Add(uint64(n))
+	e.pipe.shed = behind > e.shedBehind
+}
 
 var _ evidence.Provider = (*LogFile)(nil)

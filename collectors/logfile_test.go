@@ -309,3 +309,71 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLogFileShedsWhenBehind: a source far behind its files still counts
+// every line and every pattern match, but leaves out the log-derived
+// metrics and the evidence of the lines it reads while behind, and counts
+// them; once caught up it does all the work again.
+func TestLogFileShedsWhenBehind(t *testing.T) {
+	sample, err := os.ReadFile("testdata/access_sample.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const copies = 8 // 3,000 lines, 2,617 requests and 88 error lines each
+	path := filepath.Join(t.TempDir(), "access.log")
+	if err := os.WriteFile(path, bytes.Repeat(sample, copies), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := loadTestLogConfig(t, "testdata/access-metrics.yml")
+	lc := cfg.Logs[0]
+	lc.Paths, lc.StartAt = []string{path}, "beginning"
+	l := NewLogFile(lc, Options{})
+	// Behind by more than one copy of the sample: the first seven are
+	// read while shedding, (at least) the last one in full.
+	l.shedBehind = int64(len(sample))
+	readAll(t, l)
+
+	requests := func() float64 {
+		n := 0.0
+		for _, s := range l.pipe.metrics[0].order {
+			n += s.value
+		}
+		return n
+	}
+	m := collect(t, l)
+	if got := m[`tokpulse_log_lines_total{source="access"}`]; got != copies*3000 {
+		t.Errorf("lines %v, want %d: shedding lost lines", got, copies*3000)
+	}
+	if got := m[`tokpulse_log_matches_total{pattern="error",source="access"}`]; got != copies*88 {
+		t.Errorf("error matches %v, want %d: patterns are never shed", got, copies*88)
+	}
+	shed := m[`tokpulse_log_lines_shed_total{source="access",work="metrics"}`]
+	if shed < (copies-2)*3000 || shed > (copies-1)*3000 {
+		t.Errorf("%v lines shed their metrics, want those of the first %d copies (give or take a 64 KiB read)", shed, copies-1)
+	}
+	if got := requests(); got < 2617 || got > 2*2617 {
+		t.Errorf("%v requests counted by the log-derived metric, want about one copy's 2,617", got)
+	}
+	if m[`tokpulse_log_lines_shed_total{source="access",work="evidence"}`] == 0 {
+		t.Error("no matching line was shed from the evidence")
+	}
+
+	// Caught up: a new copy is processed in full.
+	before, shedBefore := requests(), shed
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(sample); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l.tail.Poll(context.Background())
+	m = collect(t, l)
+	if got := requests() - before; got != 2617 {
+		t.Errorf("after catching up, %v requests counted of the 2,617 appended", got)
+	}
+	if got := m[`tokpulse_log_lines_shed_total{source="access",work="metrics"}`]; got != shedBefore {
+		t.Errorf("shed %v lines after catching up (was %v)", got, shedBefore)
+	}
+}

@@ -82,8 +82,12 @@ type Events interface {
 	Truncated(path string, recovered int64)
 	// Read reports n bytes read from path: every byte of the files,
 	// whether it ends up in a line handed over or in the skipped rest of a
-	// line longer than MaxLineBytes.
-	Read(path string, n int)
+	// line longer than MaxLineBytes. It is called before the lines of
+	// these bytes are handed over; behind is how many bytes of the file
+	// were known to be unread after them (the file's size when this read
+	// pass began, less the read position), so that a reader far behind
+	// can shed optional work on them.
+	Read(path string, n int, behind int64)
 }
 
 // Config sets how a Tailer follows its files.
@@ -849,6 +853,10 @@ func (t *Tailer) closeAll() {
 func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
 	var total int64
 	max := t.cfg.MaxLineBytes
+	var size int64
+	if st, err := f.f.Stat(); err == nil {
+		size = st.Size()
+	}
 	for ctx.Err() == nil {
 		if t.chunk == nil {
 			t.chunk = make([]byte, readChunk)
@@ -858,7 +866,11 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
 			total += int64(n)
 			f.readOff += int64(n)
 			if t.events != nil {
-				t.events.Read(f.path, n)
+				behind := size - f.readOff
+				if behind < 0 {
+					behind = 0
+				}
+				t.events.Read(f.path, n, behind)
 			}
 			t.split(f, t.chunk[:n], max)
 		}

@@ -21,6 +21,7 @@ type recorder struct {
 	trunc  int
 	copied int64
 	read   int64
+	behind []int64
 }
 
 func (r *recorder) handle(_ string, line []byte, cut bool) {
@@ -32,7 +33,10 @@ func (r *recorder) handle(_ string, line []byte, cut bool) {
 func (r *recorder) ReadError(_ string, err error) { r.errs = append(r.errs, err) }
 func (r *recorder) Rotated(_, how string)         { r.rot = append(r.rot, how) }
 func (r *recorder) Truncated(_ string, n int64)   { r.trunc++; r.copied += n }
-func (r *recorder) Read(_ string, n int)          { r.read += int64(n) }
+func (r *recorder) Read(_ string, n int, behind int64) {
+	r.read += int64(n)
+	r.behind = append(r.behind, behind)
+}
 func appendFile(t *testing.T, path, s string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -275,6 +279,22 @@ func TestWatchWakes(t *testing.T) {
 	}
 	if tl.matches(filepath.Join(dir, "other.txt")) {
 		t.Error("other.txt must not match")
+	}
+}
+
+// TestBehind: each read reports how much of the file was still unread
+// after it, as far as the size at the start of the pass tells.
+func TestBehind(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a.log")
+	line := strings.Repeat("x", 99) + "\n"
+	appendFile(t, p, strings.Repeat(line, 3*readChunk/100+7)) // three chunks and a bit
+	tl, r := newTest(t, Config{Globs: []string{p}})
+	tl.Start(nil, false, time.Time{})
+	tl.Poll(context.Background())
+	size := int64(len(line) * (3*readChunk/100 + 7))
+	want := []int64{size - readChunk, size - 2*readChunk, size - 3*readChunk, 0}
+	if fmt.Sprint(r.behind) != fmt.Sprint(want) {
+		t.Errorf("behind %v, want %v", r.behind, want)
 	}
 }
 
