@@ -26,6 +26,7 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/actions"
 	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/internal/memlimit"
 	"github.com/tokpulse/tokpulse-agent/internal/reaper"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
@@ -372,6 +373,15 @@ func (c *cli) run(configFile, webConfig string) int {
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(logCfg.Level))
 	logger := newLogger(c.stderr, logCfg.Format, level)
+
+	// The Go heap stays below the cgroup's memory limits (the unit's
+	// MemoryHigh=/MemoryMax=): the collector works harder before the
+	// kernel would throttle or kill the agent.
+	if res, err := memlimit.Apply(memlimit.Paths{}); err != nil {
+		logger.Warn("Cannot read the cgroup's memory limits; the Go runtime has no memory limit", "err", err)
+	} else if res.Source != "" {
+		logger.Info("Go memory limit set below the cgroup's", "bytes", res.Limit, "from", res.Source, "cgroup_limit_bytes", res.CgroupLimit)
+	}
 
 	if webConfig != "" {
 		if err := agent.CheckWebConfigFile(webConfig); err != nil {

@@ -1,0 +1,142 @@
+// Package memlimit sets the Go runtime's soft memory limit (GOMEMLIMIT)
+// below the memory limits of the cgroup the agent runs in, so that the
+// garbage collector works harder before the kernel would throttle
+// (memory.high) or kill (memory.max) the agent. The unit sets MemoryHigh=
+// and MemoryMax=; an operator who changes them with "systemctl edit" moves
+// the Go limit with them, and the same holds in a container. An explicit
+// GOMEMLIMIT in the environment always wins.
+package memlimit
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+)
+
+// Fraction of the cgroup's lowest limit given to the Go runtime. The rest
+// is for what the cgroup counts and the Go runtime does not: the pages of
+// the binary and of the log files read (page cache charged to the
+// cgroup), and the check commands (psql, redis-cli) that run in the same
+// cgroup. docs/performance.md ("Bounded by construction") has the figures.
+const (
+	fractionNum = 3
+	fractionDen = 4
+)
+
+// Paths locate /proc and the cgroup2 mount; tests point them at fixtures.
+type Paths struct {
+	Proc   string // default /proc
+	Cgroup string // default /sys/fs/cgroup
+}
+
+// Result says what Apply did.
+type Result struct {
+	// Limit is the Go memory limit in force afterwards, in bytes
+	// (math.MaxInt64: none).
+	Limit int64
+	// Source says where it came from: "GOMEMLIMIT", the cgroup file that
+	// set it (".../memory.high"), or "" when nothing limits the cgroup.
+	Source string
+	// CgroupLimit is the cgroup's lowest limit the Go limit derives from
+	// (0 when none).
+	CgroupLimit int64
+}
+
+// Apply sets the Go memory limit from the cgroup unless GOMEMLIMIT is set,
+// and returns what is in force.
+func Apply(p Paths) (Result, error) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		// The runtime parsed it at start ("off" included).
+		return Result{Limit: debug.SetMemoryLimit(-1), Source: "GOMEMLIMIT"}, nil
+	}
+	lim, src, err := CgroupLimit(p)
+	if err != nil || lim <= 0 {
+		return Result{Limit: debug.SetMemoryLimit(-1)}, err
+	}
+	goLimit := lim / fractionDen * fractionNum
+	debug.SetMemoryLimit(goLimit)
+	return Result{Limit: goLimit, Source: src, CgroupLimit: lim}, nil
+}
+
+// CgroupLimit returns the lowest memory.high or memory.max of the
+// process's cgroup and its ancestors (cgroup v2), and the file that set
+// it; 0 when none is set or the process is not in a cgroup v2 hierarchy.
+func CgroupLimit(p Paths) (int64, string, error) {
+	if p.Proc == "" {
+		p.Proc = "/proc"
+	}
+	if p.Cgroup == "" {
+		p.Cgroup = "/sys/fs/cgroup"
+	}
+	rel, err := ownCgroup(filepath.Join(p.Proc, "self", "cgroup"))
+	if err != nil || rel == "" {
+		return 0, "", err
+	}
+	var lowest int64
+	var source string
+	dir := filepath.Join(p.Cgroup, rel)
+	for {
+		for _, name := range []string{"memory.high", "memory.max"} {
+			file := filepath.Join(dir, name)
+			v, err := readLimit(file)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return 0, "", err
+			}
+			if v > 0 && (lowest == 0 || v < lowest) {
+				lowest, source = v, file
+			}
+		}
+		if dir == p.Cgroup || dir == filepath.Dir(dir) {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	return lowest, source, nil
+}
+
+// ownCgroup returns the process's cgroup v2 path ("0::/system.slice/x"),
+// "" when it has none.
+func ownCgroup(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
+			return filepath.Clean("/" + rest), nil
+		}
+	}
+	return "", sc.Err()
+}
+
+// readLimit reads a memory.high or memory.max file: a number of bytes, or
+// "max" (no limit, returned as 0).
+func readLimit(file string) (int64, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "max" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q is not a number of bytes: %w", file, s, err)
+	}
+	return v, nil
+}
