@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -64,9 +65,11 @@ func Apply(p Paths) (Result, error) {
 	return Result{Limit: goLimit, Source: src, CgroupLimit: lim}, nil
 }
 
-// CgroupLimit returns the lowest memory.high or memory.max of the
-// process's cgroup and its ancestors (cgroup v2), and the file that set
-// it; 0 when none is set or the process is not in a cgroup v2 hierarchy.
+// CgroupLimit returns the lowest memory limit of the process's cgroup and
+// its ancestors, and the file that set it; 0 when none is set. On cgroup
+// v2 the limits are memory.high and memory.max; on the legacy hierarchy
+// (cgroup v1: RHEL 8, hosts booted with it), the memory controller's
+// memory.limit_in_bytes.
 func CgroupLimit(p Paths) (int64, string, error) {
 	if p.Proc == "" {
 		p.Proc = "/proc"
@@ -74,15 +77,29 @@ func CgroupLimit(p Paths) (int64, string, error) {
 	if p.Cgroup == "" {
 		p.Cgroup = "/sys/fs/cgroup"
 	}
-	rel, err := ownCgroup(filepath.Join(p.Proc, "self", "cgroup"))
-	if err != nil || rel == "" {
+	v2, v1, err := ownCgroups(filepath.Join(p.Proc, "self", "cgroup"))
+	if err != nil {
 		return 0, "", err
 	}
+	if v1 != "" {
+		if _, err := os.Stat(filepath.Join(p.Cgroup, "memory")); err == nil {
+			return lowestLimit(filepath.Join(p.Cgroup, "memory"), v1, []string{"memory.limit_in_bytes"})
+		}
+	}
+	if v2 == "" {
+		return 0, "", nil
+	}
+	return lowestLimit(p.Cgroup, v2, []string{"memory.high", "memory.max"})
+}
+
+// lowestLimit returns the lowest of the files names in the cgroup rel
+// under root and its ancestors.
+func lowestLimit(root, rel string, names []string) (int64, string, error) {
 	var lowest int64
 	var source string
-	dir := filepath.Join(p.Cgroup, rel)
+	dir := filepath.Join(root, rel)
 	for {
-		for _, name := range []string{"memory.high", "memory.max"} {
+		for _, name := range names {
 			file := filepath.Join(dir, name)
 			v, err := readLimit(file)
 			if err != nil {
@@ -95,7 +112,7 @@ func CgroupLimit(p Paths) (int64, string, error) {
 				lowest, source = v, file
 			}
 		}
-		if dir == p.Cgroup || dir == filepath.Dir(dir) {
+		if dir == root || dir == filepath.Dir(dir) {
 			break
 		}
 		dir = filepath.Dir(dir)
@@ -103,28 +120,41 @@ func CgroupLimit(p Paths) (int64, string, error) {
 	return lowest, source, nil
 }
 
-// ownCgroup returns the process's cgroup v2 path ("0::/system.slice/x"),
-// "" when it has none.
-func ownCgroup(file string) (string, error) {
+// ownCgroups returns the process's cgroup v2 path ("0::/system.slice/x")
+// and its cgroup v1 memory controller's path ("4:memory:/x"), "" for
+// those it does not have.
+func ownCgroups(file string) (v2, v1 string, err error) {
 	f, err := os.Open(file)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil
+			return "", "", nil
 		}
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
-			return filepath.Clean("/" + rest), nil
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		path := filepath.Clean("/" + parts[2])
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			v2 = path
+		case slices.Contains(strings.Split(parts[1], ","), "memory"):
+			v1 = path
 		}
 	}
-	return "", sc.Err()
+	return v2, v1, sc.Err()
 }
 
-// readLimit reads a memory.high or memory.max file: a number of bytes, or
-// "max" (no limit, returned as 0).
+// unlimitedV1 is where cgroup v1 reports no limit (PAGE_COUNTER_MAX pages,
+// rounded); anything at or above it is no limit.
+const unlimitedV1 = 1 << 62
+
+// readLimit reads a memory.high, memory.max or memory.limit_in_bytes file:
+// a number of bytes, or "max" (no limit, returned as 0).
 func readLimit(file string) (int64, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -137,6 +167,9 @@ func readLimit(file string) (int64, error) {
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %q is not a number of bytes: %w", file, s, err)
+	}
+	if v >= unlimitedV1 {
+		return 0, nil
 	}
 	return v, nil
 }

@@ -48,7 +48,12 @@ func TestCgroupLimit(t *testing.T) {
 			map[string]string{unit + "/memory.max": "268435456\n", "system.slice/memory.max": "104857600\n"}, 104857600, "system.slice/memory.max"},
 		{"no limit anywhere", "0::/" + unit + "\n",
 			map[string]string{unit + "/memory.max": "max\n", unit + "/memory.high": "max\n"}, 0, ""},
-		{"cgroup v1 only", "12:memory:/user.slice\n1:name=systemd:/user.slice\n", nil, 0, ""},
+		{"cgroup v1 without its memory controller mounted", "12:memory:/user.slice\n1:name=systemd:/user.slice\n", nil, 0, ""},
+		{"cgroup v1: memory.limit_in_bytes", "12:memory:/" + unit + "\n1:name=systemd:/" + unit + "\n0::/" + unit + "\n",
+			map[string]string{"memory/" + unit + "/memory.limit_in_bytes": "268435456\n", "memory/system.slice/memory.limit_in_bytes": "9223372036854771712\n"},
+			268435456, "memory/" + unit + "/memory.limit_in_bytes"},
+		{"cgroup v1 without a limit", "4:cpu,memory:/" + unit + "\n",
+			map[string]string{"memory/" + unit + "/memory.limit_in_bytes": "9223372036854771712\n"}, 0, ""},
 		{"no /proc/self/cgroup", "", nil, 0, ""},
 		{"a container's root", "0::/\n", map[string]string{"memory.max": "67108864\n"}, 67108864, "memory.max"},
 	} {
