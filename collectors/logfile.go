@@ -316,6 +316,9 @@ func (l *LogFile) Run(ctx context.Context) {
 		if len(l.event) > 0 {
 			next = min(next, l.cfg.Multiline.Timeout.D())
 		}
+		if l.tail.More() {
+			next = 0 // behind its files: read on at once
+		}
 		timer.Reset(next)
 		select {
 		case <-ctx.Done():
@@ -325,7 +328,7 @@ func (l *LogFile) Run(ctx context.Context) {
 		case <-wake:
 			// A busy file wakes us at every write; poll at most every
 			// minWakeGap so that following it stays cheap.
-			if gap := minWakeGap - time.Since(last); gap > 0 {
+			if gap := minWakeGap - time.Since(last); gap > 0 && !l.tail.More() {
 				select {
 				case <-ctx.Done():
 					l.stop()

@@ -55,7 +55,8 @@ func readAll(t *testing.T, l *LogFile) {
 	t.Helper()
 	l.now = l.opts.Now()
 	l.tail.Start(nil, false, time.Time{})
-	l.tail.Poll(context.Background())
+	for l.tail.Poll(context.Background()); l.tail.More(); l.tail.Poll(context.Background()) {
+	}
 	l.flushEvent()
 }
 

@@ -122,6 +122,10 @@ const (
 	DefaultRetryInterval    = 5 * time.Second
 	DefaultFingerprintBytes = 1024
 	readChunk               = 64 << 10
+	// readPassBytes is the most a poll reads of one file: a source far
+	// behind hands its lines over (and checkpoints) every few tens of
+	// milliseconds of work rather than once it has caught up.
+	readPassBytes = 8 << 20
 )
 
 // Tailer follows the files of one source. Run does all reading in one
@@ -141,6 +145,9 @@ type Tailer struct {
 	// absent is set when the last poll followed no file and the folder of
 	// every glob was missing.
 	absent bool
+	// more is set when the last poll stopped reading a file at the
+	// per-pass budget with more to read.
+	more bool
 	// rewatch asks Watch's goroutine to retry folders it could not watch,
 	// which it says in unwatched.
 	rewatch   chan struct{}
@@ -359,10 +366,16 @@ func (t *Tailer) Close() { t.closeAll() }
 // after a rotation does not lose track of the new file.
 func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 	now := t.cfg.Now()
+	t.more = false
 	// Rotated files first, so that lines come out in the order written.
 	keep := t.draining[:0]
 	for _, d := range t.draining {
-		n := t.readToEnd(ctx, d)
+		if t.more {
+			keep = append(keep, d)
+			continue
+		}
+		n, more := t.readToEnd(ctx, d, readPassBytes)
+		t.more = more
 		if n == 0 && now.Sub(d.rotatedAt) >= t.cfg.RotateWait && ctx.Err() == nil {
 			t.finish(d)
 			continue
@@ -370,6 +383,11 @@ func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 		keep = append(keep, d)
 	}
 	t.draining = keep
+	if t.more {
+		// A rotated file is still behind: its lines come first, so the
+		// files that replaced it wait for the next pass.
+		return t.publish()
+	}
 
 	seen := map[string]bool{}
 	for _, p := range t.paths() {
@@ -546,8 +564,16 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 		t.fail(path, err, now)
 		return
 	}
-	t.readToEnd(ctx, cur)
+	if _, more := t.readToEnd(ctx, cur, readPassBytes); more {
+		t.more = true
+	}
 }
+
+// More reports whether the last Poll left a file with more to read: it
+// read at most readPassBytes of each file, so that a source far behind
+// still checkpoints and hands its lines over regularly. The caller should
+// poll again at once.
+func (t *Tailer) More() bool { return t.more }
 
 func (t *Tailer) fail(path string, err error, now time.Time) {
 	if f, ok := t.failed[path]; ok && now.Before(f.retry) {
@@ -802,7 +828,7 @@ func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) (int64, string) {
 			buf: append([]byte(nil), f.buf...), discarding: f.discarding}
 		cp.readOff = f.readOff
 		start := f.off
-		t.readToEnd(ctx, cp)
+		t.readToEnd(ctx, cp, 0)
 		t.flushPartial(cp)
 		fh.Close()
 		return cp.off - start, c.name
@@ -813,7 +839,7 @@ func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) (int64, string) {
 // retire moves an active file to the draining list, reading it to its end
 // first: its lines come before those of the file that replaced it.
 func (t *Tailer) retire(ctx context.Context, f *file, how string, now time.Time) {
-	t.readToEnd(ctx, f)
+	t.readToEnd(ctx, f, 0)
 	delete(t.active, f.path)
 	f.rotatedAt = now
 	t.draining = append(t.draining, f)
@@ -849,15 +875,20 @@ func (t *Tailer) closeAll() {
 }
 
 // readToEnd reads f from readOff to its current end, handing over complete
-// lines. It returns the number of bytes read.
-func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
-	var total int64
+// lines, or until it has read limit bytes (0: no limit); more reports that
+// it stopped at the limit with more to read. Each read tells the Events
+// how far behind the file's end it still is, the size read again whenever
+// the reader passes it (the file grows while it is read).
+func (t *Tailer) readToEnd(ctx context.Context, f *file, limit int64) (total int64, more bool) {
 	max := t.cfg.MaxLineBytes
 	var size int64
 	if st, err := f.f.Stat(); err == nil {
 		size = st.Size()
 	}
 	for ctx.Err() == nil {
+		if limit > 0 && total >= limit {
+			return total, true
+		}
 		if t.chunk == nil {
 			t.chunk = make([]byte, readChunk)
 		}
@@ -866,11 +897,12 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
 			total += int64(n)
 			f.readOff += int64(n)
 			if t.events != nil {
-				behind := size - f.readOff
-				if behind < 0 {
-					behind = 0
+				if f.readOff >= size {
+					if st, err := f.f.Stat(); err == nil {
+						size = st.Size()
+					}
 				}
-				t.events.Read(f.path, n, behind)
+				t.events.Read(f.path, n, max64(size-f.readOff, 0))
 			}
 			t.split(f, t.chunk[:n], max)
 		}
@@ -887,7 +919,14 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
 	if f.fpLen < t.cfg.FingerprintBytes && f.readOff > int64(f.fpLen) {
 		t.refreshFingerprint(f)
 	}
-	return total
+	return total, false
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 // split hands the complete lines of data (which follows f.buf) to the

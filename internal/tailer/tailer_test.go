@@ -100,7 +100,14 @@ func TestTailer(t *testing.T) {
 		f.Close()
 		tl, r := newTest(t, Config{Globs: []string{p}, MaxLineBytes: 1024})
 		tl.Start(nil, false, time.Time{})
-		tl.Poll(ctx)
+		// A poll reads at most readPassBytes of a file and says so.
+		polls := 1
+		for tl.Poll(ctx); tl.More(); tl.Poll(ctx) {
+			polls++
+		}
+		if want := (100<<20)/readPassBytes + 1; polls != want {
+			t.Errorf("%d polls for 100 MB, want %d (one per %d bytes)", polls, want, readPassBytes)
+		}
 		if len(r.lines) != 2 || len(r.lines[0]) != 1024 || r.lines[1] != "next" || r.cuts != 1 {
 			t.Errorf("got %d lines (first %d bytes), %d cut", len(r.lines), len(r.lines[0]), r.cuts)
 		}
