@@ -555,7 +555,7 @@ var (
 	logMatchesDesc = prometheus.NewDesc("tokpulse_log_matches_total",
 		"Lines that matched the source's pattern.", []string{"source", "pattern"}, nil)
 	logShedDesc = prometheus.NewDesc("tokpulse_log_lines_shed_total",
-		"Lines whose optional work the source left out while it was far behind its files (docs/logs.md): work=metrics, lines whose log-derived metrics were not computed; work=evidence, matching lines not kept as evidence. Line counts and pattern matches are never shed.",
+		"Optional work the source left out while it was far behind its files (docs/logs.md): work=metrics, lines whose log-derived metrics were not computed; work=evidence, pattern matches whose line was not kept as evidence. Line counts and pattern matches are never shed.",
 		[]string{"source", "work"}, nil)
 	logMetricDroppedDesc = prometheus.NewDesc("tokpulse_log_metric_dropped_total",
 		"Matching lines a log-derived metric could not record: reason label_limit (max_label_sets reached) or bad_value (the value group is not a number).",
