@@ -4,6 +4,7 @@
 // STATE_DIRECTORY per run (a first start; -keep-state measures restarts).
 //
 //	go run ./bench/startup -bin bin/tokpulse-agent -config agent.yaml -runs 21
+//	go run ./bench/startup -bin old-agent,bin/tokpulse-agent ...   # A/B, runs interleaved
 //
 // /metrics is polled over one kept-alive connection every 0.5 ms, so the
 // figure includes at most that much polling slack; the process is started
@@ -30,39 +31,51 @@ import (
 )
 
 func main() {
-	bin := flag.String("bin", "bin/tokpulse-agent", "agent binary")
+	bin := flag.String("bin", "bin/tokpulse-agent", "agent binary, or several separated by commas (their runs interleaved)")
 	config := flag.String("config", "", "configuration file (its web.listen is polled)")
 	listen := flag.String("listen", "127.0.0.1:9847", "the web.listen of the configuration")
 	runs := flag.Int("runs", 11, "number of starts")
 	keep := flag.Bool("keep-state", false, "keep the state directory between runs (restarts rather than first starts)")
 	flag.Parse()
-	if err := run(*bin, *config, *listen, *runs, *keep); err != nil {
+	if err := run(strings.Split(*bin, ","), *config, *listen, *runs, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "startup:", err)
 		os.Exit(1)
 	}
 }
 
-type result struct{ metrics, ready time.Duration }
+// result is one start: when the first good /metrics answer came and
+// READY=1 arrived (from exec), and the CPU time the process had used by
+// READY=1 (all threads, /proc/PID/task/*/schedstat).
+type result struct{ metrics, ready, cpu time.Duration }
 
-func run(bin, config, listen string, runs int, keep bool) error {
+func run(bins []string, config, listen string, runs int, keep bool) error {
 	dir, err := os.MkdirTemp("", "tokpulse-startup")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	var res []result
+	res := make([][]result, len(bins))
 	for i := range runs {
-		state := filepath.Join(dir, "state")
-		if !keep {
-			state = filepath.Join(dir, fmt.Sprintf("state%d", i))
+		for b, bin := range bins {
+			state := filepath.Join(dir, fmt.Sprintf("state-%d", b))
+			if !keep {
+				state = filepath.Join(dir, fmt.Sprintf("state-%d-%d", b, i))
+			}
+			r, err := once(bin, config, listen, state, filepath.Join(dir, fmt.Sprintf("notify-%d-%d.sock", b, i)))
+			if err != nil {
+				return fmt.Errorf("%s, run %d: %w", bin, i+1, err)
+			}
+			fmt.Printf("%s run %2d: first /metrics %7.1f ms  READY=1 %7.1f ms  CPU to READY=1 %5.1f ms\n", bin, i+1, ms(r.metrics), ms(r.ready), ms(r.cpu))
+			res[b] = append(res[b], r)
 		}
-		r, err := once(bin, config, listen, state, filepath.Join(dir, fmt.Sprintf("notify%d.sock", i)))
-		if err != nil {
-			return fmt.Errorf("run %d: %w", i+1, err)
-		}
-		fmt.Printf("run %2d: first /metrics %7.1f ms  READY=1 %7.1f ms\n", i+1, ms(r.metrics), ms(r.ready))
-		res = append(res, r)
 	}
+	for b, bin := range bins {
+		summary(bin, res[b])
+	}
+	return nil
+}
+
+func summary(bin string, res []result) {
 	med := func(f func(result) time.Duration) time.Duration {
 		var d []time.Duration
 		for _, r := range res {
@@ -78,10 +91,10 @@ func run(bin, config, listen string, runs int, keep bool) error {
 		}
 		return m
 	}
-	fmt.Printf("median of %d: first /metrics %.1f ms (max %.1f), READY=1 %.1f ms (max %.1f)\n", len(res),
+	fmt.Printf("%s: median of %d: first /metrics %.1f ms (max %.1f), READY=1 %.1f ms (max %.1f), CPU to READY=1 %.1f ms\n", bin, len(res),
 		ms(med(func(r result) time.Duration { return r.metrics })), ms(maxOf(func(r result) time.Duration { return r.metrics })),
-		ms(med(func(r result) time.Duration { return r.ready })), ms(maxOf(func(r result) time.Duration { return r.ready })))
-	return nil
+		ms(med(func(r result) time.Duration { return r.ready })), ms(maxOf(func(r result) time.Duration { return r.ready })),
+		ms(med(func(r result) time.Duration { return r.cpu })))
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -132,10 +145,28 @@ func once(bin, config, listen, state, sock string) (result, error) {
 	select {
 	case t := <-ready:
 		r.ready = t.Sub(start)
+		r.cpu = cpuTime(cmd.Process.Pid)
 	case <-ctx.Done():
 		return r, errors.New("no READY=1 within 10 s")
 	}
 	return r, nil
+}
+
+// cpuTime sums the run time of every thread of pid.
+func cpuTime(pid int) time.Duration {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns int64
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var run int64
+		if _, err := fmt.Sscan(string(data), &run); err == nil {
+			ns += run
+		}
+	}
+	return time.Duration(ns)
 }
 
 // poll asks for /metrics until it gets a 200 with a body, and returns when
