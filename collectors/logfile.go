@@ -31,6 +31,10 @@ type LogConfig struct {
 	// MaxLineBytes caps a line; a longer one is cut, counted in
 	// tokpulse_log_lines_truncated_total and never held whole in memory.
 	MaxLineBytes int `yaml:"max_line_bytes"`
+	// ShedBacklogBytes is how far behind its files (unread bytes) the
+	// source sheds its optional work (log-derived metrics, evidence);
+	// 0 never sheds.
+	ShedBacklogBytes int64 `yaml:"shed_backlog_bytes"`
 	// PollInterval is how often the files are checked for new lines and
 	// rotation.
 	PollInterval yamlx.Duration `yaml:"poll_interval"`
@@ -68,12 +72,13 @@ type MultilineConfig struct {
 // DefaultLogConfig returns the defaults of one logs: entry.
 func DefaultLogConfig() LogConfig {
 	return LogConfig{
-		StartAt:       "end",
-		MaxLineBytes:  tailer.DefaultMaxLineBytes,
-		PollInterval:  yamlx.Duration(tailer.DefaultPollInterval),
-		RotateWait:    yamlx.Duration(tailer.DefaultRotateWait),
-		Multiline:     MultilineConfig{MaxLines: 500, Timeout: yamlx.Duration(time.Second)},
-		EvidenceLines: 10,
+		StartAt:          "end",
+		MaxLineBytes:     tailer.DefaultMaxLineBytes,
+		ShedBacklogBytes: shedBehindBytes,
+		PollInterval:     yamlx.Duration(tailer.DefaultPollInterval),
+		RotateWait:       yamlx.Duration(tailer.DefaultRotateWait),
+		Multiline:        MultilineConfig{MaxLines: 500, Timeout: yamlx.Duration(time.Second)},
+		EvidenceLines:    10,
 	}
 }
 
@@ -104,6 +109,9 @@ func (l *LogConfig) Validate(c *yamlx.Checker, path string) {
 	}
 	if l.MaxLineBytes < 256 || l.MaxLineBytes > 16<<20 {
 		c.Errorf(yamlx.Join(path, "max_line_bytes"), "%d is out of range; write a size between 256 and 16777216 bytes (default 65536)", l.MaxLineBytes)
+	}
+	if l.ShedBacklogBytes < 0 {
+		c.Errorf(yamlx.Join(path, "shed_backlog_bytes"), "%d is negative; write a size in bytes (default 16777216), or 0 never to shed", l.ShedBacklogBytes)
 	}
 	if l.PollInterval.D() < 10*time.Millisecond {
 		c.Errorf(yamlx.Join(path, "poll_interval"), "must be at least 10ms; the default is 1s")
@@ -187,9 +195,6 @@ type LogFile struct {
 	// absentPoll is how often the source looks for its folders while none
 	// exists (absentPollInterval; tests shorten it).
 	absentPoll time.Duration
-	// shedBehind is how far behind its files (unread bytes) the source
-	// sheds optional work (shedBehindBytes; tests change it).
-	shedBehind int64
 
 	// warm is done after the first read pass (the backlog since the saved
 	// position is read).
@@ -228,7 +233,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
-	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval, shedBehind: shedBehindBytes}
+	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	l.pipe.redact = cfg.Redact
 	l.pipe.carryOver(opts.Counters, "log")
@@ -343,10 +348,9 @@ func (l *LogFile) Run(ctx context.Context) {
 // minWakeGap spaces polls triggered by inotify.
 const minWakeGap = 20 * time.Millisecond
 
-// shedBehindBytes is how far behind its files a source must be before it
-// sheds optional work: 16 MiB is about 120,000 access-log lines, some
-// 60 ms of full processing on one core; a burst that the source keeps up
-// with never comes near it.
+// shedBehindBytes is the default shed_backlog_bytes: 16 MiB is about
+// 120,000 access-log lines, some 60 ms of full processing on one core; a
+// burst that the source keeps up with never comes near it.
 const shedBehindBytes = 16 << 20
 
 // absentPollInterval is how often a source whose folders do not exist
@@ -421,10 +425,10 @@ func (e *logEvents) Truncated(path string, n int64) {
 // Read counts the bytes read from the files (tokpulse_log_bytes_total
 // includes the part of a long line that was cut off and skipped), and
 // makes the lines of these bytes shed their optional work while the
-// source is more than shedBehind behind its files.
+// source is more than shed_backlog_bytes behind its files.
 func (e *logEvents) Read(path string, n int, behind int64) {
 	e.pipe.stats.bytes.Add(uint64(n))
-	e.pipe.shed = behind > e.shedBehind
+	e.pipe.shed = e.cfg.ShedBacklogBytes > 0 && behind > e.cfg.ShedBacklogBytes
 }
 
 var _ evidence.Provider = (*LogFile)(nil)

@@ -328,10 +328,10 @@ func TestLogFileShedsWhenBehind(t *testing.T) {
 	cfg := loadTestLogConfig(t, "testdata/access-metrics.yml")
 	lc := cfg.Logs[0]
 	lc.Paths, lc.StartAt = []string{path}, "beginning"
-	l := NewLogFile(lc, Options{})
 	// Behind by more than one copy of the sample: the first seven are
 	// read while shedding, (at least) the last one in full.
-	l.shedBehind = int64(len(sample))
+	lc.ShedBacklogBytes = int64(len(sample))
+	l := NewLogFile(lc, Options{})
 	readAll(t, l)
 
 	requests := func() float64 {
