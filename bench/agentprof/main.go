@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"syscall"
 
@@ -36,6 +37,13 @@ func main() {
 	rate := flag.Int("memprofilerate", runtime.MemProfileRate, "runtime.MemProfileRate: 1 records every allocation (exact live heap, slower)")
 	flag.Parse()
 	runtime.MemProfileRate = *rate
+	// The daemon's runtime defaults (cmd/tokpulse-agent run).
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	mux := http.NewServeMux()
