@@ -51,7 +51,7 @@ func newAPIGuard(next http.Handler, a *Agent) *apiGuard {
 			return cfg.Agent.Hostname, cfg.Web.Listen, cfg.Web.AllowedHosts
 		},
 		logger: a.logger,
-		refused: promauto.With(a.registry).NewCounterVec(prometheus.CounterOpts{
+		refused: promauto.With(a.reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "tokpulse_agent_http_requests_refused_total",
 			Help: "HTTP requests refused by the browser protections: reason host (Host not a name of this agent), content_type (a state-changing request without a JSON content type or X-TokPulse-Request) or cross_origin (a state-changing request from another origin).",
 		}, []string{"reason"}),

@@ -13,7 +13,7 @@ import (
 // tokpulse_agent_state_file_recovered, on which a builtin rule raises a
 // P2 alert.
 func (a *Agent) reportStateFile() {
-	g := promauto.With(a.registry).NewGauge(prometheus.GaugeOpts{
+	g := promauto.With(a.reg).NewGauge(prometheus.GaugeOpts{
 		Name: "tokpulse_agent_state_file_recovered",
 		Help: "1 if the state file was found damaged at this start, moved aside and replaced by an empty one (log positions, alert states and undelivered events lost); 0 otherwise.",
 	})

@@ -3,19 +3,30 @@
 # by side with node_exporter (Debian's prometheus-node-exporter, default
 # collectors) in the same run on the same machine.
 #
-# Usage: bench/idle.sh [SECONDS=600] [SCRAPE_EVERY=15]
-# Both are scraped every SCRAPE_EVERY seconds, as Prometheus would; at the end
-# each gets 50 back-to-back scrapes whose median latency is reported, then 200
-# more whose CPU time (from /proc/PID/stat, 10 ms ticks) gives the CPU per
-# scrape. CPU is utime+stime over the whole window from /proc/PID/stat; RSS is
-# VmRSS at the end of the window.
+# Usage: bench/idle.sh [SECONDS=600] [SCRAPE_EVERY=15] [NAME=BINARY[,VAR=VALUE...]]...
+#
+# Without agent arguments, the freshly built bin/tokpulse-agent is measured.
+# Each NAME=BINARY argument adds an agent (for an A/B run in one window:
+# "main=/tmp/main-agent new=bin/tokpulse-agent new-gogc50=bin/tokpulse-agent,GOGC=50");
+# VAR=VALUE pairs after a comma go into that agent's environment.
+#
+# Every process is scraped every SCRAPE_EVERY seconds, as Prometheus would.
+# CPU is utime+stime over the window from /proc/PID/stat; wake-ups are the
+# context switches of all the process's threads over the window
+# (/proc/PID/task/*/status); RSS, RssAnon (heap, stacks, runtime) and
+# RssFile (the binary's pages) are read at the end of the window, and RSS
+# once a minute ("rss/min"). After the window each gets 50 back-to-back
+# scrapes whose median latency is reported, then 200 more whose CPU time
+# (10 ms ticks) gives the CPU per scrape.
 set -euo pipefail
 DURATION="${1:-600}"
 EVERY="${2:-15}"
+shift $(( $# > 2 ? 2 : $# ))
 cd "$(dirname "$0")/.."
 make -s build
 NE=$(command -v prometheus-node-exporter || true)
 [ -n "$NE" ] || { echo "install prometheus-node-exporter first (apt-get install prometheus-node-exporter)" >&2; exit 1; }
+[ $# -gt 0 ] || set -- "tokpulse-agent=./bin/tokpulse-agent"
 
 # Loopback ports free at the start: the machine is shared, and a fixed port
 # may be taken by someone else's agent.
@@ -26,47 +37,68 @@ free_port() {
     ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
   done
 }
-AGENT_PORT=$(free_port)
-NE_PORT=$(free_port)
 work=$(mktemp -d)
-trap 'kill $AGENT_PID $NE_PID 2>/dev/null || true; rm -rf "$work"' EXIT
-# The embedded default config, moved off the default port so that a running
-# agent does not collide with the one measured.
-./bin/tokpulse-agent config default | sed "s/127.0.0.1:9847/127.0.0.1:$AGENT_PORT/" > "$work/agent.yaml"
-STATE_DIRECTORY="$work/state" ./bin/tokpulse-agent run --config "$work/agent.yaml" > "$work/agent.log" 2>&1 &
-AGENT_PID=$!
-"$NE" --web.listen-address=127.0.0.1:$NE_PORT > "$work/ne.log" 2>&1 &
-NE_PID=$!
+names=(); pids=(); urls=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+i=0
+for spec in "$@"; do
+  i=$((i + 1))
+  name=${spec%%=*}; rest=${spec#*=}
+  bin=${rest%%,*}; envs=()
+  [ "$bin" = "$rest" ] || IFS=, read -r -a envs <<< "${rest#*,}"
+  port=$(free_port)
+  # The embedded default config, moved off the default port so that a
+  # running agent does not collide with the one measured.
+  "$bin" config default | sed "s/127.0.0.1:9847/127.0.0.1:$port/" > "$work/agent$i.yaml"
+  env STATE_DIRECTORY="$work/state$i" "${envs[@]}" "$bin" run --config "$work/agent$i.yaml" > "$work/agent$i.log" 2>&1 &
+  names+=("$name"); pids+=($!); urls+=("http://127.0.0.1:$port/metrics")
+done
+port=$(free_port)
+"$NE" --web.listen-address=127.0.0.1:$port > "$work/ne.log" 2>&1 &
+names+=(node_exporter); pids+=($!); urls+=("http://127.0.0.1:$port/metrics")
 sleep 2
-AGENT_URL=http://127.0.0.1:$AGENT_PORT/metrics
-NE_URL=http://127.0.0.1:$NE_PORT/metrics
-curl -sf "$AGENT_URL" >/dev/null || { echo "agent not serving"; cat "$work/agent.log"; exit 1; }
-curl -sf "$NE_URL" >/dev/null || { echo "node_exporter not serving"; cat "$work/ne.log"; exit 1; }
+for j in "${!pids[@]}"; do
+  curl -sf "${urls[$j]}" >/dev/null || { echo "${names[$j]} not serving"; cat "$work"/*.log; exit 1; }
+done
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+wakeups() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/voluntary_ctxt_switches/ {s += $2} END {print s}'; }
+status() { awk -v k="$2:" '$1 == k {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
-a0=$(ticks $AGENT_PID); n0=$(ticks $NE_PID); t0=$(date +%s.%N)
-end=$(( $(date +%s) + DURATION ))
+declare -A t0 w0 rssmin
+for p in "${pids[@]}"; do t0[$p]=$(ticks "$p"); w0[$p]=$(wakeups "$p"); done
+s0=$(date +%s.%N)
+start=$(date +%s); end=$((start + DURATION)); next_min=$((start + 60))
 while [ "$(date +%s)" -lt "$end" ]; do
-  curl -sf -o /dev/null "$AGENT_URL"; curl -sf -o /dev/null "$NE_URL"
+  for u in "${urls[@]}"; do curl -sf -o /dev/null "$u"; done
+  if [ "$(date +%s)" -ge "$next_min" ]; then
+    for p in "${pids[@]}"; do rssmin[$p]="${rssmin[$p]:-}$(status "$p" VmRSS) "; done
+    next_min=$((next_min + 60))
+  fi
   sleep "$EVERY"
 done
-a1=$(ticks $AGENT_PID); n1=$(ticks $NE_PID); t1=$(date +%s.%N)
-rss() { awk '/VmRSS/ {print $2/1024}' "/proc/$1/status"; }
+s1=$(date +%s.%N)
+declare -A cpu wk rss anon file
+for p in "${pids[@]}"; do
+  cpu[$p]=$(echo "($(ticks "$p")-${t0[$p]})/$hz/($s1-$s0)*100" | bc -l)
+  wk[$p]=$(( $(wakeups "$p") - ${w0[$p]} ))
+  rss[$p]=$(status "$p" VmRSS); anon[$p]=$(status "$p" RssAnon); file[$p]=$(status "$p" RssFile)
+done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-scrapes() { for i in $(seq 50); do curl -sf -o /dev/null -w '%{time_total}\n' "$1"; done | awk '{print $1*1000}' | median; }
+scrapes() { for _ in $(seq 50); do curl -sf -o /dev/null -w '%{time_total}\n' "$1"; done | awk '{print $1*1000}' | median; }
 series() { curl -sf "$1" | grep -vc '^#'; }
 cpu_per_scrape() { # pid url: ms of CPU per scrape over 200 back-to-back scrapes
   local c0 c1
-  c0=$(ticks $1); for i in $(seq 200); do curl -sf -o /dev/null "$2"; done; c1=$(ticks $1)
+  c0=$(ticks "$1"); for _ in $(seq 200); do curl -sf -o /dev/null "$2"; done; c1=$(ticks "$1")
   echo "($c1-$c0)*1000/$hz/200" | bc -l
 }
-report() { # name pid ticks0 ticks1 url
-  local r c m
-  r=$(rss $2); c=$(echo "($4-$3)/$hz/($t1-$t0)*100" | bc -l); m=$(scrapes $5)
-  printf '%-16s RSS %6.1f MB  CPU %6.3f %% of one core  scrape median %6.2f ms  CPU per scrape %5.2f ms  series %d\n' \
-    "$1" "$r" "$c" "$m" "$(cpu_per_scrape $2 $5)" "$(series $5)"
-}
-echo "window ${DURATION}s, scraped every ${EVERY}s, $(nproc) cores, $(date -u +%FT%TZ)"
-report tokpulse-agent $AGENT_PID $a0 $a1 "$AGENT_URL"
-report node_exporter $NE_PID $n0 $n1 "$NE_URL"
+echo "window ${DURATION}s, scraped every ${EVERY}s, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+for j in "${!pids[@]}"; do
+  p=${pids[$j]}
+  printf '%-16s RSS %5.1f MB (anon %4.1f, file %4.1f)  CPU %6.3f %% of one core  wake-ups %5.2f/s  scrape median %6.2f ms  CPU per scrape %5.2f ms  series %d\n' \
+    "${names[$j]}" "${rss[$p]}" "${anon[$p]}" "${file[$p]}" "${cpu[$p]}" "$(echo "${wk[$p]}/($s1-$s0)" | bc -l)" \
+    "$(scrapes "${urls[$j]}")" "$(cpu_per_scrape "$p" "${urls[$j]}")" "$(series "${urls[$j]}")"
+done
+for j in "${!pids[@]}"; do
+  printf '%-16s rss/min %s\n' "${names[$j]}" "${rssmin[${pids[$j]}]:-}"
+done

@@ -32,6 +32,19 @@ type Runner interface {
 	Run(ctx context.Context)
 }
 
+// Want tells a gather which metrics its reader needs: it reports whether
+// some metric whose name starts with prefix may be read. The agent's own
+// gather for its rules passes what the rules read; a Prometheus scrape
+// reads everything. (An alias, so that collectors in packages of their
+// own implement Selective without importing this one.)
+type Want = func(prefix string) bool
+
+// Selective is implemented by collectors that can leave out the parts
+// whose metrics nobody reads in a gather (the host collector's families).
+type Selective interface {
+	UpdateWanted(ctx context.Context, ch chan<- prometheus.Metric, want Want) error
+}
+
 // ErrNoData tells the Set that a collector had nothing to report this time;
 // it is logged at debug level and does not count as a failure.
 var ErrNoData = errors.New("collector returned no data")
@@ -129,7 +142,11 @@ func (s *Set) Members() []Named { return s.members }
 func (s *Set) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
-func (s *Set) Collect(ch chan<- prometheus.Metric) {
+func (s *Set) Collect(ch chan<- prometheus.Metric) { s.CollectWanted(ch, nil) }
+
+// CollectWanted is Collect for a reader that needs only what want asks
+// for (nil: everything): Selective members leave out the rest.
+func (s *Set) CollectWanted(ch chan<- prometheus.Metric, want Want) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -137,15 +154,20 @@ func (s *Set) Collect(ch chan<- prometheus.Metric) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.collectOne(ctx, m, ch)
+			s.collectOne(ctx, m, ch, want)
 		}()
 	}
 	wg.Wait()
 }
 
-func (s *Set) collectOne(ctx context.Context, m Named, ch chan<- prometheus.Metric) {
+func (s *Set) collectOne(ctx context.Context, m Named, ch chan<- prometheus.Metric, want Want) {
 	start := time.Now()
-	err := m.Update(ctx, ch)
+	var err error
+	if sel, ok := m.Collector.(Selective); ok && want != nil {
+		err = sel.UpdateWanted(ctx, ch, want)
+	} else {
+		err = m.Update(ctx, ch)
+	}
 	success := 1.0
 	switch {
 	case err == nil:

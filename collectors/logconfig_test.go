@@ -45,7 +45,7 @@ func TestLogConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := cfg.Logs[0]
-	if l.StartAt != "end" || l.MaxLineBytes != 65536 || l.PollInterval.D() != time.Second || l.EvidenceLines != 10 {
+	if l.StartAt != "end" || l.MaxLineBytes != 65536 || l.PollInterval.D() != time.Second || l.EvidenceLines != 10 || l.ShedBacklogBytes != 16<<20 {
 		t.Errorf("log defaults: %+v", l)
 	}
 	j := cfg.Journal[0]

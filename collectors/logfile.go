@@ -31,6 +31,10 @@ type LogConfig struct {
 	// MaxLineBytes caps a line; a longer one is cut, counted in
 	// tokpulse_log_lines_truncated_total and never held whole in memory.
 	MaxLineBytes int `yaml:"max_line_bytes"`
+	// ShedBacklogBytes is how far behind its files (unread bytes) the
+	// source sheds its optional work (log-derived metrics, evidence);
+	// 0 never sheds.
+	ShedBacklogBytes int64 `yaml:"shed_backlog_bytes"`
 	// PollInterval is how often the files are checked for new lines and
 	// rotation.
 	PollInterval yamlx.Duration `yaml:"poll_interval"`
@@ -68,12 +72,13 @@ type MultilineConfig struct {
 // DefaultLogConfig returns the defaults of one logs: entry.
 func DefaultLogConfig() LogConfig {
 	return LogConfig{
-		StartAt:       "end",
-		MaxLineBytes:  tailer.DefaultMaxLineBytes,
-		PollInterval:  yamlx.Duration(tailer.DefaultPollInterval),
-		RotateWait:    yamlx.Duration(tailer.DefaultRotateWait),
-		Multiline:     MultilineConfig{MaxLines: 500, Timeout: yamlx.Duration(time.Second)},
-		EvidenceLines: 10,
+		StartAt:          "end",
+		MaxLineBytes:     tailer.DefaultMaxLineBytes,
+		ShedBacklogBytes: shedBehindBytes,
+		PollInterval:     yamlx.Duration(tailer.DefaultPollInterval),
+		RotateWait:       yamlx.Duration(tailer.DefaultRotateWait),
+		Multiline:        MultilineConfig{MaxLines: 500, Timeout: yamlx.Duration(time.Second)},
+		EvidenceLines:    10,
 	}
 }
 
@@ -104,6 +109,9 @@ func (l *LogConfig) Validate(c *yamlx.Checker, path string) {
 	}
 	if l.MaxLineBytes < 256 || l.MaxLineBytes > 16<<20 {
 		c.Errorf(yamlx.Join(path, "max_line_bytes"), "%d is out of range; write a size between 256 and 16777216 bytes (default 65536)", l.MaxLineBytes)
+	}
+	if l.ShedBacklogBytes < 0 {
+		c.Errorf(yamlx.Join(path, "shed_backlog_bytes"), "%d is negative; write a size in bytes (default 16777216), or 0 never to shed", l.ShedBacklogBytes)
 	}
 	if l.PollInterval.D() < 10*time.Millisecond {
 		c.Errorf(yamlx.Join(path, "poll_interval"), "must be at least 10ms; the default is 1s")
@@ -184,6 +192,9 @@ type LogFile struct {
 	// written again, so an idle source costs no write (and no fsync) per
 	// second.
 	saved []tailer.Position
+	// absentPoll is how often the source looks for its folders while none
+	// exists (absentPollInterval; tests shorten it).
+	absentPoll time.Duration
 
 	// warm is done after the first read pass (the backlog since the saved
 	// position is read).
@@ -222,7 +233,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
-	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}}
+	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	l.pipe.redact = cfg.Redact
 	l.pipe.carryOver(opts.Counters, "log")
@@ -279,35 +290,50 @@ func (l *LogFile) Run(ctx context.Context) {
 	l.tail.Start(st.Positions, resumed, st.SavedAt)
 	l.checkpoint() // from now on a restart is a resumption
 
-	poll := time.NewTicker(l.cfg.PollInterval.D())
-	defer poll.Stop()
-	save := time.NewTicker(CheckpointInterval)
-	defer save.Stop()
+	// One timer per source, for the next poll or the next checkpoint,
+	// whichever comes first: an idle source wakes the process once per
+	// poll interval, and a source whose folders do not exist once per
+	// absentPollInterval.
+	timer := time.NewTimer(l.cfg.PollInterval.D())
+	defer timer.Stop()
 	wake := l.tail.Watch(ctx)
-	var last time.Time
+	var last, saved time.Time
 	for {
 		last = time.Now()
 		l.now = l.opts.Now()
-		if l.tail.Poll(ctx) {
+		moved := l.tail.Poll(ctx)
+		dirty := !slices.Equal(l.tail.Positions(), l.saved)
+		if moved || (dirty && last.Sub(saved) >= CheckpointInterval) {
 			l.checkpoint()
+			saved, dirty = last, false
 		}
 		l.warm.done.Store(true)
 		if len(l.event) > 0 && l.now.Sub(l.eventTime) >= l.cfg.Multiline.Timeout.D() {
 			l.flushEvent()
 		}
+		next := l.cfg.PollInterval.D()
+		if l.tail.Absent() {
+			next = max(next, l.absentPoll)
+		}
+		if dirty {
+			next = min(next, CheckpointInterval-last.Sub(saved))
+		}
+		if len(l.event) > 0 {
+			next = min(next, l.cfg.Multiline.Timeout.D())
+		}
+		if l.tail.More() {
+			next = 0 // behind its files: read on at once
+		}
+		timer.Reset(next)
 		select {
 		case <-ctx.Done():
 			l.stop()
 			return
-		case <-save.C:
-			if !slices.Equal(l.tail.Positions(), l.saved) {
-				l.checkpoint()
-			}
-		case <-poll.C:
+		case <-timer.C:
 		case <-wake:
 			// A busy file wakes us at every write; poll at most every
 			// minWakeGap so that following it stays cheap.
-			if gap := minWakeGap - time.Since(last); gap > 0 {
+			if gap := minWakeGap - time.Since(last); gap > 0 && !l.tail.More() {
 				select {
 				case <-ctx.Done():
 					l.stop()
@@ -321,6 +347,17 @@ func (l *LogFile) Run(ctx context.Context) {
 
 // minWakeGap spaces polls triggered by inotify.
 const minWakeGap = 20 * time.Millisecond
+
+// shedBehindBytes is the default shed_backlog_bytes: 16 MiB is about
+// 120,000 access-log lines, some 60 ms of full processing on one core; a
+// burst that the source keeps up with never comes near it.
+const shedBehindBytes = 16 << 20
+
+// absentPollInterval is how often a source whose folders do not exist
+// looks for them (inotify cannot watch a folder that is not there). Files
+// that appear later are read from their beginning, so waiting loses no
+// line.
+const absentPollInterval = 10 * time.Second
 
 // stop ends reading: the last event, the files, the final checkpoint.
 func (l *LogFile) stop() {
@@ -385,8 +422,13 @@ func (e *logEvents) Truncated(path string, n int64) {
 	e.files.recoveredBytes.Add(uint64(n))
 }
 
-// Read counts the bytes read from the files: tokpulse_log_bytes_total
-// includes the part of a long line that was cut off and skipped.
-func (e *logEvents) Read(path string, n int) { e.pipe.stats.bytes.Add(uint64(n)) }
+// Read counts the bytes read from the files (tokpulse_log_bytes_total
+// includes the part of a long line that was cut off and skipped), and
+// makes the lines of these bytes shed their optional work while the
+// source is more than shed_backlog_bytes behind its files.
+func (e *logEvents) Read(path string, n int, behind int64) {
+	e.pipe.stats.bytes.Add(uint64(n))
+	e.pipe.shed = e.cfg.ShedBacklogBytes > 0 && behind > e.cfg.ShedBacklogBytes
+}
 
 var _ evidence.Provider = (*LogFile)(nil)

@@ -55,7 +55,8 @@ func readAll(t *testing.T, l *LogFile) {
 	t.Helper()
 	l.now = l.opts.Now()
 	l.tail.Start(nil, false, time.Time{})
-	l.tail.Poll(context.Background())
+	for l.tail.Poll(context.Background()); l.tail.More(); l.tail.Poll(context.Background()) {
+	}
 	l.flushEvent()
 }
 
@@ -261,3 +262,119 @@ func TestMatcherPrefilter(t *testing.T) {
 }
 
 func mustRE(s string) yamlx.Regexp { return yamlx.MustRegexp(s) }
+
+// TestLogFileFolderAppears: a source whose folder does not exist polls it
+// every absentPoll only, and once the folder and the file appear reads the
+// file from its beginning and goes back to its poll interval.
+func TestLogFileFolderAppears(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tokpulse")
+	lc := DefaultLogConfig()
+	lc.Name, lc.Paths = "app", []string{filepath.Join(dir, "app.log")}
+	lc.PollInterval = yamlx.Duration(20 * time.Millisecond)
+	l := NewLogFile(lc, Options{})
+	l.absentPoll = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	lines := func() float64 { return collect(t, l)[`tokpulse_log_lines_total{source="app"}`] }
+
+	time.Sleep(100 * time.Millisecond)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte("one\ntwo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the two lines of a file in a folder that appeared", func() bool { return lines() == 2 })
+	// Back at the poll interval (and inotify): new lines come quickly.
+	f, err := os.OpenFile(filepath.Join(dir, "app.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("three\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a line appended afterwards", func() bool { return lines() == 3 })
+}
+
+// waitFor polls cond every 10 ms until it holds, failing after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLogFileShedsWhenBehind: a source far behind its files still counts
+// every line and every pattern match, but leaves out the log-derived
+// metrics and the evidence of the lines it reads while behind, and counts
+// them; once caught up it does all the work again.
+func TestLogFileShedsWhenBehind(t *testing.T) {
+	sample, err := os.ReadFile("testdata/access_sample.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const copies = 8 // 3,000 lines, 2,617 requests and 88 error lines each
+	path := filepath.Join(t.TempDir(), "access.log")
+	if err := os.WriteFile(path, bytes.Repeat(sample, copies), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := loadTestLogConfig(t, "testdata/access-metrics.yml")
+	lc := cfg.Logs[0]
+	lc.Paths, lc.StartAt = []string{path}, "beginning"
+	// Behind by more than one copy of the sample: the first seven are
+	// read while shedding, (at least) the last one in full.
+	lc.ShedBacklogBytes = int64(len(sample))
+	l := NewLogFile(lc, Options{})
+	readAll(t, l)
+
+	requests := func() float64 {
+		n := 0.0
+		for _, s := range l.pipe.metrics[0].order {
+			n += s.value
+		}
+		return n
+	}
+	m := collect(t, l)
+	if got := m[`tokpulse_log_lines_total{source="access"}`]; got != copies*3000 {
+		t.Errorf("lines %v, want %d: shedding lost lines", got, copies*3000)
+	}
+	if got := m[`tokpulse_log_matches_total{pattern="error",source="access"}`]; got != copies*88 {
+		t.Errorf("error matches %v, want %d: patterns are never shed", got, copies*88)
+	}
+	shed := m[`tokpulse_log_lines_shed_total{source="access",work="metrics"}`]
+	if shed < (copies-2)*3000 || shed > (copies-1)*3000 {
+		t.Errorf("%v lines shed their metrics, want those of the first %d copies (give or take a 64 KiB read)", shed, copies-1)
+	}
+	if got := requests(); got < 2617 || got > 2*2617 {
+		t.Errorf("%v requests counted by the log-derived metric, want about one copy's 2,617", got)
+	}
+	if m[`tokpulse_log_lines_shed_total{source="access",work="evidence"}`] == 0 {
+		t.Error("no matching line was shed from the evidence")
+	}
+
+	// Caught up: a new copy is processed in full.
+	before, shedBefore := requests(), shed
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(sample); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l.tail.Poll(context.Background())
+	m = collect(t, l)
+	if got := requests() - before; got != 2617 {
+		t.Errorf("after catching up, %v requests counted of the 2,617 appended", got)
+	}
+	if got := m[`tokpulse_log_lines_shed_total{source="access",work="metrics"}`]; got != shedBefore {
+		t.Errorf("shed %v lines after catching up (was %v)", got, shedBefore)
+	}
+}

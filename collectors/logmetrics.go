@@ -418,6 +418,10 @@ func lowerASCII(dst, line []byte) ([]byte, bool) {
 type lineStats struct {
 	lines, bytes, cut, readErrors atomic.Uint64
 	lastLine                      atomic.Int64 // unix nanoseconds
+	// shedMetrics counts lines whose log-derived metrics were not
+	// computed, shedEvidence matching lines not kept as evidence, while
+	// the source was shedding (linePipeline.shed).
+	shedMetrics, shedEvidence atomic.Uint64
 }
 
 // linePipeline counts and matches the lines of one source. process is
@@ -436,6 +440,11 @@ type linePipeline struct {
 	redactor   *evidence.Redactor
 	redact     []yamlx.Regexp // the source's own expressions
 	now        func() time.Time
+	// shed is set by the reader while the source is far behind its files:
+	// lines are still counted and matched against the patterns, but the
+	// optional work (log-derived metrics, evidence) is left out and
+	// counted, so that the source catches up without losing a line.
+	shed bool
 
 	lower []byte // scratch: the lowercased line
 }
@@ -499,8 +508,18 @@ func (p *linePipeline) match(line []byte, ts time.Time) {
 	for _, pt := range p.patterns {
 		if pt.m.match(line, p.lower, ascii) {
 			pt.matches.Add(1)
-			pt.ring.add(ts, line)
+			if p.shed {
+				p.stats.shedEvidence.Add(1)
+			} else {
+				pt.ring.add(ts, line)
+			}
 		}
+	}
+	if p.shed {
+		if len(p.groups) > 0 {
+			p.stats.shedMetrics.Add(1)
+		}
+		return
 	}
 	for _, g := range p.groups {
 		if !g.m.passes(line, p.lower, ascii) {
@@ -535,6 +554,9 @@ var (
 		"Lines longer than max_line_bytes, of which only the first max_line_bytes were used.", []string{"source"}, nil)
 	logMatchesDesc = prometheus.NewDesc("tokpulse_log_matches_total",
 		"Lines that matched the source's pattern.", []string{"source", "pattern"}, nil)
+	logShedDesc = prometheus.NewDesc("tokpulse_log_lines_shed_total",
+		"Optional work the source left out while it was far behind its files (docs/logs.md): work=metrics, lines whose log-derived metrics were not computed; work=evidence, pattern matches whose line was not kept as evidence. Line counts and pattern matches are never shed.",
+		[]string{"source", "work"}, nil)
 	logMetricDroppedDesc = prometheus.NewDesc("tokpulse_log_metric_dropped_total",
 		"Matching lines a log-derived metric could not record: reason label_limit (max_label_sets reached) or bad_value (the value group is not a number).",
 		[]string{"source", "metric", "reason"}, nil)
@@ -549,6 +571,8 @@ func (p *linePipeline) collect(ch chan<- prometheus.Metric) {
 	c(logBytesDesc, float64(p.stats.bytes.Load()), p.source)
 	c(logErrorsDesc, float64(p.stats.readErrors.Load()), p.source)
 	c(logCutDesc, float64(p.stats.cut.Load()), p.source)
+	c(logShedDesc, float64(p.stats.shedMetrics.Load()), p.source, "metrics")
+	c(logShedDesc, float64(p.stats.shedEvidence.Load()), p.source, "evidence")
 	last := 0.0
 	if ns := p.stats.lastLine.Load(); ns > 0 {
 		last = float64(ns) / 1e9
@@ -567,7 +591,7 @@ func (p *linePipeline) collect(ch chan<- prometheus.Metric) {
 // becomes in the rules' store.
 func (p *linePipeline) families() []string {
 	out := []string{"tokpulse_log_lines_total", "tokpulse_log_bytes_total", "tokpulse_log_last_line_timestamp_seconds",
-		"tokpulse_log_read_errors_total", "tokpulse_log_lines_truncated_total", "tokpulse_log_matches_total"}
+		"tokpulse_log_read_errors_total", "tokpulse_log_lines_truncated_total", "tokpulse_log_matches_total", "tokpulse_log_lines_shed_total"}
 	for _, m := range p.metrics {
 		n := m.cfg.Name
 		out = append(out, n, n+"_bucket", n+"_sum", n+"_count")

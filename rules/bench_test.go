@@ -152,7 +152,9 @@ func BenchmarkEvaluateDefaultPack(b *testing.B) {
 func benchEvaluate(b *testing.B, unhealthy bool) {
 	m, tr := benchManager(b)
 	const interval = 10 * time.Second
-	warm := int(m.Store().Window() / interval)
+	// Long enough for every `for` of the pack (10 m at most) to have run
+	// out and the store's longest history to be full.
+	warm := int((15*time.Minute + m.Store().Window()) / interval)
 	ctx := context.Background()
 	for i := range warm {
 		ts := t0.Add(time.Duration(i) * interval)

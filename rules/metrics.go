@@ -49,7 +49,7 @@ func newMetrics(m *Manager) *metrics {
 		dropped: prometheus.NewDesc("tokpulse_rule_store_series_dropped_total",
 			"New series the store refused because it held its maximum number of series.", nil, nil),
 		window: prometheus.NewDesc("tokpulse_rule_store_window_seconds",
-			"How much history the store keeps: the longest range or for of the loaded rules plus a margin.", nil, nil),
+			"The longest history the store keeps of a series: the longest time a loaded rule reads back, plus two intervals.", nil, nil),
 		maxSerie: prometheus.NewDesc("tokpulse_rule_store_max_series",
 			"The store's series cap.", nil, nil),
 	}

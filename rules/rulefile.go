@@ -54,11 +54,12 @@ type Rule struct {
 	Line  int
 	Group string
 
-	// ranges is the longest time the expression looks back; hasRange is
-	// set when it reads a range (rate, increase, subqueries), which needs
-	// more than one fresh sample.
-	ranges   time.Duration
-	hasRange bool
+	// retention is what the expression and the templates' queries read
+	// from the store; hasRange is set when the expression reads a range
+	// (rate, increase, subqueries), which needs more than one fresh
+	// sample.
+	retention Retention
+	hasRange  bool
 	// deps are the metric names the expression reads; anyDep is set when
 	// a selector names no metric (a __name__ regex), so that it may read
 	// any. Recording rules' names are replaced by what they read.
@@ -301,7 +302,7 @@ func ParseRules(file string, data []byte, opts LoadOptions, logger *slog.Logger)
 				For: time.Duration(rr.For), KeepFiringFor: time.Duration(rr.KeepFiringFor),
 				Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
 				File: file, Line: pos.Line, Group: g.Name,
-				ranges: lookback(expr),
+				retention: exprRetention(expr, g.QueryOffset),
 			}
 			r.deps, r.anyDep, r.hasRange = selectors(expr)
 			if r.Alert != "" {
@@ -312,7 +313,10 @@ func ParseRules(file string, data []byte, opts LoadOptions, logger *slog.Logger)
 			}
 			for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
 				for _, v := range m {
-					r.templatesQuery = r.templatesQuery || strings.Contains(v, "query")
+					if strings.Contains(v, "query") {
+						r.templatesQuery = true
+						r.retention.merge(templateRetention(v, p))
+					}
 				}
 			}
 			if r.Alert != "" {
@@ -435,36 +439,6 @@ func checkThresholdAnnotation(ann string, fromExpr *alert.Threshold) error {
 		return fmt.Errorf("%q differs from the expression's comparison %q; make them agree", ann, fromExpr.String())
 	}
 	return nil
-}
-
-// lookback returns how far back expr reads: its longest range or subquery
-// plus offsets.
-func lookback(expr parser.Expr) time.Duration {
-	var longest time.Duration
-	parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
-		var d time.Duration
-		switch x := n.(type) {
-		case *parser.MatrixSelector:
-			d = x.Range
-			if vs, ok := x.VectorSelector.(*parser.VectorSelector); ok {
-				d += max(vs.OriginalOffset, 0)
-			}
-		case *parser.SubqueryExpr:
-			d = x.Range + max(x.OriginalOffset, 0)
-		case *parser.VectorSelector:
-			d = max(x.OriginalOffset, 0)
-		}
-		// Nested subqueries add up; a rough sum along the path is enough
-		// for sizing the window.
-		for _, p := range path {
-			if sq, ok := p.(*parser.SubqueryExpr); ok {
-				d += sq.Range
-			}
-		}
-		longest = max(longest, d)
-		return nil
-	})
-	return longest
 }
 
 // position is a place in a rule file, printed as rulefmt prints one.

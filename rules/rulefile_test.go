@@ -70,7 +70,7 @@ func TestLoadFileValid(t *testing.T) {
 		t.Fatalf("groups %+v", gs)
 	}
 	r := gs[0].Rules[1]
-	if r.Alert != "Down" || r.Severity != "P3" || r.For != 2*time.Minute || r.Line != 7 || r.ranges != 10*time.Minute {
+	if r.Alert != "Down" || r.Severity != "P3" || r.For != 2*time.Minute || r.Line != 7 || r.retention.longest != 10*time.Minute {
 		t.Fatalf("rule %+v", r)
 	}
 }

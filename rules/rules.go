@@ -89,9 +89,12 @@ type RuleSet struct {
 	Files  []string
 	// data holds each file's content as loaded.
 	data map[string][]byte
-	// window is the longest range or `for` of the rules.
-	window time.Duration
+	// retention is what the rules read from the store, and for how long.
+	retention Retention
 }
+
+// Retention returns what the rules of the set read from the series store.
+func (rs *RuleSet) Retention() Retention { return rs.retention }
 
 // Sources returns each rule file's content as it was loaded (to keep a
 // copy of a configuration that worked).
@@ -127,11 +130,12 @@ func Load(globs []string, logger *slog.Logger) (*RuleSet, error) {
 	}
 	rs := &RuleSet{Groups: groups, Files: files, data: data}
 	// A rule reading a recorded series reads what its recording rule
-	// reads.
+	// reads. The tracker, not the store, keeps time for `for` and
+	// keep_firing_for: they add nothing to the store's retention.
 	recorded := map[string]*Rule{}
 	for _, g := range groups {
 		for _, r := range g.Rules {
-			rs.window = max(rs.window, r.ranges, r.For)
+			rs.retention.merge(r.retention)
 			if r.Record != "" {
 				recorded[r.Record] = r
 			}
@@ -246,7 +250,8 @@ func newEngine(logger *slog.Logger, interval time.Duration) *promql.Engine {
 		NoStepSubqueryIntervalFn: func(int64) int64 {
 			return interval.Milliseconds()
 		},
-		Parser: newParser(),
+		// Each rule's expression is parsed once (parsecache.go).
+		Parser: newParseCache(newParser()),
 	})
 }
 
@@ -298,11 +303,20 @@ func (m *Manager) Swap(rs *RuleSet, interval time.Duration) {
 	}
 	m.rules = rs
 	m.lastEval = map[*Group]time.Time{}
-	// Margin: the lookback of an instant selector plus two intervals, so
-	// that a late gather never leaves a range one sample short.
-	m.store.SetWindow(rs.window + LookbackDelta + 2*m.opts.Interval)
+	// Margin: two intervals, so that a late gather never leaves a range
+	// one sample short.
+	m.store.SetRetention(rs.retention, 2*m.opts.Interval)
 	m.opts.Tracker.SetRules(infos)
 	m.logger.Info("Rules loaded", "files", len(rs.Files), "groups", len(rs.Groups), "rules", rs.Rules(), "window", m.store.Window())
+}
+
+// Reads reports whether the running rules may read a series whose name
+// starts with prefix (Retention.ReadsPrefix), so that the agent's own
+// gather can leave out what no rule reads.
+func (m *Manager) Reads(prefix string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rules.retention.ReadsPrefix(prefix)
 }
 
 // Files returns the rule files loaded.

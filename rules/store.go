@@ -33,12 +33,16 @@ type sample struct {
 	v float64
 }
 
-// memSeries is one series' window of samples, oldest first. Samples below
-// len are never written again, so a querier may keep the slice header
-// after the lock is released.
+// memSeries is one series' samples, oldest first. Samples are appended
+// and trimmed by the gather loop, which is also the only one to run
+// queries (Ingest, then Evaluate), so a querier's view of the slice stays
+// valid for the query after the lock is released.
 type memSeries struct {
 	lset    labels.Labels
 	samples []sample
+	// keep is how far back (ms) the rules read this series, 0 when they
+	// read only its newest sample; see Retention.
+	keep int64
 	// seen is the last append round that carried this series; a series
 	// missing from a round gets a staleness marker, as Prometheus writes
 	// one when a target stops exporting a series.
@@ -52,9 +56,11 @@ type memSeries struct {
 }
 
 // Store is the bounded in-memory series store the rules evaluate: the
-// agent's own registry, gathered every interval, over a sliding window. It
-// implements storage.Queryable for the promql engine. No WAL, no
-// compaction: what it loses in a restart the window refills.
+// agent's own registry, gathered every interval. Each series keeps what the
+// loaded rules read of it (Retention): the window of a range selector that
+// selects it, and otherwise its newest sample only. It implements
+// storage.Queryable for the promql engine. No WAL, no compaction: what it
+// loses in a restart the window refills.
 type Store struct {
 	mu     sync.RWMutex
 	series map[uint64]*memSeries
@@ -64,16 +70,22 @@ type Store struct {
 	// gathered finds a gathered series from the exposition's fields.
 	gathered map[uint64]*memSeries
 	// families holds the last round in which each metric family came.
-	families  map[string]uint64
-	window    time.Duration
+	families map[string]uint64
+	// retention is what the rules read; margin is added to the history
+	// of series read over a range, so that a late gather never leaves a
+	// range one sample short. forever keeps every sample (unit tests).
+	retention Retention
+	margin    time.Duration
+	forever   bool
 	maxSeries int
 	round     uint64
 	dropped   uint64
 	samples   int
 }
 
-// NewStore returns a store keeping window of samples for at most maxSeries
-// series (DefaultMaxSeries when 0). A window of 0 keeps everything, which
+// NewStore returns a store keeping window of samples of every series, for
+// at most maxSeries series (DefaultMaxSeries when 0); SetRetention then
+// narrows it to what rules read. A window of 0 keeps everything, which
 // only the rule unit tests want.
 func NewStore(window time.Duration, maxSeries int) *Store {
 	if maxSeries <= 0 {
@@ -81,22 +93,39 @@ func NewStore(window time.Duration, maxSeries int) *Store {
 	}
 	return &Store{
 		series: map[uint64]*memSeries{}, byName: map[string]map[uint64]*memSeries{}, gathered: map[uint64]*memSeries{}, families: map[string]uint64{},
-		window: window, maxSeries: maxSeries,
+		retention: Retention{all: true, longest: window}, forever: window <= 0, maxSeries: maxSeries,
 	}
 }
 
-// SetWindow changes the window (after a reload changed the rules).
-func (s *Store) SetWindow(w time.Duration) {
+// SetRetention makes the store keep what r reads, plus margin for series
+// read over a range (after a reload changed the rules). Series already
+// held are trimmed at the next append.
+func (s *Store) SetRetention(r Retention, margin time.Duration) {
 	s.mu.Lock()
-	s.window = w
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	s.retention, s.margin, s.forever = r, margin, false
+	for _, ms := range s.series {
+		ms.keep = s.keepLocked(ms.lset)
+	}
 }
 
-// Window returns the window kept.
+// keepLocked is how long (ms) the series of lset is kept.
+func (s *Store) keepLocked(lset labels.Labels) int64 {
+	back := s.retention.keep(lset)
+	if back <= 0 {
+		return 0
+	}
+	return (back + s.margin).Milliseconds()
+}
+
+// Window returns the longest history the store keeps of a series.
 func (s *Store) Window() time.Duration {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.window
+	if s.retention.longest <= 0 {
+		return 0
+	}
+	return s.retention.longest + s.margin
 }
 
 // StoreStats describes the store for its metrics.
@@ -116,8 +145,8 @@ func (s *Store) Stats() StoreStats {
 // AppendFamilies adds one gathered registry at ts, converting each family
 // the way Prometheus' text-format scrape does (histograms and summaries
 // become _bucket/_sum/_count and quantile series). Series the previous
-// round had and this one lacks get a staleness marker, and samples older
-// than the window are dropped.
+// round had and this one lacks get a staleness marker, and samples no rule
+// reads any more are dropped.
 func (s *Store) AppendFamilies(ts time.Time, mfs []*dto.MetricFamily) {
 	t := ts.UnixMilli()
 	s.mu.Lock()
@@ -256,7 +285,7 @@ func (s *Store) seriesLocked(lset labels.Labels) *memSeries {
 		s.dropped++
 		return nil
 	}
-	ms := &memSeries{lset: lset, hash: h}
+	ms := &memSeries{lset: lset, hash: h, keep: s.keepLocked(lset)}
 	s.series[h] = ms
 	name := lset.Get(model.MetricNameLabel)
 	if s.byName[name] == nil {
@@ -315,24 +344,42 @@ func (s *Store) missing(ms *memSeries) bool {
 }
 
 // sweepLocked marks series missing from this gather stale (when gather is
-// set), drops samples older than the window and series left empty, in one
-// pass. A series' backing array is reallocated once most of it is dead, so
-// that memory is returned and does not grow with uptime.
+// set) and drops what no rule reads any more, in one pass: of each series,
+// the samples older than its keep except the newest of them (which an
+// instant lookup at the oldest time read still finds), and series with
+// nothing left that a query could see. Arrays are compacted in place, so
+// that a steady store allocates nothing; one mostly dead (the series went
+// quiet, or the rules changed) is reallocated smaller, so that memory does
+// not grow with uptime.
 func (s *Store) sweepLocked(now int64, gather bool) {
-	mint := now - s.window.Milliseconds()
 	for f, r := range s.families {
 		if r+2 < s.round {
 			delete(s.families, f)
 		}
 	}
+	lookback := LookbackDelta.Milliseconds()
 	for _, ms := range s.series {
 		if gather && s.missing(ms) && len(ms.samples) > 0 && !value.IsStaleNaN(ms.samples[len(ms.samples)-1].v) {
 			s.push(ms, sample{now, math.Float64frombits(value.StaleNaN)})
 		}
-		if s.window <= 0 || len(ms.samples) == 0 || ms.samples[0].t >= mint {
+		if s.forever || len(ms.samples) == 0 {
 			continue
 		}
-		i := sort.Search(len(ms.samples), func(i int) bool { return ms.samples[i].t >= mint })
+		keep := ms.keep
+		if s.retention.all {
+			keep = (s.retention.longest + s.margin).Milliseconds()
+		}
+		cutoff := now - keep
+		// The first sample the rules read over a range, and before it the
+		// one an instant lookup at the cutoff finds, unless that one is
+		// beyond the lookback delta too.
+		i := sort.Search(len(ms.samples), func(i int) bool { return ms.samples[i].t > cutoff })
+		if i > 0 && ms.samples[i-1].t > cutoff-lookback {
+			i--
+		}
+		if i == 0 {
+			continue
+		}
 		s.samples -= i
 		rest := ms.samples[i:]
 		// A staleness marker with nothing left before it hides nothing.
@@ -341,13 +388,11 @@ func (s *Store) sweepLocked(now int64, gather bool) {
 			s.deleteLocked(ms)
 			continue
 		}
-		// Reslicing leaves the dead head in the array until push next
-		// reallocates; only when most of the array is dead (the series went
-		// quiet, or the window shrank) is it copied now.
-		if cap(rest) > 4*len(rest)+16 {
-			rest = append(make([]sample, 0, len(rest)+len(rest)/8+4), rest...)
+		if cap(ms.samples) > 4*len(rest)+16 {
+			ms.samples = append(make([]sample, 0, len(rest)+len(rest)/8+4), rest...)
+		} else {
+			ms.samples = ms.samples[:copy(ms.samples, rest)]
 		}
-		ms.samples = rest
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/actions"
 	"github.com/tokpulse/tokpulse-agent/agent"
+	"github.com/tokpulse/tokpulse-agent/internal/memlimit"
 	"github.com/tokpulse/tokpulse-agent/internal/reaper"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
@@ -373,6 +375,28 @@ func (c *cli) run(configFile, webConfig string) int {
 	_ = level.UnmarshalText([]byte(logCfg.Level))
 	logger := newLogger(c.stderr, logCfg.Format, level)
 
+	// The daemon's runtime: one P (the agent's work is small and mostly
+	// waiting; with one P a gather's or a scrape's fan-out of goroutines
+	// wakes no second thread, and the unit caps it at half a core anyway)
+	// and a heap goal of 1.5 times the live heap (GOGC 50: 2 MB at least
+	// instead of 4). Measured side by side (docs/performance.md): RSS
+	// 22.6 → 19.8 MB, CPU 0.093 → 0.080 % of a core, wake-ups 10.7 →
+	// 6.8 per second. GOMAXPROCS and GOGC in the environment win.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	// The Go heap stays below the cgroup's memory limits (the unit's
+	// MemoryHigh=/MemoryMax=): the collector works harder before the
+	// kernel would throttle or kill the agent.
+	if res, err := memlimit.Apply(memlimit.Paths{}); err != nil {
+		logger.Warn("Cannot read the cgroup's memory limits; the Go runtime has no memory limit", "err", err)
+	} else if res.Source != "" {
+		logger.Info("Go memory limit set below the cgroup's", "bytes", res.Limit, "from", res.Source, "cgroup_limit_bytes", res.CgroupLimit)
+	}
+
 	if webConfig != "" {
 		if err := agent.CheckWebConfigFile(webConfig); err != nil {
 			fmt.Fprintf(c.stderr, "--web.config.file: %v\n", err)
@@ -419,6 +443,8 @@ func (c *cli) run(configFile, webConfig string) int {
 		Level:         level,
 		Build:         buildInfo(),
 		Reload:        reload,
+		// The daemon's own binary: give back what start-up alone ran.
+		ReleaseStartupPages: true,
 	})
 	if err != nil {
 		logger.Error("Cannot start", "err", err)

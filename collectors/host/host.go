@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -92,6 +93,11 @@ type Collector struct {
 type family struct {
 	name   string
 	update func(ctx context.Context, ch chan<- prometheus.Metric) error
+	// prefixes are the beginnings of the names of every metric the family
+	// reports ("" for textfile, whose files may hold any name), so that
+	// the agent's own gather for its rules can leave it out
+	// (UpdateWanted).
+	prefixes []string
 }
 
 // New returns the host collector for cfg.
@@ -124,33 +130,33 @@ func New(cfg Config, opts Options) *Collector {
 		on bool
 		family
 	}{
-		{cfg.ARP.Enabled, family{"arp", c.updateARP}},
-		{cfg.Bonding, family{"bonding", c.updateBonding}},
-		{cfg.Conntrack, family{"conntrack", c.updateConntrack}},
-		{cfg.CPU, family{"cpu", c.updateCPU}},
-		{cfg.Disk.Enabled, family{"diskstats", c.updateDiskstats}},
-		{cfg.Entropy, family{"entropy", c.updateEntropy}},
-		{cfg.Filefd, family{"filefd", c.updateFilefd}},
-		{cfg.Filesystem.Enabled, family{"filesystem", c.updateFilesystem}},
-		{cfg.Load, family{"loadavg", c.updateLoadavg}},
-		{cfg.Mdadm, family{"mdadm", c.updateMdadm}},
-		{cfg.Memory, family{"meminfo", c.updateMeminfo}},
-		{cfg.NetClass.Enabled, family{"netclass", c.updateNetClass}},
-		{cfg.Network.Enabled, family{"netdev", c.updateNetdev}},
-		{cfg.Netstat.Enabled, family{"netstat", c.updateNetstat}},
-		{cfg.OS, family{"os", c.updateOS}},
-		{cfg.Pressure, family{"pressure", c.updatePressure}},
-		{cfg.Sockstat, family{"sockstat", c.updateSockstat}},
-		{cfg.Softnet, family{"softnet", c.updateSoftnet}},
+		{cfg.ARP.Enabled, family{"arp", c.updateARP, []string{"node_arp_"}}},
+		{cfg.Bonding, family{"bonding", c.updateBonding, []string{"node_bonding_"}}},
+		{cfg.Conntrack, family{"conntrack", c.updateConntrack, []string{"node_nf_conntrack_"}}},
+		{cfg.CPU, family{"cpu", c.updateCPU, []string{"node_cpu_"}}},
+		{cfg.Disk.Enabled, family{"diskstats", c.updateDiskstats, []string{"node_disk_"}}},
+		{cfg.Entropy, family{"entropy", c.updateEntropy, []string{"node_entropy_"}}},
+		{cfg.Filefd, family{"filefd", c.updateFilefd, []string{"node_filefd_"}}},
+		{cfg.Filesystem.Enabled, family{"filesystem", c.updateFilesystem, []string{"node_filesystem_"}}},
+		{cfg.Load, family{"loadavg", c.updateLoadavg, []string{"node_load"}}},
+		{cfg.Mdadm, family{"mdadm", c.updateMdadm, []string{"node_md_"}}},
+		{cfg.Memory, family{"meminfo", c.updateMeminfo, []string{"node_memory_"}}},
+		{cfg.NetClass.Enabled, family{"netclass", c.updateNetClass, []string{"node_network_"}}},
+		{cfg.Network.Enabled, family{"netdev", c.updateNetdev, []string{"node_network_"}}},
+		{cfg.Netstat.Enabled, family{"netstat", c.updateNetstat, []string{"node_netstat_"}}},
+		{cfg.OS, family{"os", c.updateOS, []string{"node_os_"}}},
+		{cfg.Pressure, family{"pressure", c.updatePressure, []string{"node_pressure_"}}},
+		{cfg.Sockstat, family{"sockstat", c.updateSockstat, []string{"node_sockstat_"}}},
+		{cfg.Softnet, family{"softnet", c.updateSoftnet, []string{"node_softnet_"}}},
 		// node_boot_time_seconds comes from /proc/stat, as in node_exporter's
 		// stat collector; host.boot_time keeps its own switch.
-		{cfg.Stat || cfg.BootTime, family{"stat", c.updateStat}},
-		{cfg.Textfile.Enabled, family{"textfile", c.updateTextfile}},
-		{cfg.Time, family{"time", c.updateTime}},
-		{cfg.Timex, family{"timex", c.updateTimex}},
-		{cfg.UDPQueues, family{"udp_queues", c.updateUDPQueues}},
-		{cfg.Uname, family{"uname", c.updateUname}},
-		{cfg.Vmstat.Enabled, family{"vmstat", c.updateVmstat}},
+		{cfg.Stat || cfg.BootTime, family{"stat", c.updateStat, []string{"node_boot_time_seconds", "node_context_switches_total", "node_forks_total", "node_intr_total", "node_procs_"}}},
+		{cfg.Textfile.Enabled, family{"textfile", c.updateTextfile, []string{""}}},
+		{cfg.Time, family{"time", c.updateTime, []string{"node_time_"}}},
+		{cfg.Timex, family{"timex", c.updateTimex, []string{"node_timex_"}}},
+		{cfg.UDPQueues, family{"udp_queues", c.updateUDPQueues, []string{"node_udp_queues"}}},
+		{cfg.Uname, family{"uname", c.updateUname, []string{"node_uname_"}}},
+		{cfg.Vmstat.Enabled, family{"vmstat", c.updateVmstat, []string{"node_vmstat_"}}},
 	} {
 		if f.on {
 			c.families = append(c.families, f.family)
@@ -173,10 +179,21 @@ func (c *Collector) Families() []string {
 // duration and success. A family with nothing to report (ErrNoData) is
 // logged at debug level; the errors of families that failed are joined.
 func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	return c.UpdateWanted(ctx, ch, nil)
+}
+
+// UpdateWanted is Update for a reader that needs only the metrics want
+// asks for (nil: all): a family none of whose metrics may be read is left
+// out, with its node_scrape_collector_* series, unless those are read.
+func (c *Collector) UpdateWanted(ctx context.Context, ch chan<- prometheus.Metric, want func(prefix string) bool) error {
 	ctx = context.WithValue(ctx, gatherKey{}, &gatherMemo{})
 	errs := make([]error, len(c.families))
 	var wg sync.WaitGroup
+	scrapeMetrics := want == nil || want("node_scrape_collector_")
 	for i, f := range c.families {
+		if !scrapeMetrics && !slices.ContainsFunc(f.prefixes, want) {
+			continue
+		}
 		wg.Go(func() {
 			start := time.Now()
 			err := f.update(ctx, ch)

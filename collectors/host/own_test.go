@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,4 +250,53 @@ func TestMissingProcNamesThePath(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/proc") {
 		t.Fatalf("Update on a missing proc tree: %v; want an error naming it", err)
 	}
+}
+
+// TestFamilyPrefixes: every metric a family reports starts with one of the
+// prefixes it declares, so that the agent's gather for its rules, which
+// leaves out the families no rule can read, never leaves out one a rule
+// reads; and UpdateWanted runs exactly the families asked for.
+func TestFamilyPrefixes(t *testing.T) {
+	c := neFixture(t)
+	for _, f := range c.families {
+		t.Run(f.name, func(t *testing.T) {
+			ch := make(chan prometheus.Metric, 4096)
+			_ = f.update(context.Background(), ch)
+			close(ch)
+			for m := range ch {
+				name := descName(m.Desc())
+				if !slices.ContainsFunc(f.prefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+					t.Errorf("%s reports %s, which none of its prefixes %q covers", f.name, name, f.prefixes)
+				}
+			}
+		})
+	}
+	names := func(want func(string) bool) map[string]bool {
+		ch := make(chan prometheus.Metric, 8192)
+		_ = c.UpdateWanted(context.Background(), ch, want)
+		close(ch)
+		out := map[string]bool{}
+		for m := range ch {
+			out[descName(m.Desc())] = true
+		}
+		return out
+	}
+	got := names(func(p string) bool { return p == "node_cpu_" || p == "node_filesystem_" })
+	if !got["node_cpu_seconds_total"] || !got["node_filesystem_avail_bytes"] {
+		t.Errorf("the families asked for are missing: %v", got)
+	}
+	for n := range got {
+		if !strings.HasPrefix(n, "node_cpu_") && !strings.HasPrefix(n, "node_filesystem_") && !strings.HasPrefix(n, "node_scrape_collector_") {
+			t.Errorf("%s reported, but only cpu and filesystem were asked for", n)
+		}
+	}
+	if all, some := names(nil), names(func(p string) bool { return p == "node_scrape_collector_" }); len(some) != len(all) {
+		t.Errorf("a reader of node_scrape_collector_* got %d metrics of %d: every family must run", len(some), len(all))
+	}
+}
+
+func descName(d *prometheus.Desc) string {
+	_, rest, _ := strings.Cut(d.String(), `fqName: "`)
+	name, _, _ := strings.Cut(rest, `"`)
+	return name
 }

@@ -38,6 +38,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -81,8 +82,12 @@ type Events interface {
 	Truncated(path string, recovered int64)
 	// Read reports n bytes read from path: every byte of the files,
 	// whether it ends up in a line handed over or in the skipped rest of a
-	// line longer than MaxLineBytes.
-	Read(path string, n int)
+	// line longer than MaxLineBytes. It is called before the lines of
+	// these bytes are handed over; behind is how many bytes of the file
+	// were known to be unread after them (the file's size when this read
+	// pass began, less the read position), so that a reader far behind
+	// can shed optional work on them.
+	Read(path string, n int, behind int64)
 }
 
 // Config sets how a Tailer follows its files.
@@ -117,6 +122,10 @@ const (
 	DefaultRetryInterval    = 5 * time.Second
 	DefaultFingerprintBytes = 1024
 	readChunk               = 64 << 10
+	// readPassBytes is the most a poll reads of one file: a source far
+	// behind hands its lines over (and checkpoints) every few tens of
+	// milliseconds of work rather than once it has caught up.
+	readPassBytes = 8 << 20
 )
 
 // Tailer follows the files of one source. Run does all reading in one
@@ -130,8 +139,20 @@ type Tailer struct {
 	active   map[string]*file // by watched path
 	draining []*file
 	failed   map[string]failure // by path: last error and when to retry
-	chunk    []byte
-	scanned  bool
+	// chunk is the read buffer, allocated at the first read: a source
+	// whose files do not exist costs no 64 KiB.
+	chunk []byte
+	// absent is set when the last poll followed no file and the folder of
+	// every glob was missing.
+	absent bool
+	// more is set when the last poll stopped reading a file at the
+	// per-pass budget with more to read.
+	more bool
+	// rewatch asks Watch's goroutine to retry folders it could not watch,
+	// which it says in unwatched.
+	rewatch   chan struct{}
+	unwatched atomic.Bool
+	scanned   bool
 	// truncated is set when a poll found a truncated file; Poll reports
 	// it as a change so that the new position is saved at once.
 	truncated bool
@@ -193,7 +214,6 @@ func New(cfg Config, h Handler, ev Events) *Tailer {
 		active: map[string]*file{},
 		failed: map[string]failure{},
 		copies: map[[2]uint64]bool{},
-		chunk:  make([]byte, readChunk),
 	}
 }
 
@@ -346,10 +366,16 @@ func (t *Tailer) Close() { t.closeAll() }
 // after a rotation does not lose track of the new file.
 func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 	now := t.cfg.Now()
+	t.more = false
 	// Rotated files first, so that lines come out in the order written.
 	keep := t.draining[:0]
 	for _, d := range t.draining {
-		n := t.readToEnd(ctx, d)
+		if t.more {
+			keep = append(keep, d)
+			continue
+		}
+		n, more := t.readToEnd(ctx, d, readPassBytes)
+		t.more = more
 		if n == 0 && now.Sub(d.rotatedAt) >= t.cfg.RotateWait && ctx.Err() == nil {
 			t.finish(d)
 			continue
@@ -357,6 +383,11 @@ func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 		keep = append(keep, d)
 	}
 	t.draining = keep
+	if t.more {
+		// A rotated file is still behind: its lines come first, so the
+		// files that replaced it wait for the next pass.
+		return t.publish()
+	}
 
 	seen := map[string]bool{}
 	for _, p := range t.paths() {
@@ -377,9 +408,37 @@ func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 		}
 	}
 	t.scanned = true
+	t.absent = len(t.active) == 0 && len(t.draining) == 0 && t.foldersMissing()
+	if t.rewatch != nil && t.unwatched.Load() {
+		select {
+		case t.rewatch <- struct{}{}:
+		default:
+		}
+	}
 	changed = t.publish() || t.truncated
 	t.truncated = false
 	return changed
+}
+
+// Absent reports whether the last poll found no file to follow and not
+// even the folder of any glob: the source's application is not installed
+// (yet), and the caller may poll less often (a file that appears later is
+// read from its beginning, so waiting loses nothing).
+func (t *Tailer) Absent() bool { return t.absent }
+
+// foldersMissing reports whether the folder of every glob is missing. A
+// folder that is itself a pattern counts as present.
+func (t *Tailer) foldersMissing() bool {
+	for _, g := range t.cfg.Globs {
+		d := filepath.Dir(g)
+		if hasMeta(d) {
+			return false
+		}
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *Tailer) paths() []string {
@@ -505,8 +564,16 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 		t.fail(path, err, now)
 		return
 	}
-	t.readToEnd(ctx, cur)
+	if _, more := t.readToEnd(ctx, cur, readPassBytes); more {
+		t.more = true
+	}
 }
+
+// More reports whether the last Poll left a file with more to read: it
+// read at most readPassBytes of each file, so that a source far behind
+// still checkpoints and hands its lines over regularly. The caller should
+// poll again at once.
+func (t *Tailer) More() bool { return t.more }
 
 func (t *Tailer) fail(path string, err error, now time.Time) {
 	if f, ok := t.failed[path]; ok && now.Before(f.retry) {
@@ -761,7 +828,7 @@ func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) (int64, string) {
 			buf: append([]byte(nil), f.buf...), discarding: f.discarding}
 		cp.readOff = f.readOff
 		start := f.off
-		t.readToEnd(ctx, cp)
+		t.readToEnd(ctx, cp, 0)
 		t.flushPartial(cp)
 		fh.Close()
 		return cp.off - start, c.name
@@ -772,7 +839,7 @@ func (t *Tailer) recoverFromCopy(ctx context.Context, f *file) (int64, string) {
 // retire moves an active file to the draining list, reading it to its end
 // first: its lines come before those of the file that replaced it.
 func (t *Tailer) retire(ctx context.Context, f *file, how string, now time.Time) {
-	t.readToEnd(ctx, f)
+	t.readToEnd(ctx, f, 0)
 	delete(t.active, f.path)
 	f.rotatedAt = now
 	t.draining = append(t.draining, f)
@@ -808,17 +875,34 @@ func (t *Tailer) closeAll() {
 }
 
 // readToEnd reads f from readOff to its current end, handing over complete
-// lines. It returns the number of bytes read.
-func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
-	var total int64
+// lines, or until it has read limit bytes (0: no limit); more reports that
+// it stopped at the limit with more to read. Each read tells the Events
+// how far behind the file's end it still is, the size read again whenever
+// the reader passes it (the file grows while it is read).
+func (t *Tailer) readToEnd(ctx context.Context, f *file, limit int64) (total int64, more bool) {
 	max := t.cfg.MaxLineBytes
+	var size int64
+	if st, err := f.f.Stat(); err == nil {
+		size = st.Size()
+	}
 	for ctx.Err() == nil {
+		if limit > 0 && total >= limit {
+			return total, true
+		}
+		if t.chunk == nil {
+			t.chunk = make([]byte, readChunk)
+		}
 		n, err := f.f.ReadAt(t.chunk, f.readOff)
 		if n > 0 {
 			total += int64(n)
 			f.readOff += int64(n)
 			if t.events != nil {
-				t.events.Read(f.path, n)
+				if f.readOff >= size {
+					if st, err := f.f.Stat(); err == nil {
+						size = st.Size()
+					}
+				}
+				t.events.Read(f.path, n, max64(size-f.readOff, 0))
 			}
 			t.split(f, t.chunk[:n], max)
 		}
@@ -835,7 +919,14 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file) int64 {
 	if f.fpLen < t.cfg.FingerprintBytes && f.readOff > int64(f.fpLen) {
 		t.refreshFingerprint(f)
 	}
-	return total
+	return total, false
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 // split hands the complete lines of data (which follows f.buf) to the

@@ -21,6 +21,7 @@ type recorder struct {
 	trunc  int
 	copied int64
 	read   int64
+	behind []int64
 }
 
 func (r *recorder) handle(_ string, line []byte, cut bool) {
@@ -32,7 +33,10 @@ func (r *recorder) handle(_ string, line []byte, cut bool) {
 func (r *recorder) ReadError(_ string, err error) { r.errs = append(r.errs, err) }
 func (r *recorder) Rotated(_, how string)         { r.rot = append(r.rot, how) }
 func (r *recorder) Truncated(_ string, n int64)   { r.trunc++; r.copied += n }
-func (r *recorder) Read(_ string, n int)          { r.read += int64(n) }
+func (r *recorder) Read(_ string, n int, behind int64) {
+	r.read += int64(n)
+	r.behind = append(r.behind, behind)
+}
 func appendFile(t *testing.T, path, s string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -96,7 +100,14 @@ func TestTailer(t *testing.T) {
 		f.Close()
 		tl, r := newTest(t, Config{Globs: []string{p}, MaxLineBytes: 1024})
 		tl.Start(nil, false, time.Time{})
-		tl.Poll(ctx)
+		// A poll reads at most readPassBytes of a file and says so.
+		polls := 1
+		for tl.Poll(ctx); tl.More(); tl.Poll(ctx) {
+			polls++
+		}
+		if want := (100<<20)/readPassBytes + 1; polls != want {
+			t.Errorf("%d polls for 100 MB, want %d (one per %d bytes)", polls, want, readPassBytes)
+		}
 		if len(r.lines) != 2 || len(r.lines[0]) != 1024 || r.lines[1] != "next" || r.cuts != 1 {
 			t.Errorf("got %d lines (first %d bytes), %d cut", len(r.lines), len(r.lines[0]), r.cuts)
 		}
@@ -275,6 +286,88 @@ func TestWatchWakes(t *testing.T) {
 	}
 	if tl.matches(filepath.Join(dir, "other.txt")) {
 		t.Error("other.txt must not match")
+	}
+}
+
+// TestBehind: each read reports how much of the file was still unread
+// after it, as far as the size at the start of the pass tells.
+func TestBehind(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a.log")
+	line := strings.Repeat("x", 99) + "\n"
+	appendFile(t, p, strings.Repeat(line, 3*readChunk/100+7)) // three chunks and a bit
+	tl, r := newTest(t, Config{Globs: []string{p}})
+	tl.Start(nil, false, time.Time{})
+	tl.Poll(context.Background())
+	size := int64(len(line) * (3*readChunk/100 + 7))
+	want := []int64{size - readChunk, size - 2*readChunk, size - 3*readChunk, 0}
+	if fmt.Sprint(r.behind) != fmt.Sprint(want) {
+		t.Errorf("behind %v, want %v", r.behind, want)
+	}
+}
+
+// TestAbsent: a poll that follows nothing while the folder of every glob
+// is missing says so (the caller then polls less often); a folder that
+// exists, a pattern folder or a followed file means the source is there.
+// A folder that appears is watched after the next poll: its first file
+// wakes the caller at once.
+func TestAbsent(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	for _, tc := range []struct {
+		name  string
+		globs []string
+		want  bool
+	}{
+		{"folder missing", []string{filepath.Join(missing, "app.log")}, true},
+		{"every folder missing", []string{filepath.Join(missing, "app.log"), filepath.Join(dir, "gone", "*.log")}, true},
+		{"folder there, no file", []string{filepath.Join(dir, "app.log")}, false},
+		{"one folder there", []string{filepath.Join(missing, "app.log"), filepath.Join(dir, "*.log")}, false},
+		{"pattern folder", []string{filepath.Join(dir, "*", "app.log")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl, _ := newTest(t, Config{Globs: tc.globs})
+			tl.Start(nil, false, time.Time{})
+			tl.Poll(ctx)
+			if got := tl.Absent(); got != tc.want {
+				t.Errorf("Absent() = %t, want %t", got, tc.want)
+			}
+		})
+	}
+
+	path := filepath.Join(missing, "app.log")
+	tl, r := newTest(t, Config{Globs: []string{path}, StartAtEnd: true})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wake := tl.Watch(wctx)
+	tl.Start(nil, false, time.Time{})
+	tl.Poll(ctx)
+	if !tl.Absent() {
+		t.Fatal("Absent() = false with the folder missing")
+	}
+	if err := os.Mkdir(missing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tl.Poll(ctx) // finds the folder, asks the watcher to watch it
+	if tl.Absent() {
+		t.Fatal("Absent() = true with the folder there")
+	}
+	// The watcher adds the folder asynchronously: write until it wakes us.
+	deadline := time.Now().Add(10 * time.Second)
+	for woke := false; !woke; {
+		appendFile(t, path, "first\n")
+		select {
+		case <-wake:
+			woke = true
+		case <-time.After(50 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("no wake-up within 10 s of writing to a folder that appeared")
+			}
+		}
+	}
+	tl.Poll(ctx)
+	if len(r.lines) == 0 || r.lines[0] != "first" {
+		t.Fatalf("lines %q: a file that appears after the start is read from its beginning", r.lines)
 	}
 }
 

@@ -4,14 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
-
-// watchRetry is how often folders that could not be watched (not there
-// yet) are tried again.
-const watchRetry = 5 * time.Second
 
 // Watch reports, on the returned channel, changes in the folders of the
 // globs (inotify through fsnotify), so that the caller can poll at once
@@ -19,9 +14,13 @@ const watchRetry = 5 * time.Second
 // the source of truth, and where inotify is unavailable (network
 // filesystems, exhausted watches) nothing arrives and polling alone works.
 // The channel holds at most one pending wake-up; the watcher stops when ctx
-// is cancelled.
+// is cancelled. Folders that cannot be watched yet (not there) are tried
+// again after each Poll, so that the watcher itself never wakes the
+// process on a timer. Watch must be called from the goroutine that calls
+// Poll.
 func (t *Tailer) Watch(ctx context.Context) <-chan struct{} {
 	wake := make(chan struct{}, 1)
+	t.rewatch = make(chan struct{}, 1)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		t.logger.Debug("inotify unavailable; relying on polling", "err", err)
@@ -34,30 +33,33 @@ func (t *Tailer) Watch(ctx context.Context) <-chan struct{} {
 		}
 	}
 	add := func() {
+		missing := false
 		for d, ok := range dirs {
 			if ok {
 				continue
 			}
 			if _, err := os.Stat(d); err != nil {
+				missing = true
 				continue
 			}
 			if err := w.Add(d); err == nil {
 				dirs[d] = true
 			} else {
+				missing = true
 				t.logger.Debug("Cannot watch log folder; relying on polling", "dir", d, "err", err)
 			}
 		}
+		t.unwatched.Store(missing)
 	}
 	add()
+	retry := t.rewatch
 	go func() {
 		defer w.Close()
-		retry := time.NewTicker(watchRetry)
-		defer retry.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-retry.C:
+			case <-retry:
 				add()
 			case ev, ok := <-w.Events:
 				if !ok {
