@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -174,7 +175,11 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 	if err := os.WriteFile(f.webhookKeyFile, append(f.webhookKey, '\n'), 0o600); err != nil {
 		return f, err
 	}
-	if f.Webhook, err = newWebhook(f.webhookKey); err != nil {
+	webhookAddr, err := f.freeAddr()
+	if err != nil {
+		return f, err
+	}
+	if f.Webhook, err = newWebhook(webhookAddr, f.webhookKey); err != nil {
 		return f, err
 	}
 	if f.SMTP, err = startSMTP(f.dir, f.freeAddr); err != nil {
@@ -254,27 +259,38 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 	return f, nil
 }
 
-// freeAddr returns a loopback address that was free a moment ago and that
-// it has not returned before: the kernel may offer a port again once its
-// probe socket is closed, and two servers of the fleet must not get the
-// same one.
+// freeAddr returns a loopback address for a server the fleet starts: a
+// port that was free a moment ago, that it has not handed out before, and
+// that lies below the kernel's ephemeral range. A port of that range,
+// chosen and released, can be taken as the source port of any outgoing
+// connection before the server binds it (the replicas joining each other
+// did exactly that); ports below it are only ever taken by servers.
 func (f *Fleet) freeAddr() (string, error) {
 	if f.ports == nil {
 		f.ports = map[string]bool{}
 	}
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !f.ports[addr] {
-			f.ports[addr] = true
-			return addr, nil
+	lo := 32768 // Linux's default start of ip_local_port_range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if fields := strings.Fields(string(b)); len(fields) == 2 {
+			if n, err := strconv.Atoi(fields[0]); err == nil && n > 12000 {
+				lo = n
+			}
 		}
 	}
-	return "", errors.New("no free loopback port")
+	for range 1000 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo-10000+rand.IntN(10000)))
+		if f.ports[addr] {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		f.ports[addr] = true
+		return addr, nil
+	}
+	return "", errors.New("no free loopback port below the ephemeral range")
 }
 
 // check runs a server's own checker (amtool, promtool) on what the fleet

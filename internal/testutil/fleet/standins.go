@@ -317,8 +317,10 @@ type Request struct {
 	Host   string
 }
 
-func newWebhook(key []byte) (*Webhook, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// newWebhook listens on addr, a port outside the ephemeral range: Up must
+// get the same one back after Down.
+func newWebhook(addr string, key []byte) (*Webhook, error) {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
