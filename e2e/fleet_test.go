@@ -29,8 +29,8 @@ import (
 // (a few per gossip round) within the peer timeout, or the next replica
 // notifies again; and (replicas - 1) x peer timeout must stay below every
 // group_interval, or the last replica re-announces an alert the first has
-// just resolved. bench/fleet.sh runs
-// the same fleet at 50 agents with the shipped timings (docs/fleet.md).
+// just resolved. bench/fleet.sh runs the same fleet at 50 agents with the
+// shipped timings (docs/fleet.md).
 const (
 	fleetAgents      = 5
 	fleetRuleScale   = 60
