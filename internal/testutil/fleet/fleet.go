@@ -27,6 +27,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -213,12 +214,6 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 	if err := check(ctx, "promtool", "check", "config", promCfg); err != nil {
 		return f, err
 	}
-	f.Prometheus.Proc = &Proc{Name: "prometheus", Log: filepath.Join(f.dir, "prometheus.log"), Argv: []string{
-		"prometheus", "--config.file=" + promCfg, "--storage.tsdb.path=" + filepath.Join(f.dir, "prometheus-data"),
-		"--web.listen-address=" + promAddr, "--storage.tsdb.retention.time=1d"}}
-	if err := f.Prometheus.Proc.Start(); err != nil {
-		return f, err
-	}
 	f.agentRules = filepath.Join(f.dir, "agent-rules", "runbook.yml")
 	if _, err := writeScaledRules(filepath.Join(opts.Repo, RulePack), f.agentRules, opts.RuleScale); err != nil {
 		return f, err
@@ -230,7 +225,21 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 		}
 		f.Agents = append(f.Agents, a)
 	}
+	// The targets are in place before Prometheus starts and reads them:
+	// file_sd's later updates come through inotify, whose instances (128
+	// per user by default) a machine running many agents and tests may
+	// have used up, leaving only file_sd's 5-minute refresh.
 	if err := f.writeTargets(); err != nil {
+		return f, err
+	}
+	argv, err := f.asPrometheusUser(filepath.Join(f.dir, "prometheus-data"))
+	if err != nil {
+		return f, err
+	}
+	f.Prometheus.Proc = &Proc{Name: "prometheus", Log: filepath.Join(f.dir, "prometheus.log"), Argv: append(argv,
+		"prometheus", "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(f.dir, "prometheus-data"),
+		"--web.listen-address="+promAddr, "--storage.tsdb.retention.time=1d")}
+	if err := f.Prometheus.Proc.Start(); err != nil {
 		return f, err
 	}
 	log.Info("Fleet starting", "agents", len(f.Agents), "dir", f.dir)
@@ -291,6 +300,38 @@ func (f *Fleet) freeAddr() (string, error) {
 		return addr, nil
 	}
 	return "", errors.New("no free loopback port below the ephemeral range")
+}
+
+// asPrometheusUser returns the argv prefix that runs Prometheus as the
+// user Debian's package runs it as, when the fleet runs as root and that
+// user exists, and makes data (its storage) that user's. Besides being
+// how it runs in production, it gives Prometheus its own share of inotify
+// instances (128 per user by default): file_sd needs one, and without it
+// discovers no target at all. A machine running many agents as root (this
+// benchmark's fifty use three each) runs out.
+func (f *Fleet) asPrometheusUser(data string) ([]string, error) {
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("prometheus")
+	if err != nil {
+		return nil, nil // not Debian's package; run as root
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(data, uid, gid); err != nil {
+		return nil, err
+	}
+	// The fleet's directory must be reachable; what Prometheus reads in it
+	// is world-readable, the secrets are not.
+	if err := os.Chmod(f.dir, 0o755); err != nil {
+		return nil, err
+	}
+	// setpriv execs in place, so the process's PID stays Prometheus'.
+	return []string{"setpriv", "--reuid=" + u.Uid, "--regid=" + u.Gid, "--init-groups"}, nil
 }
 
 // check runs a server's own checker (amtool, promtool) on what the fleet
@@ -443,7 +484,32 @@ func (f *Fleet) waitReady(ctx context.Context) error {
 	if !f.Prometheus.Proc.Running() {
 		return fmt.Errorf("prometheus exited:\n%s", f.Prometheus.Proc.Tail(20))
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("%w; %s", err, f.targetHealth(ctx))
+	}
+	return nil
+}
+
+// targetHealth says what Prometheus knows of each agent target: its health
+// and last scrape error, or why it could not tell.
+func (f *Fleet) targetHealth(ctx context.Context) string {
+	var r struct {
+		Data struct {
+			ActiveTargets []struct {
+				Labels    map[string]string `json:"labels"`
+				Health    string            `json:"health"`
+				LastError string            `json:"lastError"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if err := getJSON(ctx, f.Prometheus.URL+"/api/v1/targets", &r); err != nil {
+		return "targets unknown: " + err.Error()
+	}
+	var parts []string
+	for _, t := range r.Data.ActiveTargets {
+		parts = append(parts, fmt.Sprintf("%s %s %s", t.Labels["host"], t.Health, t.LastError))
+	}
+	return fmt.Sprintf("Prometheus has %d targets: %s", len(parts), strings.Join(parts, "; "))
 }
 
 // Close stops every process and server of the fleet, by PID.
