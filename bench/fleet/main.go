@@ -601,6 +601,38 @@ func (b *bench) checkWebhook(up, delivered time.Time) {
 	for _, v := range conns {
 		peakConns = max(peakConns, v)
 	}
+	// When each agent first got through, and the busiest second: a fleet
+	// retrying in step shows as many agents in one second.
+	firstOK := map[string]time.Time{}
+	bySec := map[int64]map[string]bool{}
+	for _, r := range st.Requests {
+		if r.At.Before(up) {
+			continue
+		}
+		if _, ok := firstOK[r.Host]; !ok {
+			firstOK[r.Host] = r.At
+		}
+		if bySec[r.At.Unix()] == nil {
+			bySec[r.At.Unix()] = map[string]bool{}
+		}
+		bySec[r.At.Unix()][r.Host] = true
+	}
+	var firsts []time.Duration
+	for _, t := range firstOK {
+		firsts = append(firsts, t.Sub(up))
+	}
+	var busiest int64
+	for sec, hosts := range bySec {
+		if len(hosts) > len(bySec[busiest]) {
+			busiest = sec
+		}
+	}
+	if len(firsts) > 0 {
+		slices.Sort(firsts)
+		b.say("S4 each agent's first delivery after the outage: first %s, median %s, last %s; busiest second %s after: %d requests from %d agents",
+			firsts[0].Round(100*time.Millisecond), median(firsts), firsts[len(firsts)-1].Round(100*time.Millisecond),
+			time.Unix(busiest, 0).Sub(up).Round(time.Second), perSec[busiest], len(bySec[busiest]))
+	}
 	drain := delivered.Sub(up)
 	b.say("S4 events the agents produced (file outputs): %v", kinds)
 	b.check(drain > 0, "S4 every non-heartbeat event at the webhook %s after it came back", drain.Round(100*time.Millisecond))
