@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/state"
 )
 
 // meta is the tracker's bookkeeping in MetaBucket.
@@ -206,7 +206,7 @@ func (t *Tracker) persist(ts time.Time) error {
 	}
 	// One transaction: a run recorded in its incident is always counted
 	// in its budget, whatever moment a crash picks.
-	err = t.opts.State.DB().Update(func(tx *bolt.Tx) error {
+	err = t.opts.State.Update(func(tx *state.Tx) error {
 		for _, w := range []struct {
 			bucket string
 			put    map[string][]byte
@@ -215,7 +215,7 @@ func (t *Tracker) persist(ts time.Time) error {
 			if len(w.put) == 0 && len(w.del) == 0 {
 				continue
 			}
-			bk, err := tx.CreateBucketIfNotExists([]byte(w.bucket))
+			bk, err := tx.Bucket(w.bucket)
 			if err != nil {
 				return err
 			}

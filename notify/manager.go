@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/state"
@@ -146,7 +145,7 @@ func NewWithOutputs(outs *Outputs, opts Options) (*Manager, error) {
 		opts.Metrics = NewMetrics(nil)
 	}
 	m := &Manager{opts: opts, logger: opts.Logger}
-	m.box = &outbox{db: opts.Store.DB()}
+	m.box = &outbox{st: opts.Store}
 	m.install(outs)
 	opts.Metrics.current.Store(m)
 	return m, nil
@@ -295,12 +294,7 @@ func (m *Manager) Enqueue(ctx context.Context, events []alert.Event) error {
 		return err
 	}
 	names := m.outputNames()
-	var dropped []Stored
-	err := m.box.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		dropped, err = m.box.appendTx(tx, names, events)
-		return err
-	})
+	dropped, err := m.box.add(names, events)
 	if err != nil {
 		return fmt.Errorf("writing events to the outbox: %w (check the state file's disk)", err)
 	}
@@ -365,15 +359,7 @@ func (m *Manager) heartbeat() error {
 		Host: m.opts.Host, AgentVersion: m.opts.Version, CreatedAt: now,
 	}
 	names := m.outputNames()
-	var dropped []Stored
-	err := m.box.db.Update(func(tx *bolt.Tx) error {
-		if err := m.box.supersedeTx(tx, alert.KindHeartbeat); err != nil {
-			return err
-		}
-		var err error
-		dropped, err = m.box.appendTx(tx, names, []alert.Event{ev})
-		return err
-	})
+	dropped, err := m.box.replace(names, ev)
 	m.reportDrops(dropped)
 	m.wakeAll()
 	return err

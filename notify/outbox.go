@@ -7,9 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/state"
 )
 
 // The outbox lives in the state file under one top-level bucket:
@@ -80,7 +79,7 @@ type DeadLetter struct {
 // outbox is the durable queue. Its methods are safe for concurrent use
 // because bbolt serialises write transactions.
 type outbox struct {
-	db        *bolt.DB
+	st        *state.Store
 	maxEvents int
 	maxBytes  int64
 }
@@ -93,36 +92,13 @@ func seqKey(seq uint64) []byte {
 
 func keySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
 
-func root(tx *bolt.Tx) (*bolt.Bucket, error) {
-	if tx.Writable() {
-		return tx.CreateBucketIfNotExists([]byte(bktRoot))
-	}
-	if b := tx.Bucket([]byte(bktRoot)); b != nil {
-		return b, nil
-	}
-	return nil, nil
+// sub returns a nested bucket of the outbox's root, created in write
+// transactions; nil when it does not exist in a read transaction.
+func sub(tx *state.Tx, path ...string) (*state.TxBucket, error) {
+	return tx.Bucket(append([]string{bktRoot}, path...)...)
 }
 
-// sub returns a nested bucket of the root, created in write transactions;
-// nil when it does not exist in a read transaction.
-func sub(tx *bolt.Tx, path ...string) (*bolt.Bucket, error) {
-	b, err := root(tx)
-	if b == nil || err != nil {
-		return nil, err
-	}
-	for _, p := range path {
-		if tx.Writable() {
-			if b, err = b.CreateBucketIfNotExists([]byte(p)); err != nil {
-				return nil, err
-			}
-		} else if b = b.Bucket([]byte(p)); b == nil {
-			return nil, nil
-		}
-	}
-	return b, nil
-}
-
-func getInt(meta *bolt.Bucket, key string) int64 {
+func getInt(meta *state.TxBucket, key string) int64 {
 	v := meta.Get([]byte(key))
 	if v == nil {
 		return 0
@@ -131,14 +107,38 @@ func getInt(meta *bolt.Bucket, key string) int64 {
 	return n
 }
 
-func putInt(meta *bolt.Bucket, key string, n int64) error {
+func putInt(meta *state.TxBucket, key string, n int64) error {
 	return meta.Put([]byte(key), []byte(strconv.FormatInt(n, 10)))
+}
+
+// add writes events for every output in outputs, in one transaction, and
+// returns what the bounds made it drop.
+func (o *outbox) add(outputs []string, events []alert.Event) (dropped []Stored, err error) {
+	err = o.st.Update(func(tx *state.Tx) error {
+		dropped, err = o.appendTx(tx, outputs, events)
+		return err
+	})
+	return dropped, err
+}
+
+// replace drops the queued events of ev's kind, then writes ev for every
+// output in outputs, in one transaction (heartbeats: only the newest one
+// says anything).
+func (o *outbox) replace(outputs []string, ev alert.Event) (dropped []Stored, err error) {
+	err = o.st.Update(func(tx *state.Tx) error {
+		if err := o.supersedeTx(tx, ev.Kind); err != nil {
+			return err
+		}
+		dropped, err = o.appendTx(tx, outputs, []alert.Event{ev})
+		return err
+	})
+	return dropped, err
 }
 
 // appendTx writes events for every output in outputs inside tx, then drops
 // the oldest lowest-severity events while a bound is exceeded. It returns
 // what it dropped.
-func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []alert.Event) ([]Stored, error) {
+func (o *outbox) appendTx(tx *state.Tx, outputs []string, events []alert.Event) ([]Stored, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -215,13 +215,13 @@ func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []alert.Event) (
 
 // victim is the oldest event of the lowest severity: heartbeats first, then
 // P4, P3, P2, and a P1 only when nothing else is left.
-func (o *outbox) victim(tx *bolt.Tx) ([]byte, error) {
+func (o *outbox) victim(tx *state.Tx) ([]byte, error) {
 	for rank := 5; rank >= 1; rank-- {
 		sev, err := sub(tx, bktSev, strconv.Itoa(rank))
 		if err != nil {
 			return nil, err
 		}
-		if k, _ := sev.Cursor().First(); k != nil {
+		if k, _ := sev.First(); k != nil {
 			return append([]byte(nil), k...), nil
 		}
 	}
@@ -229,7 +229,7 @@ func (o *outbox) victim(tx *bolt.Tx) ([]byte, error) {
 }
 
 // deleteEvent removes the event at k from every bucket.
-func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
+func (o *outbox) deleteEvent(tx *state.Tx, k []byte, count, size *int64) error {
 	evb, err := sub(tx, bktEvents)
 	if err != nil {
 		return err
@@ -252,7 +252,7 @@ func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
 		if err != nil {
 			return err
 		}
-		if err := pb.ForEachBucket(func(name []byte) error { return pb.Bucket(name).Delete(k) }); err != nil {
+		if err := pb.ForEachSub(func(name []byte) error { return pb.Sub(string(name)).Delete(k) }); err != nil {
 			return err
 		}
 	}
@@ -260,15 +260,15 @@ func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
 }
 
 // referenced reports whether a queue or dead-letter bucket still holds k.
-func referenced(tx *bolt.Tx, k []byte) bool {
+func referenced(tx *state.Tx, k []byte) bool {
 	for _, parent := range []string{bktQueue, bktDead} {
 		pb, _ := sub(tx, parent)
 		if pb == nil {
 			continue
 		}
 		found := false
-		_ = pb.ForEachBucket(func(name []byte) error {
-			if pb.Bucket(name).Get(k) != nil {
+		_ = pb.ForEachSub(func(name []byte) error {
+			if pb.Sub(string(name)).Get(k) != nil {
 				found = true
 			}
 			return nil
@@ -281,7 +281,7 @@ func referenced(tx *bolt.Tx, k []byte) bool {
 }
 
 // release deletes the events at keys that nothing refers to any more.
-func (o *outbox) release(tx *bolt.Tx, keys [][]byte) error {
+func (o *outbox) release(tx *state.Tx, keys [][]byte) error {
 	meta, err := sub(tx, bktMeta)
 	if err != nil {
 		return err
@@ -304,32 +304,34 @@ func (o *outbox) release(tx *bolt.Tx, keys [][]byte) error {
 // order.
 func (o *outbox) pending(output string, limit int) ([]Stored, error) {
 	var out []Stored
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.st.View(func(tx *state.Tx) error {
 		q, err := sub(tx, bktQueue, output)
 		if q == nil || err != nil {
 			return err
 		}
 		evb, _ := sub(tx, bktEvents)
-		c := q.Cursor()
-		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+		var err2 error
+		q.Scan(func(k, _ []byte) bool {
 			v := evb.Get(k)
 			if v == nil {
-				continue // dropped between transactions; ack will clean up
+				return true // dropped between transactions; ack will clean up
 			}
 			var ev alert.Event
-			if err := decodeEvent(v, &ev); err != nil {
-				return fmt.Errorf("outbox event %d is corrupt: %w", keySeq(k), err)
+			if err2 = decodeEvent(v, &ev); err2 != nil {
+				err2 = fmt.Errorf("outbox event %d is corrupt: %w", keySeq(k), err2)
+				return false
 			}
 			out = append(out, Stored{Seq: keySeq(k), Event: ev})
-		}
-		return nil
+			return len(out) < limit
+		})
+		return err2
 	})
 	return out, err
 }
 
 // ack removes seqs from output's queue: the output accepted them.
 func (o *outbox) ack(output string, seqs []uint64) error {
-	return o.db.Update(func(tx *bolt.Tx) error {
+	return o.st.Update(func(tx *state.Tx) error {
 		q, err := sub(tx, bktQueue, output)
 		if err != nil {
 			return err
@@ -347,7 +349,7 @@ func (o *outbox) ack(output string, seqs []uint64) error {
 
 // deadLetter moves seqs from output's queue to its dead-letter bucket.
 func (o *outbox) deadLetter(output string, batch []Stored, reason string, now time.Time) error {
-	return o.db.Update(func(tx *bolt.Tx) error {
+	return o.st.Update(func(tx *state.Tx) error {
 		q, err := sub(tx, bktQueue, output)
 		if err != nil {
 			return err
@@ -374,13 +376,13 @@ func (o *outbox) deadLetter(output string, batch []Stored, reason string, now ti
 // back into its queue, in their original order, and returns how many.
 func (o *outbox) requeue(output string) (int, error) {
 	n := 0
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err := o.st.Update(func(tx *state.Tx) error {
 		pb, err := sub(tx, bktDead)
 		if err != nil {
 			return err
 		}
 		var names []string
-		_ = pb.ForEachBucket(func(name []byte) error {
+		_ = pb.ForEachSub(func(name []byte) error {
 			if output == "" || string(name) == output {
 				names = append(names, string(name))
 			}
@@ -391,7 +393,7 @@ func (o *outbox) requeue(output string) (int, error) {
 			if err != nil {
 				return err
 			}
-			dead := pb.Bucket([]byte(name))
+			dead := pb.Sub(name)
 			var keys [][]byte
 			_ = dead.ForEach(func(k, _ []byte) error {
 				keys = append(keys, append([]byte(nil), k...))
@@ -414,7 +416,7 @@ func (o *outbox) requeue(output string) (int, error) {
 
 // supersede drops the queued events of kind for every output (used for
 // heartbeats: only the newest one matters).
-func (o *outbox) supersedeTx(tx *bolt.Tx, kind alert.Kind) error {
+func (o *outbox) supersedeTx(tx *state.Tx, kind alert.Kind) error {
 	sev, err := sub(tx, bktSev, "5")
 	if err != nil {
 		return err
@@ -454,7 +456,7 @@ func (o *outbox) supersedeTx(tx *bolt.Tx, kind alert.Kind) error {
 // events each had pending.
 func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
 	removed := map[string]int{}
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err := o.st.Update(func(tx *state.Tx) error {
 		want := map[string]bool{}
 		for _, k := range keep {
 			want[k] = true
@@ -466,10 +468,10 @@ func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
 				return err
 			}
 			var gone [][]byte
-			_ = pb.ForEachBucket(func(name []byte) error {
+			_ = pb.ForEachSub(func(name []byte) error {
 				if !want[string(name)] {
 					gone = append(gone, append([]byte(nil), name...))
-					_ = pb.Bucket(name).ForEach(func(k, _ []byte) error {
+					_ = pb.Sub(string(name)).ForEach(func(k, _ []byte) error {
 						keys = append(keys, append([]byte(nil), k...))
 						if parent == bktQueue {
 							removed[string(name)]++
@@ -480,7 +482,7 @@ func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
 				return nil
 			})
 			for _, name := range gone {
-				if err := pb.DeleteBucket(name); err != nil {
+				if err := pb.DeleteSub(string(name)); err != nil {
 					return err
 				}
 			}
@@ -495,7 +497,7 @@ func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
 // serve before. A state file written before the list existed counts the
 // outputs that have a queue as served. It returns the new outputs.
 func (o *outbox) catchUp(names []string, events []alert.Event) (added []string, dropped []Stored, err error) {
-	err = o.db.Update(func(tx *bolt.Tx) error {
+	err = o.st.Update(func(tx *state.Tx) error {
 		meta, err := sub(tx, bktMeta)
 		if err != nil {
 			return err
@@ -510,7 +512,7 @@ func (o *outbox) catchUp(names []string, events []alert.Event) (added []string, 
 				known[n] = true
 			}
 		} else if q, _ := sub(tx, bktQueue); q != nil {
-			_ = q.ForEachBucket(func(name []byte) error {
+			_ = q.ForEachSub(func(name []byte) error {
 				known[string(name)] = true
 				return nil
 			})
@@ -556,7 +558,7 @@ func (o *outbox) status(outputs []string) (Status, error) {
 	for _, name := range outputs {
 		st.Outputs[name] = OutputStatus{DeadLetters: []DeadLetter{}}
 	}
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.st.View(func(tx *state.Tx) error {
 		meta, _ := sub(tx, bktMeta)
 		if meta == nil {
 			return nil
@@ -566,8 +568,8 @@ func (o *outbox) status(outputs []string) (Status, error) {
 		for _, name := range outputs {
 			os := st.Outputs[name]
 			if q, _ := sub(tx, bktQueue, name); q != nil {
-				os.Pending = q.Stats().KeyN
-				if k, _ := q.Cursor().First(); k != nil && evb != nil {
+				os.Pending = q.Len()
+				if k, _ := q.First(); k != nil && evb != nil {
 					var ev alert.Event
 					if decodeEvent(evb.Get(k), &ev) == nil {
 						t := ev.CreatedAt
@@ -595,13 +597,13 @@ func (o *outbox) status(outputs []string) (Status, error) {
 // the metrics.
 func (o *outbox) counts(outputs []string) (pending, dead map[string]int, err error) {
 	pending, dead = map[string]int{}, map[string]int{}
-	err = o.db.View(func(tx *bolt.Tx) error {
+	err = o.st.View(func(tx *state.Tx) error {
 		for _, name := range outputs {
 			if q, _ := sub(tx, bktQueue, name); q != nil {
-				pending[name] = q.Stats().KeyN
+				pending[name] = q.Len()
 			}
 			if d, _ := sub(tx, bktDead, name); d != nil {
-				dead[name] = d.Stats().KeyN
+				dead[name] = d.Len()
 			}
 		}
 		return nil

@@ -149,10 +149,6 @@ func open(path string) (db *bolt.DB, err error) {
 // Close flushes and closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// DB gives direct access for users that need transactions over several keys
-// (the outbox). Keep to your own bucket.
-func (s *Store) DB() *bolt.DB { return s.db }
-
 // Bucket returns a handle on the named bucket; it is created on first write.
 func (s *Store) Bucket(name string) *Bucket { return &Bucket{db: s.db, name: []byte(name)} }
 
