@@ -39,58 +39,6 @@ type Options struct {
 	Firing func() []alert.Event
 }
 
-// Outputs is a built set of outputs with the configuration they came from,
-// ready to be applied; building has no effect on the running delivery.
-type Outputs struct {
-	cfg  Config
-	list []Output
-}
-
-// Names returns the outputs' names.
-func (o *Outputs) Names() []string {
-	names := make([]string, len(o.list))
-	for i, x := range o.list {
-		names[i] = x.Name()
-	}
-	return names
-}
-
-// BuildOutputs builds every output of cfg; it fails when one cannot be
-// built (an unreadable secret or template file, a bad CA file).
-func BuildOutputs(cfg Config, opts Options) (*Outputs, error) {
-	ext := cfg.ExternalURL
-	if ext == "" {
-		ext = opts.ExternalURL
-	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	var outs []Output
-	for _, c := range cfg.Webhooks {
-		w, err := newWebhook(c, cfg.Templates, opts.Host, opts.Version, now)
-		if err != nil {
-			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
-		}
-		outs = append(outs, w)
-	}
-	for _, c := range cfg.Alertmanagers {
-		a, err := newAlertmanager(c, ext, opts.Host, now)
-		if err != nil {
-			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
-		}
-		outs = append(outs, a)
-	}
-	for _, c := range cfg.Files {
-		f, err := newFile(c, cfg.Templates, opts.Stdout)
-		if err != nil {
-			return nil, fmt.Errorf("notify output %s: %w", c.name(), err)
-		}
-		outs = append(outs, f)
-	}
-	return &Outputs{cfg: cfg, list: outs}, nil
-}
-
 // Manager keeps events in the outbox and delivers them to every output. It
 // decides nothing about alerts: the incident tracker hands it finished
 // events. Create it with New, then Start; Apply swaps the outputs on
