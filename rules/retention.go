@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/tokpulse/tokpulse-agent/rules/memstore"
 )
 
 // read is what one selector of a rule reads: the series its matchers
@@ -47,20 +49,27 @@ func (r *Retention) merge(o Retention) {
 	r.longest = max(r.longest, o.longest)
 }
 
-// keep returns how far back a series with lset is read: the longest back
+// Keep returns how far back a series with lset is read: the longest back
 // of the reads that select it, 0 when only its newest sample is (or none).
-func (r *Retention) keep(lset labels.Labels) time.Duration {
+// It implements memstore.Retention.
+func (r Retention) Keep(lset labels.Labels) time.Duration {
 	if r.all {
 		return r.longest
 	}
 	var back time.Duration
 	for _, rd := range r.reads {
-		if rd.back > back && matches(lset, rd.matchers) {
+		if rd.back > back && memstore.Matches(lset, rd.matchers) {
 			back = rd.back
 		}
 	}
 	return back
 }
+
+// Longest is the longest back of all reads.
+func (r Retention) Longest() time.Duration { return r.longest }
+
+// KeepsAll reports whether some rule may read any series.
+func (r Retention) KeepsAll() bool { return r.all }
 
 // ReadsPrefix reports whether some rule may read a series whose name
 // starts with prefix, judging by the metric-name matchers alone: a

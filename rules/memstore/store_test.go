@@ -1,4 +1,4 @@
-package rules
+package memstore
 
 import (
 	"context"
@@ -13,13 +13,29 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// query runs an instant query over s through a plain promql engine with
+// the store's lookback delta, as the rule engine does.
 func query(t *testing.T, s *Store, q string, ts time.Time) promql.Vector {
 	t.Helper()
-	v, err := queryFunc(newEngine(nil, time.Second), s)(context.Background(), q, ts)
+	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e7, Timeout: time.Minute, LookbackDelta: LookbackDelta})
+	qr, err := engine.NewInstantQuery(context.Background(), s, nil, q, ts)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer qr.Close()
+	res := qr.Exec(context.Background())
+	v, err := res.Vector()
 	if err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return v
+}
+
+func gauge(name string, v float64) *dto.MetricFamily {
+	return &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(v)}}}}
 }
 
 // TestStoreGatherMatchesScrape checks that what the rules see of a
@@ -34,7 +50,7 @@ func TestStoreGatherMatchesScrape(t *testing.T) {
 	h.WithLabelValues("access").Observe(3)
 	c.WithLabelValues("500").Add(7)
 	sm.Observe(4)
-	s := NewStore(time.Hour, 0)
+	s := New(time.Hour, 0)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +74,7 @@ func TestStoreGatherMatchesScrape(t *testing.T) {
 }
 
 func TestStoreWindowCapAndStaleness(t *testing.T) {
-	s := NewStore(10*time.Minute, 3)
+	s := New(10*time.Minute, 3)
 	fam := func(names ...string) []*dto.MetricFamily {
 		var out []*dto.MetricFamily
 		for _, n := range names {
@@ -104,7 +120,7 @@ func TestStoreWindowCapAndStaleness(t *testing.T) {
 // TestStoreLabelSetEnds checks that a label set that ends while its family
 // is still exported is hidden at once, as Prometheus' staleness does.
 func TestStoreLabelSetEnds(t *testing.T) {
-	s := NewStore(time.Hour, 0)
+	s := New(time.Hour, 0)
 	two := &dto.MetricFamily{Name: proto.String("up"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{
 		{Label: []*dto.LabelPair{{Name: proto.String("probe"), Value: proto.String("a")}}, Gauge: &dto.Gauge{Value: proto.Float64(1)}},
 		{Label: []*dto.LabelPair{{Name: proto.String("probe"), Value: proto.String("b")}}, Gauge: &dto.Gauge{Value: proto.Float64(1)}},
@@ -119,7 +135,7 @@ func TestStoreLabelSetEnds(t *testing.T) {
 }
 
 func TestStoreRecordedSeries(t *testing.T) {
-	s := NewStore(0, 0)
+	s := New(0, 0)
 	l := labels.FromStrings("__name__", "x", "job", "a")
 	s.Append(l, t0, 1)
 	s.Append(l, t0, 2)                   // same timestamp: replaced
