@@ -129,7 +129,7 @@ func benchManager(b *testing.B) (*Manager, *incident.Tracker) {
 		b.Fatal(err)
 	}
 	m := NewManager(Options{Tracker: tr, Interval: 10 * time.Second})
-	rs, err := Load([]string{"../packaging/rules/runbook.yml"}, nil)
+	rs, err := Load([]string{"../packaging/rules/runbook.yml"}, LoadOptions{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

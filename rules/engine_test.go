@@ -38,7 +38,7 @@ func loadRules(t *testing.T, body string) *RuleSet {
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := Load([]string{p}, nil)
+	rs, err := Load([]string{p}, LoadOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

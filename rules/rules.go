@@ -111,17 +111,17 @@ func (rs *RuleSet) Rules() int {
 }
 
 // Load parses and validates every rule file the globs match into a
-// RuleSet. The error lists every problem of every file, each as
-// "file:line: ...".
-func Load(globs []string, logger *slog.Logger) (*RuleSet, error) {
+// RuleSet; opts.Pack serves the "builtin:" ones. The error lists every
+// problem of every file, each as "file:line: ...".
+func Load(globs []string, opts LoadOptions, logger *slog.Logger) (*RuleSet, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	groups, files, data, err := loadFiles(globs, logger)
+	groups, files, data, err := loadFiles(globs, opts, logger)
 	if err != nil {
 		return nil, err
 	}
-	for _, g := range UnmatchedGlobs(globs) {
+	for _, g := range UnmatchedGlobs(globs, opts.Pack) {
 		// An empty drop-in directory is normal; a missing one is a typo.
 		if GlobDirMissing(g) {
 			logger.Warn("A rule_files glob names a directory that does not exist; no rules are loaded from it", "glob", g)
