@@ -79,8 +79,11 @@ func (t *Tx) Lookup(path ...string) *TxBucket {
 
 // DeleteBucket removes the top-level bucket name and all it holds; a
 // missing bucket is not an error.
-func (t *Tx) DeleteBucket(name string) error {
-	err := t.tx.DeleteBucket([]byte(name))
+func (t *Tx) DeleteBucket(name string) error { return gone(t.tx.DeleteBucket([]byte(name))) }
+
+// gone makes deleting a missing bucket a success: what the caller wants
+// is its absence.
+func gone(err error) error {
 	if errors.Is(err, bolterrors.ErrBucketNotFound) {
 		return nil
 	}
@@ -128,13 +131,7 @@ func (b *TxBucket) Sub(name string) *TxBucket {
 
 // DeleteSub removes the nested bucket name and all it holds; a missing
 // bucket is not an error.
-func (b *TxBucket) DeleteSub(name string) error {
-	err := b.b.DeleteBucket([]byte(name))
-	if errors.Is(err, bolterrors.ErrBucketNotFound) {
-		return nil
-	}
-	return err
-}
+func (b *TxBucket) DeleteSub(name string) error { return gone(b.b.DeleteBucket([]byte(name))) }
 
 // ForEachSub calls fn with the name of every nested bucket, in order.
 func (b *TxBucket) ForEachSub(fn func(name []byte) error) error { return b.b.ForEachBucket(fn) }
