@@ -77,6 +77,29 @@ func (t *Tx) Lookup(path ...string) *TxBucket {
 	return &TxBucket{b: b}
 }
 
+// Apply deletes the keys in del from the top-level bucket name, then
+// stores put there; nothing to do leaves the file untouched.
+func (t *Tx) Apply(name string, put map[string][]byte, del []string) error {
+	if len(put) == 0 && len(del) == 0 {
+		return nil
+	}
+	bk, err := t.Bucket(name)
+	if err != nil {
+		return err
+	}
+	for _, k := range del {
+		if err := bk.Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	for k, v := range put {
+		if err := bk.Put([]byte(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // DeleteBucket removes the top-level bucket name and all it holds; a
 // missing bucket is not an error.
 func (t *Tx) DeleteBucket(name string) error { return gone(t.tx.DeleteBucket([]byte(name))) }
