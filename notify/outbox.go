@@ -142,75 +142,114 @@ func (o *outbox) appendTx(tx *state.Tx, outputs []string, events []alert.Event) 
 	if len(events) == 0 {
 		return nil, nil
 	}
-	evb, err := sub(tx, bktEvents)
+	c, err := loadCounters(tx)
 	if err != nil {
 		return nil, err
 	}
+	for i := range events {
+		if err := o.putEvent(tx, c, outputs, &events[i]); err != nil {
+			return nil, err
+		}
+	}
+	dropped, ok, err := o.evict(tx, c)
+	if !ok {
+		return dropped, err
+	}
+	c.dropped += int64(len(dropped))
+	return dropped, c.save()
+}
+
+// counters are the outbox's totals in notify/meta, read at the start of a
+// write and saved at its end.
+type counters struct {
+	meta                      *state.TxBucket
+	seq, count, size, dropped int64
+}
+
+func loadCounters(tx *state.Tx) (*counters, error) {
 	meta, err := sub(tx, bktMeta)
 	if err != nil {
 		return nil, err
 	}
-	seq, count, size := getInt(meta, "seq"), getInt(meta, "count"), getInt(meta, "bytes")
-	for i := range events {
-		e := &events[i]
-		data, err := encodeEvent(e)
-		if err != nil {
-			return nil, fmt.Errorf("encoding event %s: %w", e.ID, err)
-		}
-		seq++
-		k := seqKey(uint64(seq))
-		if err := evb.Put(k, data); err != nil {
-			return nil, err
-		}
-		count++
-		size += int64(len(data))
-		sev, err := sub(tx, bktSev, strconv.Itoa(e.Rank()))
-		if err != nil {
-			return nil, err
-		}
-		if err := sev.Put(k, nil); err != nil {
-			return nil, err
-		}
-		for _, out := range outputs {
-			q, err := sub(tx, bktQueue, out)
-			if err != nil {
-				return nil, err
-			}
-			if err := q.Put(k, nil); err != nil {
-				return nil, err
-			}
-		}
-		if len(outputs) == 0 {
-			// No output wants it: nothing to keep. It was still produced
-			// (and counted in seq), which keeps ids and order honest.
-			if err := o.deleteEvent(tx, k, &count, &size); err != nil {
-				return nil, err
-			}
+	return &counters{meta: meta, seq: getInt(meta, "seq"), count: getInt(meta, "count"),
+		size: getInt(meta, "bytes"), dropped: getInt(meta, "dropped")}, nil
+}
+
+func (c *counters) save() error {
+	for _, kv := range []struct {
+		key string
+		n   int64
+	}{{"seq", c.seq}, {"count", c.count}, {"dropped", c.dropped}, {"bytes", c.size}} {
+		if err := putInt(c.meta, kv.key, kv.n); err != nil {
+			return err
 		}
 	}
-	var dropped []Stored
-	for count > int64(o.maxEvents) || size > o.maxBytes {
+	return nil
+}
+
+// putEvent writes e under the next seq, indexes it by severity and queues
+// it for every output in outputs.
+func (o *outbox) putEvent(tx *state.Tx, c *counters, outputs []string, e *alert.Event) error {
+	data, err := encodeEvent(e)
+	if err != nil {
+		return fmt.Errorf("encoding event %s: %w", e.ID, err)
+	}
+	evb, err := sub(tx, bktEvents)
+	if err != nil {
+		return err
+	}
+	c.seq++
+	k := seqKey(uint64(c.seq))
+	if err := evb.Put(k, data); err != nil {
+		return err
+	}
+	c.count++
+	c.size += int64(len(data))
+	sev, err := sub(tx, bktSev, strconv.Itoa(e.Rank()))
+	if err != nil {
+		return err
+	}
+	if err := sev.Put(k, nil); err != nil {
+		return err
+	}
+	for _, out := range outputs {
+		q, err := sub(tx, bktQueue, out)
+		if err != nil {
+			return err
+		}
+		if err := q.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	if len(outputs) == 0 {
+		// No output wants it: nothing to keep. It was still produced
+		// (and counted in seq), which keeps ids and order honest.
+		return o.deleteEvent(tx, k, &c.count, &c.size)
+	}
+	return nil
+}
+
+// evict drops victims while a bound is exceeded and returns them. ok is
+// false when it stopped early (an error, or no victim left), and the
+// counters are then not to be saved.
+func (o *outbox) evict(tx *state.Tx, c *counters) (dropped []Stored, ok bool, err error) {
+	evb, err := sub(tx, bktEvents)
+	if err != nil {
+		return nil, false, err
+	}
+	for c.count > int64(o.maxEvents) || c.size > o.maxBytes {
 		k, err := o.victim(tx)
 		if err != nil || k == nil {
-			return dropped, err
+			return dropped, false, err
 		}
 		var ev alert.Event
 		_ = decodeEvent(evb.Get(k), &ev)
 		dropped = append(dropped, Stored{Seq: keySeq(k), Event: ev})
-		if err := o.deleteEvent(tx, k, &count, &size); err != nil {
-			return dropped, err
+		if err := o.deleteEvent(tx, k, &c.count, &c.size); err != nil {
+			return dropped, false, err
 		}
 	}
-	if err := putInt(meta, "seq", seq); err != nil {
-		return nil, err
-	}
-	if err := putInt(meta, "count", count); err != nil {
-		return nil, err
-	}
-	if err := putInt(meta, "dropped", getInt(meta, "dropped")+int64(len(dropped))); err != nil {
-		return nil, err
-	}
-	return dropped, putInt(meta, "bytes", size)
+	return dropped, true, nil
 }
 
 // victim is the oldest event of the lowest severity: heartbeats first, then
@@ -282,22 +321,25 @@ func referenced(tx *state.Tx, k []byte) bool {
 
 // release deletes the events at keys that nothing refers to any more.
 func (o *outbox) release(tx *state.Tx, keys [][]byte) error {
-	meta, err := sub(tx, bktMeta)
+	return o.deleteEvents(tx, keys, func(k []byte) bool { return referenced(tx, k) })
+}
+
+// deleteEvents deletes the events at keys, except those keep (when not
+// nil) wants kept, and updates the counters.
+func (o *outbox) deleteEvents(tx *state.Tx, keys [][]byte, keep func(k []byte) bool) error {
+	c, err := loadCounters(tx)
 	if err != nil {
 		return err
 	}
-	count, size := getInt(meta, "count"), getInt(meta, "bytes")
 	for _, k := range keys {
-		if !referenced(tx, k) {
-			if err := o.deleteEvent(tx, k, &count, &size); err != nil {
-				return err
-			}
+		if keep != nil && keep(k) {
+			continue
+		}
+		if err := o.deleteEvent(tx, k, &c.count, &c.size); err != nil {
+			return err
 		}
 	}
-	if err := putInt(meta, "count", count); err != nil {
-		return err
-	}
-	return putInt(meta, "bytes", size)
+	return c.save()
 }
 
 // pending returns up to limit events that output has not yet accepted, in
@@ -436,20 +478,7 @@ func (o *outbox) supersedeTx(tx *state.Tx, kind alert.Kind) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	meta, err := sub(tx, bktMeta)
-	if err != nil {
-		return err
-	}
-	count, size := getInt(meta, "count"), getInt(meta, "bytes")
-	for _, k := range keys {
-		if err := o.deleteEvent(tx, k, &count, &size); err != nil {
-			return err
-		}
-	}
-	if err := putInt(meta, "count", count); err != nil {
-		return err
-	}
-	return putInt(meta, "bytes", size)
+	return o.deleteEvents(tx, keys, nil)
 }
 
 // removeOutputs forgets the queues of outputs not in keep, returning how many
