@@ -299,53 +299,11 @@ func ParseRules(file string, data []byte, opts LoadOptions, logger *slog.Logger)
 			g.QueryOffset = time.Duration(*rg.QueryOffset)
 		}
 		for ri, rr := range rg.Rules {
-			pos := lines.rule(gi, ri)
-			expr, err := p.ParseExpr(rr.Expr)
-			if err != nil { // rulefmt parsed it already; never expected
-				probs = append(probs, fmt.Errorf("%s: %w", pos, err))
-				continue
+			r, errs := buildRule(p, lines, g, gi, ri, rr)
+			probs = append(probs, errs...)
+			if r != nil {
+				g.Rules = append(g.Rules, r)
 			}
-			lb := labels.NewBuilder(labels.FromMap(g.Labels))
-			for k, v := range rr.Labels {
-				lb.Set(k, v)
-			}
-			r := &Rule{
-				Alert: rr.Alert, Record: rr.Record, Expr: rr.Expr,
-				For: time.Duration(rr.For), KeepFiringFor: time.Duration(rr.KeepFiringFor),
-				Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
-				File: file, Line: pos.Line, Group: g.Name,
-				retention: exprRetention(expr, g.QueryOffset),
-			}
-			r.deps, r.anyDep, r.hasRange = selectors(expr)
-			if r.Alert != "" {
-				r.threshold = exprThreshold(expr)
-				if err := checkThresholdAnnotation(rr.Annotations["threshold"], r.threshold); err != nil {
-					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: annotation threshold: %w (tokpulse-agent shows it in alert texts; Prometheus does not read it)", pos, g.Name, ri+1, r.Alert, err))
-				}
-			}
-			for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
-				for _, v := range m {
-					if strings.Contains(v, "query") {
-						r.templatesQuery = true
-						r.retention.merge(templateRetention(v, p))
-					}
-				}
-			}
-			if r.Alert != "" {
-				sev, ok := rr.Labels["severity"]
-				if !ok {
-					sev, ok = g.Labels["severity"]
-				}
-				switch {
-				case !ok:
-					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: the label \"severity\" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)", pos, g.Name, ri+1, r.Alert, severityRequirement))
-				case !alert.Severity(sev).Valid():
-					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: severity %q is not one of them; write P1, P2, P3 or P4", lines.severity(gi, ri, pos), g.Name, ri+1, r.Alert, severityRequirement, sev))
-				default:
-					r.Severity = alert.Severity(sev)
-				}
-			}
-			g.Rules = append(g.Rules, r)
 		}
 		groups = append(groups, g)
 	}
@@ -353,6 +311,61 @@ func ParseRules(file string, data []byte, opts LoadOptions, logger *slog.Logger)
 		return nil, probs
 	}
 	return groups, nil
+}
+
+// buildRule makes the Rule of rr, rule ri of group gi (g), and checks
+// what the agent adds to Prometheus' checks: the threshold annotation and
+// the severity label. A rule with problems is still returned unless its
+// expression does not parse, so that every problem of a file is told.
+func buildRule(p parser.Parser, lines lineIndex, g *Group, gi, ri int, rr rulefmt.Rule) (*Rule, []error) {
+	pos := lines.rule(gi, ri)
+	expr, err := p.ParseExpr(rr.Expr)
+	if err != nil { // rulefmt parsed it already; never expected
+		return nil, []error{fmt.Errorf("%s: %w", pos, err)}
+	}
+	lb := labels.NewBuilder(labels.FromMap(g.Labels))
+	for k, v := range rr.Labels {
+		lb.Set(k, v)
+	}
+	r := &Rule{
+		Alert: rr.Alert, Record: rr.Record, Expr: rr.Expr,
+		For: time.Duration(rr.For), KeepFiringFor: time.Duration(rr.KeepFiringFor),
+		Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
+		File: g.File, Line: pos.Line, Group: g.Name,
+		retention: exprRetention(expr, g.QueryOffset),
+	}
+	r.deps, r.anyDep, r.hasRange = selectors(expr)
+	var probs []error
+	if r.Alert != "" {
+		r.threshold = exprThreshold(expr)
+		if err := checkThresholdAnnotation(rr.Annotations["threshold"], r.threshold); err != nil {
+			probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: annotation threshold: %w (tokpulse-agent shows it in alert texts; Prometheus does not read it)", pos, g.Name, ri+1, r.Alert, err))
+		}
+	}
+	for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
+		for _, v := range m {
+			if strings.Contains(v, "query") {
+				r.templatesQuery = true
+				r.retention.merge(templateRetention(v, p))
+			}
+		}
+	}
+	if r.Alert == "" {
+		return r, probs
+	}
+	sev, ok := rr.Labels["severity"]
+	if !ok {
+		sev, ok = g.Labels["severity"]
+	}
+	switch {
+	case !ok:
+		probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: the label \"severity\" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)", pos, g.Name, ri+1, r.Alert, severityRequirement))
+	case !alert.Severity(sev).Valid():
+		probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: severity %q is not one of them; write P1, P2, P3 or P4", lines.severity(gi, ri, pos), g.Name, ri+1, r.Alert, severityRequirement, sev))
+	default:
+		r.Severity = alert.Severity(sev)
+	}
+	return r, probs
 }
 
 // selectors returns the metric names expr reads, whether some selector
