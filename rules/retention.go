@@ -39,9 +39,6 @@ type Retention struct {
 	longest time.Duration
 }
 
-// keepAll is the retention of the rule unit tests: everything, for ever.
-var keepAll = Retention{all: true}
-
 // merge adds o's reads to r.
 func (r *Retention) merge(o Retention) {
 	r.reads = append(r.reads, o.reads...)
