@@ -482,28 +482,28 @@ func Matches(l labels.Labels, ms []*labels.Matcher) bool {
 }
 
 func (q *querier) LabelValues(_ context.Context, name string, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	set := map[string]struct{}{}
-	q.s.mu.RLock()
-	for _, m := range q.s.series {
-		if v := m.lset.Get(name); v != "" && Matches(m.lset, ms) {
-			set[v] = struct{}{}
+	return q.collect(ms, func(lset labels.Labels, add func(string)) {
+		if v := lset.Get(name); v != "" {
+			add(v)
 		}
-	}
-	q.s.mu.RUnlock()
-	out := make([]string, 0, len(set))
-	for v := range set {
-		out = append(out, v)
-	}
-	slices.Sort(out)
-	return out, nil, nil
+	}), nil, nil
 }
 
 func (q *querier) LabelNames(_ context.Context, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return q.collect(ms, func(lset labels.Labels, add func(string)) {
+		lset.Range(func(l labels.Label) { add(l.Name) })
+	}), nil, nil
+}
+
+// collect returns, sorted and without duplicates, the strings pick adds
+// for every series that ms select.
+func (q *querier) collect(ms []*labels.Matcher, pick func(lset labels.Labels, add func(string))) []string {
 	set := map[string]struct{}{}
+	add := func(v string) { set[v] = struct{}{} }
 	q.s.mu.RLock()
 	for _, m := range q.s.series {
 		if Matches(m.lset, ms) {
-			m.lset.Range(func(l labels.Label) { set[l.Name] = struct{}{} })
+			pick(m.lset, add)
 		}
 	}
 	q.s.mu.RUnlock()
@@ -512,7 +512,7 @@ func (q *querier) LabelNames(_ context.Context, _ *storage.LabelHints, ms ...*la
 		out = append(out, v)
 	}
 	slices.Sort(out)
-	return out, nil, nil
+	return out
 }
 
 func (q *querier) Close() error { return nil }

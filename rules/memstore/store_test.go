@@ -3,6 +3,7 @@ package memstore
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +145,36 @@ func TestStoreRecordedSeries(t *testing.T) {
 	v := query(t, s, "x", t0)
 	if len(v) != 1 || v[0].F != 2 {
 		t.Fatalf("x at t0 = %v, want 2", v)
+	}
+}
+
+// TestQuerierLabels checks the label names and values a querier lists
+// for the series its matchers select: sorted, without duplicates.
+func TestQuerierLabels(t *testing.T) {
+	s := New(0, 0)
+	for _, l := range []labels.Labels{
+		labels.FromStrings("__name__", "up", "job", "b", "zone", "z1"),
+		labels.FromStrings("__name__", "up", "job", "a"),
+		labels.FromStrings("__name__", "up", "job", "a", "zone", "z2"),
+		labels.FromStrings("__name__", "other", "job", "c"),
+	} {
+		s.Append(l, t0, 1)
+	}
+	q, err := s.Querier(0, t0.UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := labels.MustNewMatcher(labels.MatchEqual, "__name__", "up")
+	vals, _, err := q.LabelValues(context.Background(), "job", nil, up)
+	if err != nil || strings.Join(vals, ",") != "a,b" {
+		t.Errorf("LabelValues(job, up) = %q, %v; want a,b", vals, err)
+	}
+	names, _, err := q.LabelNames(context.Background(), nil, up)
+	if err != nil || strings.Join(names, ",") != "__name__,job,zone" {
+		t.Errorf("LabelNames(up) = %q, %v; want __name__,job,zone", names, err)
+	}
+	all, _, _ := q.LabelValues(context.Background(), "job", nil)
+	if strings.Join(all, ",") != "a,b,c" {
+		t.Errorf("LabelValues(job) = %q; want a,b,c", all)
 	}
 }
