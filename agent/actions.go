@@ -4,7 +4,6 @@ import (
 	"os"
 
 	"github.com/tokpulse/tokpulse-agent/actions"
-	"github.com/tokpulse/tokpulse-agent/rules"
 )
 
 // CheckActions judges cfg's actions beyond their syntax, for `check`:
@@ -17,7 +16,7 @@ func CheckActions(cfg *Config, configFile string, policyDirs []string) (problems
 		return nil, nil, nil
 	}
 	var names []string
-	if rs, err := rules.Load(withSelfRules(ruleGlobs(cfg, configFile)), nil); err == nil {
+	if rs, err := loadRules(withSelfRules(ruleGlobs(cfg, configFile)), nil); err == nil {
 		for _, g := range rs.Groups {
 			for _, r := range g.Rules {
 				if r.Alert != "" {

@@ -78,7 +78,7 @@ func (a *Agent) build(src *configSource, prev *pipeline) (*generation, error) {
 	if !src.lastGood {
 		globs = ruleGlobs(cfg, src.file)
 	}
-	rs, err := rules.Load(withSelfRules(globs), a.logger)
+	rs, err := loadRules(withSelfRules(globs), a.logger)
 	if err != nil {
 		return nil, err
 	}

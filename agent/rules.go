@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -32,6 +33,13 @@ func ruleGlobs(cfg *Config, configFile string) []string {
 	return out
 }
 
+// loadRules loads the rule files globs name, the pack built into the binary
+// ("builtin:...", packaging/rules) included: the one place that hands the
+// pack to the rules package.
+func loadRules(globs []string, logger *slog.Logger) (*rules.RuleSet, error) {
+	return rules.Load(globs, rules.LoadOptions{Pack: rulepack.Pack{}}, logger)
+}
+
 // withSelfRules adds the agent's own rules to globs.
 func withSelfRules(globs []string) []string {
 	if slices.Contains(globs, SelfRules) {
@@ -45,7 +53,7 @@ func withSelfRules(globs []string) []string {
 // drop-in directory, normal), missing those whose directory does not (a
 // typo, worth a warning).
 func UnmatchedRuleGlobs(cfg *Config, configFile string) (empty, missing []string) {
-	for _, g := range rules.UnmatchedGlobs(ruleGlobs(cfg, configFile)) {
+	for _, g := range rules.UnmatchedGlobs(ruleGlobs(cfg, configFile), rulepack.Pack{}) {
 		if rules.GlobDirMissing(g) {
 			missing = append(missing, g)
 		} else {
@@ -60,7 +68,7 @@ func UnmatchedRuleGlobs(cfg *Config, configFile string) (empty, missing []string
 // the number of rules, or an error listing every problem as
 // "file:line: ...".
 func CheckRules(cfg *Config, configFile string) ([]string, int, error) {
-	rs, err := rules.Load(withSelfRules(ruleGlobs(cfg, configFile)), nil)
+	rs, err := loadRules(withSelfRules(ruleGlobs(cfg, configFile)), nil)
 	if err != nil {
 		return nil, 0, err
 	}

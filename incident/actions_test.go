@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
@@ -136,7 +138,7 @@ func TestActionSucceeded(t *testing.T) {
 	if res.Escalation != "" {
 		t.Errorf("a success escalated: %q", res.Escalation)
 	}
-	if got := testutil.ToFloat64(mustCollector(t, h.reg, "tokpulse_action_runs_total", "restart-app", "succeeded")); got != 1 {
+	if got := promtestutil.ToFloat64(mustCollector(t, h.reg, "tokpulse_action_runs_total", "restart-app", "succeeded")); got != 1 {
 		t.Errorf("tokpulse_action_runs_total{succeeded} = %g, want 1", got)
 	}
 	a, _ := h.only()
@@ -146,7 +148,7 @@ func TestActionSucceeded(t *testing.T) {
 }
 
 // mustCollector returns the sample of the metric with the given label
-// values, as a collector testutil.ToFloat64 can read.
+// values, as a collector promtestutil.ToFloat64 can read.
 func mustCollector(t *testing.T, reg *prometheus.Registry, name string, values ...string) prometheus.Collector {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -268,7 +270,7 @@ func TestActionBudget(t *testing.T) {
 	if got := exec.called(); got != "restart-app" {
 		t.Errorf("runs %q, want only the first incident's", got)
 	}
-	if got := testutil.ToFloat64(mustCollector(t, h.reg, "tokpulse_action_runs_total", "restart-app", "rate_limited")); got != 1 {
+	if got := promtestutil.ToFloat64(mustCollector(t, h.reg, "tokpulse_action_runs_total", "restart-app", "rate_limited")); got != 1 {
 		t.Errorf("tokpulse_action_runs_total{rate_limited} = %g", got)
 	}
 	st := h.tr.Actions()
@@ -321,10 +323,7 @@ func TestActionAcrossRestart(t *testing.T) {
 	h.tr.Start(ctx)
 	h.noWait = true
 	h.fire()
-	deadline := time.Now().Add(10 * time.Second)
-	for exec.called() == "" && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the restart to start", func() bool { return exec.called() != "" })
 	if got := exec.called(); got != "restart-app" {
 		t.Fatalf("runs %q", got)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
@@ -170,8 +169,8 @@ func TestMigrateLegacyState(t *testing.T) {
 	if pend.State != alert.StatePending || !pend.Held {
 		t.Fatalf("migrated pending alert %+v: want pending and held", pend)
 	}
-	_ = st.DB().View(func(tx *bolt.Tx) error {
-		if tx.Bucket([]byte("alerts")) != nil || tx.Bucket([]byte("notify")).Bucket([]byte("alerts")) != nil {
+	_ = st.View(func(tx *state.Tx) error {
+		if tx.Lookup("alerts") != nil || tx.Lookup("notify", "alerts") != nil {
 			t.Error("the old buckets are still in the state file")
 		}
 		return nil

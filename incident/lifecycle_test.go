@@ -160,7 +160,7 @@ func (h *harness) start() {
 		}
 		return nil
 	}})
-	rs, err := rules.Load([]string{h.rules}, nil)
+	rs, err := rules.Load([]string{h.rules}, rules.LoadOptions{}, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
@@ -56,12 +55,9 @@ type legacyRecord struct {
 // nothing to migrate.
 func migrateLegacy(st *state.Store, host string, logger *slog.Logger) ([]*incident, error) {
 	var out []*incident
-	err := st.DB().Update(func(tx *bolt.Tx) error {
-		rb := tx.Bucket([]byte(legacyRulesBucket))
-		var nb *bolt.Bucket
-		if root := tx.Bucket([]byte(legacyNotifyBucket)); root != nil {
-			nb = root.Bucket([]byte(legacyNotifyAlerts))
-		}
+	err := st.Update(func(tx *state.Tx) error {
+		rb := tx.Lookup(legacyRulesBucket)
+		nb := tx.Lookup(legacyNotifyBucket, legacyNotifyAlerts)
 		if rb == nil && nb == nil {
 			return nil
 		}
@@ -79,7 +75,7 @@ func migrateLegacy(st *state.Store, host string, logger *slog.Logger) ([]*incide
 				return nil
 			})
 		}
-		ib, err := tx.CreateBucketIfNotExists([]byte(Bucket))
+		ib, err := tx.Bucket(Bucket)
 		if err != nil {
 			return err
 		}
@@ -93,12 +89,12 @@ func migrateLegacy(st *state.Store, host string, logger *slog.Logger) ([]*incide
 			}
 		}
 		if rb != nil {
-			if err := tx.DeleteBucket([]byte(legacyRulesBucket)); err != nil {
+			if err := tx.DeleteBucket(legacyRulesBucket); err != nil {
 				return err
 			}
 		}
 		if nb != nil {
-			if err := tx.Bucket([]byte(legacyNotifyBucket)).DeleteBucket([]byte(legacyNotifyAlerts)); err != nil {
+			if err := tx.Lookup(legacyNotifyBucket).DeleteSub(legacyNotifyAlerts); err != nil {
 				return err
 			}
 		}
@@ -115,7 +111,7 @@ func migrateLegacy(st *state.Store, host string, logger *slog.Logger) ([]*incide
 
 // fromLegacy builds the incident of li, with what delivery had sent for it
 // (recs may be nil). It returns nil for an alert whose life had ended.
-func fromLegacy(li legacyInstance, recs *bolt.Bucket, host string) *incident {
+func fromLegacy(li legacyInstance, recs *state.TxBucket, host string) *incident {
 	var rec legacyRecord
 	have := false
 	if recs != nil {

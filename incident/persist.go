@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/state"
 )
 
 // meta is the tracker's bookkeeping in MetaBucket.
@@ -182,55 +182,20 @@ func (t *Tracker) persist(ts time.Time) error {
 			del = append(del, k)
 		}
 	}
-	actPut := map[string][]byte{}
-	var actDel []string
-	for k := range t.act.dirtyKeys {
-		var v any
-		if b, ok := t.act.budgets[k]; ok {
-			v = b
-		} else if at, ok := t.act.lastRun[strings.TrimPrefix(k, "last/")]; ok && strings.HasPrefix(k, "last/") {
-			v = at
-		}
-		if v == nil {
-			actDel = append(actDel, k)
-			continue
-		}
-		data, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Errorf("encoding an action budget: %w", err)
-		}
-		actPut[k] = data
+	actPut, actDel, err := t.actionChanges()
+	if err != nil {
+		return err
 	}
 	if len(put) == 0 && len(del) == 0 && len(actPut) == 0 && len(actDel) == 0 {
 		return t.saveMeta(ts, false)
 	}
 	// One transaction: a run recorded in its incident is always counted
 	// in its budget, whatever moment a crash picks.
-	err = t.opts.State.DB().Update(func(tx *bolt.Tx) error {
-		for _, w := range []struct {
-			bucket string
-			put    map[string][]byte
-			del    []string
-		}{{Bucket, put, del}, {ActionsBucket, actPut, actDel}} {
-			if len(w.put) == 0 && len(w.del) == 0 {
-				continue
-			}
-			bk, err := tx.CreateBucketIfNotExists([]byte(w.bucket))
-			if err != nil {
-				return err
-			}
-			for _, k := range w.del {
-				if err := bk.Delete([]byte(k)); err != nil {
-					return err
-				}
-			}
-			for k, v := range w.put {
-				if err := bk.Put([]byte(k), v); err != nil {
-					return err
-				}
-			}
+	err = t.opts.State.Update(func(tx *state.Tx) error {
+		if err := tx.Apply(Bucket, put, del); err != nil {
+			return err
 		}
-		return nil
+		return tx.Apply(ActionsBucket, actPut, actDel)
 	})
 	if err != nil {
 		return fmt.Errorf("saving incidents to the state file: %w (check free space in agent.state_dir)", err)
@@ -239,6 +204,30 @@ func (t *Tracker) persist(ts time.Time) error {
 	clear(t.gone)
 	clear(t.act.dirtyKeys)
 	return t.saveMeta(ts, len(put) > 0 || len(del) > 0)
+}
+
+// actionChanges encodes the actions' budgets and last runs that changed
+// since the last persist; those that are gone are to be deleted.
+func (t *Tracker) actionChanges() (put map[string][]byte, del []string, err error) {
+	put = map[string][]byte{}
+	for k := range t.act.dirtyKeys {
+		var v any
+		if b, ok := t.act.budgets[k]; ok {
+			v = b
+		} else if at, ok := t.act.lastRun[strings.TrimPrefix(k, "last/")]; ok && strings.HasPrefix(k, "last/") {
+			v = at
+		}
+		if v == nil {
+			del = append(del, k)
+			continue
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encoding an action budget: %w", err)
+		}
+		put[k] = data
+	}
+	return put, del, nil
 }
 
 // saveMeta records ts (or now, when zero) as the last evaluation, when

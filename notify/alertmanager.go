@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
@@ -23,6 +25,60 @@ type amAlert struct {
 	EndsAt       time.Time         `json:"endsAt"`
 	GeneratorURL string            `json:"generatorURL"`
 }
+
+// AlertmanagerConfig is one Alertmanager cluster: every URL is one replica
+// and every alert is posted to all of them, as Prometheus does.
+type AlertmanagerConfig struct {
+	Name string   `yaml:"name"`
+	URLs []string `yaml:"urls"`
+	// ResendInterval is how often active alerts are re-posted; Alertmanager
+	// resolves an alert that is not re-posted, so keep it within 30s-3m.
+	ResendInterval  yamlx.Duration    `yaml:"resend_interval"`
+	Timeout         yamlx.Duration    `yaml:"timeout"`
+	BearerTokenFile yamlx.SecretFile  `yaml:"bearer_token_file"`
+	Headers         map[string]string `yaml:"headers"`
+	TLS             TLSConfig         `yaml:"tls"`
+	MaxBatch        int               `yaml:"max_batch"`
+}
+
+// UnmarshalYAML seeds an Alertmanager cluster's defaults before decoding it.
+func (a *AlertmanagerConfig) UnmarshalYAML(node *yaml.Node) error {
+	type plain AlertmanagerConfig
+	*a = AlertmanagerConfig{Timeout: yamlx.Duration(DefaultTimeout), MaxBatch: DefaultMaxBatch,
+		ResendInterval: yamlx.Duration(DefaultResendInterval)}
+	return node.Decode((*plain)(a))
+}
+
+func (a *AlertmanagerConfig) name() string {
+	if a.Name != "" {
+		return a.Name
+	}
+	return "alertmanager"
+}
+
+func (a *AlertmanagerConfig) validate(v *yamlx.Checker, p string) {
+	if len(a.URLs) == 0 {
+		v.Errorf(yamlx.Join(p, "urls"), "list at least one Alertmanager base URL, e.g. [http://alertmanager-1:9093, http://alertmanager-2:9093]")
+	}
+	for i, u := range a.URLs {
+		validHTTPURL(v, yamlx.Index(yamlx.Join(p, "urls"), i), u, "http://alertmanager:9093")
+	}
+	if d := a.ResendInterval.D(); d < 30*time.Second || d > 3*time.Minute {
+		v.Errorf(yamlx.Join(p, "resend_interval"), "%s is outside 30s-3m; Alertmanager resolves alerts it does not hear about; write e.g. 1m", a.ResendInterval)
+	}
+	if a.Timeout.D() <= 0 {
+		v.Errorf(yamlx.Join(p, "timeout"), "must be positive; write e.g. 10s")
+	}
+	if a.MaxBatch < 1 || a.MaxBatch > 1000 {
+		v.Errorf(yamlx.Join(p, "max_batch"), "%d is out of range; write 1 to 1000 (default %d)", a.MaxBatch, DefaultMaxBatch)
+	}
+	v.CheckSecretFile(yamlx.Join(p, "bearer_token_file"), a.BearerTokenFile)
+	validHeaders(v, yamlx.Join(p, "headers"), a.Headers)
+	a.TLS.validate(v, yamlx.Join(p, "tls"))
+}
+
+// build implements outputConfig.
+func (a *AlertmanagerConfig) build(env buildEnv) (Output, error) { return newAlertmanager(*a, env) }
 
 // alertmanager posts alerts to every replica of one Alertmanager cluster.
 // Like Prometheus, it counts a post as accepted when at least one replica
@@ -37,9 +93,9 @@ type alertmanager struct {
 	now       func() time.Time
 }
 
-func newAlertmanager(c AlertmanagerConfig, externalURL, host string, now func() time.Time) (*alertmanager, error) {
-	a := &alertmanager{name: c.name(), cfg: c, host: host, now: now,
-		generator: strings.TrimSuffix(externalURL, "/") + "/api/v1/alerts"}
+func newAlertmanager(c AlertmanagerConfig, env buildEnv) (*alertmanager, error) {
+	a := &alertmanager{name: c.name(), cfg: c, host: env.host, now: env.now,
+		generator: strings.TrimSuffix(env.externalURL, "/") + "/api/v1/alerts"}
 	var err error
 	if a.client, err = newHTTPClient(c.TLS, c.Timeout.D()); err != nil {
 		return nil, err

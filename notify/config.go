@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/internal/safefile"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -35,6 +33,9 @@ type Config struct {
 	// Templates override the runbook's message templates for every output.
 	Templates TemplateFiles `yaml:"templates"`
 
+	// The outputs, one list per kind. A field here is the one line that
+	// registers a kind of output: its element type (in the output's own
+	// file) implements outputConfig, and outputConfigs finds it.
 	Webhooks      yamlx.List[WebhookConfig]      `yaml:"webhooks"`
 	Alertmanagers yamlx.List[AlertmanagerConfig] `yaml:"alertmanagers"`
 	Files         yamlx.List[FileConfig]         `yaml:"files"`
@@ -74,51 +75,6 @@ type TLSConfig struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
-// WebhookConfig is one generic JSON webhook output.
-type WebhookConfig struct {
-	// Name identifies the output in metrics, logs and the outbox; it
-	// defaults to the URL's host. Renaming an output abandons its queue.
-	Name string `yaml:"name"`
-	URL  string `yaml:"url"`
-	// SecretFile holds the HMAC-SHA256 key for X-TokPulse-Signature.
-	SecretFile yamlx.SecretFile `yaml:"secret_file"`
-	// BearerTokenFile holds a token sent as "Authorization: Bearer".
-	BearerTokenFile yamlx.SecretFile  `yaml:"bearer_token_file"`
-	Headers         map[string]string `yaml:"headers"`
-	TLS             TLSConfig         `yaml:"tls"`
-	Timeout         yamlx.Duration    `yaml:"timeout"`
-	// MaxBatch is the most events one POST carries.
-	MaxBatch int `yaml:"max_batch"`
-	// Templates override the message templates for this output only.
-	Templates TemplateFiles `yaml:"templates"`
-	// BodyTemplate, when set, replaces the JSON body by this Go template
-	// rendered for one event (e.g. Slack's {"text": ...}); such an output
-	// sends one event per POST.
-	BodyTemplate string `yaml:"body_template"`
-}
-
-// AlertmanagerConfig is one Alertmanager cluster: every URL is one replica
-// and every alert is posted to all of them, as Prometheus does.
-type AlertmanagerConfig struct {
-	Name string   `yaml:"name"`
-	URLs []string `yaml:"urls"`
-	// ResendInterval is how often active alerts are re-posted; Alertmanager
-	// resolves an alert that is not re-posted, so keep it within 30s-3m.
-	ResendInterval  yamlx.Duration    `yaml:"resend_interval"`
-	Timeout         yamlx.Duration    `yaml:"timeout"`
-	BearerTokenFile yamlx.SecretFile  `yaml:"bearer_token_file"`
-	Headers         map[string]string `yaml:"headers"`
-	TLS             TLSConfig         `yaml:"tls"`
-	MaxBatch        int               `yaml:"max_batch"`
-}
-
-// FileConfig writes events as JSON lines to a file, or to stdout with "-".
-type FileConfig struct {
-	Name      string        `yaml:"name"`
-	Path      string        `yaml:"path"`
-	Templates TemplateFiles `yaml:"templates"`
-}
-
 // Defaults.
 const (
 	DefaultHeartbeat      = 5 * time.Minute
@@ -137,63 +93,6 @@ func DefaultConfig() Config {
 		Outbox:    OutboxConfig{MaxEvents: DefaultMaxEvents, MaxBytes: DefaultMaxBytes},
 		Retry:     RetryConfig{InitialInterval: yamlx.Duration(time.Second), MaxInterval: yamlx.Duration(5 * time.Minute)},
 	}
-}
-
-// UnmarshalYAML seeds a webhook's defaults before decoding it.
-func (w *WebhookConfig) UnmarshalYAML(node *yaml.Node) error {
-	type plain WebhookConfig
-	*w = WebhookConfig{Timeout: yamlx.Duration(DefaultTimeout), MaxBatch: DefaultMaxBatch}
-	return node.Decode((*plain)(w))
-}
-
-// UnmarshalYAML seeds an Alertmanager cluster's defaults before decoding it.
-func (a *AlertmanagerConfig) UnmarshalYAML(node *yaml.Node) error {
-	type plain AlertmanagerConfig
-	*a = AlertmanagerConfig{Timeout: yamlx.Duration(DefaultTimeout), MaxBatch: DefaultMaxBatch,
-		ResendInterval: yamlx.Duration(DefaultResendInterval)}
-	return node.Decode((*plain)(a))
-}
-
-// OutputNames lists the names of every configured output, in order.
-func (c *Config) OutputNames() []string {
-	var n []string
-	for _, w := range c.Webhooks {
-		n = append(n, w.name())
-	}
-	for _, a := range c.Alertmanagers {
-		n = append(n, a.name())
-	}
-	for _, f := range c.Files {
-		n = append(n, f.name())
-	}
-	return n
-}
-
-func (w *WebhookConfig) name() string {
-	if w.Name != "" {
-		return w.Name
-	}
-	if u, err := url.Parse(w.URL); err == nil && u.Host != "" {
-		return "webhook:" + u.Host
-	}
-	return "webhook"
-}
-
-func (a *AlertmanagerConfig) name() string {
-	if a.Name != "" {
-		return a.Name
-	}
-	return "alertmanager"
-}
-
-func (f *FileConfig) name() string {
-	if f.Name != "" {
-		return f.Name
-	}
-	if f.Path == "-" {
-		return "stdout"
-	}
-	return "file:" + f.Path
 }
 
 // Validate implements yamlx.Validator.
@@ -226,74 +125,13 @@ func (c *Config) Validate(v *yamlx.Checker, path string) {
 	c.Templates.validate(v, yamlx.Join(path, "templates"))
 
 	seen := map[string]string{}
-	unique := func(name, p string) {
-		if prev, dup := seen[name]; dup {
-			v.Errorf(yamlx.Join(p, "name"), "output name %q is already used by %s; give each output a unique name", name, prev)
+	for _, o := range c.outputConfigs(path) {
+		if prev, dup := seen[o.cfg.name()]; dup {
+			v.Errorf(yamlx.Join(o.path, "name"), "output name %q is already used by %s; give each output a unique name", o.cfg.name(), prev)
 		}
-		seen[name] = p
+		seen[o.cfg.name()] = o.path
+		o.cfg.validate(v, o.path)
 	}
-	for i := range c.Webhooks {
-		w := &c.Webhooks[i]
-		p := yamlx.Index(yamlx.Join(path, "webhooks"), i)
-		unique(w.name(), p)
-		w.validate(v, p)
-	}
-	for i := range c.Alertmanagers {
-		a := &c.Alertmanagers[i]
-		p := yamlx.Index(yamlx.Join(path, "alertmanagers"), i)
-		unique(a.name(), p)
-		a.validate(v, p)
-	}
-	for i := range c.Files {
-		f := &c.Files[i]
-		p := yamlx.Index(yamlx.Join(path, "files"), i)
-		unique(f.name(), p)
-		if f.Path == "" {
-			v.Errorf(yamlx.Join(p, "path"), "must be set; write a file path such as /var/log/tokpulse-agent/alerts.jsonl, or \"-\" for stdout")
-		}
-		f.Templates.validate(v, yamlx.Join(p, "templates"))
-	}
-}
-
-func (w *WebhookConfig) validate(v *yamlx.Checker, p string) {
-	validHTTPURL(v, yamlx.Join(p, "url"), w.URL, "https://alerts.example.com/tokpulse")
-	if w.Timeout.D() <= 0 {
-		v.Errorf(yamlx.Join(p, "timeout"), "must be positive; write e.g. 10s")
-	}
-	if w.MaxBatch < 1 || w.MaxBatch > 1000 {
-		v.Errorf(yamlx.Join(p, "max_batch"), "%d is out of range; write 1 to 1000 (default %d)", w.MaxBatch, DefaultMaxBatch)
-	}
-	v.CheckSecretFile(yamlx.Join(p, "secret_file"), w.SecretFile)
-	v.CheckSecretFile(yamlx.Join(p, "bearer_token_file"), w.BearerTokenFile)
-	validHeaders(v, yamlx.Join(p, "headers"), w.Headers)
-	w.TLS.validate(v, yamlx.Join(p, "tls"))
-	w.Templates.validate(v, yamlx.Join(p, "templates"))
-	if w.BodyTemplate != "" {
-		if _, err := parseBodyTemplate(w.BodyTemplate); err != nil {
-			v.Errorf(yamlx.Join(p, "body_template"), "%v", err)
-		}
-	}
-}
-
-func (a *AlertmanagerConfig) validate(v *yamlx.Checker, p string) {
-	if len(a.URLs) == 0 {
-		v.Errorf(yamlx.Join(p, "urls"), "list at least one Alertmanager base URL, e.g. [http://alertmanager-1:9093, http://alertmanager-2:9093]")
-	}
-	for i, u := range a.URLs {
-		validHTTPURL(v, yamlx.Index(yamlx.Join(p, "urls"), i), u, "http://alertmanager:9093")
-	}
-	if d := a.ResendInterval.D(); d < 30*time.Second || d > 3*time.Minute {
-		v.Errorf(yamlx.Join(p, "resend_interval"), "%s is outside 30s-3m; Alertmanager resolves alerts it does not hear about; write e.g. 1m", a.ResendInterval)
-	}
-	if a.Timeout.D() <= 0 {
-		v.Errorf(yamlx.Join(p, "timeout"), "must be positive; write e.g. 10s")
-	}
-	if a.MaxBatch < 1 || a.MaxBatch > 1000 {
-		v.Errorf(yamlx.Join(p, "max_batch"), "%d is out of range; write 1 to 1000 (default %d)", a.MaxBatch, DefaultMaxBatch)
-	}
-	v.CheckSecretFile(yamlx.Join(p, "bearer_token_file"), a.BearerTokenFile)
-	validHeaders(v, yamlx.Join(p, "headers"), a.Headers)
-	a.TLS.validate(v, yamlx.Join(p, "tls"))
 }
 
 func (t *TemplateFiles) validate(v *yamlx.Checker, p string) {

@@ -11,7 +11,7 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.err from the current messages")
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/ (invalid-*.yml.err, texts.golden)")
 
 // file is the part of agent.yaml these tests decode.
 type agentFile struct {
@@ -23,7 +23,8 @@ func (f *agentFile) Validate(c *yamlx.Checker, path string) {
 }
 
 // TestConfigInvalid pairs every testdata/invalid-*.yml with the exact
-// messages (testdata/invalid-*.err) an operator gets for it.
+// messages (testdata/invalid-*.yml.err, the naming of every package's
+// invalid configurations) an operator gets for it.
 func TestConfigInvalid(t *testing.T) {
 	files, _ := filepath.Glob("testdata/invalid-*.yml")
 	if len(files) == 0 {
@@ -40,7 +41,7 @@ func TestConfigInvalid(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted an invalid configuration")
 			}
-			golden := strings.TrimSuffix(f, ".yml") + ".err"
+			golden := f + ".err"
 			if *update {
 				_ = os.WriteFile(golden, []byte(err.Error()+"\n"), 0o644)
 			}

@@ -10,7 +10,35 @@ import (
 	"sync"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
+
+// FileConfig writes events as JSON lines to a file, or to stdout with "-".
+type FileConfig struct {
+	Name      string        `yaml:"name"`
+	Path      string        `yaml:"path"`
+	Templates TemplateFiles `yaml:"templates"`
+}
+
+func (f *FileConfig) name() string {
+	if f.Name != "" {
+		return f.Name
+	}
+	if f.Path == "-" {
+		return "stdout"
+	}
+	return "file:" + f.Path
+}
+
+func (f *FileConfig) validate(v *yamlx.Checker, p string) {
+	if f.Path == "" {
+		v.Errorf(yamlx.Join(p, "path"), "must be set; write a file path such as /var/log/tokpulse-agent/alerts.jsonl, or \"-\" for stdout")
+	}
+	f.Templates.validate(v, yamlx.Join(p, "templates"))
+}
+
+// build implements outputConfig.
+func (f *FileConfig) build(env buildEnv) (Output, error) { return newFile(*f, env) }
 
 // file appends events as JSON lines to a file, or writes them to stdout.
 // The file is opened for each batch so that logrotate can move it away.
@@ -22,11 +50,12 @@ type file struct {
 	mu     sync.Mutex
 }
 
-func newFile(c FileConfig, global TemplateFiles, stdout io.Writer) (*file, error) {
-	t, err := loadTemplates(c.Templates, global)
+func newFile(c FileConfig, env buildEnv) (*file, error) {
+	t, err := loadTemplates(c.Templates, env.templates)
 	if err != nil {
 		return nil, err
 	}
+	stdout := env.stdout
 	if stdout == nil {
 		stdout = os.Stdout
 	}

@@ -155,25 +155,6 @@ func startDriver(t *testing.T, spec driverSpec) *driver {
 	return d
 }
 
-// waitFor reads the driver's output until line.
-func (d *driver) waitFor(t *testing.T, line string) {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		select {
-		case l, ok := <-d.lines:
-			if !ok {
-				t.Fatalf("driver exited before %q", line)
-			}
-			if l == line {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("driver did not print %q", line)
-		}
-	}
-}
-
 // TestOutageWithKill is the runbook's "data loss" standard applied to our
 // own events: the receiver is down for the whole life of two alerts (fire,
 // update, resolve), the sending process is SIGKILLed in the middle and
@@ -200,7 +181,7 @@ func TestOutageWithKill(t *testing.T) {
 
 	spec.Halt = killAfter
 	d := startDriver(t, spec)
-	d.waitFor(t, fmt.Sprintf("step %d", killAfter))
+	testutil.WaitLine(t, d.lines, fmt.Sprintf("step %d", killAfter), 20*time.Second)
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +192,7 @@ func TestOutageWithKill(t *testing.T) {
 
 	spec.From, spec.Halt = killAfter, 0 // the evaluation in flight is repeated
 	d = startDriver(t, spec)
-	d.waitFor(t, "done")
+	testutil.WaitLine(t, d.lines, "done", 20*time.Second)
 
 	rc := newUnstartedReceiver(t)
 	srv := &httpServer{}

@@ -7,9 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/state"
 )
 
 // The outbox lives in the state file under one top-level bucket:
@@ -65,22 +64,10 @@ func decodeEvent(data []byte, e *alert.Event) error {
 	return nil
 }
 
-// DeadLetter is an event an output refused for good (a 4xx other than 408
-// and 429); it stays in the outbox, outside the queue, until dropped.
-type DeadLetter struct {
-	Seq     uint64       `json:"seq"`
-	ID      string       `json:"id"`
-	Kind    alert.Kind   `json:"kind"`
-	Alert   string       `json:"alertname,omitempty"`
-	Reason  string       `json:"reason"`
-	At      time.Time    `json:"at"`
-	Payload *alert.Event `json:"-"`
-}
-
 // outbox is the durable queue. Its methods are safe for concurrent use
 // because bbolt serialises write transactions.
 type outbox struct {
-	db        *bolt.DB
+	st        *state.Store
 	maxEvents int
 	maxBytes  int64
 }
@@ -93,36 +80,13 @@ func seqKey(seq uint64) []byte {
 
 func keySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
 
-func root(tx *bolt.Tx) (*bolt.Bucket, error) {
-	if tx.Writable() {
-		return tx.CreateBucketIfNotExists([]byte(bktRoot))
-	}
-	if b := tx.Bucket([]byte(bktRoot)); b != nil {
-		return b, nil
-	}
-	return nil, nil
+// sub returns a nested bucket of the outbox's root, created in write
+// transactions; nil when it does not exist in a read transaction.
+func sub(tx *state.Tx, path ...string) (*state.TxBucket, error) {
+	return tx.Bucket(append([]string{bktRoot}, path...)...)
 }
 
-// sub returns a nested bucket of the root, created in write transactions;
-// nil when it does not exist in a read transaction.
-func sub(tx *bolt.Tx, path ...string) (*bolt.Bucket, error) {
-	b, err := root(tx)
-	if b == nil || err != nil {
-		return nil, err
-	}
-	for _, p := range path {
-		if tx.Writable() {
-			if b, err = b.CreateBucketIfNotExists([]byte(p)); err != nil {
-				return nil, err
-			}
-		} else if b = b.Bucket([]byte(p)); b == nil {
-			return nil, nil
-		}
-	}
-	return b, nil
-}
-
-func getInt(meta *bolt.Bucket, key string) int64 {
+func getInt(meta *state.TxBucket, key string) int64 {
 	v := meta.Get([]byte(key))
 	if v == nil {
 		return 0
@@ -131,97 +95,160 @@ func getInt(meta *bolt.Bucket, key string) int64 {
 	return n
 }
 
-func putInt(meta *bolt.Bucket, key string, n int64) error {
+func putInt(meta *state.TxBucket, key string, n int64) error {
 	return meta.Put([]byte(key), []byte(strconv.FormatInt(n, 10)))
+}
+
+// add writes events for every output in outputs, in one transaction, and
+// returns what the bounds made it drop.
+func (o *outbox) add(outputs []string, events []alert.Event) (dropped []Stored, err error) {
+	err = o.st.Update(func(tx *state.Tx) error {
+		dropped, err = o.appendTx(tx, outputs, events)
+		return err
+	})
+	return dropped, err
+}
+
+// replace drops the queued events of ev's kind, then writes ev for every
+// output in outputs, in one transaction (heartbeats: only the newest one
+// says anything).
+func (o *outbox) replace(outputs []string, ev alert.Event) (dropped []Stored, err error) {
+	err = o.st.Update(func(tx *state.Tx) error {
+		if err := o.supersedeTx(tx, ev.Kind); err != nil {
+			return err
+		}
+		dropped, err = o.appendTx(tx, outputs, []alert.Event{ev})
+		return err
+	})
+	return dropped, err
 }
 
 // appendTx writes events for every output in outputs inside tx, then drops
 // the oldest lowest-severity events while a bound is exceeded. It returns
 // what it dropped.
-func (o *outbox) appendTx(tx *bolt.Tx, outputs []string, events []alert.Event) ([]Stored, error) {
+func (o *outbox) appendTx(tx *state.Tx, outputs []string, events []alert.Event) ([]Stored, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
-	evb, err := sub(tx, bktEvents)
+	c, err := loadCounters(tx)
 	if err != nil {
 		return nil, err
 	}
+	for i := range events {
+		if err := o.putEvent(tx, c, outputs, &events[i]); err != nil {
+			return nil, err
+		}
+	}
+	dropped, ok, err := o.evict(tx, c)
+	if !ok {
+		return dropped, err
+	}
+	c.dropped += int64(len(dropped))
+	return dropped, c.save()
+}
+
+// counters are the outbox's totals in notify/meta, read at the start of a
+// write and saved at its end.
+type counters struct {
+	meta                      *state.TxBucket
+	seq, count, size, dropped int64
+}
+
+func loadCounters(tx *state.Tx) (*counters, error) {
 	meta, err := sub(tx, bktMeta)
 	if err != nil {
 		return nil, err
 	}
-	seq, count, size := getInt(meta, "seq"), getInt(meta, "count"), getInt(meta, "bytes")
-	for i := range events {
-		e := &events[i]
-		data, err := encodeEvent(e)
-		if err != nil {
-			return nil, fmt.Errorf("encoding event %s: %w", e.ID, err)
-		}
-		seq++
-		k := seqKey(uint64(seq))
-		if err := evb.Put(k, data); err != nil {
-			return nil, err
-		}
-		count++
-		size += int64(len(data))
-		sev, err := sub(tx, bktSev, strconv.Itoa(e.Rank()))
-		if err != nil {
-			return nil, err
-		}
-		if err := sev.Put(k, nil); err != nil {
-			return nil, err
-		}
-		for _, out := range outputs {
-			q, err := sub(tx, bktQueue, out)
-			if err != nil {
-				return nil, err
-			}
-			if err := q.Put(k, nil); err != nil {
-				return nil, err
-			}
-		}
-		if len(outputs) == 0 {
-			// No output wants it: nothing to keep. It was still produced
-			// (and counted in seq), which keeps ids and order honest.
-			if err := o.deleteEvent(tx, k, &count, &size); err != nil {
-				return nil, err
-			}
+	return &counters{meta: meta, seq: getInt(meta, "seq"), count: getInt(meta, "count"),
+		size: getInt(meta, "bytes"), dropped: getInt(meta, "dropped")}, nil
+}
+
+func (c *counters) save() error {
+	for _, kv := range []struct {
+		key string
+		n   int64
+	}{{"seq", c.seq}, {"count", c.count}, {"dropped", c.dropped}, {"bytes", c.size}} {
+		if err := putInt(c.meta, kv.key, kv.n); err != nil {
+			return err
 		}
 	}
-	var dropped []Stored
-	for count > int64(o.maxEvents) || size > o.maxBytes {
+	return nil
+}
+
+// putEvent writes e under the next seq, indexes it by severity and queues
+// it for every output in outputs.
+func (o *outbox) putEvent(tx *state.Tx, c *counters, outputs []string, e *alert.Event) error {
+	data, err := encodeEvent(e)
+	if err != nil {
+		return fmt.Errorf("encoding event %s: %w", e.ID, err)
+	}
+	evb, err := sub(tx, bktEvents)
+	if err != nil {
+		return err
+	}
+	c.seq++
+	k := seqKey(uint64(c.seq))
+	if err := evb.Put(k, data); err != nil {
+		return err
+	}
+	c.count++
+	c.size += int64(len(data))
+	sev, err := sub(tx, bktSev, strconv.Itoa(e.Rank()))
+	if err != nil {
+		return err
+	}
+	if err := sev.Put(k, nil); err != nil {
+		return err
+	}
+	for _, out := range outputs {
+		q, err := sub(tx, bktQueue, out)
+		if err != nil {
+			return err
+		}
+		if err := q.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	if len(outputs) == 0 {
+		// No output wants it: nothing to keep. It was still produced
+		// (and counted in seq), which keeps ids and order honest.
+		return o.deleteEvent(tx, k, &c.count, &c.size)
+	}
+	return nil
+}
+
+// evict drops victims while a bound is exceeded and returns them. ok is
+// false when it stopped early (an error, or no victim left), and the
+// counters are then not to be saved.
+func (o *outbox) evict(tx *state.Tx, c *counters) (dropped []Stored, ok bool, err error) {
+	evb, err := sub(tx, bktEvents)
+	if err != nil {
+		return nil, false, err
+	}
+	for c.count > int64(o.maxEvents) || c.size > o.maxBytes {
 		k, err := o.victim(tx)
 		if err != nil || k == nil {
-			return dropped, err
+			return dropped, false, err
 		}
 		var ev alert.Event
 		_ = decodeEvent(evb.Get(k), &ev)
 		dropped = append(dropped, Stored{Seq: keySeq(k), Event: ev})
-		if err := o.deleteEvent(tx, k, &count, &size); err != nil {
-			return dropped, err
+		if err := o.deleteEvent(tx, k, &c.count, &c.size); err != nil {
+			return dropped, false, err
 		}
 	}
-	if err := putInt(meta, "seq", seq); err != nil {
-		return nil, err
-	}
-	if err := putInt(meta, "count", count); err != nil {
-		return nil, err
-	}
-	if err := putInt(meta, "dropped", getInt(meta, "dropped")+int64(len(dropped))); err != nil {
-		return nil, err
-	}
-	return dropped, putInt(meta, "bytes", size)
+	return dropped, true, nil
 }
 
 // victim is the oldest event of the lowest severity: heartbeats first, then
 // P4, P3, P2, and a P1 only when nothing else is left.
-func (o *outbox) victim(tx *bolt.Tx) ([]byte, error) {
+func (o *outbox) victim(tx *state.Tx) ([]byte, error) {
 	for rank := 5; rank >= 1; rank-- {
 		sev, err := sub(tx, bktSev, strconv.Itoa(rank))
 		if err != nil {
 			return nil, err
 		}
-		if k, _ := sev.Cursor().First(); k != nil {
+		if k, _ := sev.First(); k != nil {
 			return append([]byte(nil), k...), nil
 		}
 	}
@@ -229,7 +256,7 @@ func (o *outbox) victim(tx *bolt.Tx) ([]byte, error) {
 }
 
 // deleteEvent removes the event at k from every bucket.
-func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
+func (o *outbox) deleteEvent(tx *state.Tx, k []byte, count, size *int64) error {
 	evb, err := sub(tx, bktEvents)
 	if err != nil {
 		return err
@@ -252,7 +279,7 @@ func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
 		if err != nil {
 			return err
 		}
-		if err := pb.ForEachBucket(func(name []byte) error { return pb.Bucket(name).Delete(k) }); err != nil {
+		if err := pb.ForEachSub(func(name []byte) error { return pb.Sub(string(name)).Delete(k) }); err != nil {
 			return err
 		}
 	}
@@ -260,15 +287,15 @@ func (o *outbox) deleteEvent(tx *bolt.Tx, k []byte, count, size *int64) error {
 }
 
 // referenced reports whether a queue or dead-letter bucket still holds k.
-func referenced(tx *bolt.Tx, k []byte) bool {
+func referenced(tx *state.Tx, k []byte) bool {
 	for _, parent := range []string{bktQueue, bktDead} {
 		pb, _ := sub(tx, parent)
 		if pb == nil {
 			continue
 		}
 		found := false
-		_ = pb.ForEachBucket(func(name []byte) error {
-			if pb.Bucket(name).Get(k) != nil {
+		_ = pb.ForEachSub(func(name []byte) error {
+			if pb.Sub(string(name)).Get(k) != nil {
 				found = true
 			}
 			return nil
@@ -281,55 +308,60 @@ func referenced(tx *bolt.Tx, k []byte) bool {
 }
 
 // release deletes the events at keys that nothing refers to any more.
-func (o *outbox) release(tx *bolt.Tx, keys [][]byte) error {
-	meta, err := sub(tx, bktMeta)
+func (o *outbox) release(tx *state.Tx, keys [][]byte) error {
+	return o.deleteEvents(tx, keys, func(k []byte) bool { return referenced(tx, k) })
+}
+
+// deleteEvents deletes the events at keys, except those keep (when not
+// nil) wants kept, and updates the counters.
+func (o *outbox) deleteEvents(tx *state.Tx, keys [][]byte, keep func(k []byte) bool) error {
+	c, err := loadCounters(tx)
 	if err != nil {
 		return err
 	}
-	count, size := getInt(meta, "count"), getInt(meta, "bytes")
 	for _, k := range keys {
-		if !referenced(tx, k) {
-			if err := o.deleteEvent(tx, k, &count, &size); err != nil {
-				return err
-			}
+		if keep != nil && keep(k) {
+			continue
+		}
+		if err := o.deleteEvent(tx, k, &c.count, &c.size); err != nil {
+			return err
 		}
 	}
-	if err := putInt(meta, "count", count); err != nil {
-		return err
-	}
-	return putInt(meta, "bytes", size)
+	return c.save()
 }
 
 // pending returns up to limit events that output has not yet accepted, in
 // order.
 func (o *outbox) pending(output string, limit int) ([]Stored, error) {
 	var out []Stored
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.st.View(func(tx *state.Tx) error {
 		q, err := sub(tx, bktQueue, output)
 		if q == nil || err != nil {
 			return err
 		}
 		evb, _ := sub(tx, bktEvents)
-		c := q.Cursor()
-		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+		var err2 error
+		q.Scan(func(k, _ []byte) bool {
 			v := evb.Get(k)
 			if v == nil {
-				continue // dropped between transactions; ack will clean up
+				return true // dropped between transactions; ack will clean up
 			}
 			var ev alert.Event
-			if err := decodeEvent(v, &ev); err != nil {
-				return fmt.Errorf("outbox event %d is corrupt: %w", keySeq(k), err)
+			if err2 = decodeEvent(v, &ev); err2 != nil {
+				err2 = fmt.Errorf("outbox event %d is corrupt: %w", keySeq(k), err2)
+				return false
 			}
 			out = append(out, Stored{Seq: keySeq(k), Event: ev})
-		}
-		return nil
+			return len(out) < limit
+		})
+		return err2
 	})
 	return out, err
 }
 
 // ack removes seqs from output's queue: the output accepted them.
 func (o *outbox) ack(output string, seqs []uint64) error {
-	return o.db.Update(func(tx *bolt.Tx) error {
+	return o.st.Update(func(tx *state.Tx) error {
 		q, err := sub(tx, bktQueue, output)
 		if err != nil {
 			return err
@@ -345,76 +377,9 @@ func (o *outbox) ack(output string, seqs []uint64) error {
 	})
 }
 
-// deadLetter moves seqs from output's queue to its dead-letter bucket.
-func (o *outbox) deadLetter(output string, batch []Stored, reason string, now time.Time) error {
-	return o.db.Update(func(tx *bolt.Tx) error {
-		q, err := sub(tx, bktQueue, output)
-		if err != nil {
-			return err
-		}
-		dead, err := sub(tx, bktDead, output)
-		if err != nil {
-			return err
-		}
-		for _, s := range batch {
-			k := seqKey(s.Seq)
-			if err := q.Delete(k); err != nil {
-				return err
-			}
-			data, _ := json.Marshal(DeadLetter{Seq: s.Seq, ID: s.Event.ID, Kind: s.Event.Kind, Alert: s.Event.AlertName, Reason: reason, At: now.UTC()})
-			if err := dead.Put(k, data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// requeue moves output's dead letters (all outputs' when output is "")
-// back into its queue, in their original order, and returns how many.
-func (o *outbox) requeue(output string) (int, error) {
-	n := 0
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		pb, err := sub(tx, bktDead)
-		if err != nil {
-			return err
-		}
-		var names []string
-		_ = pb.ForEachBucket(func(name []byte) error {
-			if output == "" || string(name) == output {
-				names = append(names, string(name))
-			}
-			return nil
-		})
-		for _, name := range names {
-			q, err := sub(tx, bktQueue, name)
-			if err != nil {
-				return err
-			}
-			dead := pb.Bucket([]byte(name))
-			var keys [][]byte
-			_ = dead.ForEach(func(k, _ []byte) error {
-				keys = append(keys, append([]byte(nil), k...))
-				return nil
-			})
-			for _, k := range keys {
-				if err := q.Put(k, nil); err != nil {
-					return err
-				}
-				if err := dead.Delete(k); err != nil {
-					return err
-				}
-				n++
-			}
-		}
-		return nil
-	})
-	return n, err
-}
-
 // supersede drops the queued events of kind for every output (used for
 // heartbeats: only the newest one matters).
-func (o *outbox) supersedeTx(tx *bolt.Tx, kind alert.Kind) error {
+func (o *outbox) supersedeTx(tx *state.Tx, kind alert.Kind) error {
 	sev, err := sub(tx, bktSev, "5")
 	if err != nil {
 		return err
@@ -434,177 +399,5 @@ func (o *outbox) supersedeTx(tx *bolt.Tx, kind alert.Kind) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	meta, err := sub(tx, bktMeta)
-	if err != nil {
-		return err
-	}
-	count, size := getInt(meta, "count"), getInt(meta, "bytes")
-	for _, k := range keys {
-		if err := o.deleteEvent(tx, k, &count, &size); err != nil {
-			return err
-		}
-	}
-	if err := putInt(meta, "count", count); err != nil {
-		return err
-	}
-	return putInt(meta, "bytes", size)
-}
-
-// removeOutputs forgets the queues of outputs not in keep, returning how many
-// events each had pending.
-func (o *outbox) removeOutputs(keep []string) (map[string]int, error) {
-	removed := map[string]int{}
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		want := map[string]bool{}
-		for _, k := range keep {
-			want[k] = true
-		}
-		var keys [][]byte
-		for _, parent := range []string{bktQueue, bktDead} {
-			pb, err := sub(tx, parent)
-			if err != nil {
-				return err
-			}
-			var gone [][]byte
-			_ = pb.ForEachBucket(func(name []byte) error {
-				if !want[string(name)] {
-					gone = append(gone, append([]byte(nil), name...))
-					_ = pb.Bucket(name).ForEach(func(k, _ []byte) error {
-						keys = append(keys, append([]byte(nil), k...))
-						if parent == bktQueue {
-							removed[string(name)]++
-						}
-						return nil
-					})
-				}
-				return nil
-			})
-			for _, name := range gone {
-				if err := pb.DeleteBucket(name); err != nil {
-					return err
-				}
-			}
-		}
-		return o.release(tx, keys)
-	})
-	return removed, err
-}
-
-// catchUp records names as the outputs the outbox serves and queues events
-// (the initial events of what fires now) for those among them it did not
-// serve before. A state file written before the list existed counts the
-// outputs that have a queue as served. It returns the new outputs.
-func (o *outbox) catchUp(names []string, events []alert.Event) (added []string, dropped []Stored, err error) {
-	err = o.db.Update(func(tx *bolt.Tx) error {
-		meta, err := sub(tx, bktMeta)
-		if err != nil {
-			return err
-		}
-		known := map[string]bool{}
-		if v := meta.Get([]byte(keyOutputs)); v != nil {
-			var list []string
-			if err := json.Unmarshal(v, &list); err != nil {
-				return fmt.Errorf("the outbox's list of outputs is corrupt: %w", err)
-			}
-			for _, n := range list {
-				known[n] = true
-			}
-		} else if q, _ := sub(tx, bktQueue); q != nil {
-			_ = q.ForEachBucket(func(name []byte) error {
-				known[string(name)] = true
-				return nil
-			})
-		}
-		added = nil
-		for _, n := range names {
-			if !known[n] {
-				added = append(added, n)
-			}
-		}
-		if len(added) > 0 && len(events) > 0 {
-			if dropped, err = o.appendTx(tx, added, events); err != nil {
-				return err
-			}
-		}
-		list, err := json.Marshal(names)
-		if err != nil {
-			return err
-		}
-		return meta.Put([]byte(keyOutputs), list)
-	})
-	return added, dropped, err
-}
-
-// OutputStatus is what /api/v1/outbox shows per output.
-type OutputStatus struct {
-	Pending     int          `json:"pending"`
-	Oldest      *time.Time   `json:"oldest_pending,omitempty"`
-	DeadLetters []DeadLetter `json:"dead_letters"`
-}
-
-// Status is the outbox as a whole, for /api/v1/outbox.
-type Status struct {
-	Events  int64                   `json:"events"`
-	Bytes   int64                   `json:"bytes"`
-	Dropped int64                   `json:"dropped_total"`
-	Limits  OutboxConfig            `json:"limits"`
-	Outputs map[string]OutputStatus `json:"outputs"`
-}
-
-func (o *outbox) status(outputs []string) (Status, error) {
-	st := Status{Outputs: map[string]OutputStatus{}, Limits: OutboxConfig{MaxEvents: o.maxEvents, MaxBytes: o.maxBytes}}
-	for _, name := range outputs {
-		st.Outputs[name] = OutputStatus{DeadLetters: []DeadLetter{}}
-	}
-	err := o.db.View(func(tx *bolt.Tx) error {
-		meta, _ := sub(tx, bktMeta)
-		if meta == nil {
-			return nil
-		}
-		st.Events, st.Bytes, st.Dropped = getInt(meta, "count"), getInt(meta, "bytes"), getInt(meta, "dropped")
-		evb, _ := sub(tx, bktEvents)
-		for _, name := range outputs {
-			os := st.Outputs[name]
-			if q, _ := sub(tx, bktQueue, name); q != nil {
-				os.Pending = q.Stats().KeyN
-				if k, _ := q.Cursor().First(); k != nil && evb != nil {
-					var ev alert.Event
-					if decodeEvent(evb.Get(k), &ev) == nil {
-						t := ev.CreatedAt
-						os.Oldest = &t
-					}
-				}
-			}
-			if d, _ := sub(tx, bktDead, name); d != nil {
-				_ = d.ForEach(func(_, v []byte) error {
-					var dl DeadLetter
-					if json.Unmarshal(v, &dl) == nil {
-						os.DeadLetters = append(os.DeadLetters, dl)
-					}
-					return nil
-				})
-			}
-			st.Outputs[name] = os
-		}
-		return nil
-	})
-	return st, err
-}
-
-// counts returns pending and dead-letter counts per output, cheaply, for
-// the metrics.
-func (o *outbox) counts(outputs []string) (pending, dead map[string]int, err error) {
-	pending, dead = map[string]int{}, map[string]int{}
-	err = o.db.View(func(tx *bolt.Tx) error {
-		for _, name := range outputs {
-			if q, _ := sub(tx, bktQueue, name); q != nil {
-				pending[name] = q.Stats().KeyN
-			}
-			if d, _ := sub(tx, bktDead, name); d != nil {
-				dead[name] = d.Stats().KeyN
-			}
-		}
-		return nil
-	})
-	return pending, dead, err
+	return o.deleteEvents(tx, keys, nil)
 }

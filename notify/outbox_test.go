@@ -13,9 +13,9 @@ import (
 	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/state"
 )
 
 // TestOutboxDropsLowestSeverityFirst fills a small outbox and checks which
@@ -48,18 +48,15 @@ func TestOutboxDropsLowestSeverityFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st := openStore(t, t.TempDir())
 			defer st.Close()
-			box := &outbox{db: st.DB(), maxEvents: tc.max, maxBytes: 1 << 30}
+			box := &outbox{st: st, maxEvents: tc.max, maxBytes: 1 << 30}
 			dropped := 0
 			for _, a := range tc.adds {
 				e := alert.Event{ID: a.id, Kind: alert.KindInitial, Severity: a.sev, Fingerprint: a.id, CreatedAt: time.Now()}
 				if a.sev == "" {
 					e.Kind = alert.KindHeartbeat
 				}
-				err := st.DB().Update(func(tx *bolt.Tx) error {
-					d, err := box.appendTx(tx, []string{"x", "y"}, []alert.Event{e})
-					dropped += len(d)
-					return err
-				})
+				d, err := box.add([]string{"x", "y"}, []alert.Event{e})
+				dropped += len(d)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -90,11 +87,11 @@ func TestOutboxDropsLowestSeverityFirst(t *testing.T) {
 func TestOutboxByteBound(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	box := &outbox{db: st.DB(), maxEvents: 1000, maxBytes: 3300}
+	box := &outbox{st: st, maxEvents: 1000, maxBytes: 3300}
 	big := strings.Repeat("x", 900)
 	for i, sev := range []string{"P2", "P4", "P1", "P3"} {
 		e := alert.Event{ID: string(rune('a' + i)), Kind: alert.KindInitial, Severity: sev, Description: big}
-		if err := st.DB().Update(func(tx *bolt.Tx) error { _, err := box.appendTx(tx, []string{"x", "y"}, []alert.Event{e}); return err }); err != nil {
+		if _, err := box.add([]string{"x", "y"}, []alert.Event{e}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -242,8 +239,8 @@ func TestNewOutputCatchesUp(t *testing.T) {
 	f.Stop(context.Background())
 	// A state file of a version without the list: only the queues say
 	// which outputs were served.
-	if err := st.DB().Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bktRoot)).Bucket([]byte(bktMeta)).Delete([]byte(keyOutputs))
+	if err := st.Update(func(tx *state.Tx) error {
+		return tx.Lookup(bktRoot, bktMeta).Delete([]byte(keyOutputs))
 	}); err != nil {
 		t.Fatal(err)
 	}

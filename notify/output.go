@@ -26,13 +26,6 @@ type Output interface {
 	Send(ctx context.Context, events []alert.Event) error
 }
 
-// resender is implemented by outputs that must hear about active alerts
-// again and again (Alertmanager forgets an alert that is not re-posted).
-type resender interface {
-	ResendInterval() time.Duration
-	Resend(ctx context.Context, active []alert.Event) error
-}
-
 // SendError is a failed delivery, classified.
 type SendError struct {
 	Err error

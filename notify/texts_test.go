@@ -146,7 +146,7 @@ func renderRunbookTexts(t *testing.T) []namedText {
 	}
 	const step = time.Minute
 	m := rules.NewManager(rules.Options{Tracker: tr, Interval: step})
-	rs, err := rules.Load([]string{filepath.Join(testutil.RepoRoot(t), "packaging", "rules", "runbook.yml")}, nil)
+	rs, err := rules.Load([]string{filepath.Join(testutil.RepoRoot(t), "packaging", "rules", "runbook.yml")}, rules.LoadOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"text/template"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
@@ -36,6 +39,69 @@ type Body struct {
 	Events       []alert.Event `json:"events"`
 }
 
+// WebhookConfig is one generic JSON webhook output.
+type WebhookConfig struct {
+	// Name identifies the output in metrics, logs and the outbox; it
+	// defaults to the URL's host. Renaming an output abandons its queue.
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// SecretFile holds the HMAC-SHA256 key for X-TokPulse-Signature.
+	SecretFile yamlx.SecretFile `yaml:"secret_file"`
+	// BearerTokenFile holds a token sent as "Authorization: Bearer".
+	BearerTokenFile yamlx.SecretFile  `yaml:"bearer_token_file"`
+	Headers         map[string]string `yaml:"headers"`
+	TLS             TLSConfig         `yaml:"tls"`
+	Timeout         yamlx.Duration    `yaml:"timeout"`
+	// MaxBatch is the most events one POST carries.
+	MaxBatch int `yaml:"max_batch"`
+	// Templates override the message templates for this output only.
+	Templates TemplateFiles `yaml:"templates"`
+	// BodyTemplate, when set, replaces the JSON body by this Go template
+	// rendered for one event (e.g. Slack's {"text": ...}); such an output
+	// sends one event per POST.
+	BodyTemplate string `yaml:"body_template"`
+}
+
+// UnmarshalYAML seeds a webhook's defaults before decoding it.
+func (w *WebhookConfig) UnmarshalYAML(node *yaml.Node) error {
+	type plain WebhookConfig
+	*w = WebhookConfig{Timeout: yamlx.Duration(DefaultTimeout), MaxBatch: DefaultMaxBatch}
+	return node.Decode((*plain)(w))
+}
+
+func (w *WebhookConfig) name() string {
+	if w.Name != "" {
+		return w.Name
+	}
+	if u, err := url.Parse(w.URL); err == nil && u.Host != "" {
+		return "webhook:" + u.Host
+	}
+	return "webhook"
+}
+
+func (w *WebhookConfig) validate(v *yamlx.Checker, p string) {
+	validHTTPURL(v, yamlx.Join(p, "url"), w.URL, "https://alerts.example.com/tokpulse")
+	if w.Timeout.D() <= 0 {
+		v.Errorf(yamlx.Join(p, "timeout"), "must be positive; write e.g. 10s")
+	}
+	if w.MaxBatch < 1 || w.MaxBatch > 1000 {
+		v.Errorf(yamlx.Join(p, "max_batch"), "%d is out of range; write 1 to 1000 (default %d)", w.MaxBatch, DefaultMaxBatch)
+	}
+	v.CheckSecretFile(yamlx.Join(p, "secret_file"), w.SecretFile)
+	v.CheckSecretFile(yamlx.Join(p, "bearer_token_file"), w.BearerTokenFile)
+	validHeaders(v, yamlx.Join(p, "headers"), w.Headers)
+	w.TLS.validate(v, yamlx.Join(p, "tls"))
+	w.Templates.validate(v, yamlx.Join(p, "templates"))
+	if w.BodyTemplate != "" {
+		if _, err := parseBodyTemplate(w.BodyTemplate); err != nil {
+			v.Errorf(yamlx.Join(p, "body_template"), "%v", err)
+		}
+	}
+}
+
+// build implements outputConfig.
+func (w *WebhookConfig) build(env buildEnv) (Output, error) { return newWebhook(*w, env) }
+
 // webhook posts events as JSON (or through a body template) to one URL.
 type webhook struct {
 	name     string
@@ -52,8 +118,8 @@ type webhook struct {
 	maxBatch int
 }
 
-func newWebhook(c WebhookConfig, global TemplateFiles, host, version string, now func() time.Time) (*webhook, error) {
-	w := &webhook{name: c.name(), url: c.URL, cfg: c, host: host, version: version, now: now, maxBatch: c.MaxBatch}
+func newWebhook(c WebhookConfig, env buildEnv) (*webhook, error) {
+	w := &webhook{name: c.name(), url: c.URL, cfg: c, host: env.host, version: env.version, now: env.now, maxBatch: c.MaxBatch}
 	var err error
 	if w.client, err = newHTTPClient(c.TLS, c.Timeout.D()); err != nil {
 		return nil, err
@@ -68,7 +134,7 @@ func newWebhook(c WebhookConfig, global TemplateFiles, host, version string, now
 			return nil, err
 		}
 	}
-	if w.tmpl, err = loadTemplates(c.Templates, global); err != nil {
+	if w.tmpl, err = loadTemplates(c.Templates, env.templates); err != nil {
 		return nil, err
 	}
 	if c.BodyTemplate != "" {

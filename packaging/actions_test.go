@@ -317,7 +317,7 @@ func TestShippedActions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the shipped actions, uncommented:\n%v", err)
 	}
-	rs, err := rules.Load([]string{"rules/runbook.yml"}, nil)
+	rs, err := rules.Load([]string{"rules/runbook.yml"}, rules.LoadOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

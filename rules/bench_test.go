@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/rules/memstore"
+
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
@@ -127,7 +129,7 @@ func benchManager(b *testing.B) (*Manager, *incident.Tracker) {
 		b.Fatal(err)
 	}
 	m := NewManager(Options{Tracker: tr, Interval: 10 * time.Second})
-	rs, err := Load([]string{"../packaging/rules/runbook.yml"}, nil)
+	rs, err := Load([]string{"../packaging/rules/runbook.yml"}, LoadOptions{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -213,7 +215,7 @@ func BenchmarkStoreMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		before := ms.HeapAlloc
-		s := NewStore(time.Hour, 0)
+		s := memstore.New(time.Hour, 0)
 		for i := range 720 {
 			s.AppendFamilies(t0.Add(time.Duration(i)*interval), gathers[i%len(gathers)])
 		}

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/rules/memstore"
+
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/promql"
 
 	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
@@ -35,7 +38,7 @@ func loadRules(t *testing.T, body string) *RuleSet {
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := Load([]string{p}, nil)
+	rs, err := Load([]string{p}, LoadOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,4 +184,14 @@ func TestRecordingRuleStaleness(t *testing.T) {
 			t.Fatalf("evaluation %d: %d samples of high, want %d", i, n, want)
 		}
 	}
+}
+
+// query runs an instant query over s as the rules do.
+func query(t *testing.T, s *memstore.Store, q string, ts time.Time) promql.Vector {
+	t.Helper()
+	v, err := queryFunc(newEngine(nil, time.Second), s)(context.Background(), q, ts)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
 }

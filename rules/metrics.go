@@ -91,5 +91,5 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(x.samples, prometheus.GaugeValue, float64(st.Samples))
 	ch <- prometheus.MustNewConstMetric(x.dropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(x.window, prometheus.GaugeValue, m.store.Window().Seconds())
-	ch <- prometheus.MustNewConstMetric(x.maxSerie, prometheus.GaugeValue, float64(m.store.maxSeries))
+	ch <- prometheus.MustNewConstMetric(x.maxSerie, prometheus.GaugeValue, float64(st.MaxSeries))
 }

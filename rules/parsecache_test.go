@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/rules/memstore"
+
 	"github.com/prometheus/prometheus/promql"
 )
 
@@ -69,7 +71,7 @@ func TestParseCache(t *testing.T) {
 	}
 
 	const interval = 10 * time.Second
-	s := NewStore(0, 0)
+	s := memstore.New(0, 0)
 	for i := range 60 {
 		s.AppendFamilies(t0.Add(time.Duration(i)*interval), retentionGather(i))
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/tokpulse/tokpulse-agent/rules/memstore"
 )
 
 // read is what one selector of a rule reads: the series its matchers
@@ -37,9 +39,6 @@ type Retention struct {
 	longest time.Duration
 }
 
-// keepAll is the retention of the rule unit tests: everything, for ever.
-var keepAll = Retention{all: true}
-
 // merge adds o's reads to r.
 func (r *Retention) merge(o Retention) {
 	r.reads = append(r.reads, o.reads...)
@@ -47,20 +46,27 @@ func (r *Retention) merge(o Retention) {
 	r.longest = max(r.longest, o.longest)
 }
 
-// keep returns how far back a series with lset is read: the longest back
+// Keep returns how far back a series with lset is read: the longest back
 // of the reads that select it, 0 when only its newest sample is (or none).
-func (r *Retention) keep(lset labels.Labels) time.Duration {
+// It implements memstore.Retention.
+func (r Retention) Keep(lset labels.Labels) time.Duration {
 	if r.all {
 		return r.longest
 	}
 	var back time.Duration
 	for _, rd := range r.reads {
-		if rd.back > back && matches(lset, rd.matchers) {
+		if rd.back > back && memstore.Matches(lset, rd.matchers) {
 			back = rd.back
 		}
 	}
 	return back
 }
+
+// Longest is the longest back of all reads.
+func (r Retention) Longest() time.Duration { return r.longest }
+
+// KeepsAll reports whether some rule may read any series.
+func (r Retention) KeepsAll() bool { return r.all }
 
 // ReadsPrefix reports whether some rule may read a series whose name
 // starts with prefix, judging by the metric-name matchers alone: a
@@ -122,7 +128,6 @@ func exprRetention(expr parser.Expr, offset time.Duration) Retention {
 // template read. A call whose argument is not a string literal (or a
 // literal that does not parse) may read anything: the result has all set.
 func templateRetention(text string, p parser.Parser) Retention {
-	var r Retention
 	t := parse.New("template")
 	t.Mode = parse.SkipFuncCheck
 	trees := map[string]*parse.Tree{}
@@ -131,77 +136,95 @@ func templateRetention(text string, p parser.Parser) Retention {
 		// for a loaded rule.
 		return Retention{all: true}
 	}
-	var walk func(n parse.Node)
-	pipe := func(pn *parse.PipeNode) {
-		if pn == nil {
-			return
-		}
-		for i, c := range pn.Cmds {
-			for _, a := range c.Args {
-				walk(a)
-			}
-			if len(c.Args) == 0 {
-				continue
-			}
-			id, ok := c.Args[0].(*parse.IdentifierNode)
-			if !ok || id.Ident != "query" {
-				continue
-			}
-			// query "expr", or "expr" | query.
-			var lit *parse.StringNode
-			switch {
-			case len(c.Args) == 2:
-				lit, _ = c.Args[1].(*parse.StringNode)
-			case len(c.Args) == 1 && i > 0 && len(pn.Cmds[i-1].Args) == 1:
-				lit, _ = pn.Cmds[i-1].Args[0].(*parse.StringNode)
-			}
-			if lit == nil {
-				r.all = true
-				continue
-			}
-			expr, err := p.ParseExpr(lit.Text)
-			if err != nil {
-				r.all = true
-				continue
-			}
-			r.merge(exprRetention(expr, 0))
-		}
-	}
-	walk = func(n parse.Node) {
-		switch x := n.(type) {
-		case *parse.ListNode:
-			if x == nil {
-				return
-			}
-			for _, c := range x.Nodes {
-				walk(c)
-			}
-		case *parse.ActionNode:
-			pipe(x.Pipe)
-		case *parse.PipeNode:
-			pipe(x)
-		case *parse.IfNode:
-			pipe(x.Pipe)
-			walk(x.List)
-			walk(x.ElseList)
-		case *parse.RangeNode:
-			pipe(x.Pipe)
-			walk(x.List)
-			walk(x.ElseList)
-		case *parse.WithNode:
-			pipe(x.Pipe)
-			walk(x.List)
-			walk(x.ElseList)
-		case *parse.TemplateNode:
-			pipe(x.Pipe)
-		}
-	}
+	w := &queryWalker{p: p}
 	// The template itself and any it {{define}}s.
 	trees[t.Name] = t
 	for _, tr := range trees {
 		if tr.Root != nil {
-			walk(tr.Root)
+			w.walk(tr.Root)
 		}
 	}
-	return r
+	return w.r
+}
+
+// queryWalker collects the retention of the query calls of a template.
+type queryWalker struct {
+	p parser.Parser
+	r Retention
+}
+
+func (w *queryWalker) walk(n parse.Node) {
+	switch x := n.(type) {
+	case *parse.ListNode:
+		if x == nil {
+			return
+		}
+		for _, c := range x.Nodes {
+			w.walk(c)
+		}
+	case *parse.ActionNode:
+		w.pipe(x.Pipe)
+	case *parse.PipeNode:
+		w.pipe(x)
+	case *parse.IfNode:
+		w.branch(&x.BranchNode)
+	case *parse.RangeNode:
+		w.branch(&x.BranchNode)
+	case *parse.WithNode:
+		w.branch(&x.BranchNode)
+	case *parse.TemplateNode:
+		w.pipe(x.Pipe)
+	}
+}
+
+func (w *queryWalker) branch(b *parse.BranchNode) {
+	w.pipe(b.Pipe)
+	w.walk(b.List)
+	w.walk(b.ElseList)
+}
+
+func (w *queryWalker) pipe(pn *parse.PipeNode) {
+	if pn == nil {
+		return
+	}
+	for i, c := range pn.Cmds {
+		for _, a := range c.Args {
+			w.walk(a)
+		}
+		if len(c.Args) == 0 {
+			continue
+		}
+		if id, ok := c.Args[0].(*parse.IdentifierNode); ok && id.Ident == "query" {
+			w.query(queryArg(pn, i))
+		}
+	}
+}
+
+// queryArg is the string literal a query call reads: query "expr", or
+// "expr" | query. nil when it is anything else.
+func queryArg(pn *parse.PipeNode, i int) *parse.StringNode {
+	c := pn.Cmds[i]
+	var lit *parse.StringNode
+	switch {
+	case len(c.Args) == 2:
+		lit, _ = c.Args[1].(*parse.StringNode)
+	case len(c.Args) == 1 && i > 0 && len(pn.Cmds[i-1].Args) == 1:
+		lit, _ = pn.Cmds[i-1].Args[0].(*parse.StringNode)
+	}
+	return lit
+}
+
+// query adds what the query of lit reads; a query that cannot be known
+// from the text (nil lit, or one that does not parse) may read anything.
+func (w *queryWalker) query(lit *parse.StringNode) {
+	if lit == nil {
+		w.r.all = true
+		return
+	}
+	expr, err := w.p.ParseExpr(lit.Text)
+	if err != nil {
+		w.r.all = true
+		return
+	}
+	w.r.merge(exprRetention(expr, 0))
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/rules/memstore"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -49,15 +51,15 @@ func TestRetentionOfRules(t *testing.T) {
 				t.Fatalf("all = %t, want %t", r.all, tc.all)
 			}
 			for series, want := range tc.want {
-				if got := r.keep(seriesLabels(series)); got != want {
+				if got := r.Keep(seriesLabels(series)); got != want {
 					t.Errorf("%s kept for %v, want %v", series, got, want)
 				}
 			}
 		})
 	}
 	rs := loadRules(t, "groups:\n  - name: g\n    query_offset: 1m\n    rules:\n      - record: r\n        expr: rate(x[5m])\n")
-	if got, r := rs.Retention(), seriesLabels("x"); got.keep(r) != 6*time.Minute {
-		t.Errorf("query_offset 1m + 5m range: x kept for %v, want 6m", got.keep(r))
+	if got, r := rs.Retention(), seriesLabels("x"); got.Keep(r) != 6*time.Minute {
+		t.Errorf("query_offset 1m + 5m range: x kept for %v, want 6m", got.Keep(r))
 	}
 }
 
@@ -114,8 +116,8 @@ const retentionRules = `groups:
 func TestStoreRetentionAnswersAsFullStore(t *testing.T) {
 	rs := loadRules(t, retentionRules)
 	const interval = 10 * time.Second
-	full := NewStore(0, 0)
-	trimmed := NewStore(0, 0)
+	full := memstore.New(0, 0)
+	trimmed := memstore.New(0, 0)
 	trimmed.SetRetention(rs.Retention(), 2*interval)
 	engine := newEngine(nil, interval)
 	type q struct {
@@ -129,7 +131,7 @@ func TestStoreRetentionAnswersAsFullStore(t *testing.T) {
 		}
 	}
 	queries = append(queries, q{"sum(h_bucket)", 0}, q{`ALERTS{alertstate="firing"}`, 0})
-	answer := func(s *Store, qu q, ts time.Time) string {
+	answer := func(s *memstore.Store, qu q, ts time.Time) string {
 		v, err := queryFunc(engine, s)(context.Background(), qu.expr, ts.Add(-qu.offset))
 		if err != nil {
 			t.Fatalf("%s: %v", qu.expr, err)
@@ -144,7 +146,7 @@ func TestStoreRetentionAnswersAsFullStore(t *testing.T) {
 	for i := range 240 {
 		ts := t0.Add(time.Duration(i) * interval)
 		mfs := retentionGather(i)
-		for _, s := range []*Store{full, trimmed} {
+		for _, s := range []*memstore.Store{full, trimmed} {
 			s.AppendFamilies(ts, mfs)
 			// What the engine writes: a recorded series and ALERTS.
 			s.Append(labels.FromStrings("__name__", "rec", "b", "x"), ts, float64(i))
@@ -218,13 +220,13 @@ func BenchmarkStoreBytesPerSample(b *testing.B) {
 	}
 	for b.Loop() {
 		before := heap()
-		latest := NewStore(time.Hour, 0)
+		latest := memstore.New(time.Hour, 0)
 		latest.SetRetention(Retention{}, 0)
 		for i := range 20 {
 			latest.AppendFamilies(t0.Add(time.Duration(i)*interval), gathers[i%len(gathers)])
 		}
 		mid := heap()
-		windowed := NewStore(time.Hour, 0)
+		windowed := memstore.New(time.Hour, 0)
 		for i := range 720 {
 			windowed.AppendFamilies(t0.Add(time.Duration(i)*interval), gathers[i%len(gathers)])
 		}

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	rulepack "github.com/tokpulse/tokpulse-agent/packaging/rules"
-
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -98,11 +96,11 @@ func newParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 // directory may be empty), but a malformed one is, and so is a plain path
 // (no *, ? or [) that does not exist: that is a typo, and it would
 // silently load no rules.
-func ExpandGlobs(globs []string) ([]string, error) {
+func ExpandGlobs(globs []string, pack Pack) ([]string, error) {
 	var files []string
 	for _, g := range globs {
-		if rulepack.IsBuiltin(g) {
-			if _, err := rulepack.Read(g); err != nil {
+		if pack != nil && pack.IsBuiltin(g) {
+			if _, err := pack.Read(g); err != nil {
 				return nil, fmt.Errorf("rule_files: %q is not a rule file built into the agent (there is builtin:runbook.yml): %w", g, err)
 			}
 			files = append(files, g)
@@ -129,10 +127,10 @@ func isGlob(g string) bool { return strings.ContainsAny(g, `*?[\`) }
 // drop-in directory may be empty), but worth a warning, since a typo in a
 // path silently loads no rules. (A plain path that matches nothing is an
 // error of ExpandGlobs.)
-func UnmatchedGlobs(globs []string) []string {
+func UnmatchedGlobs(globs []string, pack Pack) []string {
 	var out []string
 	for _, g := range globs {
-		if rulepack.IsBuiltin(g) {
+		if pack != nil && pack.IsBuiltin(g) {
 			continue // ExpandGlobs rejects a missing one
 		}
 		if m, err := filepath.Glob(g); err == nil && len(m) == 0 {
@@ -155,8 +153,22 @@ func GlobDirMissing(g string) bool {
 	return errors.Is(err, os.ErrNotExist)
 }
 
+// Pack is a set of rule files built into the binary, which rule_files
+// names with a prefix ("builtin:runbook.yml"). The agent passes
+// packaging/rules' (rulepack.Pack); rules itself reads only what it is
+// given.
+type Pack interface {
+	// IsBuiltin reports whether a rule_files entry names a file of the pack.
+	IsBuiltin(name string) bool
+	// Read returns the file of the pack that name names.
+	Read(name string) ([]byte, error)
+}
+
 // LoadOptions change how rule files are read.
 type LoadOptions struct {
+	// Pack serves the rule files built into the binary; nil: rule_files
+	// names files on disk only.
+	Pack Pack
 	// IgnoreUnknownFields accepts keys rulefmt does not know (promtool's
 	// --ignore-unknown-fields, for rule files that carry metadata of
 	// their own). The daemon never sets it: Prometheus refuses such files.
@@ -165,14 +177,14 @@ type LoadOptions struct {
 
 // LoadFiles parses and validates every rule file the globs match. The
 // error lists every problem of every file, each as "file:line: ...".
-func LoadFiles(globs []string, logger *slog.Logger) ([]*Group, []string, error) {
-	groups, files, _, err := loadFiles(globs, logger)
+func LoadFiles(globs []string, opts LoadOptions, logger *slog.Logger) ([]*Group, []string, error) {
+	groups, files, _, err := loadFiles(globs, opts, logger)
 	return groups, files, err
 }
 
 // loadFiles is LoadFiles that also returns each file's content as read.
-func loadFiles(globs []string, logger *slog.Logger) ([]*Group, []string, map[string][]byte, error) {
-	files, err := ExpandGlobs(globs)
+func loadFiles(globs []string, opts LoadOptions, logger *slog.Logger) ([]*Group, []string, map[string][]byte, error) {
+	files, err := ExpandGlobs(globs, opts.Pack)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -182,7 +194,7 @@ func loadFiles(globs []string, logger *slog.Logger) ([]*Group, []string, map[str
 	)
 	data := make(map[string][]byte, len(files))
 	for _, f := range files {
-		gs, b, err := loadFile(f, logger)
+		gs, b, err := loadFile(f, opts, logger)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -197,18 +209,18 @@ func loadFiles(globs []string, logger *slog.Logger) ([]*Group, []string, map[str
 // passes here passes `promtool check rules`) and adds the agent's own
 // requirement: every alerting rule has a severity label P1..P4. Every
 // problem is one line of the error, "file:line:column: ...".
-func LoadFile(file string, logger *slog.Logger) ([]*Group, error) {
-	gs, _, err := loadFile(file, logger)
+func LoadFile(file string, opts LoadOptions, logger *slog.Logger) ([]*Group, error) {
+	gs, _, err := loadFile(file, opts, logger)
 	return gs, err
 }
 
 // loadFile is LoadFile that also returns the file's content.
-func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
-	data, err := readRuleFile(file)
+func loadFile(file string, opts LoadOptions, logger *slog.Logger) ([]*Group, []byte, error) {
+	data, err := readRuleFile(file, opts.Pack)
 	if err != nil {
 		return nil, nil, err
 	}
-	groups, probs := ParseRules(file, data, LoadOptions{}, logger)
+	groups, probs := ParseRules(file, data, opts, logger)
 	if len(probs) > 0 {
 		msgs := make([]string, len(probs))
 		for i, e := range probs {
@@ -226,13 +238,13 @@ func loadFile(file string, logger *slog.Logger) ([]*Group, []byte, error) {
 }
 
 // readRuleFile reads a rule file, or a rule file built into the agent.
-func readRuleFile(file string) ([]byte, error) {
+func readRuleFile(file string, pack Pack) ([]byte, error) {
 	var (
 		data []byte
 		err  error
 	)
-	if rulepack.IsBuiltin(file) {
-		data, err = rulepack.Read(file)
+	if pack != nil && pack.IsBuiltin(file) {
+		data, err = pack.Read(file)
 	} else {
 		// A FIFO named as a rule file must not hang check or a reload.
 		data, err = safefile.ReadFile(file, safefile.MaxRuleFile, "rule file")
@@ -248,7 +260,7 @@ func readRuleFile(file string) ([]byte, error) {
 // group "g", rule 1, "Name": what is wrong", or a YAML error. `promtool
 // check rules` prints them after "file: "; LoadFile after "file:".
 func ParseFile(file string, opts LoadOptions, logger *slog.Logger) ([]*Group, []error) {
-	data, err := readRuleFile(file)
+	data, err := readRuleFile(file, opts.Pack)
 	if err != nil {
 		return nil, []error{err}
 	}
@@ -287,53 +299,11 @@ func ParseRules(file string, data []byte, opts LoadOptions, logger *slog.Logger)
 			g.QueryOffset = time.Duration(*rg.QueryOffset)
 		}
 		for ri, rr := range rg.Rules {
-			pos := lines.rule(gi, ri)
-			expr, err := p.ParseExpr(rr.Expr)
-			if err != nil { // rulefmt parsed it already; never expected
-				probs = append(probs, fmt.Errorf("%s: %w", pos, err))
-				continue
+			r, errs := buildRule(p, lines, g, gi, ri, rr)
+			probs = append(probs, errs...)
+			if r != nil {
+				g.Rules = append(g.Rules, r)
 			}
-			lb := labels.NewBuilder(labels.FromMap(g.Labels))
-			for k, v := range rr.Labels {
-				lb.Set(k, v)
-			}
-			r := &Rule{
-				Alert: rr.Alert, Record: rr.Record, Expr: rr.Expr,
-				For: time.Duration(rr.For), KeepFiringFor: time.Duration(rr.KeepFiringFor),
-				Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
-				File: file, Line: pos.Line, Group: g.Name,
-				retention: exprRetention(expr, g.QueryOffset),
-			}
-			r.deps, r.anyDep, r.hasRange = selectors(expr)
-			if r.Alert != "" {
-				r.threshold = exprThreshold(expr)
-				if err := checkThresholdAnnotation(rr.Annotations["threshold"], r.threshold); err != nil {
-					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: annotation threshold: %w (tokpulse-agent shows it in alert texts; Prometheus does not read it)", pos, g.Name, ri+1, r.Alert, err))
-				}
-			}
-			for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
-				for _, v := range m {
-					if strings.Contains(v, "query") {
-						r.templatesQuery = true
-						r.retention.merge(templateRetention(v, p))
-					}
-				}
-			}
-			if r.Alert != "" {
-				sev, ok := rr.Labels["severity"]
-				if !ok {
-					sev, ok = g.Labels["severity"]
-				}
-				switch {
-				case !ok:
-					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: the label \"severity\" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)", pos, g.Name, ri+1, r.Alert, severityRequirement))
-				case !alert.Severity(sev).Valid():
-					probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: severity %q is not one of them; write P1, P2, P3 or P4", lines.severity(gi, ri, pos), g.Name, ri+1, r.Alert, severityRequirement, sev))
-				default:
-					r.Severity = alert.Severity(sev)
-				}
-			}
-			g.Rules = append(g.Rules, r)
 		}
 		groups = append(groups, g)
 	}
@@ -341,6 +311,61 @@ func ParseRules(file string, data []byte, opts LoadOptions, logger *slog.Logger)
 		return nil, probs
 	}
 	return groups, nil
+}
+
+// buildRule makes the Rule of rr, rule ri of group gi (g), and checks
+// what the agent adds to Prometheus' checks: the threshold annotation and
+// the severity label. A rule with problems is still returned unless its
+// expression does not parse, so that every problem of a file is told.
+func buildRule(p parser.Parser, lines lineIndex, g *Group, gi, ri int, rr rulefmt.Rule) (*Rule, []error) {
+	pos := lines.rule(gi, ri)
+	expr, err := p.ParseExpr(rr.Expr)
+	if err != nil { // rulefmt parsed it already; never expected
+		return nil, []error{fmt.Errorf("%s: %w", pos, err)}
+	}
+	lb := labels.NewBuilder(labels.FromMap(g.Labels))
+	for k, v := range rr.Labels {
+		lb.Set(k, v)
+	}
+	r := &Rule{
+		Alert: rr.Alert, Record: rr.Record, Expr: rr.Expr,
+		For: time.Duration(rr.For), KeepFiringFor: time.Duration(rr.KeepFiringFor),
+		Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
+		File: g.File, Line: pos.Line, Group: g.Name,
+		retention: exprRetention(expr, g.QueryOffset),
+	}
+	r.deps, r.anyDep, r.hasRange = selectors(expr)
+	var probs []error
+	if r.Alert != "" {
+		r.threshold = exprThreshold(expr)
+		if err := checkThresholdAnnotation(rr.Annotations["threshold"], r.threshold); err != nil {
+			probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: annotation threshold: %w (tokpulse-agent shows it in alert texts; Prometheus does not read it)", pos, g.Name, ri+1, r.Alert, err))
+		}
+	}
+	for _, m := range []map[string]string{rr.Labels, rr.Annotations} {
+		for _, v := range m {
+			if strings.Contains(v, "query") {
+				r.templatesQuery = true
+				r.retention.merge(templateRetention(v, p))
+			}
+		}
+	}
+	if r.Alert == "" {
+		return r, probs
+	}
+	sev, ok := rr.Labels["severity"]
+	if !ok {
+		sev, ok = g.Labels["severity"]
+	}
+	switch {
+	case !ok:
+		probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: the label \"severity\" is missing; add severity: P1, P2, P3 or P4 under labels: (the runbook's incident classes)", pos, g.Name, ri+1, r.Alert, severityRequirement))
+	case !alert.Severity(sev).Valid():
+		probs = append(probs, fmt.Errorf("%s: group %q, rule %d, %q: %s: severity %q is not one of them; write P1, P2, P3 or P4", lines.severity(gi, ri, pos), g.Name, ri+1, r.Alert, severityRequirement, sev))
+	default:
+		r.Severity = alert.Severity(sev)
+	}
+	return r, probs
 }
 
 // selectors returns the metric names expr reads, whether some selector

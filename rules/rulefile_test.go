@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	rulepack "github.com/tokpulse/tokpulse-agent/packaging/rules"
 )
 
 func TestLoadFileInvalid(t *testing.T) {
@@ -24,7 +26,7 @@ func TestLoadFileInvalid(t *testing.T) {
 		{"invalid-threshold-mismatch.yml", `testdata/invalid-threshold-mismatch.yml:4:9: group "example", rule 1, "HighMemory": annotation threshold: "> 80" differs from the expression's comparison "> 85"; make them agree (tokpulse-agent shows it in alert texts; Prometheus does not read it)`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			_, err := LoadFile("testdata/"+tc.file, nil)
+			_, err := LoadFile("testdata/"+tc.file, LoadOptions{}, nil)
 			if err == nil {
 				t.Fatal("loaded without error")
 			}
@@ -52,7 +54,7 @@ func TestLoadFilePositions(t *testing.T) {
 			if err := os.WriteFile(f, []byte(tc.body), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := LoadFile(f, nil)
+			_, err := LoadFile(f, LoadOptions{}, nil)
 			want := f + strings.ReplaceAll(tc.want, "FILE", f)
 			if err == nil || err.Error() != want {
 				t.Fatalf("error\n%v\nwant\n%s", err, want)
@@ -62,7 +64,7 @@ func TestLoadFilePositions(t *testing.T) {
 }
 
 func TestLoadFileValid(t *testing.T) {
-	gs, err := LoadFile("testdata/valid.yml", nil)
+	gs, err := LoadFile("testdata/valid.yml", LoadOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,10 +80,10 @@ func TestLoadFileValid(t *testing.T) {
 // TestShippedPackPassesPromtool proves the format: what the agent loads,
 // Prometheus' own promtool (Debian package prometheus) accepts too.
 func TestShippedPackPassesPromtool(t *testing.T) {
-	if _, _, err := LoadFiles([]string{"../packaging/rules/*.yml"}, nil); err == nil {
+	if _, _, err := LoadFiles([]string{"../packaging/rules/*.yml"}, LoadOptions{}, nil); err == nil {
 		t.Fatal("runbook_test.yml is not a rule file; loading it should fail")
 	}
-	gs, err := LoadFile("../packaging/rules/runbook.yml", nil)
+	gs, err := LoadFile("../packaging/rules/runbook.yml", LoadOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,18 +108,24 @@ func TestShippedPackPassesPromtool(t *testing.T) {
 }
 
 func TestBuiltinRulePack(t *testing.T) {
-	groups, files, err := LoadFiles([]string{"builtin:runbook.yml"}, nil)
+	pack := LoadOptions{Pack: rulepack.Pack{}}
+	groups, files, err := LoadFiles([]string{"builtin:runbook.yml"}, pack, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) != 1 || files[0] != "builtin:runbook.yml" || len(groups) == 0 {
 		t.Fatalf("files %v, %d groups", files, len(groups))
 	}
-	if _, _, err := LoadFiles([]string{"builtin:nope.yml"}, nil); err == nil || !strings.Contains(err.Error(), "builtin:runbook.yml") {
+	if _, _, err := LoadFiles([]string{"builtin:nope.yml"}, pack, nil); err == nil || !strings.Contains(err.Error(), "builtin:runbook.yml") {
 		t.Errorf("unknown builtin: err = %v, want one naming the pack", err)
 	}
-	if u := UnmatchedGlobs([]string{"builtin:runbook.yml"}); len(u) != 0 {
+	if u := UnmatchedGlobs([]string{"builtin:runbook.yml"}, pack.Pack); len(u) != 0 {
 		t.Errorf("builtin reported unmatched: %v", u)
+	}
+	// Without the pack, rules reads the disk only: the name is a path
+	// that does not exist.
+	if _, _, err := LoadFiles([]string{"builtin:runbook.yml"}, LoadOptions{}, nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("builtin without a pack: err = %v, want a missing path", err)
 	}
 }
 
@@ -136,7 +144,7 @@ func TestLoadUnmatchedGlobs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			if _, err := Load([]string{tc.glob}, logger); err != nil {
+			if _, err := Load([]string{tc.glob}, LoadOptions{}, logger); err != nil {
 				t.Fatal(err)
 			}
 			if !strings.Contains(logs.String(), tc.want) || strings.Count(logs.String(), "msg=\"A rule_files glob") != 1 {

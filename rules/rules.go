@@ -34,11 +34,12 @@ import (
 	"github.com/prometheus/prometheus/template"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/rules/memstore"
 )
 
 // LookbackDelta is how long a series' last sample stays current, as in
-// Prometheus. The store keeps it on top of the rules' longest range.
-const LookbackDelta = 5 * time.Minute
+// Prometheus; the engine and the store must agree on it.
+const LookbackDelta = memstore.LookbackDelta
 
 // The series Prometheus writes for alerts: ALERTS{alertstate, …} 1 for every
 // pending or firing alert, and ALERTS_FOR_STATE{…} with the unixtime at
@@ -110,17 +111,17 @@ func (rs *RuleSet) Rules() int {
 }
 
 // Load parses and validates every rule file the globs match into a
-// RuleSet. The error lists every problem of every file, each as
-// "file:line: ...".
-func Load(globs []string, logger *slog.Logger) (*RuleSet, error) {
+// RuleSet; opts.Pack serves the "builtin:" ones. The error lists every
+// problem of every file, each as "file:line: ...".
+func Load(globs []string, opts LoadOptions, logger *slog.Logger) (*RuleSet, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	groups, files, data, err := loadFiles(globs, logger)
+	groups, files, data, err := loadFiles(globs, opts, logger)
 	if err != nil {
 		return nil, err
 	}
-	for _, g := range UnmatchedGlobs(globs) {
+	for _, g := range UnmatchedGlobs(globs, opts.Pack) {
 		// An empty drop-in directory is normal; a missing one is a typo.
 		if GlobDirMissing(g) {
 			logger.Warn("A rule_files glob names a directory that does not exist; no rules are loaded from it", "glob", g)
@@ -186,7 +187,7 @@ type Manager struct {
 	opts   Options
 	logger *slog.Logger
 	engine *promql.Engine
-	store  *Store
+	store  *memstore.Store
 	env    templateEnv
 
 	mu       sync.Mutex
@@ -218,7 +219,7 @@ func NewManager(opts Options) *Manager {
 		opts:     opts,
 		logger:   opts.Logger,
 		engine:   newEngine(opts.Logger, opts.Interval),
-		store:    NewStore(LookbackDelta, opts.MaxSeries),
+		store:    memstore.New(LookbackDelta, opts.MaxSeries),
 		rules:    &RuleSet{},
 		lastEval: map[*Group]time.Time{},
 		cold:     map[string]bool{},
@@ -256,7 +257,7 @@ func newEngine(logger *slog.Logger, interval time.Duration) *promql.Engine {
 }
 
 // Store returns the series store (for benchmarks and tests).
-func (m *Manager) Store() *Store { return m.store }
+func (m *Manager) Store() *memstore.Store { return m.store }
 
 // Swap makes rs the running rules, evaluated every interval. Rules keep
 // what they wrote last (for staleness) across the swap by group and name;
@@ -332,7 +333,7 @@ func (m *Manager) Ingest(ts time.Time, mfs []*dto.MetricFamily) {
 }
 
 // queryFunc evaluates an instant query over the store.
-func queryFunc(engine *promql.Engine, store *Store) template.QueryFunc {
+func queryFunc(engine *promql.Engine, store *memstore.Store) template.QueryFunc {
 	return func(ctx context.Context, qs string, t time.Time) (promql.Vector, error) {
 		q, err := engine.NewInstantQuery(ctx, store, nil, qs, t)
 		if err != nil {
@@ -358,7 +359,7 @@ func queryFunc(engine *promql.Engine, store *Store) template.QueryFunc {
 // rule unit tests share it.
 type evaluator struct {
 	query   template.QueryFunc
-	store   *Store
+	store   *memstore.Store
 	env     templateEnv
 	tracker Tracker
 	logger  *slog.Logger
@@ -456,7 +457,7 @@ func (e *evaluator) writeAlerts(r *Rule, active []alert.Active, ts time.Time) {
 
 // writeStale marks the series r wrote last time and not now stale, and
 // remembers now's.
-func writeStale(store *Store, r *Rule, now map[uint64]labels.Labels, ts time.Time) {
+func writeStale(store *memstore.Store, r *Rule, now map[uint64]labels.Labels, ts time.Time) {
 	for h, l := range r.written {
 		if _, ok := now[h]; !ok {
 			store.Append(l, ts, math.Float64frombits(value.StaleNaN))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/rules/memstore"
 )
 
 // TestHarness evaluates rule files over the series a rule unit test
@@ -24,7 +25,7 @@ import (
 // change underneath it. One harness serves one test group.
 type TestHarness struct {
 	groups  []*Group
-	store   *Store
+	store   *memstore.Store
 	engine  *promql.Engine
 	query   template.QueryFunc
 	env     templateEnv
@@ -54,7 +55,7 @@ func NewTestHarness(opts TestHarnessOptions) (*TestHarness, []error) {
 	logger := slog.New(slog.DiscardHandler)
 	h := &TestHarness{
 		// A window of 0 keeps every sample: a test reads all it wrote.
-		store:  NewStore(0, 1<<30),
+		store:  memstore.New(0, 1<<30),
 		engine: newEngine(logger, opts.EvalInterval),
 		env:    templateEnv{labels: opts.ExternalLabels, url: opts.ExternalURL},
 		logger: logger,

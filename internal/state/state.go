@@ -149,10 +149,6 @@ func open(path string) (db *bolt.DB, err error) {
 // Close flushes and closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// DB gives direct access for users that need transactions over several keys
-// (the outbox). Keep to your own bucket.
-func (s *Store) DB() *bolt.DB { return s.db }
-
 // Bucket returns a handle on the named bucket; it is created on first write.
 func (s *Store) Bucket(name string) *Bucket { return &Bucket{db: s.db, name: []byte(name)} }
 
@@ -211,23 +207,7 @@ func (b *Bucket) Apply(put map[string][]byte, del []string) error {
 	if len(put) == 0 && len(del) == 0 {
 		return nil
 	}
-	return b.db.Update(func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucketIfNotExists(b.name)
-		if err != nil {
-			return err
-		}
-		for _, k := range del {
-			if err := bk.Delete([]byte(k)); err != nil {
-				return err
-			}
-		}
-		for k, v := range put {
-			if err := bk.Put([]byte(k), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return b.db.Update(func(tx *bolt.Tx) error { return (&Tx{tx: tx}).Apply(string(b.name), put, del) })
 }
 
 // Delete removes key; a missing key is not an error.

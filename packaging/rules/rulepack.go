@@ -29,3 +29,13 @@ func IsBuiltin(name string) bool { return strings.HasPrefix(name, Prefix) }
 func Read(name string) ([]byte, error) {
 	return files.ReadFile(strings.TrimPrefix(name, Prefix))
 }
+
+// Pack is the embedded pack as a value, for the code that reads rule files
+// (rules.LoadOptions.Pack): the rules package does not import packaging.
+type Pack struct{}
+
+// IsBuiltin is the package's IsBuiltin.
+func (Pack) IsBuiltin(name string) bool { return IsBuiltin(name) }
+
+// Read is the package's Read.
+func (Pack) Read(name string) ([]byte, error) { return Read(name) }

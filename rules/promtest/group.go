@@ -51,25 +51,9 @@ func (r *groupRun) test(ctx context.Context) (errs []error) {
 		mint = tg.StartTimestamp.Time
 	}
 	p := newParser()
-	type parsedSeries struct {
-		lset labels.Labels
-		vals []parser.SequenceValue
-	}
-	var input []parsedSeries
-	for i, s := range tg.InputSeries {
-		lset, vals, err := p.ParseSeriesDesc(s.Series + " " + s.Values)
-		if err != nil {
-			// promtool hands the series to its test loader as line i+1
-			// after a "load" line, and the loader's error says so.
-			parser.EnrichParseError(err, func(pe *parser.ParseErr) { pe.LineOffset = i + 1 })
-			return []error{err}
-		}
-		for _, v := range vals {
-			if v.Histogram != nil {
-				return []error{fmt.Errorf("    name: %s, series %q: native histograms are not supported by tokpulse-agent: its series store keeps float samples, and the agent exports histograms as classic _bucket, _sum and _count series; write them so", r.name, s.Series)}
-			}
-		}
-		input = append(input, parsedSeries{lset, vals})
+	input, err := r.parseInput(p)
+	if err != nil {
+		return []error{err}
 	}
 	h, loadErrs := rules.NewTestHarness(rules.TestHarnessOptions{
 		RuleFiles:      r.ruleFiles,
@@ -91,23 +75,10 @@ func (r *groupRun) test(ctx context.Context) (errs []error) {
 	}
 	maxt := mint.Add(tg.maxEvalTime())
 
-	// Alert tests by eval_time, in time order.
-	tests := map[model.Duration][]alertTestCase{}
-	var times []model.Duration
-	for _, a := range tg.AlertRuleTests {
-		if a.Alertname == "" {
-			var in string
-			if tg.TestGroupName != "" {
-				in = fmt.Sprintf(" (in TestGroup %s)", tg.TestGroupName)
-			}
-			return []error{fmt.Errorf("an item under alert_rule_test misses required attribute alertname at eval_time %v%s", a.EvalTime, in)}
-		}
-		if _, ok := tests[a.EvalTime]; !ok {
-			times = append(times, a.EvalTime)
-		}
-		tests[a.EvalTime] = append(tests[a.EvalTime], a)
+	tests, times, err := tg.alertTestsByTime()
+	if err != nil {
+		return []error{err}
 	}
-	slices.Sort(times)
 
 	curr := 0
 	for ts := mint; !ts.After(maxt); ts = ts.Add(r.evalInterval) {
@@ -139,6 +110,55 @@ func (r *groupRun) test(ctx context.Context) (errs []error) {
 		r.dump(ctx, h, mint)
 	}
 	return errs
+}
+
+// parsedSeries is one input series with its values.
+type parsedSeries struct {
+	lset labels.Labels
+	vals []parser.SequenceValue
+}
+
+// parseInput parses the group's input series, failing with promtool's
+// words on the first one that does not parse.
+func (r *groupRun) parseInput(p parser.Parser) ([]parsedSeries, error) {
+	var input []parsedSeries
+	for i, s := range r.tg.InputSeries {
+		lset, vals, err := p.ParseSeriesDesc(s.Series + " " + s.Values)
+		if err != nil {
+			// promtool hands the series to its test loader as line i+1
+			// after a "load" line, and the loader's error says so.
+			parser.EnrichParseError(err, func(pe *parser.ParseErr) { pe.LineOffset = i + 1 })
+			return nil, err
+		}
+		for _, v := range vals {
+			if v.Histogram != nil {
+				return nil, fmt.Errorf("    name: %s, series %q: native histograms are not supported by tokpulse-agent: its series store keeps float samples, and the agent exports histograms as classic _bucket, _sum and _count series; write them so", r.name, s.Series)
+			}
+		}
+		input = append(input, parsedSeries{lset, vals})
+	}
+	return input, nil
+}
+
+// alertTestsByTime groups the alert tests by eval_time; times lists the
+// eval_times in order.
+func (tg *testGroup) alertTestsByTime() (tests map[model.Duration][]alertTestCase, times []model.Duration, err error) {
+	tests = map[model.Duration][]alertTestCase{}
+	for _, a := range tg.AlertRuleTests {
+		if a.Alertname == "" {
+			var in string
+			if tg.TestGroupName != "" {
+				in = fmt.Sprintf(" (in TestGroup %s)", tg.TestGroupName)
+			}
+			return nil, nil, fmt.Errorf("an item under alert_rule_test misses required attribute alertname at eval_time %v%s", a.EvalTime, in)
+		}
+		if _, ok := tests[a.EvalTime]; !ok {
+			times = append(times, a.EvalTime)
+		}
+		tests[a.EvalTime] = append(tests[a.EvalTime], a)
+	}
+	slices.Sort(times)
+	return tests, times, nil
 }
 
 func (tg *testGroup) maxEvalTime() time.Duration {

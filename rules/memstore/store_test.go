@@ -1,8 +1,9 @@
-package rules
+package memstore
 
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,13 +14,29 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// query runs an instant query over s through a plain promql engine with
+// the store's lookback delta, as the rule engine does.
 func query(t *testing.T, s *Store, q string, ts time.Time) promql.Vector {
 	t.Helper()
-	v, err := queryFunc(newEngine(nil, time.Second), s)(context.Background(), q, ts)
+	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e7, Timeout: time.Minute, LookbackDelta: LookbackDelta})
+	qr, err := engine.NewInstantQuery(context.Background(), s, nil, q, ts)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer qr.Close()
+	res := qr.Exec(context.Background())
+	v, err := res.Vector()
 	if err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return v
+}
+
+func gauge(name string, v float64) *dto.MetricFamily {
+	return &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(v)}}}}
 }
 
 // TestStoreGatherMatchesScrape checks that what the rules see of a
@@ -34,7 +51,7 @@ func TestStoreGatherMatchesScrape(t *testing.T) {
 	h.WithLabelValues("access").Observe(3)
 	c.WithLabelValues("500").Add(7)
 	sm.Observe(4)
-	s := NewStore(time.Hour, 0)
+	s := New(time.Hour, 0)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +75,7 @@ func TestStoreGatherMatchesScrape(t *testing.T) {
 }
 
 func TestStoreWindowCapAndStaleness(t *testing.T) {
-	s := NewStore(10*time.Minute, 3)
+	s := New(10*time.Minute, 3)
 	fam := func(names ...string) []*dto.MetricFamily {
 		var out []*dto.MetricFamily
 		for _, n := range names {
@@ -104,7 +121,7 @@ func TestStoreWindowCapAndStaleness(t *testing.T) {
 // TestStoreLabelSetEnds checks that a label set that ends while its family
 // is still exported is hidden at once, as Prometheus' staleness does.
 func TestStoreLabelSetEnds(t *testing.T) {
-	s := NewStore(time.Hour, 0)
+	s := New(time.Hour, 0)
 	two := &dto.MetricFamily{Name: proto.String("up"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{
 		{Label: []*dto.LabelPair{{Name: proto.String("probe"), Value: proto.String("a")}}, Gauge: &dto.Gauge{Value: proto.Float64(1)}},
 		{Label: []*dto.LabelPair{{Name: proto.String("probe"), Value: proto.String("b")}}, Gauge: &dto.Gauge{Value: proto.Float64(1)}},
@@ -119,7 +136,7 @@ func TestStoreLabelSetEnds(t *testing.T) {
 }
 
 func TestStoreRecordedSeries(t *testing.T) {
-	s := NewStore(0, 0)
+	s := New(0, 0)
 	l := labels.FromStrings("__name__", "x", "job", "a")
 	s.Append(l, t0, 1)
 	s.Append(l, t0, 2)                   // same timestamp: replaced
@@ -128,5 +145,36 @@ func TestStoreRecordedSeries(t *testing.T) {
 	v := query(t, s, "x", t0)
 	if len(v) != 1 || v[0].F != 2 {
 		t.Fatalf("x at t0 = %v, want 2", v)
+	}
+}
+
+// TestQuerierLabels checks the label names and values a querier lists
+// for the series its matchers select: sorted, without duplicates.
+func TestQuerierLabels(t *testing.T) {
+	s := New(0, 0)
+	for _, l := range []labels.Labels{
+		labels.FromStrings("__name__", "up", "job", "b", "zone", "z1"),
+		labels.FromStrings("__name__", "up", "job", "a"),
+		labels.FromStrings("__name__", "up", "job", "a", "zone", "z2"),
+		labels.FromStrings("__name__", "other", "job", "c"),
+	} {
+		s.Append(l, t0, 1)
+	}
+	q, err := s.Querier(0, t0.UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := labels.MustNewMatcher(labels.MatchEqual, "__name__", "up")
+	vals, _, err := q.LabelValues(context.Background(), "job", nil, up)
+	if err != nil || strings.Join(vals, ",") != "a,b" {
+		t.Errorf("LabelValues(job, up) = %q, %v; want a,b", vals, err)
+	}
+	names, _, err := q.LabelNames(context.Background(), nil, up)
+	if err != nil || strings.Join(names, ",") != "__name__,job,zone" {
+		t.Errorf("LabelNames(up) = %q, %v; want __name__,job,zone", names, err)
+	}
+	all, _, _ := q.LabelValues(context.Background(), "job", nil)
+	if strings.Join(all, ",") != "a,b,c" {
+		t.Errorf("LabelValues(job) = %q; want a,b,c", all)
 	}
 }

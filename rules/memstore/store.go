@@ -1,4 +1,10 @@
-package rules
+// Package memstore is the bounded in-memory series store the rule engine
+// evaluates: the agent's own registry, gathered every interval, kept for as
+// long as the loaded rules read each series (a Retention the rules package
+// derives from the rule expressions). It implements storage.Queryable for
+// the promql engine. It knows nothing of rules: the engine (package rules)
+// feeds it and queries it.
+package memstore
 
 import (
 	"context"
@@ -21,7 +27,32 @@ import (
 	"github.com/prometheus/prometheus/util/annotations"
 )
 
-// DefaultMaxSeries caps the store when Options.MaxSeries is zero. A host
+// LookbackDelta is how long a series' last sample stays current, as in
+// Prometheus. The store keeps it on top of the rules' longest range.
+const LookbackDelta = 5 * time.Minute
+
+// Retention says how far back the rules read each series.
+type Retention interface {
+	// Keep is how far back the series of lset is read; 0 when only its
+	// newest sample is (or none).
+	Keep(lset labels.Labels) time.Duration
+	// Longest is the longest Keep of any series.
+	Longest() time.Duration
+	// KeepsAll reports that the rules may read any series (a template
+	// calling query with a computed string): every series is then kept for
+	// Longest, plus the margin.
+	KeepsAll() bool
+}
+
+// window keeps every series for the same time: the store's retention
+// before the rules set theirs.
+type window time.Duration
+
+func (w window) Keep(labels.Labels) time.Duration { return time.Duration(w) }
+func (w window) Longest() time.Duration           { return time.Duration(w) }
+func (w window) KeepsAll() bool                   { return true }
+
+// DefaultMaxSeries caps the store when New's maxSeries is zero. A host
 // agent with the shipped configuration exports a few hundred series; the
 // cap only guards against a label explosion (a log metric keyed by a
 // request path, say) eating the host's memory.
@@ -83,17 +114,17 @@ type Store struct {
 	samples   int
 }
 
-// NewStore returns a store keeping window of samples of every series, for
+// New returns a store keeping keep of samples of every series, for
 // at most maxSeries series (DefaultMaxSeries when 0); SetRetention then
-// narrows it to what rules read. A window of 0 keeps everything, which
+// narrows it to what rules read. A keep of 0 keeps everything, which
 // only the rule unit tests want.
-func NewStore(window time.Duration, maxSeries int) *Store {
+func New(keep time.Duration, maxSeries int) *Store {
 	if maxSeries <= 0 {
 		maxSeries = DefaultMaxSeries
 	}
 	return &Store{
 		series: map[uint64]*memSeries{}, byName: map[string]map[uint64]*memSeries{}, gathered: map[uint64]*memSeries{}, families: map[string]uint64{},
-		retention: Retention{all: true, longest: window}, forever: window <= 0, maxSeries: maxSeries,
+		retention: window(keep), forever: keep <= 0, maxSeries: maxSeries,
 	}
 }
 
@@ -111,7 +142,7 @@ func (s *Store) SetRetention(r Retention, margin time.Duration) {
 
 // keepLocked is how long (ms) the series of lset is kept.
 func (s *Store) keepLocked(lset labels.Labels) int64 {
-	back := s.retention.keep(lset)
+	back := s.retention.Keep(lset)
 	if back <= 0 {
 		return 0
 	}
@@ -122,24 +153,26 @@ func (s *Store) keepLocked(lset labels.Labels) int64 {
 func (s *Store) Window() time.Duration {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.retention.longest <= 0 {
+	if s.retention.Longest() <= 0 {
 		return 0
 	}
-	return s.retention.longest + s.margin
+	return s.retention.Longest() + s.margin
 }
 
-// StoreStats describes the store for its metrics.
-type StoreStats struct {
+// Stats describes the store for its metrics.
+type Stats struct {
 	Series, Samples int
 	// Dropped counts new series refused because the store was full.
 	Dropped uint64
+	// MaxSeries is the cap on series.
+	MaxSeries int
 }
 
 // Stats returns the current size of the store.
-func (s *Store) Stats() StoreStats {
+func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return StoreStats{Series: len(s.series), Samples: s.samples, Dropped: s.dropped}
+	return Stats{Series: len(s.series), Samples: s.samples, Dropped: s.dropped, MaxSeries: s.maxSeries}
 }
 
 // AppendFamilies adds one gathered registry at ts, converting each family
@@ -366,8 +399,8 @@ func (s *Store) sweepLocked(now int64, gather bool) {
 			continue
 		}
 		keep := ms.keep
-		if s.retention.all {
-			keep = (s.retention.longest + s.margin).Milliseconds()
+		if s.retention.KeepsAll() {
+			keep = (s.retention.Longest() + s.margin).Milliseconds()
 		}
 		cutoff := now - keep
 		// The first sample the rules read over a range, and before it the
@@ -421,7 +454,7 @@ func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.Sele
 		}
 	}
 	for _, m := range candidates {
-		if !matches(m.lset, ms) {
+		if !Matches(m.lset, ms) {
 			continue
 		}
 		lo := sort.Search(len(m.samples), func(i int) bool { return m.samples[i].t >= mint })
@@ -438,7 +471,8 @@ func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.Sele
 	return &seriesSet{list: out, i: -1}
 }
 
-func matches(l labels.Labels, ms []*labels.Matcher) bool {
+// Matches reports whether l satisfies every matcher of ms.
+func Matches(l labels.Labels, ms []*labels.Matcher) bool {
 	for _, m := range ms {
 		if !m.Matches(l.Get(m.Name)) {
 			return false
@@ -448,28 +482,28 @@ func matches(l labels.Labels, ms []*labels.Matcher) bool {
 }
 
 func (q *querier) LabelValues(_ context.Context, name string, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	set := map[string]struct{}{}
-	q.s.mu.RLock()
-	for _, m := range q.s.series {
-		if v := m.lset.Get(name); v != "" && matches(m.lset, ms) {
-			set[v] = struct{}{}
+	return q.collect(ms, func(lset labels.Labels, add func(string)) {
+		if v := lset.Get(name); v != "" {
+			add(v)
 		}
-	}
-	q.s.mu.RUnlock()
-	out := make([]string, 0, len(set))
-	for v := range set {
-		out = append(out, v)
-	}
-	slices.Sort(out)
-	return out, nil, nil
+	}), nil, nil
 }
 
 func (q *querier) LabelNames(_ context.Context, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return q.collect(ms, func(lset labels.Labels, add func(string)) {
+		lset.Range(func(l labels.Label) { add(l.Name) })
+	}), nil, nil
+}
+
+// collect returns, sorted and without duplicates, the strings pick adds
+// for every series that ms select.
+func (q *querier) collect(ms []*labels.Matcher, pick func(lset labels.Labels, add func(string))) []string {
 	set := map[string]struct{}{}
+	add := func(v string) { set[v] = struct{}{} }
 	q.s.mu.RLock()
 	for _, m := range q.s.series {
-		if matches(m.lset, ms) {
-			m.lset.Range(func(l labels.Label) { set[l.Name] = struct{}{} })
+		if Matches(m.lset, ms) {
+			pick(m.lset, add)
 		}
 	}
 	q.s.mu.RUnlock()
@@ -478,7 +512,7 @@ func (q *querier) LabelNames(_ context.Context, _ *storage.LabelHints, ms ...*la
 		out = append(out, v)
 	}
 	slices.Sort(out)
-	return out, nil, nil
+	return out
 }
 
 func (q *querier) Close() error { return nil }
