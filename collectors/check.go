@@ -318,6 +318,10 @@ func (c *Checks) Inherit(old Collector) {
 	}
 }
 
+func validateChecks(c *Config, v *yamlx.Checker, path string) {
+	validateNamed(c.Checks, v, yamlx.Join(path, "checks"), "check")
+}
+
 func buildChecks(cfg Config, opts Options) ([]Named, error) {
 	if len(cfg.Checks) == 0 {
 		return nil, nil

@@ -106,6 +106,12 @@ func (j *JournalConfig) Validate(c *yamlx.Checker, path string) {
 	}
 }
 
+func validateJournal(c *Config, v *yamlx.Checker, path string) {
+	for i := range c.Journal {
+		c.Journal[i].Validate(v, yamlx.Index(yamlx.Join(path, "journal"), i))
+	}
+}
+
 func buildJournal(cfg Config, opts Options) ([]Named, error) {
 	var out []Named
 	for _, j := range cfg.Journal {

@@ -157,6 +157,12 @@ func validateLogSources(c *yamlx.Checker, logs []LogConfig, journals []JournalCo
 	validateLogMetricsAcross(c, metrics)
 }
 
+func validateLogs(c *Config, v *yamlx.Checker, path string) {
+	for i := range c.Logs {
+		c.Logs[i].Validate(v, yamlx.Index(yamlx.Join(path, "logs"), i))
+	}
+}
+
 func buildLogs(cfg Config, opts Options) ([]Named, error) {
 	var out []Named
 	for _, l := range cfg.Logs {

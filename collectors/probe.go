@@ -476,6 +476,10 @@ func (p *Probes) Inherit(old Collector) {
 	}
 }
 
+func validateProbes(c *Config, v *yamlx.Checker, path string) {
+	validateNamed(c.Probes, v, yamlx.Join(path, "probes"), "probe")
+}
+
 func buildProbes(cfg Config, opts Options) ([]Named, error) {
 	if len(cfg.Probes) == 0 {
 		return nil, nil

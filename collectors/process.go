@@ -126,6 +126,10 @@ func NewProcesses(groups []ProcessConfig, opts Options) *Processes {
 	return p
 }
 
+func validateProcesses(c *Config, v *yamlx.Checker, path string) {
+	validateNamed(c.Processes, v, yamlx.Join(path, "processes"), "process")
+}
+
 func buildProcesses(cfg Config, opts Options) ([]Named, error) {
 	if len(cfg.Processes) == 0 {
 		return nil, nil

@@ -28,7 +28,8 @@ func normalizeUnit(name string) string {
 	return name + ".service"
 }
 
-func validateUnits(units []string, c *yamlx.Checker, path string) {
+func validateUnits(cfg *Config, c *yamlx.Checker, path string) {
+	units, path := cfg.Units, yamlx.Join(path, "units")
 	seen := map[string]bool{}
 	for i, u := range units {
 		p := yamlx.Index(path, i)
