@@ -212,9 +212,9 @@ func (a *Agent) newStages(g *generation) error {
 	a.tracker, err = incident.New(incident.Options{
 		Logger: a.logger.With("component", "incident"), State: a.store,
 		Policies: cfg.Severities, Host: cfg.Agent.Hostname, Version: a.opts.Build.Version, Labels: cfg.Agent.Labels,
-		Evidence: &rules.HostEvidence{
+		Evidence: &tpcollectors.HostEvidence{
 			Proc: cfg.Agent.Paths.Proc, Rootfs: cfg.Agent.Paths.Rootfs, Providers: a.evidenceProviders,
-			Redactor: evidence.NewRedactor(), Now: a.opts.Now,
+			Redactor: evidence.NewRedactor(), Now: a.opts.Now, Host: &cfg.Host,
 		},
 		Delivery: a.notifier, Registerer: a.reg, Now: a.opts.Now, RunbookURL: cfg.Notify.RunbookURL,
 	})

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,45 +9,25 @@ import (
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // TestInvalidConfigs pairs each testdata/invalid-*.yml with the exact error
 // it must produce, in invalid-*.yml.err.
 func TestInvalidConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/invalid-*.yml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no invalid fixtures found: %v", err)
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			_, err := Load(f)
-			if err == nil {
-				t.Fatalf("Load(%s) succeeded; want an error", f)
+	golden.InvalidConfigs(t, "testdata/invalid-*.yml", "go test ./agent -run TestInvalidConfigs", func(t *testing.T, f string) string {
+		_, err := Load(f)
+		if err == nil {
+			t.Fatalf("Load(%s) succeeded; want an error", f)
+		}
+		// Every problem names the file and a line, so an editor can jump there.
+		for _, line := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
+			if !strings.HasPrefix(line, f+":") {
+				t.Errorf("problem %q does not start with %q", line, f+":")
 			}
-			got := err.Error() + "\n"
-			golden := f + ".err"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("reading %s: %v (run go test ./agent -run TestInvalidConfigs -update)", golden, err)
-			}
-			if got != string(want) {
-				t.Errorf("Load(%s) error:\n%s\nwant:\n%s", f, got, want)
-			}
-			// Every problem names the file and a line, so an editor can jump there.
-			for _, line := range strings.Split(strings.TrimSpace(got), "\n") {
-				if !strings.HasPrefix(line, f+":") {
-					t.Errorf("problem %q does not start with %q", line, f+":")
-				}
-			}
-		})
-	}
+		}
+		return err.Error() + "\n"
+	})
 }
 
 func TestValidConfigLoadsExpectedValues(t *testing.T) {

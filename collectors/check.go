@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +16,6 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/internal/reaper"
-	"github.com/tokpulse/tokpulse-agent/internal/schedule"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -115,11 +110,7 @@ func (c *CheckConfig) name() string { return c.Name }
 
 // CheckResult is the outcome of one check run.
 type CheckResult struct {
-	Time     time.Time
-	Success  bool
-	Reason   string
-	Err      error
-	Duration time.Duration
+	Outcome
 	ExitCode int
 	// Value is the first number of stdout when HasValue.
 	Value    float64
@@ -172,13 +163,13 @@ func runCheck(ctx context.Context, cfg CheckConfig) CheckResult {
 	for k, f := range cfg.EnvFiles {
 		s, err := f.Read()
 		if err != nil {
-			return CheckResult{Reason: CheckReasonStart, Err: fmt.Errorf("env_files %s: %w", k, err)}
+			return CheckResult{Outcome: failed(CheckReasonStart, fmt.Errorf("env_files %s: %w", k, err))}
 		}
 		env[k] = s.Reveal()
 	}
 	argv, err := expandArgv(cfg.Command, env)
 	if err != nil {
-		return CheckResult{Reason: CheckReasonStart, Err: err}
+		return CheckResult{Outcome: failed(CheckReasonStart, err)}
 	}
 	cmdEnv := os.Environ()
 	for _, k := range sortedKeys(env) {
@@ -191,7 +182,7 @@ func runCheck(ctx context.Context, cfg CheckConfig) CheckResult {
 	// later is killed.
 	cmd, err := reaper.Command(ctx, argv, cmdEnv, time.Second)
 	if err != nil {
-		return CheckResult{Reason: CheckReasonStart, Err: fmt.Errorf("starting %s: %w", argv[0], err)}
+		return CheckResult{Outcome: failed(CheckReasonStart, fmt.Errorf("starting %s: %w", argv[0], err))}
 	}
 	stdout := &headBuffer{max: cfg.MaxOutputBytes}
 	stderr := &headBuffer{max: cfg.MaxOutputBytes}
@@ -286,56 +277,33 @@ func firstLine(texts ...string) string {
 // Checks runs the configured checks, each on its own schedule and at most
 // MaxConcurrentChecks at once, and reports their last results.
 type Checks struct {
-	checks []*checkState
-	sem    chan struct{}
-	logger *slog.Logger
-	now    func() time.Time
-	redact *evidence.Redactor
-	warm   warmup
-	// ran counts the checks that have a result.
-	ran atomic.Int32
-
-	success, value, duration, failures *prometheus.Desc
+	scheduled[CheckConfig, *CheckResult]
+	sem   chan struct{}
+	value *prometheus.Desc
 }
 
-type checkState struct {
-	cfg CheckConfig
-	// key is the check's identity across reloads: its configuration.
-	key         string
-	mu          sync.Mutex
-	last        *CheckResult
-	lastFailure *CheckResult
-	failures    map[string]float64
+// checkKind is what sets checks apart for the scheduled type.
+var checkKind = kindSpec[CheckConfig]{
+	kind: "check",
+	job: func(c CheckConfig) jobSpec {
+		return jobSpec{name: c.Name, key: configKey(c), interval: c.Interval.D(), timeout: c.Timeout.D()}
+	},
+	reasons:      checkReasons,
+	durationHelp: "How long the last run of the check took.",
+	// Checks wait for a free slot too: allow each a second run's time.
+	warmFactor: 2,
 }
 
 // NewChecks returns the collector of cfgs.
 func NewChecks(cfgs []CheckConfig, opts Options) *Checks {
 	opts = opts.withDefaults()
 	c := &Checks{
-		sem:      make(chan struct{}, MaxConcurrentChecks),
-		logger:   opts.Logger.With("collector", "checks"),
-		now:      opts.Now,
-		redact:   opts.Redactor,
-		success:  prometheus.NewDesc("tokpulse_check_success", "1 if the last run of the check succeeded, 0 if it failed.", []string{"check"}, nil),
-		value:    prometheus.NewDesc("tokpulse_check_value", "The first number the check printed in its last successful run (value: stdout).", []string{"check"}, nil),
-		duration: prometheus.NewDesc("tokpulse_check_duration_seconds", "How long the last run of the check took.", []string{"check"}, nil),
-		failures: prometheus.NewDesc("tokpulse_check_failures_total", "Failed check runs, by reason.", []string{"check", "reason"}, nil),
+		sem:   make(chan struct{}, MaxConcurrentChecks),
+		value: prometheus.NewDesc("tokpulse_check_value", "The first number the check printed in its last successful run (value: stdout).", []string{"check"}, nil),
 	}
-	var intervals, timeouts []time.Duration
-	for _, cfg := range cfgs {
-		c.checks = append(c.checks, &checkState{cfg: cfg, key: configKey(cfg), failures: map[string]float64{}})
-		intervals, timeouts = append(intervals, cfg.Interval.D()), append(timeouts, cfg.Timeout.D())
-	}
-	// Checks wait for a free slot too: allow each a second run's time.
-	c.warm.limit = 2 * scheduleWarmup(checkMaxPhase, intervals, timeouts)
+	c.init(checkKind, cfgs, opts)
 	return c
 }
-
-// checkMaxPhase bounds the delay before a check's first run.
-const checkMaxPhase = 5 * time.Second
-
-// Warm implements Warmer: every check has a result.
-func (c *Checks) Warm() bool { return c.warm.warm(c.now()) }
 
 // Families implements Warmer: the families a check's result fills.
 func (c *Checks) Families() []string {
@@ -345,34 +313,13 @@ func (c *Checks) Families() []string {
 // Inherit implements Inheritor: a check whose configuration did not change
 // keeps its last result and failure counters over a reload.
 func (c *Checks) Inherit(old Collector) {
-	o, ok := old.(*Checks)
-	if !ok {
-		return
-	}
-	prev := map[string]*checkState{}
-	for _, s := range o.checks {
-		prev[s.key] = s
-	}
-	for _, s := range c.checks {
-		os, ok := prev[s.key]
-		if !ok {
-			continue
-		}
-		os.mu.Lock()
-		s.last, s.lastFailure, s.failures = os.last, os.lastFailure, maps.Clone(os.failures)
-		os.mu.Unlock()
-		if s.last != nil {
-			c.recordRan()
-		}
+	if o, ok := old.(*Checks); ok {
+		c.inherit(&o.scheduled)
 	}
 }
 
-// recordRan counts a check's first result; the last one makes the
-// collector warm.
-func (c *Checks) recordRan() {
-	if int(c.ran.Add(1)) >= len(c.checks) {
-		c.warm.done.Store(true)
-	}
+func validateChecks(c *Config, v *yamlx.Checker, path string) {
+	validateNamed(c.Checks, v, yamlx.Join(path, "checks"), "check")
 }
 
 func buildChecks(cfg Config, opts Options) ([]Named, error) {
@@ -385,69 +332,37 @@ func buildChecks(cfg Config, opts Options) ([]Named, error) {
 
 // Run implements Runner.
 func (c *Checks) Run(ctx context.Context) {
-	jobs := make([]schedule.Job, len(c.checks))
-	for i, s := range c.checks {
-		jobs[i] = schedule.Job{Name: s.cfg.Name, Interval: s.cfg.Interval.D(), Run: func(ctx context.Context) { c.RunOnce(ctx, i) }}
-	}
-	c.warm.begin(c.now())
-	schedule.Run(ctx, jobs, schedule.Options{MaxPhase: checkMaxPhase})
+	c.run(ctx, func(ctx context.Context, i int) { c.RunOnce(ctx, i) })
 }
 
 // RunOnce runs check i now (once a slot is free) and records its result.
 func (c *Checks) RunOnce(ctx context.Context, i int) CheckResult {
-	s := c.checks[i]
+	cfg := c.jobs[i].cfg
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
 		return CheckResult{}
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout.D())
-	r := RunCheck(cctx, s.cfg)
+	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout.D())
+	r := RunCheck(cctx, cfg)
 	cancel()
 	<-c.sem
 	if ctx.Err() != nil {
 		return r // stopping: the cut-short run says nothing
 	}
 	r.Time = c.now()
-	s.mu.Lock()
-	first := s.last == nil
-	wasUp := first || s.last.Success
-	s.last = &r
-	if !r.Success {
-		s.failures[r.Reason]++
-		s.lastFailure = &r
-	}
-	s.mu.Unlock()
-	if first {
-		c.recordRan()
-	}
-	switch {
-	case !r.Success && wasUp:
-		c.logger.Warn("Check failing", "check", s.cfg.Name, "reason", r.Reason, "err", c.redact.Redact(fmt.Sprint(r.Err)))
-	case r.Success && !wasUp:
-		c.logger.Info("Check recovered", "check", s.cfg.Name)
-	}
+	c.record(i, &r)
 	return r
 }
 
 // Update implements Collector; it reports the last results and never runs
 // a command.
 func (c *Checks) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	for _, s := range c.checks {
-		name := s.cfg.Name
-		s.mu.Lock()
-		for _, reason := range checkReasons {
-			ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, s.failures[reason], name, reason)
+	c.update(ch, func(j *job[CheckConfig, *CheckResult], r *CheckResult) {
+		if r.HasValue {
+			ch <- prometheus.MustNewConstMetric(c.value, prometheus.GaugeValue, r.Value, j.name)
 		}
-		if r := s.last; r != nil {
-			ch <- prometheus.MustNewConstMetric(c.success, prometheus.GaugeValue, b2f(r.Success), name)
-			ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, r.Duration.Seconds(), name)
-			if r.HasValue {
-				ch <- prometheus.MustNewConstMetric(c.value, prometheus.GaugeValue, r.Value, name)
-			}
-		}
-		s.mu.Unlock()
-	}
+	})
 	return nil
 }
 
@@ -457,34 +372,32 @@ const evidenceOutputBytes = 4096
 // Evidence implements evidence.Provider: the last failure of each check
 // with its reason, error and output.
 func (c *Checks) Evidence() []evidence.Section {
-	var out []evidence.Section
-	for _, s := range c.checks {
-		s.mu.Lock()
-		f, last := s.lastFailure, s.last
-		s.mu.Unlock()
-		if f == nil {
-			continue
-		}
-		name := s.cfg.Name
-		title := fmt.Sprintf("Last failure of check %s (%s): %s", name, s.cfg.Command[0], f.Reason)
-		if last != nil && last.Success {
-			title += "; it has succeeded since"
-		}
-		entries := []evidence.Entry{{Time: f.Time, Text: c.redact.Redact(fmt.Sprintf("reason=%s exit=%d duration=%s error=%v", f.Reason, f.ExitCode, f.Duration.Round(time.Millisecond), f.Err))}}
-		for _, o := range []struct{ name, text string }{{"stdout", f.Stdout}, {"stderr", f.Stderr}} {
-			if strings.TrimSpace(o.text) == "" {
-				continue
+	return c.evidence("check_output",
+		func(j *job[CheckConfig, *CheckResult], f *CheckResult) string {
+			return fmt.Sprintf("Last failure of check %s (%s): %s", j.name, j.cfg.Command[0], f.Reason)
+		},
+		func(f *CheckResult) []evidence.Entry {
+			entries := []evidence.Entry{{Time: f.Time, Text: c.redact.Redact(fmt.Sprintf("reason=%s exit=%d duration=%s error=%v", f.Reason, f.ExitCode, f.Duration.Round(time.Millisecond), f.Err))}}
+			for _, o := range []struct{ name, text string }{{"stdout", f.Stdout}, {"stderr", f.Stderr}} {
+				if strings.TrimSpace(o.text) == "" {
+					continue
+				}
+				t := o.text
+				if len(t) > evidenceOutputBytes {
+					t = strings.ToValidUTF8(t[:evidenceOutputBytes], "\uFFFD") + "…"
+				}
+				entries = append(entries, evidence.Entry{Time: f.Time, Text: o.name + ": " + c.redact.Redact(t)})
 			}
-			t := o.text
-			if len(t) > evidenceOutputBytes {
-				t = strings.ToValidUTF8(t[:evidenceOutputBytes], "\uFFFD") + "…"
-			}
-			entries = append(entries, evidence.Entry{Time: f.Time, Text: o.name + ": " + c.redact.Redact(t)})
-		}
-		out = append(out, evidence.Section{
-			Source: "check/" + name, Kind: "check_output", Title: title,
-			Labels: map[string]string{"check": name}, Entries: entries,
+			return entries
 		})
-	}
-	return out
+}
+
+// Status implements StatusProvider: one line per check.
+func (c *Checks) Status() []Status {
+	return c.status(func(r *CheckResult, d string) string {
+		if r.HasValue {
+			return fmt.Sprintf("value %g, %s", r.Value, d)
+		}
+		return d
+	})
 }

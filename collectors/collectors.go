@@ -12,7 +12,8 @@ import (
 )
 
 // Config is the part of agent.yaml that configures collectors. The agent
-// inlines it at the top level of its own configuration.
+// inlines it at the top level of its own configuration. Each field is the
+// key of one kind of collector in kinds below.
 type Config struct {
 	Host HostConfig `yaml:"host"`
 	// Probes, Checks, Processes and Units: see probe.go, check.go,
@@ -32,20 +33,38 @@ func DefaultConfig() Config {
 	return Config{Host: DefaultHostConfig()}
 }
 
-// Validate implements yamlx.Validator.
+// Validate implements yamlx.Validator: each kind validates its key, then
+// what spans kinds (log and journal sources share one name space).
 func (c *Config) Validate(v *yamlx.Checker, path string) {
-	c.Host.Validate(v, yamlx.Join(path, "host"))
-	validateNamed(c.Probes, v, yamlx.Join(path, "probes"), "probe")
-	validateNamed(c.Checks, v, yamlx.Join(path, "checks"), "check")
-	validateNamed(c.Processes, v, yamlx.Join(path, "processes"), "process")
-	validateUnits(c.Units, v, yamlx.Join(path, "units"))
-	for i := range c.Logs {
-		c.Logs[i].Validate(v, yamlx.Index(yamlx.Join(path, "logs"), i))
-	}
-	for i := range c.Journal {
-		c.Journal[i].Validate(v, yamlx.Index(yamlx.Join(path, "journal"), i))
+	for _, k := range kinds() {
+		k.validate(c, v, path)
 	}
 	validateLogSources(v, c.Logs, c.Journal)
+}
+
+// kind is one kind of collector: its name, how its key of Config is
+// validated and how its collectors are built. Both functions live in the
+// kind's own file, beside the collector.
+type kind struct {
+	name     string
+	validate func(c *Config, v *yamlx.Checker, path string)
+	build    func(Config, Options) ([]Named, error)
+}
+
+// kinds lists every kind of collector, in the order they are validated and
+// built. With Config's fields above, this table is the one place that
+// lists them: a new kind is its own file plus its key in Config and its
+// row here (CONTRIBUTING.md, "Adding a collector").
+func kinds() []kind {
+	return []kind{
+		{"host", validateHost, buildHost},
+		{"probes", validateProbes, buildProbes},
+		{"checks", validateChecks, buildChecks},
+		{"processes", validateProcesses, buildProcesses},
+		{"systemd", validateUnits, buildUnits},
+		{"logs", validateLogs, buildLogs},
+		{"journal", validateJournal, buildJournal},
+	}
 }
 
 // Paths locates the host's pseudo filesystems. They are configurable so that
@@ -101,24 +120,11 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Build returns the collectors that cfg enables. This table is the one place
-// that lists every kind of collector.
+// Build returns the collectors that cfg enables, kind by kind (see kinds).
 func Build(cfg Config, opts Options) ([]Named, error) {
 	opts = opts.withDefaults()
-	builders := []struct {
-		name  string
-		build func(Config, Options) ([]Named, error)
-	}{
-		{"host", buildHost},
-		{"probes", buildProbes},
-		{"checks", buildChecks},
-		{"processes", buildProcesses},
-		{"systemd", buildUnits},
-		{"logs", buildLogs},
-		{"journal", buildJournal},
-	}
 	var out []Named
-	for _, b := range builders {
+	for _, b := range kinds() {
 		cs, err := b.build(cfg, opts)
 		if err != nil {
 			return nil, fmt.Errorf("building %s collector: %w", b.name, err)

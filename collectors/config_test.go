@@ -2,46 +2,28 @@ package collectors
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil/golden"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
 // TestInvalidConfigs pairs each testdata/invalid-*.yml with the exact
 // errors it must produce, in invalid-*.yml.err.
 func TestInvalidConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/invalid-*.yml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata/invalid-*.yml: %v", err)
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := DefaultConfig()
-			err = yamlx.Decode(f, data, &cfg)
-			if err == nil {
-				t.Fatal("accepted an invalid configuration")
-			}
-			got := err.Error() + "\n"
-			if *update {
-				if err := os.WriteFile(f+".err", []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(f + ".err")
-			if err != nil {
-				t.Fatalf("%v (run go test -run TestInvalidConfigs -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("errors differ\n got:\n%s\nwant:\n%s", got, want)
-			}
-		})
-	}
+	golden.InvalidConfigs(t, "testdata/invalid-*.yml", "go test ./collectors -run TestInvalidConfigs", func(t *testing.T, f string) string {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultConfig()
+		err = yamlx.Decode(f, data, &cfg)
+		if err == nil {
+			t.Fatal("accepted an invalid configuration")
+		}
+		return err.Error() + "\n"
+	})
 }
 
 func TestValidConfig(t *testing.T) {

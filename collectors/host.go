@@ -2,6 +2,7 @@ package collectors
 
 import (
 	"github.com/tokpulse/tokpulse-agent/collectors/host"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
 // HostConfig is the `host:` section: the families of the host collector and
@@ -10,6 +11,10 @@ type HostConfig = host.Config
 
 // DefaultHostConfig returns the host collector's defaults.
 func DefaultHostConfig() HostConfig { return host.DefaultConfig() }
+
+func validateHost(c *Config, v *yamlx.Checker, path string) {
+	c.Host.Validate(v, yamlx.Join(path, "host"))
+}
 
 func buildHost(cfg Config, opts Options) ([]Named, error) {
 	h := host.New(cfg.Host, host.Options{

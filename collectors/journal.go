@@ -22,7 +22,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
-	"github.com/tokpulse/tokpulse-agent/internal/state"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -107,6 +106,12 @@ func (j *JournalConfig) Validate(c *yamlx.Checker, path string) {
 	}
 }
 
+func validateJournal(c *Config, v *yamlx.Checker, path string) {
+	for i := range c.Journal {
+		c.Journal[i].Validate(v, yamlx.Index(yamlx.Join(path, "journal"), i))
+	}
+}
+
 func buildJournal(cfg Config, opts Options) ([]Named, error) {
 	var out []Named
 	for _, j := range cfg.Journal {
@@ -137,14 +142,13 @@ const (
 // Journal follows the systemd journal for one journal: source through a
 // supervised journalctl.
 type Journal struct {
-	cfg    JournalConfig
-	opts   Options
-	pipe   *linePipeline
-	bucket *state.Bucket
+	cfg   JournalConfig
+	opts  Options
+	pipe  *linePipeline
+	saved *checkpoint[journalState]
 
 	mu     sync.Mutex
 	st     journalState
-	saved  string // cursor last written to the state file
 	minBO  time.Duration
 	maxBO  time.Duration
 	up     atomic.Bool
@@ -205,9 +209,11 @@ func NewJournal(cfg JournalConfig, opts Options) *Journal {
 	j.pipe.countBytes = true
 	j.pipe.carryOver(opts.Counters, "journal")
 	j.resets = carried[atomic.Uint64](opts.Counters, "journal\x00"+cfg.Name+"\x00resets")
-	if opts.State != nil {
-		j.bucket = opts.State.Bucket(journalStateBucket)
-	}
+	// The cursor is what counts: Since changes only with it.
+	j.saved = newCheckpoint(opts, journalStateBucket, cfg.Name,
+		func(a, b journalState) bool { return a.Cursor == b.Cursor },
+		"Saved journal cursor is unreadable; starting as on a first run",
+		"Saving the journal cursor failed; a restart may read entries again")
 	return j
 }
 
@@ -236,13 +242,7 @@ func (j *Journal) Evidence() []evidence.Section { return j.pipe.evidence("journa
 // CheckpointInterval and on return.
 func (j *Journal) Run(ctx context.Context) {
 	j.warm.begin(j.opts.Now())
-	if j.bucket != nil {
-		if _, err := j.bucket.GetJSON(j.cfg.Name, &j.st); err != nil {
-			j.opts.Logger.Error("Saved journal cursor is unreadable; starting as on a first run", "err", err)
-			j.st = journalState{}
-		}
-	}
-	j.saved = j.st.Cursor
+	j.saved.load(&j.st)
 	first := j.st.Since.IsZero()
 	if first {
 		j.st.Since = j.opts.Now()
@@ -272,7 +272,7 @@ func (j *Journal) Run(ctx context.Context) {
 		j.opts.Logger.Info("Journal source stopped", "lines", j.pipe.stats.lines.Load())
 	}()
 
-	backoff := j.minBO
+	backoff := restartBackoff(j.minBO, j.maxBO)
 	for ctx.Err() == nil {
 		started := time.Now()
 		stderr, err := j.runOnce(ctx, first)
@@ -292,15 +292,15 @@ func (j *Journal) Run(ctx context.Context) {
 		}
 		j.pipe.stats.readErrors.Add(1)
 		if time.Since(started) >= journalHealthyRun {
-			backoff = j.minBO
+			backoff.Reset()
 		}
-		j.opts.Logger.Warn("journalctl exited; restarting", "err", err, "stderr", stderr, "in", backoff)
+		wait := backoff.NextBackOff()
+		j.opts.Logger.Warn("journalctl exited; restarting", "err", err, "stderr", stderr, "in", wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, j.maxBO)
 	}
 }
 
@@ -483,21 +483,12 @@ func (j *Journal) entry(line, msg []byte) []byte {
 	return msg
 }
 
+// checkpoint saves the cursor when it moved (force: whatever it is).
 func (j *Journal) checkpoint(force bool) {
-	if j.bucket == nil {
-		return
-	}
 	j.mu.Lock()
 	st := j.st
 	j.mu.Unlock()
-	if !force && st.Cursor == j.saved {
-		return
-	}
-	if err := j.bucket.PutJSON(j.cfg.Name, st); err != nil {
-		j.opts.Logger.Error("Saving the journal cursor failed; a restart may read entries again", "err", err)
-		return
-	}
-	j.saved = st.Cursor
+	j.saved.save(st, force)
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tokpulse/tokpulse-agent/internal/state"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 )
 
 // journalRemote is where Debian installs systemd-journal-remote (package
@@ -59,17 +60,6 @@ func (w *journalWriter) write(unit string, msgs ...string) {
 // messages records what a Journal source processed.
 func journalLines(j *Journal) uint64 { return j.pipe.stats.lines.Load() }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestJournalFollowAndResume follows real journal files while they are
 // appended to, filtered by unit, then restarts the source: it must resume
 // after the saved cursor with nothing lost and nothing read twice.
@@ -99,11 +89,11 @@ func TestJournalFollowAndResume(t *testing.T) {
 	}
 
 	j1, stop1 := run()
-	waitUntil(t, "the first entry", func() bool { return journalLines(j1) == 1 })
+	testutil.Eventually(t, 20*time.Second, "the first entry", func() bool { return journalLines(j1) == 1 })
 	w.write("tokpulse.service", "database connection refused", "webhook delivery failed", "line one\nline two of a stack trace",
 		"binary \xff\xfe payload: denied")
 	w.write("other.service", "not ours: error")
-	waitUntil(t, "the appended entries", func() bool { return journalLines(j1) == 5 })
+	testutil.Eventually(t, 20*time.Second, "the appended entries", func() bool { return journalLines(j1) == 5 })
 	stop1()
 	if got := j1.pipe.patterns[0].matches.Load(); got != 3 {
 		t.Errorf("error pattern matched %d entries, want 3 (one of them not UTF-8)", got)
@@ -113,14 +103,14 @@ func TestJournalFollowAndResume(t *testing.T) {
 	w.write("tokpulse.service", "while stopped: login failed")
 	j2, stop2 := run()
 	defer stop2()
-	waitUntil(t, "the entry written while stopped", func() bool { return journalLines(j2) >= 1 })
+	testutil.Eventually(t, 20*time.Second, "the entry written while stopped", func() bool { return journalLines(j2) >= 1 })
 	w.write("tokpulse.service", "after the restart: rate limit")
-	waitUntil(t, "the entry after the restart", func() bool { return journalLines(j2) >= 2 })
+	testutil.Eventually(t, 20*time.Second, "the entry after the restart", func() bool { return journalLines(j2) >= 2 })
 	// Nothing more may come: the other unit's entry and the entries read
 	// before the restart must not appear. Make sure journalctl is caught
 	// up with a marker entry, then check the count.
 	w.write("tokpulse.service", "marker")
-	waitUntil(t, "the marker", func() bool { return journalLines(j2) >= 3 })
+	testutil.Eventually(t, 20*time.Second, "the marker", func() bool { return journalLines(j2) >= 3 })
 	if got := journalLines(j2); got != 3 {
 		t.Errorf("after the restart %d entries were read, want 3 (nothing repeated)", got)
 	}
@@ -156,10 +146,10 @@ func TestJournalInvalidCursor(t *testing.T) {
 	done := make(chan struct{})
 	go func() { j.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitUntil(t, "the cursor reset", func() bool { return j.resets.Load() == 1 })
-	waitUntil(t, "journalctl running again", func() bool { return j.up.Load() })
+	testutil.Eventually(t, 20*time.Second, "the cursor reset", func() bool { return j.resets.Load() == 1 })
+	testutil.Eventually(t, 20*time.Second, "journalctl running again", func() bool { return j.up.Load() })
 	w.write("tokpulse.service", "new entry")
-	waitUntil(t, "the new entry", func() bool { return journalLines(j) >= 1 })
+	testutil.Eventually(t, 20*time.Second, "the new entry", func() bool { return journalLines(j) >= 1 })
 	if got := journalLines(j); got != 1 {
 		t.Errorf("read %d entries; after a rejected cursor only new entries are read", got)
 	}
@@ -176,7 +166,7 @@ func TestJournalRestartBackoff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { j.Run(ctx); close(done) }()
-	waitUntil(t, "five restarts", func() bool { return j.starts.Load() >= 6 })
+	testutil.Eventually(t, 20*time.Second, "five restarts", func() bool { return j.starts.Load() >= 6 })
 	cancel()
 	<-done
 	if e := j.pipe.stats.readErrors.Load(); e < 5 {
@@ -242,11 +232,11 @@ func TestJournalFilters(t *testing.T) {
 			done := make(chan struct{})
 			go func() { j.Run(ctx); close(done) }()
 			defer func() { cancel(); <-done }()
-			waitUntil(t, "the matching entries", func() bool { return journalLines(j) >= tc.want })
+			testutil.Eventually(t, 20*time.Second, "the matching entries", func() bool { return journalLines(j) >= tc.want })
 			// A marker the filter lets through shows journalctl is past
 			// the other entries.
 			w.writeEntries(map[string]string{"MESSAGE": "marker", "PRIORITY": tc.marker, "SYSLOG_IDENTIFIER": "tokpulse"})
-			waitUntil(t, "the marker", func() bool { return journalLines(j) >= tc.want+1 })
+			testutil.Eventually(t, 20*time.Second, "the marker", func() bool { return journalLines(j) >= tc.want+1 })
 			if got := journalLines(j); got != tc.want+1 {
 				t.Errorf("read %d entries, want %d and the marker", got, tc.want)
 			}
@@ -280,14 +270,14 @@ func TestJournalRestartBeforeFirstEntry(t *testing.T) {
 		return j, func() { cancel(); <-done }
 	}
 	j1, stop1 := run()
-	waitUntil(t, "journalctl", func() bool { return j1.up.Load() })
+	testutil.Eventually(t, 20*time.Second, "journalctl", func() bool { return j1.up.Load() })
 	stop1()
 	w.write("tokpulse.service", "written while stopped")
 	j2, stop2 := run()
 	defer stop2()
-	waitUntil(t, "the entry written while stopped", func() bool { return journalLines(j2) >= 1 })
+	testutil.Eventually(t, 20*time.Second, "the entry written while stopped", func() bool { return journalLines(j2) >= 1 })
 	w.write("tokpulse.service", "marker")
-	waitUntil(t, "the marker", func() bool { return journalLines(j2) >= 2 })
+	testutil.Eventually(t, 20*time.Second, "the marker", func() bool { return journalLines(j2) >= 2 })
 	if got := journalLines(j2); got != 2 {
 		t.Errorf("read %d entries, want the one written while stopped and the marker", got)
 	}
@@ -359,7 +349,7 @@ func TestJournalResumeBacklog(t *testing.T) {
 
 	w.write("tokpulse.service", "first")
 	j1, stop1 := run()
-	waitUntil(t, "the first entry", func() bool { return journalLines(j1) == 1 })
+	testutil.Eventually(t, 20*time.Second, "the first entry", func() bool { return journalLines(j1) == 1 })
 	stop1()
 
 	backlog := make([]string, 25)
@@ -369,5 +359,5 @@ func TestJournalResumeBacklog(t *testing.T) {
 	w.write("tokpulse.service", backlog...)
 	j2, stop2 := run()
 	defer stop2()
-	waitUntil(t, "the whole backlog", func() bool { return journalLines(j2) == 25 })
+	testutil.Eventually(t, 20*time.Second, "the whole backlog", func() bool { return journalLines(j2) == 25 })
 }

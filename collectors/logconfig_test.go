@@ -1,42 +1,12 @@
 package collectors
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
-
-// TestLogConfigInvalid pairs each testdata/config/invalid-*.yml with the
-// problems (one per line, "key: message", message prefix) it must produce.
-func TestLogConfigInvalid(t *testing.T) {
-	files, _ := filepath.Glob("testdata/config/invalid-*.yml")
-	if len(files) == 0 {
-		t.Fatal("no cases")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, _ := os.ReadFile(f)
-			wantData, err := os.ReadFile(strings.TrimSuffix(f, ".yml") + ".err")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := DefaultConfig()
-			err = yamlx.Decode(f, data, &cfg)
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, want := range strings.Split(strings.TrimSpace(string(wantData)), "\n") {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("missing problem %q in:\n%v", want, err)
-				}
-			}
-		})
-	}
-}
 
 func TestLogConfigDefaults(t *testing.T) {
 	cfg := DefaultConfig()

@@ -11,7 +11,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
-	"github.com/tokpulse/tokpulse-agent/internal/state"
 	"github.com/tokpulse/tokpulse-agent/internal/tailer"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
@@ -158,6 +157,12 @@ func validateLogSources(c *yamlx.Checker, logs []LogConfig, journals []JournalCo
 	validateLogMetricsAcross(c, metrics)
 }
 
+func validateLogs(c *Config, v *yamlx.Checker, path string) {
+	for i := range c.Logs {
+		c.Logs[i].Validate(v, yamlx.Index(yamlx.Join(path, "logs"), i))
+	}
+}
+
 func buildLogs(cfg Config, opts Options) ([]Named, error) {
 	var out []Named
 	for _, l := range cfg.Logs {
@@ -183,15 +188,11 @@ const CheckpointInterval = time.Second
 
 // LogFile follows the files of one logs: source.
 type LogFile struct {
-	cfg    LogConfig
-	opts   Options
-	pipe   *linePipeline
-	tail   *tailer.Tailer
-	bucket *state.Bucket
-	// saved is what the last checkpoint wrote; an unchanged position is not
-	// written again, so an idle source costs no write (and no fsync) per
-	// second.
-	saved []tailer.Position
+	cfg   LogConfig
+	opts  Options
+	pipe  *linePipeline
+	tail  *tailer.Tailer
+	saved *checkpoint[logState]
 	// absentPoll is how often the source looks for its folders while none
 	// exists (absentPollInterval; tests shorten it).
 	absentPoll time.Duration
@@ -247,9 +248,11 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 		Logger:       opts.Logger,
 		Now:          opts.Now,
 	}, l.line, (*logEvents)(l))
-	if opts.State != nil {
-		l.bucket = opts.State.Bucket(logStateBucket)
-	}
+	// The positions are what counts: SavedAt changes at every save.
+	l.saved = newCheckpoint(opts, logStateBucket, cfg.Name,
+		func(a, b logState) bool { return slices.Equal(a.Positions, b.Positions) },
+		"Saved log positions are unreadable; starting as on a first run",
+		"Saving log positions failed; a restart may read lines again")
 	return l
 }
 
@@ -278,14 +281,7 @@ func (l *LogFile) Families() []string {
 // positions every CheckpointInterval and once more after the last read.
 func (l *LogFile) Run(ctx context.Context) {
 	var st logState
-	resumed := false
-	if l.bucket != nil {
-		ok, err := l.bucket.GetJSON(l.cfg.Name, &st)
-		if err != nil {
-			l.opts.Logger.Error("Saved log positions are unreadable; starting as on a first run", "err", err)
-		}
-		resumed = ok && err == nil
-	}
+	resumed := l.saved.load(&st)
 	l.warm.begin(l.opts.Now())
 	l.tail.Start(st.Positions, resumed, st.SavedAt)
 	l.checkpoint() // from now on a restart is a resumption
@@ -302,7 +298,7 @@ func (l *LogFile) Run(ctx context.Context) {
 		last = time.Now()
 		l.now = l.opts.Now()
 		moved := l.tail.Poll(ctx)
-		dirty := !slices.Equal(l.tail.Positions(), l.saved)
+		dirty := l.saved.dirty(logState{Positions: l.tail.Positions()})
 		if moved || (dirty && last.Sub(saved) >= CheckpointInterval) {
 			l.checkpoint()
 			saved, dirty = last, false
@@ -367,16 +363,10 @@ func (l *LogFile) stop() {
 	l.opts.Logger.Info("Log source stopped", "lines", l.pipe.stats.lines.Load(), "bytes", l.pipe.stats.bytes.Load())
 }
 
+// checkpoint saves the read positions (always: SavedAt tells a restart
+// how old they are).
 func (l *LogFile) checkpoint() {
-	if l.bucket == nil {
-		return
-	}
-	st := logState{Positions: l.tail.Positions(), SavedAt: l.opts.Now()}
-	if err := l.bucket.PutJSON(l.cfg.Name, st); err != nil {
-		l.opts.Logger.Error("Saving log positions failed; a restart may read lines again", "err", err)
-		return
-	}
-	l.saved = st.Positions
+	l.saved.save(logState{Positions: l.tail.Positions(), SavedAt: l.opts.Now()}, true)
 }
 
 // line is the tailer's Handler.

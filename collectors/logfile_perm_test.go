@@ -72,7 +72,7 @@ logs:
 		}
 		return m[name+`{source="secret"}`]
 	}
-	waitUntil(t, "a read error", func() bool { return metric("tokpulse_log_read_errors_total") >= 1 })
+	testutil.Eventually(t, 20*time.Second, "a read error", func() bool { return metric("tokpulse_log_read_errors_total") >= 1 })
 	if s := a.stderr.String(); !strings.Contains(s, "Cannot read log file") || !strings.Contains(s, "permission denied") || !strings.Contains(s, "give the agent's user read access") {
 		t.Errorf("the log does not say what is wrong and what to do:\n%s", s)
 	}

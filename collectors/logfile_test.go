@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,10 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil/golden"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // fixedNow is the clock of golden tests.
 var fixedNow = time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
@@ -62,19 +61,7 @@ func readAll(t *testing.T, l *LogFile) {
 
 func compareGolden(t *testing.T, file, got string) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run go test ./collectors -run Golden -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (rerun with -update after checking the change):\n--- got\n%s\n--- want\n%s", file, got, want)
-	}
+	golden.Compare(t, file, got, "go test ./collectors -run Golden")
 }
 
 // TestLogGolden reads each testdata/logs/NAME.log with the source declared
@@ -286,7 +273,7 @@ func TestLogFileFolderAppears(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte("one\ntwo\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the two lines of a file in a folder that appeared", func() bool { return lines() == 2 })
+	testutil.Eventually(t, 10*time.Second, "the two lines of a file in a folder that appeared", func() bool { return lines() == 2 })
 	// Back at the poll interval (and inotify): new lines come quickly.
 	f, err := os.OpenFile(filepath.Join(dir, "app.log"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -296,19 +283,7 @@ func TestLogFileFolderAppears(t *testing.T) {
 	if _, err := f.WriteString("three\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a line appended afterwards", func() bool { return lines() == 3 })
-}
-
-// waitFor polls cond every 10 ms until it holds, failing after limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "a line appended afterwards", func() bool { return lines() == 3 })
 }
 
 // TestLogFileShedsWhenBehind: a source far behind its files still counts

@@ -6,16 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,7 +21,6 @@ import (
 
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 	"github.com/tokpulse/tokpulse-agent/internal/safefile"
-	"github.com/tokpulse/tokpulse-agent/internal/schedule"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -46,9 +41,6 @@ const (
 // probeReasons lists every reason, in the order the failure counters are
 // exported; each starts at 0 so that rate() works from the first failure.
 var probeReasons = []string{ReasonTimeout, ReasonRefused, ReasonDNS, ReasonTLS, ReasonStatus, ReasonBody, ReasonJSON, ReasonError}
-
-// probePhases lists the timed phases of a probe.
-var probePhases = []string{"dns", "connect", "tls", "first_byte"}
 
 // ProbeConfig is one entry of the probes: list. The kind of probe follows
 // from the URL's scheme: http:// and https:// probe over HTTP, tcp://
@@ -222,7 +214,7 @@ func (p *ProbeConfig) Validate(c *yamlx.Checker, path string) {
 		c.Errorf(yamlx.Join(path, "url"), "every probe needs a url; write e.g. url: http://127.0.0.1:3000/health or tcp://127.0.0.1:5432")
 	case err != nil:
 		c.Errorf(yamlx.Join(path, "url"), "%q is not a URL: %v", p.URL, err)
-	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp":
+	case probers()[u.Scheme].Run == nil:
 		c.Errorf(yamlx.Join(path, "url"), "scheme %q is not supported; write http://, https:// or tcp://host:port", u.Scheme)
 	case u.Host == "":
 		c.Errorf(yamlx.Join(path, "url"), "%q has no host; write e.g. %s://127.0.0.1:3000/", p.URL, u.Scheme)
@@ -285,11 +277,7 @@ func (c *ProbeConfig) name() string { return c.Name }
 // reason (one of the Reason constants) and the error that tells the
 // operator what happened.
 type ProbeResult struct {
-	Time     time.Time
-	Success  bool
-	Reason   string
-	Err      error
-	Duration time.Duration
+	Outcome
 	// Phases holds the time spent in each phase that happened (dns,
 	// connect, tls, first_byte).
 	Phases     map[string]time.Duration
@@ -313,19 +301,43 @@ type ProbeTarget struct {
 	// Display is the URL as logs, status and evidence show it.
 	Display string
 
+	prober Prober
 	client *http.Client // HTTP probes only
 }
 
-// proberFor returns the probe function of a URL scheme. This switch is the
-// one place that lists the kinds of probe.
-func proberFor(scheme string) ProbeFn {
-	switch scheme {
-	case "http", "https":
-		return ProbeHTTP
-	case "tcp":
-		return ProbeTCP
+// Prober is one kind of probe, as blackbox_exporter's prober/ has them:
+// the function that runs it and the metrics its result fills beyond
+// success, duration, failures and values. Each lives in its own file
+// (probe_http.go, probe_tcp.go).
+type Prober struct {
+	Run ProbeFn
+	// Collect exports what this kind measures (its phases, a status
+	// code) for the probe named name.
+	Collect func(d *ProbeDescs, name string, r *ProbeResult, ch chan<- prometheus.Metric)
+}
+
+// ProbeDescs are the probe metrics a Prober fills.
+type ProbeDescs struct {
+	Phase, Status *prometheus.Desc
+}
+
+// collectPhases exports the phases a kind times, 0 for those that did
+// not happen, so that every series of the kind exists after the first run.
+func collectPhases(d *ProbeDescs, name string, r *ProbeResult, phases []string, ch chan<- prometheus.Metric) {
+	for _, ph := range phases {
+		ch <- prometheus.MustNewConstMetric(d.Phase, prometheus.GaugeValue, r.Phases[ph].Seconds(), name, ph)
 	}
-	return nil
+}
+
+// probers returns the kinds of probe by URL scheme. This table is the one
+// place that lists them; adding a kind is a file with its ProbeFn and a
+// line here (and its scheme in ProbeConfig.Validate's message).
+func probers() map[string]Prober {
+	return map[string]Prober{
+		"http":  httpProber,
+		"https": httpProber,
+		"tcp":   tcpProber,
+	}
 }
 
 // newProbeTarget prepares a probe for running.
@@ -338,7 +350,11 @@ func newProbeTarget(cfg ProbeConfig) (*ProbeTarget, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe %s: %w", cfg.Name, err)
 	}
-	t := &ProbeTarget{Config: cfg, URL: u, TLS: tc, Display: showURL(cfg, cfg.URL)}
+	pr, ok := probers()[u.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("probe %s: scheme %q is not supported", cfg.Name, u.Scheme)
+	}
+	t := &ProbeTarget{Config: cfg, URL: u, TLS: tc, Display: showURL(cfg, cfg.URL), prober: pr}
 	if u.Scheme == "http" || u.Scheme == "https" {
 		t.client = newProbeClient(t)
 	}
@@ -408,69 +424,43 @@ func classifyError(ctx context.Context, err error) string {
 // Probes runs the configured probes, each on its own schedule, and reports
 // their last results.
 type Probes struct {
-	probes []*probeState
-	logger *slog.Logger
-	now    func() time.Time
-	redact *evidence.Redactor
-	warm   warmup
-	// ran counts the probes that have a result.
-	ran atomic.Int32
-
-	success, duration, phase, status, failures, value *prometheus.Desc
+	scheduled[*ProbeTarget, *ProbeResult]
+	descs ProbeDescs
+	value *prometheus.Desc
 }
 
-type probeState struct {
-	target *ProbeTarget
-	run    ProbeFn
-	// key is the probe's identity across reloads: its configuration.
-	key string
-
-	mu          sync.Mutex
-	last        *ProbeResult
-	lastFailure *ProbeResult
-	failures    map[string]float64
+// probeKind is what sets probes apart for the scheduled type.
+var probeKind = kindSpec[*ProbeTarget]{
+	kind: "probe",
+	job: func(t *ProbeTarget) jobSpec {
+		return jobSpec{name: t.Config.Name, key: configKey(t.Config), interval: t.Config.Interval.D(), timeout: t.Config.Timeout.D()}
+	},
+	reasons:      probeReasons,
+	durationHelp: "How long the last run of the probe took, whole.",
 }
 
 // NewProbes prepares the probes of cfgs; it fails when a TLS file cannot be
 // read.
 func NewProbes(cfgs []ProbeConfig, opts Options) (*Probes, error) {
 	opts = opts.withDefaults()
-	l := []string{"probe"}
-	p := &Probes{
-		logger:   opts.Logger.With("collector", "probes"),
-		now:      opts.Now,
-		redact:   opts.Redactor,
-		success:  prometheus.NewDesc("tokpulse_probe_success", "1 if the last run of the probe succeeded, 0 if it failed.", l, nil),
-		duration: prometheus.NewDesc("tokpulse_probe_duration_seconds", "How long the last run of the probe took, whole.", l, nil),
-		phase:    prometheus.NewDesc("tokpulse_probe_phase_duration_seconds", "Time the last run of the probe spent in each phase.", []string{"probe", "phase"}, nil),
-		status:   prometheus.NewDesc("tokpulse_probe_http_status_code", "HTTP status code of the last run's response (the last one, after redirects); 0 when none came.", l, nil),
-		failures: prometheus.NewDesc("tokpulse_probe_failures_total", "Failed probe runs, by reason.", []string{"probe", "reason"}, nil),
-		value:    prometheus.NewDesc("tokpulse_probe_value", "A number extracted from the JSON body of the last successful-enough response.", []string{"probe", "field"}, nil),
-	}
+	targets := make([]*ProbeTarget, 0, len(cfgs))
 	for _, c := range cfgs {
 		t, err := newProbeTarget(c)
 		if err != nil {
 			return nil, err
 		}
-		fn := proberFor(t.URL.Scheme)
-		if fn == nil {
-			return nil, fmt.Errorf("probe %s: scheme %q is not supported", c.Name, t.URL.Scheme)
-		}
-		p.probes = append(p.probes, &probeState{target: t, run: fn, key: configKey(c), failures: map[string]float64{}})
+		targets = append(targets, t)
 	}
-	var intervals, timeouts []time.Duration
-	for _, c := range cfgs {
-		intervals, timeouts = append(intervals, c.Interval.D()), append(timeouts, c.Timeout.D())
+	p := &Probes{
+		descs: ProbeDescs{
+			Phase:  prometheus.NewDesc("tokpulse_probe_phase_duration_seconds", "Time the last run of the probe spent in each phase.", []string{"probe", "phase"}, nil),
+			Status: prometheus.NewDesc("tokpulse_probe_http_status_code", "HTTP status code of the last run's response (the last one, after redirects); 0 when none came.", []string{"probe"}, nil),
+		},
+		value: prometheus.NewDesc("tokpulse_probe_value", "A number extracted from the JSON body of the last successful-enough response.", []string{"probe", "field"}, nil),
 	}
-	p.warm.limit = scheduleWarmup(probeMaxPhase, intervals, timeouts)
+	p.init(probeKind, targets, opts)
 	return p, nil
 }
-
-// probeMaxPhase bounds the delay before a probe's first run.
-const probeMaxPhase = 5 * time.Second
-
-// Warm implements Warmer: every probe has a result.
-func (p *Probes) Warm() bool { return p.warm.warm(p.now()) }
 
 // Families implements Warmer: the families a probe's result fills.
 func (p *Probes) Families() []string {
@@ -481,34 +471,13 @@ func (p *Probes) Families() []string {
 // Inherit implements Inheritor: a probe whose configuration did not change
 // keeps its last result and failure counters over a reload.
 func (p *Probes) Inherit(old Collector) {
-	o, ok := old.(*Probes)
-	if !ok {
-		return
-	}
-	prev := map[string]*probeState{}
-	for _, s := range o.probes {
-		prev[s.key] = s
-	}
-	for _, s := range p.probes {
-		os, ok := prev[s.key]
-		if !ok {
-			continue
-		}
-		os.mu.Lock()
-		s.last, s.lastFailure, s.failures = os.last, os.lastFailure, maps.Clone(os.failures)
-		os.mu.Unlock()
-		if s.last != nil {
-			p.recordRan()
-		}
+	if o, ok := old.(*Probes); ok {
+		p.inherit(&o.scheduled)
 	}
 }
 
-// recordRan counts a probe's first result; the last one makes the
-// collector warm.
-func (p *Probes) recordRan() {
-	if int(p.ran.Add(1)) >= len(p.probes) {
-		p.warm.done.Store(true)
-	}
+func validateProbes(c *Config, v *yamlx.Checker, path string) {
+	validateNamed(c.Probes, v, yamlx.Join(path, "probes"), "probe")
 }
 
 func buildProbes(cfg Config, opts Options) ([]Named, error) {
@@ -527,27 +496,15 @@ func buildProbes(cfg Config, opts Options) ([]Named, error) {
 // Run implements Runner: each probe runs on its own interval with a random
 // phase until ctx is cancelled.
 func (p *Probes) Run(ctx context.Context) {
-	jobs := make([]schedule.Job, len(p.probes))
-	for i, s := range p.probes {
-		jobs[i] = schedule.Job{
-			Name:     s.target.Config.Name,
-			Interval: s.target.Config.Interval.D(),
-			Run:      func(ctx context.Context) { p.RunOnce(ctx, i) },
-		}
-	}
-	// The first results arrive within a few seconds of a start or reload,
-	// whatever the intervals.
-	p.warm.begin(p.now())
-	schedule.Run(ctx, jobs, schedule.Options{MaxPhase: probeMaxPhase})
+	p.run(ctx, func(ctx context.Context, i int) { p.RunOnce(ctx, i) })
 }
 
 // RunOnce runs probe i now and records its result.
 func (p *Probes) RunOnce(ctx context.Context, i int) ProbeResult {
-	s := p.probes[i]
-	cfg := s.target.Config
-	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout.D())
+	t := p.jobs[i].cfg
+	pctx, cancel := context.WithTimeout(ctx, t.Config.Timeout.D())
 	start := time.Now()
-	r := s.run(pctx, s.target)
+	r := t.prober.Run(pctx, t)
 	cancel()
 	r.Duration = time.Since(start)
 	r.Time = p.now()
@@ -556,86 +513,50 @@ func (p *Probes) RunOnce(ctx context.Context, i int) ProbeResult {
 		// nothing about the target.
 		return r
 	}
-	s.mu.Lock()
-	first := s.last == nil
-	wasUp := first || s.last.Success
-	s.last = &r
-	if !r.Success {
-		s.failures[r.Reason]++
-		s.lastFailure = &r
-	}
-	s.mu.Unlock()
-	if first {
-		p.recordRan()
-	}
-	switch {
-	case !r.Success && wasUp:
-		p.logger.Warn("Probe failing", "probe", cfg.Name, "reason", r.Reason, "err", p.redact.Redact(fmt.Sprint(r.Err)))
-	case r.Success && !wasUp:
-		p.logger.Info("Probe recovered", "probe", cfg.Name)
-	}
+	p.record(i, &r)
 	return r
 }
 
 // Update implements Collector; it reports the last results and never
 // probes.
 func (p *Probes) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	for _, s := range p.probes {
-		name := s.target.Config.Name
-		s.mu.Lock()
-		for _, reason := range probeReasons {
-			ch <- prometheus.MustNewConstMetric(p.failures, prometheus.CounterValue, s.failures[reason], name, reason)
+	p.update(ch, func(j *job[*ProbeTarget, *ProbeResult], r *ProbeResult) {
+		j.cfg.prober.Collect(&p.descs, j.name, r, ch)
+		for f, v := range r.Values {
+			ch <- prometheus.MustNewConstMetric(p.value, prometheus.GaugeValue, v, j.name, f)
 		}
-		if r := s.last; r != nil {
-			ch <- prometheus.MustNewConstMetric(p.success, prometheus.GaugeValue, b2f(r.Success), name)
-			ch <- prometheus.MustNewConstMetric(p.duration, prometheus.GaugeValue, r.Duration.Seconds(), name)
-			phases := probePhases
-			if s.target.URL.Scheme == "tcp" {
-				phases = phases[:3]
-			} else {
-				ch <- prometheus.MustNewConstMetric(p.status, prometheus.GaugeValue, float64(r.StatusCode), name)
-			}
-			for _, ph := range phases {
-				ch <- prometheus.MustNewConstMetric(p.phase, prometheus.GaugeValue, r.Phases[ph].Seconds(), name, ph)
-			}
-			for f, v := range r.Values {
-				ch <- prometheus.MustNewConstMetric(p.value, prometheus.GaugeValue, v, name, f)
-			}
-		}
-		s.mu.Unlock()
-	}
+	})
 	return nil
 }
 
 // Evidence implements evidence.Provider: the last failure of each probe
 // that failed at least once, with its reason, error and a body excerpt.
 func (p *Probes) Evidence() []evidence.Section {
-	var out []evidence.Section
-	for _, s := range p.probes {
-		s.mu.Lock()
-		f, last := s.lastFailure, s.last
-		s.mu.Unlock()
-		if f == nil {
-			continue
-		}
-		name := s.target.Config.Name
-		title := fmt.Sprintf("Last failure of probe %s (%s %s): %s", name, s.target.Config.Method, p.redact.Redact(s.target.Display), f.Reason)
-		if last != nil && last.Success {
-			title += "; it has succeeded since"
-		}
-		entries := []evidence.Entry{{Time: f.Time, Text: p.redact.Redact(fmt.Sprintf("reason=%s error=%v duration=%s", f.Reason, f.Err, f.Duration.Round(time.Millisecond)))}}
-		if f.StatusCode != 0 {
-			entries = append(entries, evidence.Entry{Time: f.Time, Text: fmt.Sprintf("status=%d", f.StatusCode)})
-		}
-		if f.Excerpt != "" {
-			entries = append(entries, evidence.Entry{Time: f.Time, Text: "body: " + p.redact.Redact(f.Excerpt)})
-		}
-		out = append(out, evidence.Section{
-			Source: "probe/" + name, Kind: "probe_failure", Title: title,
-			Labels: map[string]string{"probe": name}, Entries: entries,
+	return p.evidence("probe_failure",
+		func(j *job[*ProbeTarget, *ProbeResult], f *ProbeResult) string {
+			return fmt.Sprintf("Last failure of probe %s (%s %s): %s", j.name, j.cfg.Config.Method, p.redact.Redact(j.cfg.Display), f.Reason)
+		},
+		func(f *ProbeResult) []evidence.Entry {
+			entries := []evidence.Entry{{Time: f.Time, Text: p.redact.Redact(fmt.Sprintf("reason=%s error=%v duration=%s", f.Reason, f.Err, f.Duration.Round(time.Millisecond)))}}
+			if f.StatusCode != 0 {
+				entries = append(entries, evidence.Entry{Time: f.Time, Text: fmt.Sprintf("status=%d", f.StatusCode)})
+			}
+			if f.Excerpt != "" {
+				entries = append(entries, evidence.Entry{Time: f.Time, Text: "body: " + p.redact.Redact(f.Excerpt)})
+			}
+			return entries
 		})
-	}
-	return out
+}
+
+// Status implements StatusProvider: one line per probe with its last
+// result, so that `tokpulse-agent status` shows why a probe fails.
+func (p *Probes) Status() []Status {
+	return p.status(func(r *ProbeResult, d string) string {
+		if r.StatusCode != 0 {
+			return fmt.Sprintf("HTTP %d, %s", r.StatusCode, d)
+		}
+		return d
+	})
 }
 
 func b2f(b bool) float64 {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 )
 
@@ -105,6 +106,15 @@ func newProbeClient(t *ProbeTarget) *http.Client {
 	}
 }
 
+// httpProber is the kind of http:// and https:// probes.
+var httpProber = Prober{Run: ProbeHTTP, Collect: func(d *ProbeDescs, name string, r *ProbeResult, ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(d.Status, prometheus.GaugeValue, float64(r.StatusCode), name)
+	collectPhases(d, name, r, httpPhases, ch)
+}}
+
+// httpPhases lists the timed phases of an HTTP probe.
+var httpPhases = []string{"dns", "connect", "tls", "first_byte"}
+
 // ProbeHTTP sends one request and judges the response by the probe's
 // expectations. Each run uses its own transport with keep-alives off, so
 // that every run measures a fresh connect and leaves no connection behind.
@@ -112,7 +122,7 @@ func ProbeHTTP(ctx context.Context, t *ProbeTarget) ProbeResult {
 	cfg := t.Config
 	timer := &phaseTimer{start: time.Now(), phases: map[string]time.Duration{}}
 	fail := func(reason string, err error) ProbeResult {
-		return ProbeResult{Reason: reason, Err: err, Phases: timer.snapshot()}
+		return ProbeResult{Outcome: failed(reason, err), Phases: timer.snapshot()}
 	}
 
 	var body io.Reader

@@ -275,7 +275,7 @@ probes:
 
 	// The scheduled runs keep going on their own.
 	lastTime := func() time.Time {
-		s := p.probes[0]
+		s := p.jobs[0]
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.last.Time

@@ -6,7 +6,17 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// tcpProber is the kind of tcp:// probes.
+var tcpProber = Prober{Run: ProbeTCP, Collect: func(d *ProbeDescs, name string, r *ProbeResult, ch chan<- prometheus.Metric) {
+	collectPhases(d, name, r, tcpPhases, ch)
+}}
+
+// tcpPhases lists the timed phases of a TCP probe.
+var tcpPhases = []string{"dns", "connect", "tls"}
 
 // ProbeTCP connects to the probe's host:port and, when tls.enabled is set,
 // completes a TLS handshake (verifying the certificate unless
@@ -23,10 +33,10 @@ func ProbeTCP(ctx context.Context, t *ProbeTarget) ProbeResult {
 		ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
 		phases["dns"] = time.Since(start)
 		if err != nil {
-			return ProbeResult{Reason: classifyError(ctx, err), Err: fmt.Errorf("resolving %s: %w", host, err), Phases: phases}
+			return ProbeResult{Outcome: failed(classifyError(ctx, err), fmt.Errorf("resolving %s: %w", host, err)), Phases: phases}
 		}
 		if len(ips) == 0 {
-			return ProbeResult{Reason: ReasonDNS, Err: fmt.Errorf("%s resolves to no address", host), Phases: phases}
+			return ProbeResult{Outcome: failed(ReasonDNS, fmt.Errorf("%s resolves to no address", host)), Phases: phases}
 		}
 		addr = ips[0].String()
 	}
@@ -34,11 +44,11 @@ func ProbeTCP(ctx context.Context, t *ProbeTarget) ProbeResult {
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(addr, port))
 	phases["connect"] = time.Since(start)
 	if err != nil {
-		return ProbeResult{Reason: classifyError(ctx, err), Err: fmt.Errorf("connecting to %s: %w", t.URL.Host, err), Phases: phases}
+		return ProbeResult{Outcome: failed(classifyError(ctx, err), fmt.Errorf("connecting to %s: %w", t.URL.Host, err)), Phases: phases}
 	}
 	defer conn.Close()
 	if !t.Config.TLS.Enabled {
-		return ProbeResult{Success: true, Phases: phases}
+		return ProbeResult{Outcome: Outcome{Success: true}, Phases: phases}
 	}
 	tc := t.TLS.Clone()
 	if tc.ServerName == "" {
@@ -53,7 +63,7 @@ func ProbeTCP(ctx context.Context, t *ProbeTarget) ProbeResult {
 		if reason == ReasonError {
 			reason = ReasonTLS
 		}
-		return ProbeResult{Reason: reason, Err: fmt.Errorf("TLS handshake with %s: %w", t.URL.Host, err), Phases: phases}
+		return ProbeResult{Outcome: failed(reason, fmt.Errorf("TLS handshake with %s: %w", t.URL.Host, err)), Phases: phases}
 	}
-	return ProbeResult{Success: true, Phases: phases}
+	return ProbeResult{Outcome: Outcome{Success: true}, Phases: phases}
 }

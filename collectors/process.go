@@ -126,6 +126,10 @@ func NewProcesses(groups []ProcessConfig, opts Options) *Processes {
 	return p
 }
 
+func validateProcesses(c *Config, v *yamlx.Checker, path string) {
+	validateNamed(c.Processes, v, yamlx.Join(path, "processes"), "process")
+}
+
 func buildProcesses(cfg Config, opts Options) ([]Named, error) {
 	if len(cfg.Processes) == 0 {
 		return nil, nil
@@ -133,29 +137,40 @@ func buildProcesses(cfg Config, opts Options) ([]Named, error) {
 	return []Named{{Name: "processes", Collector: NewProcesses(cfg.Processes, opts), Key: configKey([]any{cfg.Processes, opts.Paths}), Reuse: true}}, nil
 }
 
-// Scan lists the processes of every group now.
-func (p *Processes) Scan() (map[string][]processInfo, error) {
-	pfs, err := procfs.NewFS(p.proc)
+// eachProcess calls fn with every process of the proc root (the host's
+// /proc) whose stat file it can read, and the host's boot time in Unix
+// seconds: the one reader of the process facts, for the process groups
+// (Scan) and for the host's top processes (psRows).
+func eachProcess(proc string, fn func(pr procfs.Proc, s procfs.ProcStat, bootTime uint64)) error {
+	pfs, err := procfs.NewFS(proc)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w (set agent.paths.proc to a mounted procfs)", p.proc, err)
+		return fmt.Errorf("opening %s: %w (set agent.paths.proc to a mounted procfs)", proc, err)
 	}
 	st, err := pfs.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("reading boot time from %s/stat: %w", p.proc, err)
+		return fmt.Errorf("reading boot time from %s/stat: %w", proc, err)
 	}
 	procs, err := pfs.AllProcs()
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", p.proc, err)
+		return fmt.Errorf("listing %s: %w", proc, err)
 	}
-	out := make(map[string][]processInfo, len(p.groups))
 	for _, pr := range procs {
 		s, err := pr.Stat()
 		if err != nil {
 			continue // exited meanwhile
 		}
+		fn(pr, s, st.BootTime)
+	}
+	return nil
+}
+
+// Scan lists the processes of every group now.
+func (p *Processes) Scan() (map[string][]processInfo, error) {
+	out := make(map[string][]processInfo, len(p.groups))
+	err := eachProcess(p.proc, func(pr procfs.Proc, s procfs.ProcStat, bootTime uint64) {
 		// Kernel threads and zombies have no program to watch.
 		if s.PID == 2 || s.PPID == 2 || s.State == "Z" {
-			continue
+			return
 		}
 		var cmdline, exe string
 		if p.needCmd {
@@ -179,7 +194,7 @@ func (p *Processes) Scan() (map[string][]processInfo, error) {
 					rss:     float64(s.ResidentMemory()),
 					cpu:     s.CPUTime(),
 					threads: s.NumThreads,
-					start:   float64(st.BootTime) + float64(s.Starttime)/userHZ,
+					start:   float64(bootTime) + float64(s.Starttime)/userHZ,
 				}
 				if info.cmdline == "" {
 					args, _ := pr.CmdLine()
@@ -192,6 +207,9 @@ func (p *Processes) Scan() (map[string][]processInfo, error) {
 			}
 			out[g.Name] = append(out[g.Name], *info)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

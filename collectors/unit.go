@@ -28,7 +28,8 @@ func normalizeUnit(name string) string {
 	return name + ".service"
 }
 
-func validateUnits(units []string, c *yamlx.Checker, path string) {
+func validateUnits(cfg *Config, c *yamlx.Checker, path string) {
+	units, path := cfg.Units, yamlx.Join(path, "units")
 	seen := map[string]bool{}
 	for i, u := range units {
 		p := yamlx.Index(path, i)
@@ -152,7 +153,7 @@ func (u *Units) markLost(bus UnitBus, err error) {
 // Run implements Runner: it keeps a connection to the system bus.
 func (u *Units) Run(ctx context.Context) {
 	u.warm.begin(time.Now())
-	backoff := u.MinBackoff
+	backoff := restartBackoff(u.MinBackoff, u.MaxBackoff)
 	defer func() {
 		u.mu.Lock()
 		if u.bus != nil {
@@ -172,27 +173,27 @@ func (u *Units) Run(ctx context.Context) {
 				}
 				// Said once at warn; every retry after that is debug, so a
 				// host without systemd does not fill the log.
+				wait := backoff.NextBackOff()
 				if !u.warned {
 					u.warned = true
 					u.logger.Warn("Cannot reach systemd over the system D-Bus; unit states are not reported (tokpulse_systemd_up is 0) until it answers. Is dbus running and /run/dbus/system_bus_socket readable by the agent?", "err", err)
 				} else {
-					u.logger.Debug("Still cannot reach systemd over D-Bus", "err", err, "retry_in", backoff)
+					u.logger.Debug("Still cannot reach systemd over D-Bus", "err", err, "retry_in", wait)
 				}
-				t := time.NewTimer(backoff)
+				t := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
 					t.Stop()
 					return
 				case <-t.C:
 				}
-				backoff = min(backoff*2, u.MaxBackoff)
 				continue
 			}
 			if u.warned {
 				u.logger.Info("Connected to systemd over D-Bus")
 			}
 			u.warned = false
-			backoff = u.MinBackoff
+			backoff.Reset()
 			u.mu.Lock()
 			u.bus, u.busDone = bus, done
 			u.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tokpulse/tokpulse-agent/collectors"
 	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
@@ -136,7 +137,7 @@ func renderRunbookTexts(t *testing.T) []namedText {
 	tr, err := incident.New(incident.Options{
 		Policies: alert.DefaultPolicies(), Host: "web-1", Version: "1.4.0",
 		RunbookURL: "https://github.com/example/tokpulse/blob/main/docs/INCIDENT_RUNBOOK.md",
-		Evidence: &rules.HostEvidence{Proc: "testdata/texts/proc", Rootfs: "testdata/texts",
+		Evidence: &collectors.HostEvidence{Proc: "testdata/texts/proc", Rootfs: "testdata/texts",
 			Providers: func() []evidence.Provider { return []evidence.Provider{sections} }, Now: func() time.Time { return now }},
 		Delivery: deliveryFunc(func(evs []alert.Event) { events = append(events, evs...) }),
 		Now:      func() time.Time { return now },

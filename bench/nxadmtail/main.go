@@ -92,7 +92,22 @@ func trial(name string, seconds, rate, every int) (string, error) {
 			func(_ string, line []byte, _ bool) { c.line(line) }, nil)
 		tctx, tcancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { tl.Run(tctx, nil, false, time.Time{}); close(done) }()
+		go func() {
+			// The agent's loop without its checkpoints and inotify
+			// wake-ups: poll every PollInterval until stopped.
+			tl.Start(nil, false, time.Time{})
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for tctx.Err() == nil {
+				tl.Poll(tctx)
+				select {
+				case <-tctx.Done():
+				case <-tick.C:
+				}
+			}
+			tl.Close()
+			close(done)
+		}()
 		stop = func() { tcancel(); <-done }
 	default:
 		t, err := tail.TailFile(path, tail.Config{Follow: true, ReOpen: true, Poll: name == "nxadm/tail poll",

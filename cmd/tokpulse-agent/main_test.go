@@ -16,30 +16,19 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil/golden"
 )
 
 func TestCheckExitsNonZeroOnEveryInvalidFile(t *testing.T) {
 	// The golden errors name files as the agent package's tests see them.
 	t.Chdir("../../agent")
-	files, _ := filepath.Glob("testdata/invalid-*.yml")
-	if len(files) == 0 {
-		t.Fatal("no invalid fixtures found")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			if code := run([]string{"check", "--config", f}, &out, &errOut); code == 0 {
-				t.Fatalf("check %s exited 0; want non-zero", f)
-			}
-			want, err := os.ReadFile(f + ".err")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if errOut.String() != string(want) {
-				t.Errorf("check printed:\n%s\nwant:\n%s", errOut.String(), want)
-			}
-		})
-	}
+	golden.InvalidConfigs(t, "testdata/invalid-*.yml", "go test ./agent -run TestInvalidConfigs", func(t *testing.T, f string) string {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"check", "--config", f}, &out, &errOut); code == 0 {
+			t.Fatalf("check %s exited 0; want non-zero", f)
+		}
+		return errOut.String()
+	})
 }
 
 func TestCheckAcceptsValid(t *testing.T) {

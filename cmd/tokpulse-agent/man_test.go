@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,9 +9,8 @@ import (
 	"testing"
 
 	"github.com/tokpulse/tokpulse-agent/internal/testutil"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil/golden"
 )
-
-var updateMan = flag.Bool("update", false, "rewrite the generated part of packaging/tokpulse-agent.8")
 
 // manBlocks are the generated parts of the man page, each between a
 // `.\" BEGIN GENERATED NAME` and a `.\" END GENERATED NAME` line.
@@ -128,7 +126,7 @@ func TestManPage(t *testing.T) {
 		}
 		want = want[:i+len(begin)] + manGenerated(block) + want[j:]
 	}
-	if *updateMan {
+	if golden.Update() {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}

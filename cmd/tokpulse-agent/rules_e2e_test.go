@@ -83,22 +83,6 @@ func getMetrics(base string) (string, error) {
 	return string(b), err
 }
 
-// waitFor polls cond every 100ms until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
-}
-
 // TestRulesEndToEnd runs the agent binary on a fixture /proc whose meminfo
 // the test rewrites: the memory alert goes pending, fires after `for`, and
 // resolves when usage falls back, as /api/v1/alerts and /metrics show.
@@ -180,9 +164,9 @@ rule_files:
 			return strings.Contains(m, line), "tokpulse_alerts lines: " + grepLines(m, "tokpulse_alerts{")
 		}
 	}
-	waitFor(t, "the alert to be pending", 20*time.Second, state("pending"))
-	waitFor(t, "the alert to fire", 20*time.Second, state("firing"))
-	waitFor(t, "tokpulse_alerts to count it firing", 10*time.Second,
+	testutil.EventuallyState(t, 20*time.Second, "the alert to be pending", state("pending"))
+	testutil.EventuallyState(t, 20*time.Second, "the alert to fire", state("firing"))
+	testutil.EventuallyState(t, 10*time.Second, "tokpulse_alerts to count it firing",
 		metric(`tokpulse_alerts{alertname="E2EHighMemoryUsage",alertstate="firing",severity="P2"} 1`))
 
 	as, err := getAlerts(base)
@@ -205,8 +189,8 @@ rule_files:
 	}
 
 	writeMeminfo(t, proc, 50)
-	waitFor(t, "the alert to resolve", 20*time.Second, state("resolved"))
-	waitFor(t, "tokpulse_alerts to drop it", 10*time.Second,
+	testutil.EventuallyState(t, 20*time.Second, "the alert to resolve", state("resolved"))
+	testutil.EventuallyState(t, 10*time.Second, "tokpulse_alerts to drop it",
 		metric(`tokpulse_alerts{alertname="E2EHighMemoryUsage",alertstate="firing",severity="P2"} 0`))
 }
 

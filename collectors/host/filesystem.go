@@ -78,16 +78,20 @@ type statfsCall struct {
 // errMountTimeout is node_exporter's device_error text for a stuck mount.
 var errMountTimeout = errors.New("mountpoint timeout")
 
-func (c *Collector) updateFilesystem(ctx context.Context, ch chan<- prometheus.Metric) error {
+// mountStat is one selected mount and its statfs (or why there is none).
+type mountStat struct {
+	m   mount
+	buf unix.Statfs_t
+	err error
+}
+
+// statMounts reads the mount table and the statfs of every selected
+// mount: the one reader of the filesystem facts, for the metrics and for
+// an alert's evidence (Filesystems).
+func (c *Collector) statMounts(ctx context.Context) ([]mountStat, error) {
 	mounts, err := c.readMounts()
 	if err != nil {
-		return err
-	}
-	type key struct{ device, mountPoint, fsType, deviceError, major, minor string }
-	type result struct {
-		m   mount
-		buf unix.Statfs_t
-		err error
+		return nil, err
 	}
 	var selected []mount
 	for _, m := range mounts {
@@ -95,17 +99,56 @@ func (c *Collector) updateFilesystem(ctx context.Context, ch chan<- prometheus.M
 			selected = append(selected, m)
 		}
 	}
-	results := make([]result, len(selected))
+	results := make([]mountStat, len(selected))
 	var wg sync.WaitGroup
 	// One statfs per mount point, concurrently: a slow mount costs its own
 	// timeout, not the sum over mounts.
 	for i, m := range selected {
 		wg.Go(func() {
 			buf, err := c.statfsWithTimeout(ctx, m.mountPoint)
-			results[i] = result{m, buf, err}
+			results[i] = mountStat{m, buf, err}
 		})
 	}
 	wg.Wait()
+	return results, nil
+}
+
+// Filesystem is one mounted filesystem's usage, as df shows it.
+type Filesystem struct {
+	Device, MountPoint, FSType string
+	// Size, Used and Avail are in bytes: used is what is not free, avail
+	// what an unprivileged user may still write.
+	Size, Used, Avail uint64
+}
+
+// Filesystems returns the usage of the filesystems the collector's
+// filesystem family reports (the same mounts, selection and statfs
+// timeouts), leaving out those whose statfs failed or timed out.
+func (c *Collector) Filesystems(ctx context.Context) ([]Filesystem, error) {
+	results, err := c.statMounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Filesystem
+	for _, r := range results {
+		if r.err != nil {
+			continue
+		}
+		bsize := uint64(r.buf.Bsize)
+		out = append(out, Filesystem{
+			Device: r.m.device, MountPoint: r.m.mountPoint, FSType: r.m.fsType,
+			Size: r.buf.Blocks * bsize, Used: (r.buf.Blocks - r.buf.Bfree) * bsize, Avail: r.buf.Bavail * bsize,
+		})
+	}
+	return out, nil
+}
+
+func (c *Collector) updateFilesystem(ctx context.Context, ch chan<- prometheus.Metric) error {
+	results, err := c.statMounts(ctx)
+	if err != nil {
+		return err
+	}
+	type key struct{ device, mountPoint, fsType, deviceError, major, minor string }
 	seen := map[key]bool{}
 	for _, r := range results {
 		m := r.m

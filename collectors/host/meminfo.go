@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -19,20 +20,45 @@ import (
 // keeps the ones a newer kernel adds (Zswap, SecPageTables) as node_exporter
 // 1.5 on Debian 12 does.
 func (c *Collector) updateMeminfo(_ context.Context, ch chan<- prometheus.Metric) error {
-	data, release, err := readFile(c.procPath("meminfo"))
-	defer release()
+	fields, err := readMeminfo(c.procPath("meminfo"))
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", c.procPath("meminfo"), err)
-	}
-	fields, err := parseMeminfo(data)
-	if err != nil {
-		return fmt.Errorf("parsing %s: %w", c.procPath("meminfo"), err)
+		return err
 	}
 	for _, f := range fields {
 		name := "node_memory_" + f.name
 		ch <- mustConst(c.desc(name, "Memory information field "+f.name+"."), prometheus.GaugeValue, f.value)
 	}
 	return nil
+}
+
+// Meminfo reads proc/meminfo (proc is the host's /proc) into its fields
+// by the names node_memory_* gives them (MemTotal_bytes, HugePages_Total):
+// the one reader of the memory facts, for the metrics and for an alert's
+// evidence.
+func Meminfo(proc string) (map[string]float64, error) {
+	fields, err := readMeminfo(filepath.Join(proc, "meminfo"))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]float64, len(fields))
+	for _, f := range fields {
+		out[f.name] = f.value
+	}
+	return out, nil
+}
+
+// readMeminfo reads and parses the meminfo file at path.
+func readMeminfo(path string) ([]meminfoField, error) {
+	data, release, err := readFile(path)
+	defer release()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	fields, err := parseMeminfo(data)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return fields, nil
 }
 
 type meminfoField struct {

@@ -2,8 +2,6 @@ package host
 
 import (
 	"context"
-	"flag"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -14,10 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil/golden"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // ownConfig enables the families whose files testdata/own holds; uname,
 // time and timex read the test machine and are tested on their own.
@@ -83,19 +80,8 @@ func TestOwnFixtureGolden(t *testing.T) {
 	mfs := gather(t, c)
 	delete(mfs, "node_scrape_collector_duration_seconds")
 	got := exposition(t, mfs)
-	const golden = "testdata/own/metrics.golden"
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (go test ./collectors/host -run OwnFixture -update writes it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("exposition differs from %s (rerun with -update after checking the change):\n%s", golden, got)
-	}
+	const goldenFile = "testdata/own/metrics.golden"
+	golden.Compare(t, goldenFile, got, "go test ./collectors/host -run OwnFixture")
 	for _, w := range []string{
 		// the mountinfo source, never resolved
 		`node_filesystem_avail_bytes{device="/dev/root",fstype="ext4",mountpoint="/"} 3.758096384e+10`,

@@ -128,8 +128,9 @@ const (
 	readPassBytes = 8 << 20
 )
 
-// Tailer follows the files of one source. Run does all reading in one
-// goroutine; Positions may be called from any goroutine.
+// Tailer follows the files of one source. Start, Poll and Close are
+// called from one goroutine, which does all reading; Positions may be
+// called from any goroutine.
 type Tailer struct {
 	cfg    Config
 	handle Handler
@@ -233,28 +234,12 @@ func (t *Tailer) Files() int {
 	return t.nfiles
 }
 
-// Run follows the files until ctx is cancelled, starting from the saved
-// positions. resumed tells that the source ran before (so StartAtEnd no
-// longer applies: a file it never saw appeared while it was stopped). Run
-// returns after the last read, with Positions up to date, so that the
-// caller's final checkpoint covers every handled line.
-func (t *Tailer) Run(ctx context.Context, saved []Position, resumed bool, savedAt time.Time) {
-	t.Start(saved, resumed, savedAt)
-	tick := time.NewTicker(t.cfg.PollInterval)
-	defer tick.Stop()
-	for {
-		_ = t.Poll(ctx)
-		select {
-		case <-ctx.Done():
-			t.closeAll()
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// Start loads saved positions, for callers that step the tailer with Poll
-// instead of Run. savedAt is when the positions were saved; when set,
+// Start loads saved positions; the caller then steps the tailer with Poll
+// (collectors.LogFile polls on its own timer and inotify wake-ups), and
+// ends it with Close after the last Poll, so that its final checkpoint
+// covers every handled line. resumed tells that the source ran before (so
+// StartAtEnd no longer applies: a file it never saw appeared while it was
+// stopped). savedAt is when the positions were saved; when set,
 // rotated generations of the followed files that were written after it and
 // never seen (the file was rotated more than once while the agent was
 // down) are read as well.
@@ -360,7 +345,8 @@ func (t *Tailer) resumeUnseen(saved []Position, known map[[2]uint64]bool, savedA
 func (t *Tailer) Close() { t.closeAll() }
 
 // Poll does one round: drain rotated files, rescan the globs, read every
-// file to its end. Run calls it; tests call it to step deterministically.
+// file to its end. Callers call it on their schedule; tests call it to
+// step deterministically.
 // It reports whether the set of files changed (a rotation, a new file, a
 // file let go): the caller should checkpoint then, so that a crash soon
 // after a rotation does not lose track of the new file.

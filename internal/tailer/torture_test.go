@@ -119,7 +119,7 @@ func TestRotationTorture(t *testing.T) {
 	tl := newTailer()
 	rctx, rcancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})
-	go func() { tl.Run(rctx, ck.pos, true, ck.at); close(stopped) }()
+	go func() { follow(rctx, tl, ck.pos, true, ck.at); close(stopped) }()
 	<-doneWriting
 	written := w.Written()
 	distinct := func() int64 {

@@ -1,20 +1,16 @@
-package rules
+package collectors
 
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/shirou/gopsutil/v4/common"
-	"github.com/shirou/gopsutil/v4/disk"
-	"github.com/shirou/gopsutil/v4/load"
-	"github.com/shirou/gopsutil/v4/mem"
-	"github.com/shirou/gopsutil/v4/process"
-
+	"github.com/prometheus/procfs"
+	"github.com/tokpulse/tokpulse-agent/collectors/host"
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
 )
 
@@ -31,7 +27,11 @@ const (
 // HostEvidence snapshots what the runbook's "Investigation and Diagnosis"
 // has the on-call engineer gather by hand (free -h, df -h, load, top
 // processes), plus the sections of the collectors' evidence providers,
-// chosen and ordered for each alert (see Snapshot).
+// chosen and ordered for each alert (see Snapshot). Each host fact is read
+// by the reader of the collector that reports it: the memory by the host
+// collector's meminfo parser, the load by its loadavg reader, the
+// filesystems by its filesystem family (same mounts, same statfs
+// timeouts), the processes by the process collector's procfs walk.
 type HostEvidence struct {
 	// Proc and Rootfs are the host's /proc and / (agent.paths).
 	Proc, Rootfs string
@@ -39,6 +39,16 @@ type HostEvidence struct {
 	Providers func() []evidence.Provider
 	Redactor  *evidence.Redactor
 	Now       func() time.Time
+	// Host is the host collector's configuration: the df rows are the
+	// filesystems its filesystem family reports (host.filesystem's
+	// selection). Nil means its defaults.
+	Host *HostConfig
+
+	// fs reads the filesystems; made at the first snapshot and kept, so
+	// that a mount whose statfs hangs is waited for once, not at every
+	// snapshot.
+	fsOnce sync.Once
+	fs     *host.Collector
 }
 
 // Host sections, by what they are about; hostTopics says which metric
@@ -98,11 +108,7 @@ func (h *HostEvidence) Snapshot(ctx context.Context, alerts []evidence.Subject) 
 	if red == nil {
 		red = evidence.NewRedactor()
 	}
-	ctx = context.WithValue(ctx, common.EnvKey, common.EnvMap{
-		common.HostProcEnvKey: h.Proc,
-		common.HostRootEnvKey: h.Rootfs,
-	})
-	host := h.hostSections(ctx, now())
+	hostSecs := h.hostSections(ctx, now())
 	var provided []evidence.Section
 	if h.Providers != nil {
 		for _, p := range h.Providers() {
@@ -111,7 +117,7 @@ func (h *HostEvidence) Snapshot(ctx context.Context, alerts []evidence.Subject) 
 	}
 	out := make([][]evidence.Section, len(alerts))
 	for i, subj := range alerts {
-		out[i] = bound(selectEvidence(subj, host, provided), red)
+		out[i] = bound(selectEvidence(subj, hostSecs, provided), red)
 	}
 	return out
 }
@@ -282,17 +288,17 @@ func (h *HostEvidence) hostSections(ctx context.Context, now time.Time) []hostSe
 		}
 		out = append(out, hostSection{s, topics, err != nil})
 	}
-	mem, err := h.memory(ctx)
+	mem, err := h.memory()
 	add("Memory and swap (free -h)", mem, err, topicMemory)
 	fs, err := h.filesystems(ctx)
 	add("Filesystems (df -h)", fs, err, topicDisk)
 	var avg []string
-	a, err := load.AvgWithContext(ctx)
+	a, err := host.LoadAvg(h.Proc)
 	if err == nil {
 		avg = []string{fmt.Sprintf("load average: %.2f, %.2f, %.2f", a.Load1, a.Load5, a.Load15)}
 	}
 	add("Load average", avg, err, topicCPU)
-	byMem, byCPU, err := h.processes(ctx, now)
+	byMem, byCPU, err := h.processes(now)
 	add("Top processes by memory (ps aux --sort=-rss)", byMem, err, topicMemory)
 	add("Top processes by CPU (ps aux --sort=-%cpu)", byCPU, err, topicCPU)
 	return out
@@ -316,42 +322,64 @@ func human(b uint64) string {
 	return fmt.Sprintf("%.0f%ci", f, units[i])
 }
 
-func (h *HostEvidence) memory(ctx context.Context) ([]string, error) {
-	v, err := mem.VirtualMemoryWithContext(ctx)
+// memory is free -h from the host collector's meminfo reader. As free
+// (procps) and gopsutil count them, buff/cache includes the reclaimable
+// slab, and without MemAvailable (kernels before 3.14) free plus cache
+// is what is available.
+func (h *HostEvidence) memory() ([]string, error) {
+	mi, err := host.Meminfo(h.Proc)
 	if err != nil {
 		return nil, err
 	}
+	field := func(name string) uint64 { return uint64(mi[name]) }
+	total, free, buffers := field("MemTotal_bytes"), field("MemFree_bytes"), field("Buffers_bytes")
+	cached := field("Cached_bytes") + field("SReclaimable_bytes")
+	available, ok := mi["MemAvailable_bytes"]
+	avail := uint64(available)
+	if !ok {
+		avail = free + cached
+	}
+	swapTotal, swapFree := field("SwapTotal_bytes"), field("SwapFree_bytes")
 	lines := []string{
 		fmt.Sprintf("%-6s %8s %8s %8s %8s %10s %9s", "", "total", "used", "free", "shared", "buff/cache", "available"),
-		fmt.Sprintf("%-6s %8s %8s %8s %8s %10s %9s", "Mem:", human(v.Total), human(v.Total-v.Available), human(v.Free),
-			human(v.Shared), human(v.Buffers+v.Cached), human(v.Available)),
+		fmt.Sprintf("%-6s %8s %8s %8s %8s %10s %9s", "Mem:", human(total), human(total-avail), human(free),
+			human(field("Shmem_bytes")), human(buffers+cached), human(avail)),
+		fmt.Sprintf("%-6s %8s %8s %8s", "Swap:", human(swapTotal), human(swapTotal-swapFree), human(swapFree)),
 	}
-	// Swap from the same meminfo (gopsutil's SwapMemory asks this kernel's
-	// sysinfo, whatever agent.paths.proc says).
-	lines = append(lines, fmt.Sprintf("%-6s %8s %8s %8s", "Swap:", human(v.SwapTotal), human(v.SwapTotal-v.SwapFree), human(v.SwapFree)))
-	if v.Total > 0 {
-		lines = append(lines, fmt.Sprintf("memory used: %.1f%%", 100*float64(v.Total-v.Available)/float64(v.Total)))
+	if total > 0 {
+		lines = append(lines, fmt.Sprintf("memory used: %.1f%%", 100*float64(total-avail)/float64(total)))
 	}
 	return lines, nil
 }
 
+// filesystems is df -h over the filesystems the host collector's
+// filesystem family reports.
 func (h *HostEvidence) filesystems(ctx context.Context) ([]string, error) {
-	parts, err := disk.PartitionsWithContext(ctx, false)
+	h.fsOnce.Do(func() {
+		cfg := host.DefaultConfig()
+		if h.Host != nil {
+			cfg = *h.Host
+		}
+		h.fs = host.New(cfg, host.Options{Paths: host.Paths{Proc: h.Proc, Rootfs: h.Rootfs}})
+	})
+	fss, err := h.fs.Filesystems(ctx)
 	if err != nil {
 		return nil, err
 	}
 	lines := []string{fmt.Sprintf("%-20s %6s %6s %6s %5s %s", "Filesystem", "Size", "Used", "Avail", "Use%", "Mounted on")}
 	seen := map[string]bool{}
-	for _, p := range parts {
-		if seen[p.Mountpoint] || len(lines) > maxSectionEntries-1 {
+	for _, f := range fss {
+		if seen[f.MountPoint] || len(lines) > maxSectionEntries-1 || f.Size == 0 {
 			continue
 		}
-		seen[p.Mountpoint] = true
-		u, err := disk.UsageWithContext(ctx, filepath.Join(h.Rootfs, p.Mountpoint))
-		if err != nil || u.Total == 0 {
-			continue
+		seen[f.MountPoint] = true
+		// Use% as df counts it: of what is used plus what users may
+		// still write (the root reserve left out).
+		pct := 0.0
+		if f.Used+f.Avail > 0 {
+			pct = 100 * float64(f.Used) / float64(f.Used+f.Avail)
 		}
-		lines = append(lines, fmt.Sprintf("%-20s %6s %6s %6s %4.0f%% %s", p.Device, human(u.Total), human(u.Used), human(u.Free), u.UsedPercent, p.Mountpoint))
+		lines = append(lines, fmt.Sprintf("%-20s %6s %6s %6s %4.0f%% %s", f.Device, human(f.Size), human(f.Used), human(f.Avail), pct, f.MountPoint))
 	}
 	if len(lines) == 1 {
 		return nil, nil // a header alone says nothing
@@ -359,64 +387,53 @@ func (h *HostEvidence) filesystems(ctx context.Context) ([]string, error) {
 	return lines, nil
 }
 
-type procInfo struct {
-	pid  int32
+// psRow is one process as ps aux shows it.
+type psRow struct {
+	pr   procfs.Proc
 	name string
-	cmd  string
 	rss  uint64
 	cpu  float64 // percent of one core over the process' life, as ps shows
 }
 
-func (h *HostEvidence) processes(ctx context.Context, now time.Time) (byMem, byCPU []string, err error) {
-	// The pids of the proc root, read as files: gopsutil's
-	// ProcessesWithContext would also signal each pid to see that it
-	// exists, which asks this host's kernel, not the root's (a fixture,
-	// or a host's /proc read from a container); a process gone meanwhile
-	// fails below and is skipped.
-	pids, err := process.PidsWithContext(ctx)
+// processes lists the top processes by memory and by CPU, as ps aux
+// sorted shows them, from the process collector's procfs walk; command
+// lines are read only for the rows shown.
+func (h *HostEvidence) processes(now time.Time) (byMem, byCPU []string, err error) {
+	var rows []psRow
+	err = eachProcess(h.Proc, func(pr procfs.Proc, s procfs.ProcStat, bootTime uint64) {
+		r := psRow{pr: pr, name: s.Comm, rss: uint64(s.ResidentMemory())}
+		// The start in milliseconds since the epoch, as ps computes it
+		// from the boot time and the start in clock ticks.
+		startMs := int64(bootTime)*1000 + int64(s.Starttime*1000/userHZ)
+		if age := now.Sub(time.UnixMilli(startMs)).Seconds(); age > 0 {
+			r.cpu = 100 * s.CPUTime() / age
+		}
+		rows = append(rows, r)
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	var infos []procInfo
-	for _, pid := range pids {
-		p := &process.Process{Pid: pid}
-		mi, err := p.MemoryInfoWithContext(ctx)
-		if err != nil {
-			continue // exited meanwhile, or a kernel thread
-		}
-		info := procInfo{pid: p.Pid, rss: mi.RSS}
-		info.name, _ = p.NameWithContext(ctx)
-		info.cmd, _ = p.CmdlineWithContext(ctx)
-		if t, err := p.TimesWithContext(ctx); err == nil {
-			if ct, err := p.CreateTimeWithContext(ctx); err == nil {
-				if age := now.Sub(time.UnixMilli(ct)).Seconds(); age > 0 {
-					info.cpu = 100 * (t.User + t.System) / age
-				}
-			}
-		}
-		infos = append(infos, info)
+	if len(rows) == 0 {
+		return nil, nil, nil
 	}
-	line := func(p procInfo) string {
-		cmd := p.cmd
+	line := func(p psRow) string {
+		args, _ := p.pr.CmdLine()
+		cmd := strings.TrimSpace(strings.Join(slices.DeleteFunc(args, func(a string) bool { return a == "" }), " "))
 		if cmd == "" {
 			cmd = "[" + p.name + "]"
 		}
-		cmd = strings.TrimSpace(cmd)
-		return fmt.Sprintf("%7d %5.1f%% %8s %s", p.pid, p.cpu, human(p.rss), cmd)
-	}
-	if len(infos) == 0 {
-		return nil, nil, nil
+		return fmt.Sprintf("%7d %5.1f%% %8s %s", p.pr.PID, p.cpu, human(p.rss), cmd)
 	}
 	header := fmt.Sprintf("%7s %6s %8s %s", "PID", "%CPU", "RSS", "COMMAND")
-	sort.SliceStable(infos, func(i, j int) bool { return infos[i].rss > infos[j].rss })
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].rss > rows[j].rss })
 	byMem = []string{header}
-	for i := 0; i < len(infos) && i < topProcesses; i++ {
-		byMem = append(byMem, line(infos[i]))
+	for i := 0; i < len(rows) && i < topProcesses; i++ {
+		byMem = append(byMem, line(rows[i]))
 	}
-	sort.SliceStable(infos, func(i, j int) bool { return infos[i].cpu > infos[j].cpu })
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].cpu > rows[j].cpu })
 	byCPU = []string{header}
-	for i := 0; i < len(infos) && i < topProcesses; i++ {
-		byCPU = append(byCPU, line(infos[i]))
+	for i := 0; i < len(rows) && i < topProcesses; i++ {
+		byCPU = append(byCPU, line(rows[i]))
 	}
 	return byMem, byCPU, nil
 }

@@ -1,0 +1,246 @@
+package collectors
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokpulse/tokpulse-agent/internal/evidence"
+	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
+)
+
+// This file is the line pipeline shared by file (logs:) and journal
+// (journal:) sources: named patterns counted per source, log-derived metrics
+// in the spirit of mtail (logmetrics.go), and the evidence ring of recent
+// matching lines (logevidence.go); the expressions are compiled in
+// logmatch.go, configured in logconfig.go.
+//
+// It runs once per log line, so it is written for speed: lines stay []byte
+// and nothing is allocated per line.
+
+// lineStats are the per-source counters every source reports.
+type lineStats struct {
+	lines, bytes, cut, readErrors atomic.Uint64
+	lastLine                      atomic.Int64 // unix nanoseconds
+	// shedMetrics counts lines whose log-derived metrics were not
+	// computed, shedEvidence matching lines not kept as evidence, while
+	// the source was shedding (linePipeline.shed).
+	shedMetrics, shedEvidence atomic.Uint64
+}
+
+// linePipeline counts and matches the lines of one source. process is
+// called from one goroutine (the source's reader); the rest is safe for
+// concurrent use with it.
+type linePipeline struct {
+	source string
+	stats  *lineStats
+	// countBytes: count() adds each line's bytes (journal sources). File
+	// sources count the bytes the tailer reads instead, which includes
+	// the part of a long line that was cut off.
+	countBytes bool
+	patterns   []*patternState
+	metrics    []*logMetric
+	groups     []*metricGroup
+	redactor   *evidence.Redactor
+	redact     []yamlx.Regexp // the source's own expressions
+	now        func() time.Time
+	// shed is set by the reader while the source is far behind its files:
+	// lines are still counted and matched against the patterns, but the
+	// optional work (log-derived metrics, evidence) is left out and
+	// counted, so that the source catches up without losing a line.
+	shed bool
+
+	lower []byte // scratch: the lowercased line
+}
+
+type patternState struct {
+	name    string
+	m       *matcher
+	matches *atomic.Uint64
+	ring    evidenceRing
+}
+
+// evidenceLineBytes caps one line kept as evidence.
+const evidenceLineBytes = 2048
+
+func newLinePipeline(source string, patterns []LogPattern, metrics []LogMetricConfig, evidenceLines int, opts Options) *linePipeline {
+	p := &linePipeline{source: source, stats: &lineStats{}, redactor: opts.Redactor, now: opts.Now}
+	for _, pt := range patterns {
+		p.patterns = append(p.patterns, &patternState{name: pt.Name, m: newMatcher(pt.Regexp.Regexp), matches: &atomic.Uint64{},
+			ring: evidenceRing{slots: make([]evidenceSlot, evidenceLines)}})
+	}
+	byRE := map[string]*metricGroup{}
+	for _, mc := range metrics {
+		lm := newLogMetric(source, mc)
+		p.metrics = append(p.metrics, lm)
+		// Metrics declared with the same expression share one match per
+		// line (requests by status and their durations, typically).
+		g := byRE[mc.Regexp.String()]
+		if g == nil {
+			g = &metricGroup{m: lm.m, lin: compileLinear(mc.Regexp.Regexp)}
+			byRE[mc.Regexp.String()] = g
+			p.groups = append(p.groups, g)
+		}
+		g.metrics = append(g.metrics, lm)
+	}
+	return p
+}
+
+// process handles one line read at time ts.
+func (p *linePipeline) process(line []byte, cut bool, ts time.Time) {
+	p.count(line, cut, ts)
+	p.match(line, ts)
+}
+
+// count updates the line counters only (multiline sources match joined
+// events, but count physical lines).
+func (p *linePipeline) count(line []byte, cut bool, ts time.Time) {
+	p.stats.lines.Add(1)
+	if p.countBytes {
+		p.stats.bytes.Add(uint64(len(line)) + 1)
+	}
+	if cut {
+		p.stats.cut.Add(1)
+	}
+	p.stats.lastLine.Store(ts.UnixNano())
+}
+
+// match runs the patterns and log-derived metrics over one line or event.
+func (p *linePipeline) match(line []byte, ts time.Time) {
+	var ascii bool
+	p.lower, ascii = lowerASCII(p.lower, line)
+	for _, pt := range p.patterns {
+		if pt.m.match(line, p.lower, ascii) {
+			pt.matches.Add(1)
+			if p.shed {
+				p.stats.shedEvidence.Add(1)
+			} else {
+				pt.ring.add(ts, line)
+			}
+		}
+	}
+	if p.shed {
+		if len(p.groups) > 0 {
+			p.stats.shedMetrics.Add(1)
+		}
+		return
+	}
+	for _, g := range p.groups {
+		if !g.m.passes(line, p.lower, ascii) {
+			continue
+		}
+		var idx []int
+		if g.lin != nil {
+			idx = g.lin.match(line, g.idx)
+		} else {
+			idx = g.m.re.FindSubmatchIndex(line)
+		}
+		if idx == nil {
+			continue
+		}
+		g.idx = idx[:0]
+		for _, m := range g.metrics {
+			m.observe(line, idx)
+		}
+	}
+}
+
+var (
+	logLinesDesc = prometheus.NewDesc("tokpulse_log_lines_total",
+		"Lines read from the log source.", []string{"source"}, nil)
+	logBytesDesc = prometheus.NewDesc("tokpulse_log_bytes_total",
+		"Bytes read from the log source, line ends included.", []string{"source"}, nil)
+	logLastDesc = prometheus.NewDesc("tokpulse_log_last_line_timestamp_seconds",
+		"When the agent read the source's last line (Unix time); 0 before the first.", []string{"source"}, nil)
+	logErrorsDesc = prometheus.NewDesc("tokpulse_log_read_errors_total",
+		"Failed attempts to read the source (unreadable file, directory in place of a file, journalctl failure).", []string{"source"}, nil)
+	logCutDesc = prometheus.NewDesc("tokpulse_log_lines_truncated_total",
+		"Lines longer than max_line_bytes, of which only the first max_line_bytes were used.", []string{"source"}, nil)
+	logMatchesDesc = prometheus.NewDesc("tokpulse_log_matches_total",
+		"Lines that matched the source's pattern.", []string{"source", "pattern"}, nil)
+	logShedDesc = prometheus.NewDesc("tokpulse_log_lines_shed_total",
+		"Optional work the source left out while it was far behind its files (docs/logs.md): work=metrics, lines whose log-derived metrics were not computed; work=evidence, pattern matches whose line was not kept as evidence. Line counts and pattern matches are never shed.",
+		[]string{"source", "work"}, nil)
+	logMetricDroppedDesc = prometheus.NewDesc("tokpulse_log_metric_dropped_total",
+		"Matching lines a log-derived metric could not record: reason label_limit (max_label_sets reached) or bad_value (the value group is not a number).",
+		[]string{"source", "metric", "reason"}, nil)
+)
+
+// collect sends the source's line metrics.
+func (p *linePipeline) collect(ch chan<- prometheus.Metric) {
+	c := func(d *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
+	}
+	c(logLinesDesc, float64(p.stats.lines.Load()), p.source)
+	c(logBytesDesc, float64(p.stats.bytes.Load()), p.source)
+	c(logErrorsDesc, float64(p.stats.readErrors.Load()), p.source)
+	c(logCutDesc, float64(p.stats.cut.Load()), p.source)
+	c(logShedDesc, float64(p.stats.shedMetrics.Load()), p.source, "metrics")
+	c(logShedDesc, float64(p.stats.shedEvidence.Load()), p.source, "evidence")
+	last := 0.0
+	if ns := p.stats.lastLine.Load(); ns > 0 {
+		last = float64(ns) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(logLastDesc, prometheus.GaugeValue, last, p.source)
+	for _, pt := range p.patterns {
+		c(logMatchesDesc, float64(pt.matches.Load()), p.source, pt.name)
+	}
+	for _, m := range p.metrics {
+		m.collect(ch)
+	}
+}
+
+// families lists the metric families the pipeline fills: its counters and
+// the log-derived metrics, with the _bucket/_sum/_count series a histogram
+// becomes in the rules' store.
+func (p *linePipeline) families() []string {
+	out := []string{"tokpulse_log_lines_total", "tokpulse_log_bytes_total", "tokpulse_log_last_line_timestamp_seconds",
+		"tokpulse_log_read_errors_total", "tokpulse_log_lines_truncated_total", "tokpulse_log_matches_total", "tokpulse_log_lines_shed_total"}
+	for _, m := range p.metrics {
+		n := m.cfg.Name
+		out = append(out, n, n+"_bucket", n+"_sum", n+"_count")
+	}
+	return out
+}
+
+// evidence returns the recent matching lines, one section per pattern that
+// matched, redacted.
+func (p *linePipeline) evidence(kind string) []evidence.Section {
+	var out []evidence.Section
+	for _, pt := range p.patterns {
+		entries := pt.ring.entries()
+		if len(entries) == 0 {
+			continue
+		}
+		for i := range entries {
+			text := p.redactor.Redact(cleanText(entries[i].Text))
+			for _, re := range p.redact {
+				text = re.ReplaceAllString(text, evidence.Redacted)
+			}
+			entries[i].Text = text
+		}
+		out = append(out, evidence.Section{
+			Source:  kind + "/" + p.source,
+			Kind:    "log_matches",
+			Title:   fmt.Sprintf("Last %d lines of %s matching %s", len(entries), p.source, pt.name),
+			Labels:  map[string]string{"source": p.source, "pattern": pt.name},
+			Entries: entries,
+		})
+	}
+	return out
+}
+
+// cleanText makes a raw log line safe to ship: valid UTF-8, and control
+// characters (NUL, escape sequences) shown as U+FFFD.
+func cleanText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
