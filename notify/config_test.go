@@ -1,17 +1,14 @@
 package notify
 
 import (
-	"flag"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tokpulse/tokpulse-agent/internal/testutil/golden"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/ (invalid-*.yml.err, texts.golden)")
 
 // file is the part of agent.yaml these tests decode.
 type agentFile struct {
@@ -23,37 +20,23 @@ func (f *agentFile) Validate(c *yamlx.Checker, path string) {
 }
 
 // TestConfigInvalid pairs every testdata/invalid-*.yml with the exact
-// messages (testdata/invalid-*.yml.err, the naming of every package's
-// invalid configurations) an operator gets for it.
+// messages (testdata/invalid-*.yml.err) an operator gets for it.
 func TestConfigInvalid(t *testing.T) {
-	files, _ := filepath.Glob("testdata/invalid-*.yml")
-	if len(files) == 0 {
-		t.Fatal("no testdata/invalid-*.yml")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := agentFile{Notify: DefaultConfig()}
-			err = yamlx.Decode(f, data, &cfg)
-			if err == nil {
-				t.Fatal("accepted an invalid configuration")
-			}
-			golden := f + ".err"
-			if *update {
-				_ = os.WriteFile(golden, []byte(err.Error()+"\n"), 0o644)
-			}
-			want, _ := os.ReadFile(golden)
-			if got := err.Error() + "\n"; got != string(want) {
-				t.Errorf("errors\n%s\nwant\n%s", got, want)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Error("a password from the URL reached the error message")
-			}
-		})
-	}
+	golden.InvalidConfigs(t, "testdata/invalid-*.yml", "go test ./notify -run TestConfigInvalid", func(t *testing.T, f string) string {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := agentFile{Notify: DefaultConfig()}
+		err = yamlx.Decode(f, data, &cfg)
+		if err == nil {
+			t.Fatal("accepted an invalid configuration")
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Error("a password from the URL reached the error message")
+		}
+		return err.Error() + "\n"
+	})
 }
 
 func TestConfigValid(t *testing.T) {
