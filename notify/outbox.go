@@ -218,8 +218,8 @@ func (o *outbox) putEvent(tx *state.Tx, c *counters, outputs []string, e *alert.
 }
 
 // evict drops victims while a bound is exceeded and returns them. ok is
-// false when it stopped early (an error, or no victim left), and the
-// counters are then not to be saved.
+// false when it stopped on an error, and the transaction is then rolled
+// back.
 func (o *outbox) evict(tx *state.Tx, c *counters) (dropped []Stored, ok bool, err error) {
 	evb, err := sub(tx, bktEvents)
 	if err != nil {
@@ -227,8 +227,21 @@ func (o *outbox) evict(tx *state.Tx, c *counters) (dropped []Stored, ok bool, er
 	}
 	for c.count > int64(o.maxEvents) || c.size > o.maxBytes {
 		k, err := o.victim(tx)
-		if err != nil || k == nil {
+		if err != nil {
 			return dropped, false, err
+		}
+		if k == nil {
+			// Over a bound with no event left to drop: the saved totals
+			// disagree with the buckets. Count again, and keep the
+			// counters (seq above all: a sequence number used twice would
+			// overwrite a queued event).
+			c.count, c.size = 0, 0
+			err := evb.ForEach(func(_, v []byte) error {
+				c.count++
+				c.size += int64(len(v))
+				return nil
+			})
+			return dropped, err == nil, err
 		}
 		var ev alert.Event
 		_ = decodeEvent(evb.Get(k), &ev)
