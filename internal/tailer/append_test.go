@@ -136,3 +136,51 @@ func TestConcurrentAppend(t *testing.T) {
 		})
 	}
 }
+
+// TestFingerprintAtPassLimit: a file first seen with a few bytes, then
+// read at the per-poll limit, must get its full fingerprint at the first
+// pass that read past it, not only once a pass reaches the file's end.
+// With the few bytes' fingerprint, another log of the folder that starts
+// alike (the same timestamp) passes for the copy of the file when it is
+// truncated, and its lines are handed over as the file's.
+func TestFingerprintAtPassLimit(t *testing.T) {
+	dir := t.TempDir()
+	app, other := filepath.Join(dir, "app.log"), filepath.Join(dir, "error.log")
+	const stamp = "2026-12-01T12:00:00Z "
+	if err := os.WriteFile(other, []byte(strings.Repeat(stamp+"ERROR not an app line\n", 10000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, app, stamp) // the logger's first write, seen half done
+	tl, r := newTest(t, Config{Globs: []string{app}})
+	tl.chunkBytes, tl.passBytes = 4096, 4096
+	ctx := context.Background()
+	tl.Poll(ctx)
+	appendFile(t, app, "INFO first\n"+strings.Repeat(stamp+"INFO app line\n", 5000))
+	tl.Poll(ctx)
+	if !tl.More() {
+		t.Fatal("the pass read the whole file; the test needs one that ends at the limit")
+	}
+	if p := tl.Positions(); len(p) != 1 || p[0].FPLen != DefaultFingerprintBytes {
+		t.Errorf("after a pass that ended at the limit, positions %+v; want a fingerprint of %d bytes", p, DefaultFingerprintBytes)
+	}
+	// "> app.log": truncated with no copy kept.
+	if err := os.Truncate(app, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, app, stamp+"INFO after the truncation\n")
+	for i := 0; i < 100; i++ {
+		tl.Poll(ctx)
+		if !tl.More() {
+			break
+		}
+	}
+	tl.Close()
+	for _, l := range r.lines {
+		if strings.Contains(l, "not an app line") {
+			t.Fatalf("a line of %s handed over as one of %s: %q (%d lines in all)", other, app, l, len(r.lines))
+		}
+	}
+	if n := len(r.lines); n == 0 || r.lines[n-1] != stamp+"INFO after the truncation" {
+		t.Errorf("last line %q, want the one written after the truncation", r.lines[len(r.lines)-1])
+	}
+}

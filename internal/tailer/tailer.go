@@ -892,7 +892,8 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file, limit int64) (total int
 	}
 	for ctx.Err() == nil {
 		if limit > 0 && total >= limit {
-			return total, true
+			more = true
+			break
 		}
 		if t.chunk == nil {
 			t.chunk = make([]byte, t.chunkBytes)
@@ -921,10 +922,15 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file, limit int64) (total int
 			break
 		}
 	}
+	// Also when the pass ends at its limit: a file first seen with a few
+	// bytes and read at the limit ever since would otherwise keep a
+	// fingerprint of those few bytes, which any file starting alike (a
+	// log of the same application, with the same timestamp prefix)
+	// matches, and be "recovered" from it after a truncation.
 	if f.fpLen < t.cfg.FingerprintBytes && f.readOff > int64(f.fpLen) {
 		t.refreshFingerprint(f)
 	}
-	return total, false
+	return total, more
 }
 
 func max64(a, b int64) int64 {
