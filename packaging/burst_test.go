@@ -1,6 +1,7 @@
 package packaging
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -132,6 +133,19 @@ func TestBurstInContainer(t *testing.T) {
 		float64(total)/elapsed.Seconds(), *written["app"], *written["error"], *written["access"])
 	t.Logf("during the burst, every 10 s (memory.current memory.peak pids.current cpu.stat): %q", samples)
 
+	// The files hold what the writer counted, line for line: a count of
+	// the agent's that differs is then the agent's, not the writer's or
+	// the filesystem's.
+	for name, lines := range burstLines {
+		n, malformed, err := countFileLines(filepath.Join(dir, name+".log"), lines)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != *written[name] || malformed != 0 {
+			t.Errorf("%s.log holds %d lines (%d not of the burst), the writer counted %d", name, n, malformed, *written[name])
+		}
+	}
+
 	// Every line counted, every match exact, once the agent has caught up.
 	want := map[string]float64{}
 	for name, lines := range burstLines {
@@ -156,6 +170,11 @@ func TestBurstInContainer(t *testing.T) {
 		body = m
 		for series, v := range want {
 			if got, ok := metricValue(m, series); !ok || got != v {
+				if ok && got > v {
+					// Counters only grow: a line counted twice is
+					// never undone by waiting.
+					t.Fatalf("%s = %v, want %v: lines counted more than once\n%s\njournal:\n%s", series, got, v, logSourceMetrics(m), h.journal())
+				}
 				return false, fmt.Sprintf("%s = %v, want %v", series, got, v)
 			}
 		}
@@ -420,4 +439,38 @@ func (l *unitLimits) check(t *testing.T) {
 	if peak >= l.memMax {
 		t.Errorf("peak memory %d reached MemoryMax= %d", peak, l.memMax)
 	}
+}
+
+// countFileLines counts the lines of a burst file and those of them that
+// are none of lines.
+func countFileLines(path string, lines []string) (n, malformed int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	known := map[string]bool{}
+	for _, l := range lines {
+		known[l] = true
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		n++
+		if !known[sc.Text()] {
+			malformed++
+		}
+	}
+	return n, malformed, sc.Err()
+}
+
+// logSourceMetrics returns the agent's metrics about its log sources, for
+// a failure message.
+func logSourceMetrics(body string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "tokpulse_log_") && !strings.HasPrefix(l, "tokpulse_log_matches") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -143,6 +143,10 @@ type Tailer struct {
 	// chunk is the read buffer, allocated at the first read: a source
 	// whose files do not exist costs no 64 KiB.
 	chunk []byte
+	// chunkBytes and passBytes are readChunk and readPassBytes; tests
+	// lower them so that reads and passes end in the middle of lines.
+	chunkBytes int
+	passBytes  int64
 	// absent is set when the last poll followed no file and the folder of
 	// every glob was missing.
 	absent bool
@@ -212,9 +216,10 @@ func New(cfg Config, h Handler, ev Events) *Tailer {
 	}
 	return &Tailer{
 		cfg: cfg, handle: h, events: ev, logger: cfg.Logger,
-		active: map[string]*file{},
-		failed: map[string]failure{},
-		copies: map[[2]uint64]bool{},
+		active:     map[string]*file{},
+		failed:     map[string]failure{},
+		copies:     map[[2]uint64]bool{},
+		chunkBytes: readChunk, passBytes: readPassBytes,
 	}
 }
 
@@ -360,7 +365,7 @@ func (t *Tailer) Poll(ctx context.Context) (changed bool) {
 			keep = append(keep, d)
 			continue
 		}
-		n, more := t.readToEnd(ctx, d, readPassBytes)
+		n, more := t.readToEnd(ctx, d, t.passBytes)
 		t.more = more
 		if n == 0 && now.Sub(d.rotatedAt) >= t.cfg.RotateWait && ctx.Err() == nil {
 			t.finish(d)
@@ -550,7 +555,7 @@ func (t *Tailer) follow(ctx context.Context, path string, now time.Time) {
 		t.fail(path, err, now)
 		return
 	}
-	if _, more := t.readToEnd(ctx, cur, readPassBytes); more {
+	if _, more := t.readToEnd(ctx, cur, t.passBytes); more {
 		t.more = true
 	}
 }
@@ -873,10 +878,11 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file, limit int64) (total int
 	}
 	for ctx.Err() == nil {
 		if limit > 0 && total >= limit {
-			return total, true
+			more = true
+			break
 		}
 		if t.chunk == nil {
-			t.chunk = make([]byte, readChunk)
+			t.chunk = make([]byte, t.chunkBytes)
 		}
 		n, err := f.f.ReadAt(t.chunk, f.readOff)
 		if n > 0 {
@@ -902,10 +908,15 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file, limit int64) (total int
 			break
 		}
 	}
+	// Also when the pass ends at its limit: a file first seen with a few
+	// bytes and read at the limit ever since would otherwise keep a
+	// fingerprint of those few bytes, which any file starting alike (a
+	// log of the same application, with the same timestamp prefix)
+	// matches, and be "recovered" from it after a truncation.
 	if f.fpLen < t.cfg.FingerprintBytes && f.readOff > int64(f.fpLen) {
 		t.refreshFingerprint(f)
 	}
-	return total, false
+	return total, more
 }
 
 func max64(a, b int64) int64 {
