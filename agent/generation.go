@@ -175,36 +175,55 @@ func (p *pipeline) names() []string {
 }
 
 // start runs the members that work on their own schedule. Members taken
-// over from prev keep running; prev's other members are stopped.
+// over from prev keep running; prev's other members are stopped, and a
+// member that replaces one of them (same name, new configuration) starts
+// only once its predecessor has stopped: a log or journal source resumes
+// from the read position it saves when it stops, and two sources reading
+// the same files from the same saved position would count every line read
+// meanwhile twice and checkpoint over each other. start returns once prev's
+// members have stopped.
 func (p *pipeline) start(ctx context.Context, prev *pipeline) {
-	var keep map[string]*runner
+	var old map[string]*runner
 	if prev != nil {
 		prev.mu.Lock()
-		keep = prev.runners
+		old = prev.runners
 		prev.runners = map[string]*runner{}
 		prev.mu.Unlock()
 	}
 	p.mu.Lock()
 	for _, m := range p.set.Members() {
-		if r, ok := keep[m.Name]; ok && p.reused[m.Name] {
+		if r, ok := old[m.Name]; ok && p.reused[m.Name] {
 			p.runners[m.Name] = r
-			delete(keep, m.Name)
+			delete(old, m.Name)
 			continue
 		}
 		r, ok := m.Collector.(tpcollectors.Runner)
 		if !ok {
 			continue
 		}
+		var predecessor <-chan struct{}
+		if o, ok := old[m.Name]; ok {
+			predecessor = o.done
+		}
 		rctx, cancel := context.WithCancel(ctx)
 		run := &runner{cancel: cancel, done: make(chan struct{})}
 		p.runners[m.Name] = run
 		go func() {
 			defer close(run.done)
+			if predecessor != nil {
+				// Waiting here, not in start, delays only this member
+				// while a slow predecessor stops (a check's command, a
+				// journalctl that drains its output).
+				<-predecessor
+				if rctx.Err() != nil {
+					return
+				}
+			}
 			r.Run(rctx)
 		}()
 	}
 	p.mu.Unlock()
-	stopRunners(keep)
+	stopRunners(old)
 }
 
 // stop stops every member's Run and waits for them.
