@@ -546,13 +546,20 @@ func runDocCommand(t *testing.T, b docBlock, words []string, cwd *string, promto
 	case words[0] == "go" && len(words) > 1 && words[1] == "run":
 		// "cd bench/nxadmtail && go run -mod=mod . -seconds 20": the
 		// program builds as the command runs it (not for 20 s here).
+		// "go run ./bench/startup -bin ...": the package named, else ".".
 		build := exec.Command("go", "build", "-o", os.DevNull)
+		pkg := "."
 		for _, w := range words[2:] {
 			if strings.HasPrefix(w, "-mod=") {
 				build.Args = append(build.Args, w)
 			}
+			if strings.HasPrefix(w, "./") && pkg == "." {
+				pkg = w
+			} else if !strings.HasPrefix(w, "-") {
+				break
+			}
 		}
-		build.Args = append(build.Args, ".")
+		build.Args = append(build.Args, pkg)
 		build.Dir = *cwd
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Errorf("%s: %q does not build in %s: %v\n%s", b, line, *cwd, err, out)
