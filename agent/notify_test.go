@@ -104,19 +104,7 @@ notify:
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Options{ConfigFile: cfgFile, Build: BuildInfo{Version: "t"}, Notifier: nopNotifier{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runAgent(t, Options{ConfigFile: cfgFile, Build: BuildInfo{Version: "t"}, Notifier: nopNotifier{}})
 	testutil.Eventually(t, 15*time.Second, "ready", func() bool {
 		resp, err := http.Get("http://" + listen + "/-/ready")
 		if err == nil {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -167,19 +166,7 @@ host: {cpu: false, load: false, memory: false, boot_time: false, filesystem: {en
 		}
 	}
 	write(0)
-	a, err := New(Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	a := runAgent(t, Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
 	src := map[string]string{"source": "app"}
 	errs := map[string]string{"source": "app", "pattern": "err"}
 	testutil.Eventually(t, 20*time.Second, "the source running", func() bool {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -83,19 +82,7 @@ probes:
 	}
 	probeA := fmt.Sprintf("  - {name: a, url: %q, interval: 1s, timeout: 500ms}\n", down.URL)
 	write(probeA)
-	a, err := New(Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	a := runAgent(t, Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
 	lines := map[string]string{"source": "app"}
 	failA := map[string]string{"probe": "a", "reason": "status"}
 	testutil.Eventually(t, 20*time.Second, "three lines and two failures of probe a", func() bool {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -63,19 +62,7 @@ rule_files: [%s]
 `, filepath.Join(dir, "state"), srv.URL, pack)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	a := runAgent(t, Options{ConfigFile: cfgFile, Notifier: nopNotifier{}})
 
 	wait := func(st alert.State) alert.Alert {
 		t.Helper()
