@@ -473,6 +473,12 @@ func (f *Fleet) waitReady(ctx context.Context) error {
 			return fmt.Errorf("%w\n%s", err, am.Proc.Tail(20))
 		}
 	}
+	// The e-mail channel too: a notification sent before the SMTP server
+	// listens would be retried, and a test counting messages would wait
+	// for a retry rather than a fault.
+	if err := waitFor(ctx, 30*time.Second, 200*time.Millisecond, "the SMTP server's greeting", f.SMTP.ready); err != nil {
+		return fmt.Errorf("%w\n%s", err, f.SMTP.Proc.Tail(20))
+	}
 	n := len(f.Agents)
 	err := waitFor(ctx, 30*time.Second+3*f.opts.ScrapeInterval, 200*time.Millisecond, fmt.Sprintf("Prometheus to scrape %d agents", n), func() bool {
 		if !f.Prometheus.Proc.Running() {
