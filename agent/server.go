@@ -11,14 +11,20 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
+// metricsTimeout bounds one /metrics gather; metricsInFlight bounds the
+// scrapes served, and the gathers still running, at once.
+const (
+	metricsTimeout  = 30 * time.Second
+	metricsInFlight = 4
+)
+
 func newServer(a *Agent) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(a.registry,
-		promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{
+		promhttp.HandlerForTransactional(newTimeoutGatherer(a.registry, metricsTimeout, metricsInFlight), promhttp.HandlerOpts{
 			ErrorLog:            slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
 			ErrorHandling:       promhttp.ContinueOnError,
-			MaxRequestsInFlight: 4,
-			Timeout:             30 * time.Second,
+			MaxRequestsInFlight: metricsInFlight,
 		})))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("Healthy.\n"))
