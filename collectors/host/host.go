@@ -87,6 +87,7 @@ type Collector struct {
 	cpu    cpuDescs
 	misc   miscDescs
 	osRel  osReleaseCache
+	labels labelCache
 }
 
 // family is one node_exporter collector.
@@ -187,6 +188,7 @@ func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) err
 // out, with its node_scrape_collector_* series, unless those are read.
 func (c *Collector) UpdateWanted(ctx context.Context, ch chan<- prometheus.Metric, want func(prefix string) bool) error {
 	ctx = context.WithValue(ctx, gatherKey{}, &gatherMemo{})
+	c.labels.begin()
 	errs := make([]error, len(c.families))
 	var wg sync.WaitGroup
 	scrapeMetrics := want == nil || want("node_scrape_collector_")
@@ -207,8 +209,8 @@ func (c *Collector) UpdateWanted(ctx context.Context, ch chan<- prometheus.Metri
 				success = 0
 				errs[i] = fmt.Errorf("%s: %w", f.name, err)
 			}
-			ch <- prometheus.MustNewConstMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds(), f.name)
-			ch <- prometheus.MustNewConstMetric(c.scrapeSuccess, prometheus.GaugeValue, success, f.name)
+			ch <- c.constMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds(), f.name)
+			ch <- c.constMetric(c.scrapeSuccess, prometheus.GaugeValue, success, f.name)
 		})
 	}
 	wg.Wait()
@@ -327,9 +329,4 @@ func (d DeviceConfig) selects(name string) bool {
 type FieldsConfig struct {
 	Enabled bool         `yaml:"enabled"`
 	Fields  yamlx.Regexp `yaml:"fields"`
-}
-
-// mustConst is prometheus.MustNewConstMetric, shorter.
-func mustConst(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) prometheus.Metric {
-	return prometheus.MustNewConstMetric(d, t, v, labels...)
 }

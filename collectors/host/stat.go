@@ -16,14 +16,14 @@ func (c *Collector) updateStat(ctx context.Context, ch chan<- prometheus.Metric)
 	}
 	m := c.misc
 	if c.cfg.Stat {
-		ch <- mustConst(m.intr, prometheus.CounterValue, float64(st.IRQTotal))
-		ch <- mustConst(m.ctxt, prometheus.CounterValue, float64(st.ContextSwitches))
-		ch <- mustConst(m.forks, prometheus.CounterValue, float64(st.ProcessCreated))
-		ch <- mustConst(m.procsRunning, prometheus.GaugeValue, float64(st.ProcessesRunning))
-		ch <- mustConst(m.procsBlocked, prometheus.GaugeValue, float64(st.ProcessesBlocked))
+		ch <- c.constMetric(m.intr, prometheus.CounterValue, float64(st.IRQTotal))
+		ch <- c.constMetric(m.ctxt, prometheus.CounterValue, float64(st.ContextSwitches))
+		ch <- c.constMetric(m.forks, prometheus.CounterValue, float64(st.ProcessCreated))
+		ch <- c.constMetric(m.procsRunning, prometheus.GaugeValue, float64(st.ProcessesRunning))
+		ch <- c.constMetric(m.procsBlocked, prometheus.GaugeValue, float64(st.ProcessesBlocked))
 	}
 	if c.cfg.BootTime {
-		ch <- mustConst(m.bootTime, prometheus.GaugeValue, float64(st.BootTime))
+		ch <- c.constMetric(m.bootTime, prometheus.GaugeValue, float64(st.BootTime))
 	}
 	return nil
 }
