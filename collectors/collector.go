@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokpulse/tokpulse-agent/internal/metriccache"
 )
 
 // Collector produces the metrics of one concern. Update is called at every
@@ -115,6 +117,10 @@ type Set struct {
 
 	mu   sync.Mutex
 	last map[string]Status // by member name
+
+	// labels keeps the label pairs of the Set's own series between
+	// gathers.
+	labels metriccache.Cache
 }
 
 // NewSet returns a Set over members. timeout bounds each gather so that one
@@ -149,6 +155,7 @@ func (s *Set) Collect(ch chan<- prometheus.Metric) { s.CollectWanted(ch, nil) }
 func (s *Set) CollectWanted(ch chan<- prometheus.Metric, want Want) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
+	s.labels.Begin()
 	var wg sync.WaitGroup
 	for _, m := range s.members {
 		wg.Add(1)
@@ -184,8 +191,8 @@ func (s *Set) collectOne(ctx context.Context, m Named, ch chan<- prometheus.Metr
 	s.mu.Lock()
 	s.last[m.Name] = st
 	s.mu.Unlock()
-	ch <- prometheus.MustNewConstMetric(s.durationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), m.Name)
-	ch <- prometheus.MustNewConstMetric(s.successDesc, prometheus.GaugeValue, success, m.Name)
+	ch <- s.labels.MustNew(s.durationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), m.Name)
+	ch <- s.labels.MustNew(s.successDesc, prometheus.GaugeValue, success, m.Name)
 }
 
 // Status returns the last gather's result of every member, followed by the

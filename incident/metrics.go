@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/metriccache"
 )
 
 // metrics are the tracker's metrics: the alerts by state, and its own
@@ -17,6 +18,8 @@ type metrics struct {
 	held             *prometheus.Desc
 	actionRuns       *prometheus.Desc
 	actionLastRun    *prometheus.Desc
+	// labels keeps the label pairs of the series between gathers.
+	labels metriccache.Cache
 }
 
 func newMetrics(t *Tracker) *metrics {
@@ -57,6 +60,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (x *metrics) Collect(ch chan<- prometheus.Metric) {
+	x.labels.Begin()
 	x.handoverFailures.Collect(ch)
 	x.stateFailures.Collect(ch)
 	type key struct{ name, sev string }
@@ -96,14 +100,14 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	t.mu.Unlock()
 	for k, n := range runs {
-		ch <- prometheus.MustNewConstMetric(x.actionRuns, prometheus.CounterValue, n, k[0], k[1])
+		ch <- x.labels.MustNew(x.actionRuns, prometheus.CounterValue, n, k[0], k[1])
 	}
 	for name, at := range last {
-		ch <- prometheus.MustNewConstMetric(x.actionLastRun, prometheus.GaugeValue, at, name)
+		ch <- x.labels.MustNew(x.actionLastRun, prometheus.GaugeValue, at, name)
 	}
 	for k, c := range counts {
-		ch <- prometheus.MustNewConstMetric(x.alerts, prometheus.GaugeValue, float64(c[0]), k.name, k.sev, "pending")
-		ch <- prometheus.MustNewConstMetric(x.alerts, prometheus.GaugeValue, float64(c[1]), k.name, k.sev, "firing")
+		ch <- x.labels.MustNew(x.alerts, prometheus.GaugeValue, float64(c[0]), k.name, k.sev, "pending")
+		ch <- x.labels.MustNew(x.alerts, prometheus.GaugeValue, float64(c[1]), k.name, k.sev, "firing")
 	}
-	ch <- prometheus.MustNewConstMetric(x.held, prometheus.GaugeValue, float64(held))
+	ch <- x.labels.MustNew(x.held, prometheus.GaugeValue, float64(held))
 }

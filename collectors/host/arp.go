@@ -29,7 +29,7 @@ func (c *Collector) updateARP(_ context.Context, ch chan<- prometheus.Metric) er
 		if !c.cfg.ARP.selects(dev) {
 			continue
 		}
-		ch <- c.constMetric(d, prometheus.GaugeValue, float64(v), dev)
+		ch <- c.labels.MustNew(d, prometheus.GaugeValue, float64(v), dev)
 	}
 	return nil
 }

@@ -45,8 +45,8 @@ func (c *Collector) updateBonding(_ context.Context, ch chan<- prometheus.Metric
 				active++
 			}
 		}
-		ch <- c.constMetric(slavesD, prometheus.GaugeValue, float64(n), master)
-		ch <- c.constMetric(activeD, prometheus.GaugeValue, float64(active), master)
+		ch <- c.labels.MustNew(slavesD, prometheus.GaugeValue, float64(n), master)
+		ch <- c.labels.MustNew(activeD, prometheus.GaugeValue, float64(active), master)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 // there is nothing to report (ErrNoData), as in node_exporter.
 func (c *Collector) updateConntrack(_ context.Context, ch chan<- prometheus.Metric) error {
 	g := func(name, help string, v float64) {
-		ch <- c.constMetric(c.desc("node_nf_conntrack_"+name, help), prometheus.GaugeValue, v)
+		ch <- c.labels.MustNew(c.desc("node_nf_conntrack_"+name, help), prometheus.GaugeValue, v)
 	}
 	count, err := readUint(c.procPath("sys/net/netfilter/nf_conntrack_count"))
 	if err != nil {

@@ -71,11 +71,11 @@ func (c *Collector) updateCPU(ctx context.Context, ch chan<- prometheus.Metric) 
 			{"user", o.User}, {"nice", o.Nice}, {"system", o.System}, {"idle", o.Idle},
 			{"iowait", o.Iowait}, {"irq", o.IRQ}, {"softirq", o.SoftIRQ}, {"steal", o.Steal},
 		} {
-			ch <- c.constMetric(d.seconds, prometheus.CounterValue, m.v, cpu, m.mode)
+			ch <- c.labels.MustNew(d.seconds, prometheus.CounterValue, m.v, cpu, m.mode)
 		}
 		// Guest time is also counted in user and nice, as the kernel does.
-		ch <- c.constMetric(d.guest, prometheus.CounterValue, o.Guest, cpu, "user")
-		ch <- c.constMetric(d.guest, prometheus.CounterValue, o.GuestNice, cpu, "nice")
+		ch <- c.labels.MustNew(d.guest, prometheus.CounterValue, o.Guest, cpu, "user")
+		ch <- c.labels.MustNew(d.guest, prometheus.CounterValue, o.GuestNice, cpu, "nice")
 	}
 	for id := range d.last {
 		if _, ok := st.CPU[id]; !ok {

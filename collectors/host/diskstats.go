@@ -102,7 +102,7 @@ func (c *Collector) updateDiskstats(_ context.Context, ch chan<- prometheus.Metr
 		if serial == "" {
 			serial = info["ID_SERIAL"]
 		}
-		ch <- c.constMetric(d.info, prometheus.GaugeValue, 1, dev,
+		ch <- c.labels.MustNew(d.info, prometheus.GaugeValue, 1, dev,
 			strconv.FormatUint(uint64(s.MajorNumber), 10), strconv.FormatUint(uint64(s.MinorNumber), 10),
 			info["ID_PATH"], info["ID_WWN"], info["ID_MODEL"], serial, info["ID_REVISION"], rotational(fs, dev))
 
@@ -129,13 +129,13 @@ func (c *Collector) updateDiskstats(_ context.Context, ch chan<- prometheus.Metr
 			if i >= n {
 				break
 			}
-			ch <- c.constMetric(d.counters[i].desc, d.counters[i].t, v, dev)
+			ch <- c.labels.MustNew(d.counters[i].desc, d.counters[i].t, v, dev)
 		}
 		if t := info["ID_FS_TYPE"]; t != "" {
-			ch <- c.constMetric(d.fsInfo, prometheus.GaugeValue, 1, dev, t, info["ID_FS_USAGE"], info["ID_FS_UUID"], info["ID_FS_VERSION"])
+			ch <- c.labels.MustNew(d.fsInfo, prometheus.GaugeValue, 1, dev, t, info["ID_FS_USAGE"], info["ID_FS_UUID"], info["ID_FS_VERSION"])
 		}
 		if name := info["DM_NAME"]; name != "" {
-			ch <- c.constMetric(d.dmInfo, prometheus.GaugeValue, 1, dev, name, info["DM_UUID"], info["DM_VG_NAME"], info["DM_LV_NAME"], info["DM_LV_LAYER"])
+			ch <- c.labels.MustNew(d.dmInfo, prometheus.GaugeValue, 1, dev, name, info["DM_UUID"], info["DM_VG_NAME"], info["DM_LV_NAME"], info["DM_LV_LAYER"])
 		}
 		if info["ID_ATA"] != "" {
 			for attr, desc := range map[string]*prometheus.Desc{
@@ -144,7 +144,7 @@ func (c *Collector) updateDiskstats(_ context.Context, ch chan<- prometheus.Metr
 				"ID_ATA_ROTATION_RATE_RPM":   d.ataRotation,
 			} {
 				if v, err := strconv.ParseFloat(info[attr], 64); err == nil {
-					ch <- c.constMetric(desc, prometheus.GaugeValue, v, dev)
+					ch <- c.labels.MustNew(desc, prometheus.GaugeValue, v, dev)
 				}
 			}
 		}

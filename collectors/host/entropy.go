@@ -21,7 +21,7 @@ func (c *Collector) updateEntropy(_ context.Context, ch chan<- prometheus.Metric
 	if r.EntropyAvaliable == nil || r.PoolSize == nil {
 		return fmt.Errorf("no entropy_avail or poolsize in %s", c.procPath("sys/kernel/random"))
 	}
-	ch <- c.constMetric(c.desc("node_entropy_available_bits", "Bits of available entropy."), prometheus.GaugeValue, float64(*r.EntropyAvaliable))
-	ch <- c.constMetric(c.desc("node_entropy_pool_size_bits", "Bits of entropy pool."), prometheus.GaugeValue, float64(*r.PoolSize))
+	ch <- c.labels.MustNew(c.desc("node_entropy_available_bits", "Bits of available entropy."), prometheus.GaugeValue, float64(*r.EntropyAvaliable))
+	ch <- c.labels.MustNew(c.desc("node_entropy_pool_size_bits", "Bits of entropy pool."), prometheus.GaugeValue, float64(*r.PoolSize))
 	return nil
 }

@@ -27,7 +27,7 @@ func (c *Collector) updateFilefd(_ context.Context, ch chan<- prometheus.Metric)
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", path, kv[0], err)
 		}
-		ch <- c.constMetric(c.desc("node_filefd_"+kv[0], "File descriptor statistics: "+kv[0]+"."), prometheus.GaugeValue, v)
+		ch <- c.labels.MustNew(c.desc("node_filefd_"+kv[0], "File descriptor statistics: "+kv[0]+"."), prometheus.GaugeValue, v)
 	}
 	return nil
 }

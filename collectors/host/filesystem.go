@@ -170,20 +170,20 @@ func (c *Collector) updateFilesystem(ctx context.Context, ch chan<- prometheus.M
 		}
 		if r.err != nil {
 			c.logger.Debug("statfs failed", "mountpoint", m.mountPoint, "err", r.err)
-			ch <- c.constMetric(c.fs.deviceErrorErr, prometheus.GaugeValue, 1, append(labels, errText)...)
-			ch <- c.constMetric(c.fs.readonlyErr, prometheus.GaugeValue, ro, append(labels, errText)...)
+			ch <- c.labels.MustNew(c.fs.deviceErrorErr, prometheus.GaugeValue, 1, append(labels, errText)...)
+			ch <- c.labels.MustNew(c.fs.readonlyErr, prometheus.GaugeValue, ro, append(labels, errText)...)
 			continue
 		}
 		b := r.buf
 		bsize := float64(b.Bsize)
-		ch <- c.constMetric(c.fs.deviceError, prometheus.GaugeValue, 0, labels...)
-		ch <- c.constMetric(c.fs.readonly, prometheus.GaugeValue, ro, labels...)
-		ch <- c.constMetric(c.fs.size, prometheus.GaugeValue, float64(b.Blocks)*bsize, labels...)
-		ch <- c.constMetric(c.fs.free, prometheus.GaugeValue, float64(b.Bfree)*bsize, labels...)
-		ch <- c.constMetric(c.fs.avail, prometheus.GaugeValue, float64(b.Bavail)*bsize, labels...)
-		ch <- c.constMetric(c.fs.files, prometheus.GaugeValue, float64(b.Files), labels...)
-		ch <- c.constMetric(c.fs.filesFree, prometheus.GaugeValue, float64(b.Ffree), labels...)
-		ch <- c.constMetric(c.fs.mountInfo, prometheus.GaugeValue, 1, m.device, m.major, m.minor, m.mountPoint)
+		ch <- c.labels.MustNew(c.fs.deviceError, prometheus.GaugeValue, 0, labels...)
+		ch <- c.labels.MustNew(c.fs.readonly, prometheus.GaugeValue, ro, labels...)
+		ch <- c.labels.MustNew(c.fs.size, prometheus.GaugeValue, float64(b.Blocks)*bsize, labels...)
+		ch <- c.labels.MustNew(c.fs.free, prometheus.GaugeValue, float64(b.Bfree)*bsize, labels...)
+		ch <- c.labels.MustNew(c.fs.avail, prometheus.GaugeValue, float64(b.Bavail)*bsize, labels...)
+		ch <- c.labels.MustNew(c.fs.files, prometheus.GaugeValue, float64(b.Files), labels...)
+		ch <- c.labels.MustNew(c.fs.filesFree, prometheus.GaugeValue, float64(b.Ffree), labels...)
+		ch <- c.labels.MustNew(c.fs.mountInfo, prometheus.GaugeValue, 1, m.device, m.major, m.minor, m.mountPoint)
 	}
 	return nil
 }

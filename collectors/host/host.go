@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/procfs/sysfs"
 	"golang.org/x/sys/unix"
 
+	"github.com/tokpulse/tokpulse-agent/internal/metriccache"
 	"github.com/tokpulse/tokpulse-agent/internal/yamlx"
 )
 
@@ -87,7 +88,8 @@ type Collector struct {
 	cpu    cpuDescs
 	misc   miscDescs
 	osRel  osReleaseCache
-	labels labelCache
+	// labels keeps the label pairs of the series between gathers.
+	labels metriccache.Cache
 }
 
 // family is one node_exporter collector.
@@ -188,7 +190,7 @@ func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) err
 // out, with its node_scrape_collector_* series, unless those are read.
 func (c *Collector) UpdateWanted(ctx context.Context, ch chan<- prometheus.Metric, want func(prefix string) bool) error {
 	ctx = context.WithValue(ctx, gatherKey{}, &gatherMemo{})
-	c.labels.begin()
+	c.labels.Begin()
 	errs := make([]error, len(c.families))
 	var wg sync.WaitGroup
 	scrapeMetrics := want == nil || want("node_scrape_collector_")
@@ -209,8 +211,8 @@ func (c *Collector) UpdateWanted(ctx context.Context, ch chan<- prometheus.Metri
 				success = 0
 				errs[i] = fmt.Errorf("%s: %w", f.name, err)
 			}
-			ch <- c.constMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds(), f.name)
-			ch <- c.constMetric(c.scrapeSuccess, prometheus.GaugeValue, success, f.name)
+			ch <- c.labels.MustNew(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds(), f.name)
+			ch <- c.labels.MustNew(c.scrapeSuccess, prometheus.GaugeValue, success, f.name)
 		})
 	}
 	wg.Wait()

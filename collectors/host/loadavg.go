@@ -14,9 +14,9 @@ func (c *Collector) updateLoadavg(_ context.Context, ch chan<- prometheus.Metric
 	if err != nil {
 		return err
 	}
-	ch <- c.constMetric(c.misc.load1, prometheus.GaugeValue, l.Load1)
-	ch <- c.constMetric(c.misc.load5, prometheus.GaugeValue, l.Load5)
-	ch <- c.constMetric(c.misc.load15, prometheus.GaugeValue, l.Load15)
+	ch <- c.labels.MustNew(c.misc.load1, prometheus.GaugeValue, l.Load1)
+	ch <- c.labels.MustNew(c.misc.load5, prometheus.GaugeValue, l.Load5)
+	ch <- c.labels.MustNew(c.misc.load15, prometheus.GaugeValue, l.Load15)
 	return nil
 }
 

@@ -29,7 +29,7 @@ func (c *Collector) updateMdadm(_ context.Context, ch chan<- prometheus.Metric) 
 		if len(labels) > 1 {
 			names = append(names, "state")
 		}
-		ch <- c.constMetric(c.desc("node_md_"+name, help, names...), prometheus.GaugeValue, v, labels...)
+		ch <- c.labels.MustNew(c.desc("node_md_"+name, help, names...), prometheus.GaugeValue, v, labels...)
 	}
 	for _, s := range stats {
 		g("disks_required", "Total number of disks of device.", float64(s.DisksTotal), s.Name)

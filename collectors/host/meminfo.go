@@ -26,7 +26,7 @@ func (c *Collector) updateMeminfo(_ context.Context, ch chan<- prometheus.Metric
 	}
 	for _, f := range fields {
 		name := "node_memory_" + f.name
-		ch <- c.constMetric(c.desc(name, "Memory information field "+f.name+"."), prometheus.GaugeValue, f.value)
+		ch <- c.labels.MustNew(c.desc(name, "Memory information field "+f.name+"."), prometheus.GaugeValue, f.value)
 	}
 	return nil
 }

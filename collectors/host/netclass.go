@@ -100,7 +100,7 @@ func (c *Collector) updateNetClass(_ context.Context, ch chan<- prometheus.Metri
 			if operstate == "up" {
 				v = 1
 			}
-			ch <- c.constMetric(up, prometheus.GaugeValue, v, dev)
+			ch <- c.labels.MustNew(up, prometheus.GaugeValue, v, dev)
 			admin := "unknown"
 			for _, a := range netclassInts {
 				raw, ok, err := read(a.file)
@@ -130,9 +130,9 @@ func (c *Collector) updateNetClass(_ context.Context, ch chan<- prometheus.Metri
 					// node_exporter reports it by default.
 					f = float64(n * 1000 * 1000 / 8)
 				}
-				ch <- c.constMetric(c.desc("node_network_"+a.metric, "Network device property: "+a.metric, "device"), t, f, dev)
+				ch <- c.labels.MustNew(c.desc("node_network_"+a.metric, "Network device property: "+a.metric, "device"), t, f, dev)
 			}
-			ch <- c.constMetric(info, prometheus.GaugeValue, 1, dev, labels[0], labels[1], labels[2], operstate, admin, labels[3])
+			ch <- c.labels.MustNew(info, prometheus.GaugeValue, 1, dev, labels[0], labels[1], labels[2], operstate, admin, labels[3])
 			return nil
 		}()
 		if err != nil {

@@ -62,10 +62,10 @@ func (c *Collector) updateNetdev(_ context.Context, ch chan<- prometheus.Metric)
 			s.RxBytes, s.RxPackets, s.RxErrors, s.RxDropped, s.RxFIFO, s.RxFrame, s.RxCompressed, s.RxMulticast,
 			s.TxBytes, s.TxPackets, s.TxErrors, s.TxDropped, s.TxFIFO, s.TxCollisions, s.TxCarrier, s.TxCompressed,
 		} {
-			ch <- c.constMetric(c.netdev.procNetDev[i], prometheus.CounterValue, float64(v), name)
+			ch <- c.labels.MustNew(c.netdev.procNetDev[i], prometheus.CounterValue, float64(v), name)
 		}
 		if v, err := readUint(filepath.Join(c.sysPath("class/net"), name, "statistics/rx_nohandler")); err == nil {
-			ch <- c.constMetric(c.netdev.byKey["receive_nohandler"], prometheus.CounterValue, float64(v), name)
+			ch <- c.labels.MustNew(c.netdev.byKey["receive_nohandler"], prometheus.CounterValue, float64(v), name)
 		}
 	}
 	return nil

@@ -51,7 +51,7 @@ func (c *Collector) updateNetstat(_ context.Context, ch chan<- prometheus.Metric
 		if err != nil {
 			return fmt.Errorf("value %q of %s: %w", value, key, err)
 		}
-		ch <- c.constMetric(c.desc("node_netstat_"+key, "Statistic "+string(proto)+string(name)+"."), prometheus.UntypedValue, v)
+		ch <- c.labels.MustNew(c.desc("node_netstat_"+key, "Statistic "+string(proto)+string(name)+"."), prometheus.UntypedValue, v)
 		return nil
 	}
 	for _, f := range []struct {

@@ -38,11 +38,11 @@ func (c *Collector) updateOS(_ context.Context, ch chan<- prometheus.Metric) err
 	}
 	info := c.desc("node_os_info", "A metric with a constant '1' value labeled by build_id, id, id_like, image_id, image_version, name, pretty_name, variant, variant_id, version, version_codename, version_id.",
 		"build_id", "id", "id_like", "image_id", "image_version", "name", "pretty_name", "variant", "variant_id", "version", "version_codename", "version_id")
-	ch <- c.constMetric(info, prometheus.GaugeValue, 1, env["BUILD_ID"], env["ID"], env["ID_LIKE"], env["IMAGE_ID"], env["IMAGE_VERSION"],
+	ch <- c.labels.MustNew(info, prometheus.GaugeValue, 1, env["BUILD_ID"], env["ID"], env["ID_LIKE"], env["IMAGE_ID"], env["IMAGE_VERSION"],
 		env["NAME"], env["PRETTY_NAME"], env["VARIANT"], env["VARIANT_ID"], env["VERSION"], env["VERSION_CODENAME"], env["VERSION_ID"])
 	if mm := versionRegex.FindString(env["VERSION_ID"]); mm != "" {
 		if v, err := strconv.ParseFloat(mm, 64); err == nil && v > 0 {
-			ch <- c.constMetric(c.desc("node_os_version", "Metric containing the major.minor part of the OS version.", "id", "id_like", "name"),
+			ch <- c.labels.MustNew(c.desc("node_os_version", "Metric containing the major.minor part of the OS version.", "id", "id_like", "name"),
 				prometheus.GaugeValue, v, env["ID"], env["ID_LIKE"], env["NAME"])
 		}
 	}
@@ -51,7 +51,7 @@ func (c *Collector) updateOS(_ context.Context, ch chan<- prometheus.Metric) err
 		if err != nil {
 			return fmt.Errorf("SUPPORT_END %q in os-release: %w", se, err)
 		}
-		ch <- c.constMetric(c.desc("node_os_support_end_timestamp_seconds", "Metric containing the end-of-life date timestamp of the OS."), prometheus.GaugeValue, float64(t.Unix()))
+		ch <- c.labels.MustNew(c.desc("node_os_support_end_timestamp_seconds", "Metric containing the end-of-life date timestamp of the OS."), prometheus.GaugeValue, float64(t.Unix()))
 	}
 	return nil
 }

@@ -39,15 +39,15 @@ func (c *Collector) updatePressure(_ context.Context, ch chan<- prometheus.Metri
 		sec := func(us uint64) float64 { return float64(us) / 1000.0 / 1000.0 }
 		switch res {
 		case "cpu":
-			ch <- c.constMetric(d("cpu_waiting_seconds_total", "Total time in seconds that processes have waited for CPU time"), prometheus.CounterValue, sec(v.Some.Total))
+			ch <- c.labels.MustNew(d("cpu_waiting_seconds_total", "Total time in seconds that processes have waited for CPU time"), prometheus.CounterValue, sec(v.Some.Total))
 		case "io":
-			ch <- c.constMetric(d("io_waiting_seconds_total", "Total time in seconds that processes have waited due to IO congestion"), prometheus.CounterValue, sec(v.Some.Total))
-			ch <- c.constMetric(d("io_stalled_seconds_total", "Total time in seconds no process could make progress due to IO congestion"), prometheus.CounterValue, sec(v.Full.Total))
+			ch <- c.labels.MustNew(d("io_waiting_seconds_total", "Total time in seconds that processes have waited due to IO congestion"), prometheus.CounterValue, sec(v.Some.Total))
+			ch <- c.labels.MustNew(d("io_stalled_seconds_total", "Total time in seconds no process could make progress due to IO congestion"), prometheus.CounterValue, sec(v.Full.Total))
 		case "memory":
-			ch <- c.constMetric(d("memory_waiting_seconds_total", "Total time in seconds that processes have waited for memory"), prometheus.CounterValue, sec(v.Some.Total))
-			ch <- c.constMetric(d("memory_stalled_seconds_total", "Total time in seconds no process could make progress due to memory congestion"), prometheus.CounterValue, sec(v.Full.Total))
+			ch <- c.labels.MustNew(d("memory_waiting_seconds_total", "Total time in seconds that processes have waited for memory"), prometheus.CounterValue, sec(v.Some.Total))
+			ch <- c.labels.MustNew(d("memory_stalled_seconds_total", "Total time in seconds no process could make progress due to memory congestion"), prometheus.CounterValue, sec(v.Full.Total))
 		case "irq":
-			ch <- c.constMetric(d("irq_stalled_seconds_total", "Total time in seconds no process could make progress due to IRQ congestion"), prometheus.CounterValue, sec(v.Full.Total))
+			ch <- c.labels.MustNew(d("irq_stalled_seconds_total", "Total time in seconds no process could make progress due to IRQ congestion"), prometheus.CounterValue, sec(v.Full.Total))
 		}
 		found++
 	}

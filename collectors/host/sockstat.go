@@ -28,7 +28,7 @@ func (c *Collector) updateSockstat(_ context.Context, ch chan<- prometheus.Metri
 		return fmt.Errorf("reading %s: %w", c.procPath("net/sockstat6"), err)
 	}
 	if s4 != nil && s4.Used != nil {
-		ch <- c.constMetric(c.desc("node_sockstat_sockets_used", "Number of IPv4 sockets in use."), prometheus.GaugeValue, float64(*s4.Used))
+		ch <- c.labels.MustNew(c.desc("node_sockstat_sockets_used", "Number of IPv4 sockets in use."), prometheus.GaugeValue, float64(*s4.Used))
 	}
 	for _, s := range []*procfs.NetSockstat{s4, s6} {
 		if s == nil {
@@ -39,7 +39,7 @@ func (c *Collector) updateSockstat(_ context.Context, ch chan<- prometheus.Metri
 				if v != nil {
 					name := fmt.Sprintf("node_sockstat_%s_%s", p.Protocol, field)
 					help := fmt.Sprintf("Number of %s sockets in state %s.", p.Protocol, field)
-					ch <- c.constMetric(c.desc(name, help), prometheus.GaugeValue, float64(*v))
+					ch <- c.labels.MustNew(c.desc(name, help), prometheus.GaugeValue, float64(*v))
 				}
 			}
 			emit("inuse", &p.InUse)

@@ -21,13 +21,13 @@ func (c *Collector) updateSoftnet(_ context.Context, ch chan<- prometheus.Metric
 	d := func(name, help string) *prometheus.Desc { return c.desc("node_softnet_"+name, help, "cpu") }
 	for _, s := range stats {
 		cpu := strconv.FormatUint(uint64(s.Index), 10)
-		ch <- c.constMetric(d("processed_total", "Number of processed packets"), prometheus.CounterValue, float64(s.Processed), cpu)
-		ch <- c.constMetric(d("dropped_total", "Number of dropped packets"), prometheus.CounterValue, float64(s.Dropped), cpu)
-		ch <- c.constMetric(d("times_squeezed_total", "Number of times processing packets ran out of quota"), prometheus.CounterValue, float64(s.TimeSqueezed), cpu)
-		ch <- c.constMetric(d("cpu_collision_total", "Number of collision occur while obtaining device lock while transmitting"), prometheus.CounterValue, float64(s.CPUCollision), cpu)
-		ch <- c.constMetric(d("received_rps_total", "Number of times cpu woken up received_rps"), prometheus.CounterValue, float64(s.ReceivedRps), cpu)
-		ch <- c.constMetric(d("flow_limit_count_total", "Number of times flow limit has been reached"), prometheus.CounterValue, float64(s.FlowLimitCount), cpu)
-		ch <- c.constMetric(d("backlog_len", "Softnet backlog status"), prometheus.GaugeValue, float64(s.SoftnetBacklogLen), cpu)
+		ch <- c.labels.MustNew(d("processed_total", "Number of processed packets"), prometheus.CounterValue, float64(s.Processed), cpu)
+		ch <- c.labels.MustNew(d("dropped_total", "Number of dropped packets"), prometheus.CounterValue, float64(s.Dropped), cpu)
+		ch <- c.labels.MustNew(d("times_squeezed_total", "Number of times processing packets ran out of quota"), prometheus.CounterValue, float64(s.TimeSqueezed), cpu)
+		ch <- c.labels.MustNew(d("cpu_collision_total", "Number of collision occur while obtaining device lock while transmitting"), prometheus.CounterValue, float64(s.CPUCollision), cpu)
+		ch <- c.labels.MustNew(d("received_rps_total", "Number of times cpu woken up received_rps"), prometheus.CounterValue, float64(s.ReceivedRps), cpu)
+		ch <- c.labels.MustNew(d("flow_limit_count_total", "Number of times flow limit has been reached"), prometheus.CounterValue, float64(s.FlowLimitCount), cpu)
+		ch <- c.labels.MustNew(d("backlog_len", "Softnet backlog status"), prometheus.GaugeValue, float64(s.SoftnetBacklogLen), cpu)
 	}
 	return nil
 }

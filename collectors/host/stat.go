@@ -16,14 +16,14 @@ func (c *Collector) updateStat(ctx context.Context, ch chan<- prometheus.Metric)
 	}
 	m := c.misc
 	if c.cfg.Stat {
-		ch <- c.constMetric(m.intr, prometheus.CounterValue, float64(st.IRQTotal))
-		ch <- c.constMetric(m.ctxt, prometheus.CounterValue, float64(st.ContextSwitches))
-		ch <- c.constMetric(m.forks, prometheus.CounterValue, float64(st.ProcessCreated))
-		ch <- c.constMetric(m.procsRunning, prometheus.GaugeValue, float64(st.ProcessesRunning))
-		ch <- c.constMetric(m.procsBlocked, prometheus.GaugeValue, float64(st.ProcessesBlocked))
+		ch <- c.labels.MustNew(m.intr, prometheus.CounterValue, float64(st.IRQTotal))
+		ch <- c.labels.MustNew(m.ctxt, prometheus.CounterValue, float64(st.ContextSwitches))
+		ch <- c.labels.MustNew(m.forks, prometheus.CounterValue, float64(st.ProcessCreated))
+		ch <- c.labels.MustNew(m.procsRunning, prometheus.GaugeValue, float64(st.ProcessesRunning))
+		ch <- c.labels.MustNew(m.procsBlocked, prometheus.GaugeValue, float64(st.ProcessesBlocked))
 	}
 	if c.cfg.BootTime {
-		ch <- c.constMetric(m.bootTime, prometheus.GaugeValue, float64(st.BootTime))
+		ch <- c.labels.MustNew(m.bootTime, prometheus.GaugeValue, float64(st.BootTime))
 	}
 	return nil
 }

@@ -109,13 +109,13 @@ func (c *Collector) updateTextfile(_ context.Context, ch chan<- prometheus.Metri
 	sort.Strings(paths)
 	mtimeD := c.desc("node_textfile_mtime_seconds", "Unixtime mtime of textfiles successfully read.", "file")
 	for _, p := range paths {
-		ch <- c.constMetric(mtimeD, prometheus.GaugeValue, float64(mtimes[p].Unix()), p)
+		ch <- c.labels.MustNew(mtimeD, prometheus.GaugeValue, float64(mtimes[p].Unix()), p)
 	}
 	v := 0.0
 	if errored {
 		v = 1
 	}
-	ch <- c.constMetric(c.desc("node_textfile_scrape_error", "1 if there was an error opening or reading a file, 0 otherwise"), prometheus.GaugeValue, v)
+	ch <- c.labels.MustNew(c.desc("node_textfile_scrape_error", "1 if there was an error opening or reading a file, 0 otherwise"), prometheus.GaugeValue, v)
 	return nil
 }
 

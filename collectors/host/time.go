@@ -13,8 +13,8 @@ import (
 func (c *Collector) updateTime(_ context.Context, ch chan<- prometheus.Metric) error {
 	now := c.now()
 	zone, offset := now.Zone()
-	ch <- c.constMetric(c.desc("node_time_seconds", "System time in seconds since epoch (1970)."), prometheus.GaugeValue, float64(now.UnixNano())/1e9)
-	ch <- c.constMetric(c.desc("node_time_zone_offset_seconds", "System time zone offset in seconds.", "time_zone"), prometheus.GaugeValue, float64(offset), zone)
+	ch <- c.labels.MustNew(c.desc("node_time_seconds", "System time in seconds since epoch (1970)."), prometheus.GaugeValue, float64(now.UnixNano())/1e9)
+	ch <- c.labels.MustNew(c.desc("node_time_zone_offset_seconds", "System time zone offset in seconds.", "time_zone"), prometheus.GaugeValue, float64(offset), zone)
 	fs, err := c.sysFS()
 	if err != nil {
 		return err
@@ -28,9 +28,9 @@ func (c *Collector) updateTime(_ context.Context, ch chan<- prometheus.Metric) e
 	for i, s := range sources {
 		dev := strconv.Itoa(i)
 		for _, a := range s.Available {
-			ch <- c.constMetric(avail, prometheus.GaugeValue, 1, dev, a)
+			ch <- c.labels.MustNew(avail, prometheus.GaugeValue, 1, dev, a)
 		}
-		ch <- c.constMetric(cur, prometheus.GaugeValue, 1, dev, s.Current)
+		ch <- c.labels.MustNew(cur, prometheus.GaugeValue, 1, dev, s.Current)
 	}
 	return nil
 }

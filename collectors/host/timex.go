@@ -39,10 +39,10 @@ func (c *Collector) updateTimex(_ context.Context, ch chan<- prometheus.Metric) 
 		div = nanoSeconds
 	}
 	g := func(name, help string, v float64) {
-		ch <- c.constMetric(c.desc("node_timex_"+name, help), prometheus.GaugeValue, v)
+		ch <- c.labels.MustNew(c.desc("node_timex_"+name, help), prometheus.GaugeValue, v)
 	}
 	n := func(name, help string, v float64) {
-		ch <- c.constMetric(c.desc("node_timex_"+name, help), prometheus.CounterValue, v)
+		ch <- c.labels.MustNew(c.desc("node_timex_"+name, help), prometheus.CounterValue, v)
 	}
 	g("sync_status", "Is clock synchronized to a reliable server (1 = yes, 0 = no).", sync)
 	g("offset_seconds", "Time offset in between local system and reference clock.", float64(tx.Offset)/div)

@@ -18,7 +18,7 @@ func (c *Collector) updateUname(_ context.Context, ch chan<- prometheus.Metric) 
 	}
 	d := c.desc("node_uname_info", "Labeled system information as provided by the uname system call.",
 		"sysname", "release", "version", "machine", "nodename", "domainname")
-	ch <- c.constMetric(d, prometheus.GaugeValue, 1,
+	ch <- c.labels.MustNew(d, prometheus.GaugeValue, 1,
 		unix.ByteSliceToString(u.Sysname[:]), unix.ByteSliceToString(u.Release[:]),
 		unix.ByteSliceToString(u.Version[:]), unix.ByteSliceToString(u.Machine[:]),
 		unix.ByteSliceToString(u.Nodename[:]), unix.ByteSliceToString(u.Domainname[:]))

@@ -31,7 +31,7 @@ func (c *Collector) updateVmstat(_ context.Context, ch chan<- prometheus.Metric)
 			return fmt.Errorf("value of %s in %s: %w", parts[0], c.procPath("vmstat"), err)
 		}
 		name := "node_vmstat_" + parts[0]
-		ch <- c.constMetric(c.desc(name, "/proc/vmstat information field "+parts[0]+"."), prometheus.UntypedValue, v)
+		ch <- c.labels.MustNew(c.desc(name, "/proc/vmstat information field "+parts[0]+"."), prometheus.UntypedValue, v)
 	}
 	return sc.Err()
 }
