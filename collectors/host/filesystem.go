@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -202,19 +203,58 @@ func (c *Collector) filesystemSelected(m mount) bool {
 // readMounts reads PID 1's mount table (the host's, even when the agent
 // runs in a mount namespace of its own), falling back to the agent's own
 // when PID 1 is hidden (hidepid), as node_exporter does.
+//
+// The table is parsed again only when its text changed since the last
+// gather (mountMemo): on a host whose mounts do not move, every scrape
+// and every agent.interval read the same few KB, and parsing them (procfs'
+// option maps, major:minor) was most of the family's allocations.
 func (c *Collector) readMounts() ([]mount, error) {
+	pid := 1
+	data, release, err := readFile(c.procPath("1/mountinfo"))
+	if errors.Is(err, os.ErrNotExist) {
+		pid = 0
+		data, release, err = readFile(c.procPath("self/mountinfo"))
+	}
+	defer release()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", c.procPath("1/mountinfo"), err)
+	}
+	m := &c.mountMemo
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mounts != nil && m.pid == pid && bytes.Equal(m.raw, data) {
+		return m.mounts, nil
+	}
 	fs, err := c.procFS()
 	if err != nil {
 		return nil, err
 	}
-	infos, err := fs.GetProcMounts(1)
-	if errors.Is(err, os.ErrNotExist) {
+	var infos []*procfs.MountInfo
+	if pid == 1 {
+		infos, err = fs.GetProcMounts(1)
+	} else {
 		infos, err = fs.GetMounts()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", c.procPath("1/mountinfo"), err)
 	}
-	return c.parseMounts(infos)
+	mounts, err := c.parseMounts(infos)
+	if err != nil {
+		return nil, err
+	}
+	// procfs read the file again: should it have changed in between, the
+	// next gather sees text different from raw and parses once more.
+	m.raw, m.pid, m.mounts = append(m.raw[:0], data...), pid, mounts
+	return mounts, nil
+}
+
+// mountMemo is the last mount table read, as text and parsed; the parsed
+// slice is shared, read-only, by the gathers that read the same text.
+type mountMemo struct {
+	mu     sync.Mutex
+	pid    int // 1, or 0 for the agent's own table
+	raw    []byte
+	mounts []mount
 }
 
 func (c *Collector) parseMounts(infos []*procfs.MountInfo) ([]mount, error) {

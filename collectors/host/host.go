@@ -90,6 +90,8 @@ type Collector struct {
 	osRel  osReleaseCache
 	// labels keeps the label pairs of the series between gathers.
 	labels metriccache.Cache
+	// mountMemo is the last mount table, parsed.
+	mountMemo mountMemo
 }
 
 // family is one node_exporter collector.
