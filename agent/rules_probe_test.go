@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
+	"github.com/tokpulse/tokpulse-agent/internal/testutil"
 )
 
 // find returns the alert name in state st, if the tracker has it.
@@ -77,6 +78,12 @@ rule_files: [%s]
 		return alert.Alert{}
 	}
 	f := wait(alert.StateFiring)
+	// The round that makes an alert fire attaches its evidence when it
+	// commits, a moment after the alert reads as firing.
+	testutil.Eventually(t, 10*time.Second, "the firing alert's evidence", func() bool {
+		f, _ = find(a, "TokPulseHealthCheckFailed", alert.StateFiring)
+		return len(f.Evidence) > 0
+	})
 	if f.Severity != alert.P1 || f.Labels["probe"] != "health" || f.Runbook() != "Complete Service Outage" || f.Value != 0 {
 		t.Errorf("firing alert %+v", f)
 	}
