@@ -10,8 +10,10 @@ import (
 )
 
 // FuzzLinePipeline feeds arbitrary lines through a source with the default
-// patterns and the access-log metrics: nothing may panic, and the fast
-// matcher of each metric must find exactly what Go's regexp finds. Seeds:
+// patterns and the access-log metrics: nothing may panic, each pattern
+// must count the line exactly when Go's regexp matches it (the literal
+// prefilter decides most lines alone), and the fast matcher of each metric
+// must find exactly what Go's regexp finds. Seeds:
 // the access-log sample and hostile lines (binary, invalid UTF-8, huge
 // numbers). `make fuzz` runs it for a while; `make test` runs the seeds.
 func FuzzLinePipeline(f *testing.F) {
@@ -34,7 +36,17 @@ func FuzzLinePipeline(f *testing.F) {
 	p := newLinePipeline("access", DefaultLogPatterns(), cfg.Logs[0].Metrics, 10, Options{}.withDefaults())
 	now := time.Unix(1_800_000_000, 0)
 	f.Fuzz(func(t *testing.T, line []byte) {
+		before := make([]uint64, len(p.patterns))
+		for i, pt := range p.patterns {
+			before[i] = pt.matches.Load()
+		}
 		p.process(line, false, now)
+		for i, pt := range p.patterns {
+			got, want := pt.matches.Load()-before[i] == 1, pt.m.re.Match(line)
+			if got != want {
+				t.Fatalf("pattern %s on %q: counted %v, regexp matches %v", pt.name, line, got, want)
+			}
+		}
 		for _, g := range p.groups {
 			if g.lin == nil {
 				continue

@@ -233,16 +233,35 @@ func equalInts(a, b []int) bool {
 // regexp, for ASCII and non-ASCII lines.
 func TestMatcherPrefilter(t *testing.T) {
 	lines := []string{"ERROR x", "Failed", "access DENIED", "token", "toKEN", "to\u212aen", "rate limit", "RATE-LIMIT",
-		"limit rate", "webhooks", "WebHook", "nothing here", "", "ſome", "erro r", "déniéd denied"}
-	for _, p := range append(DefaultLogPatterns(), LogPattern{Name: "x", Regexp: mustRE(`(?i)database connection (refused|failed|timed? ?out)|connect ECONNREFUSED`)}) {
+		"limit rate", "webhooks", "WebHook", "nothing here", "", "ſome", "erro r", "déniéd denied", "token=x", "ERRor", "x ERROR", "errorerror faIL",
+		"a database CONNECTION timeout here", "connect econnrefused", "connect ECONNREFUSED"}
+	patterns := append(DefaultLogPatterns(), LogPattern{Name: "x", Regexp: mustRE(`(?i)database connection (refused|failed|timed? ?out)|connect ECONNREFUSED`)},
+		LogPattern{Name: "y", Regexp: mustRE(`token=\S+|ERROR`)})
+	// Each pattern alone, and all in one set (where literals are shared:
+	// "ERROR" folded and not folded are different literals).
+	var all litSet
+	var shared []*matcher
+	for _, p := range patterns {
+		m := newMatcher(p.Regexp.Regexp)
+		all.add(m)
+		shared = append(shared, m)
+	}
+	for i, p := range patterns {
 		m := newMatcher(p.Regexp.Regexp)
 		if m.lits == nil {
 			t.Errorf("%s: no prefilter derived", p.Regexp)
 		}
+		var alone litSet
+		alone.add(m)
 		for _, line := range lines {
-			lower, ascii := lowerASCII(nil, []byte(line))
-			if got, want := m.match([]byte(line), lower, ascii), p.Regexp.MatchString(line); got != want {
+			want := p.Regexp.MatchString(line)
+			found, ok := alone.scan([]byte(line))
+			if got := m.match([]byte(line), found, ok); got != want {
 				t.Errorf("%s on %q: %v, regexp says %v", p.Regexp, line, got, want)
+			}
+			found, ok = all.scan([]byte(line))
+			if got := shared[i].match([]byte(line), found, ok); got != want {
+				t.Errorf("%s on %q among all patterns: %v, regexp says %v", p.Regexp, line, got, want)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -18,26 +19,29 @@ import (
 // match at all, and the common shape of log-format expressions a linear
 // matcher without backtracking.
 
-// matcher is a regexp with a literal prefilter: lit lists literals of
+// matcher is a regexp with a literal prefilter: lits lists literals of
 // which at least one occurs in every match. When exact is set the
 // expression is nothing but those literals, and the prefilter decides
-// alone.
+// alone. The literals are searched for by the source's litSet, one pass
+// over the line for all its matchers; set has a bit for each of this
+// matcher's literals there, and is 0 when the matcher is not prefiltered.
 type matcher struct {
 	re    *regexp.Regexp
 	lits  []literal
 	exact bool
+	set   uint64
 }
 
 type literal struct {
 	b    []byte
-	fold bool // compare with the ASCII-lowercased line
-	rare int  // index in b of its rarest byte, searched for first
+	fold bool // ASCII letters match either case (b holds them lowercased)
+	rare int  // index in b of its rarest byte, the one the scan looks for
 }
 
 // byteRank orders bytes by how common they are in log text, most common
-// first: searching for a literal's rarest byte with bytes.IndexByte (SIMD)
-// and verifying around it wastes far fewer checks than starting from its
-// first letter ("error" starts with the most common letter of English).
+// first: keying each literal on its rarest byte means the scan stops to
+// verify a literal at far fewer places than keying it on its first letter
+// ("error" starts with the most common letter of English).
 const byteRank = " eE0123456789taoinsrhldcumfpgwybvkxjqzTAOINSRHLDCUMFPGWYBVKXJQZ-./:,[]\"=_'"
 
 func rarestByte(b []byte) int {
@@ -52,27 +56,6 @@ func rarestByte(b []byte) int {
 		}
 	}
 	return best
-}
-
-// in reports whether the literal occurs in hay.
-func (l *literal) in(hay []byte) bool {
-	n, r := len(l.b), l.rare
-	c := l.b[r]
-	for i := r; i < len(hay); {
-		j := bytes.IndexByte(hay[i:], c)
-		if j < 0 {
-			return false
-		}
-		start := i + j - r
-		if start+n > len(hay) {
-			return false
-		}
-		if string(hay[start:start+n]) == string(l.b) {
-			return true
-		}
-		i += j + 1
-	}
-	return false
 }
 
 func newMatcher(re *regexp.Regexp) *matcher {
@@ -172,24 +155,13 @@ func onlyLiterals(re *syntax.Regexp) bool {
 	return false
 }
 
-// match reports whether line matches. lower is line lowercased (ASCII) and
-// ascii reports that line holds no byte above 0x7f; the prefilter is only
-// trusted for ASCII lines, where ASCII case folding is the whole story.
-func (m *matcher) match(line, lower []byte, ascii bool) bool {
-	if ascii && m.lits != nil {
-		found := false
-		for i := range m.lits {
-			l := &m.lits[i]
-			hay := line
-			if l.fold {
-				hay = lower
-			}
-			if l.in(hay) {
-				found = true
-				break
-			}
-		}
-		if !found {
+// match reports whether line matches. found is the line's litSet.scan
+// result; ok is false when the prefilter cannot be trusted for the line
+// (it holds a byte above 0x7f, where ASCII case folding is not the whole
+// story).
+func (m *matcher) match(line []byte, found uint64, ok bool) bool {
+	if ok && m.set != 0 {
+		if found&m.set == 0 {
 			return false
 		}
 		if m.exact {
@@ -200,49 +172,140 @@ func (m *matcher) match(line, lower []byte, ascii bool) bool {
 }
 
 // passes is the prefilter alone, for expressions whose groups are needed.
-func (m *matcher) passes(line, lower []byte, ascii bool) bool {
-	if !ascii || m.lits == nil {
-		return true
-	}
-	for i := range m.lits {
-		l := &m.lits[i]
-		hay := line
-		if l.fold {
-			hay = lower
-		}
-		if l.in(hay) {
-			return true
-		}
-	}
-	return false
+func (m *matcher) passes(found uint64, ok bool) bool {
+	return !ok || m.set == 0 || found&m.set != 0
 }
 
-// lowerASCII appends line lowercased (ASCII letters only) to dst and reports
-// whether line is pure ASCII. It works eight bytes at a time.
-func lowerASCII(dst, line []byte) ([]byte, bool) {
-	n := len(line)
-	dst = slices.Grow(dst[:0], n)[:n]
+// maxSetLits is how many distinct literals a source's litSet holds: one
+// bit each in a word. A matcher whose literals do not fit is not
+// prefiltered (Go's regexp decides every line), which costs time only.
+const maxSetLits = 64
+
+// litSet finds which of a source's literals occur in a line in one pass:
+// every byte of the line is looked up in a table of the literals' rarest
+// bytes (both cases for a folded letter), and only the literals keyed on
+// that byte, not yet found, are verified there. Before it, each pattern
+// searched the lowercased line for each of its literals, lowercasing
+// every line and reading it once per literal.
+type litSet struct {
+	lits  []setLit
+	keyed [256]uint64 // bit i: literal i is keyed on this byte
+}
+
+// setLit is a literal prepared for verification eight bytes at a time:
+// a byte of the line matches the literal's byte c when (byte|fold) == c,
+// fold being 0x20 at the letters of a case-folded literal, 0 elsewhere.
+type setLit struct {
+	b, fold []byte
+	rare    int
+	// The literal as one little-endian word, when it is 8 bytes or less.
+	word, foldWord, maskWord uint64
+}
+
+// add registers m's literals (shared with equal literals of earlier
+// matchers) and sets m.set, or leaves m unfiltered when the set is full.
+func (s *litSet) add(m *matcher) {
+	var set uint64
+	var added []setLit
+	for _, l := range m.lits {
+		fold := make([]byte, len(l.b))
+		for i, c := range l.b {
+			if l.fold && 'a' <= c && c <= 'z' {
+				fold[i] = 0x20
+			}
+		}
+		same := func(x setLit) bool { return string(x.b) == string(l.b) && string(x.fold) == string(fold) }
+		id := slices.IndexFunc(s.lits, same)
+		if id < 0 {
+			if j := slices.IndexFunc(added, same); j >= 0 {
+				id = len(s.lits) + j
+			}
+		}
+		if id < 0 {
+			id = len(s.lits) + len(added)
+			if id >= maxSetLits {
+				m.set = 0
+				return
+			}
+			sl := setLit{b: l.b, fold: fold, rare: l.rare}
+			if len(l.b) <= 8 {
+				var buf, fb [8]byte
+				copy(buf[:], l.b)
+				copy(fb[:], fold)
+				sl.word = binary.LittleEndian.Uint64(buf[:])
+				sl.foldWord = binary.LittleEndian.Uint64(fb[:])
+				sl.maskWord = math.MaxUint64 >> (64 - 8*len(l.b))
+			}
+			added = append(added, sl)
+		}
+		set |= 1 << id
+	}
+	for _, sl := range added {
+		bit := uint64(1) << len(s.lits)
+		s.lits = append(s.lits, sl)
+		c := sl.b[sl.rare]
+		s.keyed[c] |= bit
+		if sl.fold[sl.rare] != 0 {
+			s.keyed[c-0x20] |= bit
+		}
+	}
+	m.set = set
+}
+
+// scan returns the set of literals that occur in line (bit i for literal
+// i), and false when line is not pure ASCII (the prefilter is then not
+// used).
+func (s *litSet) scan(line []byte) (uint64, bool) {
+	if !isASCII(line) {
+		return 0, false
+	}
+	var found uint64
+	all := uint64(1)<<len(s.lits) - 1
+	for i, c := range line {
+		k := s.keyed[c] &^ found
+		if k == 0 {
+			continue
+		}
+		for ; k != 0; k &= k - 1 {
+			id := bits.TrailingZeros64(k)
+			l := &s.lits[id]
+			start := i - l.rare
+			if start >= 0 && start+len(l.b) <= len(line) && l.at(line[start:]) {
+				found |= 1 << id
+			}
+		}
+		if found == all {
+			break
+		}
+	}
+	return found, true
+}
+
+// at reports whether h starts with the literal; len(h) >= len(l.b).
+func (l *setLit) at(h []byte) bool {
+	if len(h) >= 8 && l.maskWord != 0 {
+		return (binary.LittleEndian.Uint64(h)|l.foldWord)&l.maskWord == l.word
+	}
+	for i, c := range l.b {
+		if h[i]|l.fold[i] != c {
+			return false
+		}
+	}
+	return true
+}
+
+// isASCII reports whether b holds no byte above 0x7f, eight bytes at a time.
+func isASCII(b []byte) bool {
 	const hi = 0x8080808080808080
 	var any uint64
 	i := 0
-	for ; i+8 <= n; i += 8 {
-		w := binary.LittleEndian.Uint64(line[i:])
-		any |= w
-		b := w &^ hi
-		ge := b + 0x3f3f3f3f3f3f3f3f // bit 7 set where byte >= 'A'
-		gt := b + 0x2525252525252525 // bit 7 set where byte > 'Z'
-		mask := ge &^ gt &^ w & hi
-		binary.LittleEndian.PutUint64(dst[i:], w|mask>>2)
+	for ; i+8 <= len(b); i += 8 {
+		any |= binary.LittleEndian.Uint64(b[i:])
 	}
-	for ; i < n; i++ {
-		c := line[i]
-		any |= uint64(c)
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst[i] = c
+	for ; i < len(b); i++ {
+		any |= uint64(b[i])
 	}
-	return dst, any&hi == 0
+	return any&hi == 0
 }
 
 // linear is a fast matcher for the common shape of log-format expressions:

@@ -53,7 +53,7 @@ type linePipeline struct {
 	// counted, so that the source catches up without losing a line.
 	shed bool
 
-	lower []byte // scratch: the lowercased line
+	lits litSet // every pattern's and metric's literals, searched in one pass
 }
 
 type patternState struct {
@@ -86,6 +86,12 @@ func newLinePipeline(source string, patterns []LogPattern, metrics []LogMetricCo
 		}
 		g.metrics = append(g.metrics, lm)
 	}
+	for _, pt := range p.patterns {
+		p.lits.add(pt.m)
+	}
+	for _, g := range p.groups {
+		p.lits.add(g.m)
+	}
 	return p
 }
 
@@ -110,10 +116,9 @@ func (p *linePipeline) count(line []byte, cut bool, ts time.Time) {
 
 // match runs the patterns and log-derived metrics over one line or event.
 func (p *linePipeline) match(line []byte, ts time.Time) {
-	var ascii bool
-	p.lower, ascii = lowerASCII(p.lower, line)
+	found, ok := p.lits.scan(line)
 	for _, pt := range p.patterns {
-		if pt.m.match(line, p.lower, ascii) {
+		if pt.m.match(line, found, ok) {
 			pt.matches.Add(1)
 			if p.shed {
 				p.stats.shedEvidence.Add(1)
@@ -129,7 +134,7 @@ func (p *linePipeline) match(line []byte, ts time.Time) {
 		return
 	}
 	for _, g := range p.groups {
-		if !g.m.passes(line, p.lower, ascii) {
+		if !g.m.passes(found, ok) {
 			continue
 		}
 		var idx []int
