@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -234,9 +235,11 @@ func equalInts(a, b []int) bool {
 func TestMatcherPrefilter(t *testing.T) {
 	lines := []string{"ERROR x", "Failed", "access DENIED", "token", "toKEN", "to\u212aen", "rate limit", "RATE-LIMIT",
 		"limit rate", "webhooks", "WebHook", "nothing here", "", "ſome", "erro r", "déniéd denied", "token=x", "ERRor", "x ERROR", "errorerror faIL",
-		"a database CONNECTION timeout here", "connect econnrefused", "connect ECONNREFUSED"}
+		"a database CONNECTION timeout here", "connect econnrefused", "connect ECONNREFUSED",
+		"Q", "qQ", "a_b", "X=1", "x=1", "w00z", "w69z", "W69Z", "aw65z"}
 	patterns := append(DefaultLogPatterns(), LogPattern{Name: "x", Regexp: mustRE(`(?i)database connection (refused|failed|timed? ?out)|connect ECONNREFUSED`)},
-		LogPattern{Name: "y", Regexp: mustRE(`token=\S+|ERROR`)})
+		LogPattern{Name: "y", Regexp: mustRE(`token=\S+|ERROR`)}, LogPattern{Name: "z", Regexp: mustRE(`(?i)qq|_|x=1`)},
+		LogPattern{Name: "many", Regexp: mustRE(manyLiterals(70))})
 	// Each pattern alone, and all in one set (where literals are shared:
 	// "ERROR" folded and not folded are different literals).
 	var all litSet
@@ -265,6 +268,16 @@ func TestMatcherPrefilter(t *testing.T) {
 			}
 		}
 	}
+}
+
+// manyLiterals is an alternation of n distinct words, more than a litSet
+// holds: the words past its capacity must still match (unfiltered).
+func manyLiterals(n int) string {
+	var words []string
+	for i := range n {
+		words = append(words, fmt.Sprintf("w%02dz", i))
+	}
+	return strings.Join(words, "|")
 }
 
 func mustRE(s string) yamlx.Regexp { return yamlx.MustRegexp(s) }

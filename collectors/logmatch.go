@@ -35,28 +35,13 @@ type matcher struct {
 type literal struct {
 	b    []byte
 	fold bool // ASCII letters match either case (b holds them lowercased)
-	rare int  // index in b of its rarest byte, the one the scan looks for
 }
 
 // byteRank orders bytes by how common they are in log text, most common
-// first: keying each literal on its rarest byte means the scan stops to
-// verify a literal at far fewer places than keying it on its first letter
-// ("error" starts with the most common letter of English).
+// first: keying each literal on its rarest pair of bytes means the scan
+// stops to verify a literal at far fewer places than keying it on its
+// first letters ("error" starts with the most common letter of English).
 const byteRank = " eE0123456789taoinsrhldcumfpgwybvkxjqzTAOINSRHLDCUMFPGWYBVKXJQZ-./:,[]\"=_'"
-
-func rarestByte(b []byte) int {
-	best, bestRank := 0, -1
-	for i, c := range b {
-		r := strings.IndexByte(byteRank, c)
-		if r < 0 {
-			r = len(byteRank) // not listed: rarer than anything listed
-		}
-		if r > bestRank {
-			best, bestRank = i, r
-		}
-	}
-	return best
-}
 
 func newMatcher(re *regexp.Regexp) *matcher {
 	m := &matcher{re: re}
@@ -95,7 +80,7 @@ func requiredLiterals(re *syntax.Regexp) ([]literal, bool) {
 			}
 			s = strings.ToLower(s)
 		}
-		return []literal{{b: []byte(s), fold: fold, rare: rarestByte([]byte(s))}}, true
+		return []literal{{b: []byte(s), fold: fold}}, true
 	case syntax.OpCapture, syntax.OpPlus:
 		return requiredLiterals(re.Sub[0])
 	case syntax.OpRepeat:
@@ -181,15 +166,22 @@ func (m *matcher) passes(found uint64, ok bool) bool {
 // prefiltered (Go's regexp decides every line), which costs time only.
 const maxSetLits = 64
 
-// litSet finds which of a source's literals occur in a line in one pass:
-// every byte of the line is looked up in a table of the literals' rarest
-// bytes (both cases for a folded letter), and only the literals keyed on
-// that byte, not yet found, are verified there. Before it, each pattern
-// searched the lowercased line for each of its literals, lowercasing
-// every line and reading it once per literal.
+// litSet finds which of a source's literals occur in a line in one pass.
+// Each literal is keyed on its rarest pair of adjacent bytes, ORed with
+// 0x20 (so both cases of a letter give one key; other bytes may collide,
+// which verification sorts out); the line is read eight bytes at a time
+// and its seven pairs looked up in a bit table of keys, so that the common
+// case (no key in the word) costs a few instructions a byte and only the
+// rare hits are verified. The table has a byte per key (64 KiB, of which
+// ASCII lines touch the 16 KiB whose bytes have bit 5 set): one load a
+// pair, where a bit table would need two more operations. One-byte literals are searched with
+// bytes.IndexByte. Before it, each pattern searched the lowercased line for
+// each of its literals, lowercasing every line and reading it once per
+// literal.
 type litSet struct {
 	lits  []setLit
-	keyed [256]uint64 // bit i: literal i is keyed on this byte
+	pairs *[1 << 16]uint8 // 1 where some literal is keyed on that pair key
+	short uint64          // the one-byte literals
 }
 
 // setLit is a literal prepared for verification eight bytes at a time:
@@ -197,10 +189,13 @@ type litSet struct {
 // fold being 0x20 at the letters of a case-folded literal, 0 elsewhere.
 type setLit struct {
 	b, fold []byte
-	rare    int
+	pos     int    // the literal's key pair starts at b[pos]
+	key     uint16 // (b[pos]|0x20) | (b[pos+1]|0x20)<<8
 	// The literal as one little-endian word, when it is 8 bytes or less.
 	word, foldWord, maskWord uint64
 }
+
+func pairKey(b0, b1 byte) uint16 { return uint16(b0|0x20) | uint16(b1|0x20)<<8 }
 
 // add registers m's literals (shared with equal literals of earlier
 // matchers) and sets m.set, or leaves m unfiltered when the set is full.
@@ -227,7 +222,10 @@ func (s *litSet) add(m *matcher) {
 				m.set = 0
 				return
 			}
-			sl := setLit{b: l.b, fold: fold, rare: l.rare}
+			sl := setLit{b: l.b, fold: fold, pos: rarestPair(l.b)}
+			if len(l.b) >= 2 {
+				sl.key = pairKey(l.b[sl.pos], l.b[sl.pos+1])
+			}
 			if len(l.b) <= 8 {
 				var buf, fb [8]byte
 				copy(buf[:], l.b)
@@ -243,13 +241,36 @@ func (s *litSet) add(m *matcher) {
 	for _, sl := range added {
 		bit := uint64(1) << len(s.lits)
 		s.lits = append(s.lits, sl)
-		c := sl.b[sl.rare]
-		s.keyed[c] |= bit
-		if sl.fold[sl.rare] != 0 {
-			s.keyed[c-0x20] |= bit
+		if len(sl.b) == 1 {
+			s.short |= bit
+			continue
 		}
+		if s.pairs == nil {
+			s.pairs = new([1 << 16]uint8)
+		}
+		s.pairs[sl.key] = 1
 	}
 	m.set = set
+}
+
+// rarestPair returns where the pair of adjacent bytes of b that is least
+// common in log text starts (byteRank), 0 for a one-byte literal.
+func rarestPair(b []byte) int {
+	rank := func(c byte) int {
+		if r := strings.IndexByte(byteRank, c); r >= 0 {
+			return r
+		}
+		return len(byteRank)
+	}
+	best, bestRank := 0, -1
+	for i := 0; i+1 < len(b); i++ {
+		// The rarer byte of the pair decides, the other breaks ties.
+		r0, r1 := rank(b[i]), rank(b[i+1])
+		if r := max(r0, r1)*256 + min(r0, r1); r > bestRank {
+			best, bestRank = i, r
+		}
+	}
+	return best
 }
 
 // scan returns the set of literals that occur in line (bit i for literal
@@ -260,25 +281,58 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 		return 0, false
 	}
 	var found uint64
+	for k := s.short; k != 0; k &= k - 1 {
+		id := bits.TrailingZeros64(k)
+		if l := &s.lits[id]; bytes.IndexByte(line, l.b[0]) >= 0 || l.fold[0] != 0 && bytes.IndexByte(line, l.b[0]-0x20) >= 0 {
+			found |= 1 << id
+		}
+	}
 	all := uint64(1)<<len(s.lits) - 1
-	for i, c := range line {
-		k := s.keyed[c] &^ found
-		if k == 0 {
+	if s.pairs == nil || found == all {
+		return found, true
+	}
+	const fold = 0x2020202020202020
+	i := 0
+	// Pairs starting at i..i+6, all inside the word at i.
+	for ; i+8 <= len(line); i += 7 {
+		w := binary.LittleEndian.Uint64(line[i:]) | fold
+		t := s.pairs
+		if t[uint16(w)]|t[uint16(w>>8)]|t[uint16(w>>16)]|t[uint16(w>>24)]|
+			t[uint16(w>>32)]|t[uint16(w>>40)]|t[uint16(w>>48)] == 0 {
 			continue
 		}
-		for ; k != 0; k &= k - 1 {
-			id := bits.TrailingZeros64(k)
-			l := &s.lits[id]
-			start := i - l.rare
-			if start >= 0 && start+len(l.b) <= len(line) && l.at(line[start:]) {
-				found |= 1 << id
+		for j := 0; j < 7; j++ {
+			if k := uint16(w >> (8 * j)); t[k] != 0 {
+				found = s.verify(line, i+j, k, found)
 			}
 		}
 		if found == all {
-			break
+			return found, true
+		}
+	}
+	for ; i+1 < len(line); i++ {
+		k := pairKey(line[i], line[i+1])
+		if s.pairs[k] != 0 {
+			found = s.verify(line, i, k, found)
 		}
 	}
 	return found, true
+}
+
+// verify adds to found the literals keyed on k that occur with their key
+// pair at line[i].
+func (s *litSet) verify(line []byte, i int, k uint16, found uint64) uint64 {
+	for id := range s.lits {
+		l := &s.lits[id]
+		if l.key != k || len(l.b) < 2 || found&(1<<id) != 0 {
+			continue
+		}
+		start := i - l.pos
+		if start >= 0 && start+len(l.b) <= len(line) && l.at(line[start:]) {
+			found |= 1 << id
+		}
+	}
+	return found
 }
 
 // at reports whether h starts with the literal; len(h) >= len(l.b).
@@ -512,7 +566,13 @@ func (l *linear) match(line []byte, dst []int) []int {
 					k = len(line) - pos
 				}
 			} else {
-				for pos+k < len(line) && (e.max < 0 || k < e.max) && e.class[line[pos+k]] {
+				// Two loops, so that the unbounded one (\S+, \d+) tests
+				// nothing but the class.
+				rest, class := line[pos:], e.class
+				if e.max >= 0 && e.max < len(rest) {
+					rest = rest[:e.max]
+				}
+				for k < len(rest) && class[rest[k]] {
 					k++
 				}
 			}
