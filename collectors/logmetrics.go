@@ -1,7 +1,6 @@
 package collectors
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,10 +21,17 @@ type logMetric struct {
 	labelIdx []int // submatch indexes of the label groups
 	desc     *prometheus.Desc
 
-	mu       sync.Mutex
-	series   map[string]*logSeries
-	order    []*logSeries
-	key      []byte
+	// mu guards series and order against collect; the metrics of a
+	// metricGroup share their group's, which observe's caller holds, so
+	// that a line costs one lock for all of them.
+	mu     *sync.Mutex
+	series map[string]*logSeries
+	order  []*logSeries
+	key    []byte
+	// The series of the previous line, whose labels most lines repeat
+	// (status 200, or no labels at all): no map lookup for those.
+	last     *logSeries
+	lastKey  []byte
 	overflow atomic.Uint64
 	badValue atomic.Uint64
 }
@@ -38,7 +44,7 @@ type logSeries struct {
 }
 
 func newLogMetric(source string, c LogMetricConfig) *logMetric {
-	m := &logMetric{cfg: c, source: source, m: newMatcher(c.Regexp.Regexp), valueIdx: -1, series: map[string]*logSeries{}}
+	m := &logMetric{cfg: c, source: source, m: newMatcher(c.Regexp.Regexp), valueIdx: -1, series: map[string]*logSeries{}, mu: &sync.Mutex{}}
 	if c.Value != "" {
 		m.valueIdx = c.Regexp.SubexpIndex(c.Value)
 	}
@@ -56,13 +62,15 @@ func newLogMetric(source string, c LogMetricConfig) *logMetric {
 // metricGroup is the log-derived metrics of a source that share one
 // expression.
 type metricGroup struct {
+	mu      *sync.Mutex // the metrics' mu
 	m       *matcher
 	lin     *linear // nil when the expression is not linear
 	idx     []int   // scratch for submatch positions
 	metrics []*logMetric
 }
 
-// observe records one matching line; idx are its submatch positions.
+// observe records one matching line; idx are its submatch positions. The
+// caller holds m.mu.
 func (m *logMetric) observe(line []byte, idx []int) {
 	v := 1.0
 	if m.valueIdx >= 0 {
@@ -78,8 +86,6 @@ func (m *logMetric) observe(line []byte, idx []int) {
 		}
 		v *= m.cfg.Scale
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.key = m.key[:0]
 	for _, li := range m.labelIdx {
 		if s := idx[2*li]; s >= 0 {
@@ -87,7 +93,10 @@ func (m *logMetric) observe(line []byte, idx []int) {
 		}
 		m.key = append(m.key, 0xff)
 	}
-	s := m.series[string(m.key)] // no allocation: the compiler keeps the lookup in place
+	s := m.last
+	if s == nil || string(m.key) != string(m.lastKey) {
+		s = m.series[string(m.key)] // no allocation: the compiler keeps the lookup in place
+	}
 	if s == nil {
 		if len(m.series) >= m.cfg.MaxLabelSets {
 			m.overflow.Add(1)
@@ -107,6 +116,9 @@ func (m *logMetric) observe(line []byte, idx []int) {
 		m.series[string(m.key)] = s
 		m.order = append(m.order, s)
 	}
+	if s != m.last {
+		m.last, m.lastKey = s, append(m.lastKey[:0], m.key...)
+	}
 	switch m.cfg.Type {
 	case "counter":
 		if v > 0 {
@@ -119,7 +131,14 @@ func (m *logMetric) observe(line []byte, idx []int) {
 		s.count++
 		// Cumulative counts are made at collect time; here only the
 		// first bucket that holds v is incremented.
-		if i, _ := slices.BinarySearch(m.cfg.Buckets, v); i < len(s.buckets) {
+		// A linear search: most values fall in the first few buckets,
+		// and it finds the same bucket as a binary search (the first
+		// bound >= v; none for +Inf, the first for NaN).
+		i := 0
+		for i < len(m.cfg.Buckets) && m.cfg.Buckets[i] < v {
+			i++
+		}
+		if i < len(s.buckets) {
 			s.buckets[i]++
 		}
 	}

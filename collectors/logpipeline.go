@@ -80,10 +80,11 @@ func newLinePipeline(source string, patterns []LogPattern, metrics []LogMetricCo
 		// line (requests by status and their durations, typically).
 		g := byRE[mc.Regexp.String()]
 		if g == nil {
-			g = &metricGroup{m: lm.m, lin: compileLinear(mc.Regexp.Regexp)}
+			g = &metricGroup{mu: lm.mu, m: lm.m, lin: compileLinear(mc.Regexp.Regexp)}
 			byRE[mc.Regexp.String()] = g
 			p.groups = append(p.groups, g)
 		}
+		lm.mu = g.mu
 		g.metrics = append(g.metrics, lm)
 	}
 	for _, pt := range p.patterns {
@@ -147,9 +148,11 @@ func (p *linePipeline) match(line []byte, ts time.Time) {
 			continue
 		}
 		g.idx = idx[:0]
+		g.mu.Lock()
 		for _, m := range g.metrics {
 			m.observe(line, idx)
 		}
+		g.mu.Unlock()
 	}
 }
 
