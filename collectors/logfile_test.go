@@ -236,7 +236,12 @@ func TestMatcherPrefilter(t *testing.T) {
 	lines := []string{"ERROR x", "Failed", "access DENIED", "token", "toKEN", "to\u212aen", "rate limit", "RATE-LIMIT",
 		"limit rate", "webhooks", "WebHook", "nothing here", "", "ſome", "erro r", "déniéd denied", "token=x", "ERRor", "x ERROR", "errorerror faIL",
 		"a database CONNECTION timeout here", "connect econnrefused", "connect ECONNREFUSED",
-		"Q", "qQ", "a_b", "X=1", "x=1", "w00z", "w69z", "W69Z", "aw65z"}
+		"Q", "qQ", "a_b", "X=1", "x=1", "w00z", "w69z", "W69Z", "aw65z",
+		// Literals at every offset modulo 8 (the scan reads words of eight
+		// bytes and, without two-byte literals, only pairs at even offsets),
+		// and across the end of the last whole word.
+		"xERROR", "xxerror", "xxxError", "xxxxerrOR", "1234567webhook", "12345678webhook", "123456789WEBHOOK",
+		"1234567890webhoo", "12345678901234login", "123456789012345Login", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa tokeN"}
 	patterns := append(DefaultLogPatterns(), LogPattern{Name: "x", Regexp: mustRE(`(?i)database connection (refused|failed|timed? ?out)|connect ECONNREFUSED`)},
 		LogPattern{Name: "y", Regexp: mustRE(`token=\S+|ERROR`)}, LogPattern{Name: "z", Regexp: mustRE(`(?i)qq|_|x=1`)},
 		LogPattern{Name: "many", Regexp: mustRE(manyLiterals(70))})

@@ -167,21 +167,32 @@ func (m *matcher) passes(found uint64, ok bool) bool {
 const maxSetLits = 64
 
 // litSet finds which of a source's literals occur in a line in one pass.
-// Each literal is keyed on its rarest pair of adjacent bytes, ORed with
-// 0x20 (so both cases of a letter give one key; other bytes may collide,
-// which verification sorts out); the line is read eight bytes at a time
-// and its seven pairs looked up in a bit table of keys, so that the common
-// case (no key in the word) costs a few instructions a byte and only the
-// rare hits are verified. The table has a byte per key (64 KiB, of which
-// ASCII lines touch the 16 KiB whose bytes have bit 5 set): one load a
-// pair, where a bit table would need two more operations. One-byte literals are searched with
-// bytes.IndexByte. Before it, each pattern searched the lowercased line for
-// each of its literals, lowercasing every line and reading it once per
-// literal.
+// Before it, each pattern searched the lowercased line for each of its
+// literals: every line was lowercased, then read once per literal, and
+// the search stopped at every common letter that started or keyed one.
+//
+// Keys are pairs of adjacent bytes ORed with 0x20 (so both cases of a
+// letter give one key; other bytes may collide, which verification sorts
+// out). A literal of three bytes or more is keyed on two overlapping pairs
+// of its rarest three bytes: one of them starts at an even offset of the
+// line wherever the literal occurs, so only the pairs at even offsets need
+// looking up: four loads from a byte table for eight bytes of the line,
+// one branch, and only the rare words with a key are verified. When some
+// literal has two bytes, its one pair may start at an odd offset, and
+// every offset is looked up (seven pairs for seven bytes). One-byte
+// literals are searched with bytes.IndexByte.
+//
+// The table has a byte per key, 64 KiB of which ASCII lines touch 8 KiB
+// (both bytes have bit 5 set and bit 7 clear): one load a pair, where a
+// bit table would need two more operations.
 type litSet struct {
-	lits  []setLit
-	pairs *[1 << 16]uint8 // 1 where some literal is keyed on that pair key
-	short uint64          // the one-byte literals
+	lits []setLit
+	// pairs holds, for a pair key, 0 when no literal is keyed on it, else
+	// 1 + the index in keyed of the set of literals that are.
+	pairs *[1 << 16]uint8
+	keyed []uint64
+	short uint64 // the one-byte literals
+	odd   bool   // some literal has two bytes: look up every offset
 }
 
 // setLit is a literal prepared for verification eight bytes at a time:
@@ -189,8 +200,10 @@ type litSet struct {
 // fold being 0x20 at the letters of a case-folded literal, 0 elsewhere.
 type setLit struct {
 	b, fold []byte
-	pos     int    // the literal's key pair starts at b[pos]
-	key     uint16 // (b[pos]|0x20) | (b[pos+1]|0x20)<<8
+	// The literal is keyed on the pair at b[pos] and, when it has three
+	// bytes or more, on the pair at b[pos+1].
+	pos       int
+	key, key2 uint16
 	// The literal as one little-endian word, when it is 8 bytes or less.
 	word, foldWord, maskWord uint64
 }
@@ -222,9 +235,12 @@ func (s *litSet) add(m *matcher) {
 				m.set = 0
 				return
 			}
-			sl := setLit{b: l.b, fold: fold, pos: rarestPair(l.b)}
+			sl := setLit{b: l.b, fold: fold, pos: rarestRun(l.b)}
 			if len(l.b) >= 2 {
 				sl.key = pairKey(l.b[sl.pos], l.b[sl.pos+1])
+			}
+			if len(l.b) >= 3 {
+				sl.key2 = pairKey(l.b[sl.pos+1], l.b[sl.pos+2])
 			}
 			if len(l.b) <= 8 {
 				var buf, fb [8]byte
@@ -248,14 +264,30 @@ func (s *litSet) add(m *matcher) {
 		if s.pairs == nil {
 			s.pairs = new([1 << 16]uint8)
 		}
-		s.pairs[sl.key] = 1
+		s.keyOn(sl.key, bit)
+		if len(sl.b) >= 3 {
+			s.keyOn(sl.key2, bit)
+		} else {
+			s.odd = true
+		}
 	}
 	m.set = set
 }
 
-// rarestPair returns where the pair of adjacent bytes of b that is least
-// common in log text starts (byteRank), 0 for a one-byte literal.
-func rarestPair(b []byte) int {
+// keyOn adds the literal bit to the literals keyed on pair key k. There
+// are at most 2*maxSetLits keys, so an index fits the table's byte.
+func (s *litSet) keyOn(k uint16, bit uint64) {
+	if s.pairs[k] == 0 {
+		s.keyed = append(s.keyed, 0)
+		s.pairs[k] = uint8(len(s.keyed))
+	}
+	s.keyed[s.pairs[k]-1] |= bit
+}
+
+// rarestRun returns where the three adjacent bytes of b that are least
+// common in log text (byteRank) start; for a literal of two bytes or one,
+// 0.
+func rarestRun(b []byte) int {
 	rank := func(c byte) int {
 		if r := strings.IndexByte(byteRank, c); r >= 0 {
 			return r
@@ -263,10 +295,12 @@ func rarestPair(b []byte) int {
 		return len(byteRank)
 	}
 	best, bestRank := 0, -1
-	for i := 0; i+1 < len(b); i++ {
-		// The rarer byte of the pair decides, the other breaks ties.
-		r0, r1 := rank(b[i]), rank(b[i+1])
-		if r := max(r0, r1)*256 + min(r0, r1); r > bestRank {
+	for i := 0; i+2 < len(b); i++ {
+		// Both pairs are looked for: the commoner one decides how often
+		// the scan stops, and its rarer byte decides that.
+		p1 := max(rank(b[i]), rank(b[i+1]))*256 + min(rank(b[i]), rank(b[i+1]))
+		p2 := max(rank(b[i+1]), rank(b[i+2]))*256 + min(rank(b[i+1]), rank(b[i+2]))
+		if r := min(p1, p2); r > bestRank {
 			best, bestRank = i, r
 		}
 	}
@@ -292,51 +326,70 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 		return found, true
 	}
 	const fold = 0x2020202020202020
-	i := 0
-	// Pairs starting at i..i+6, all inside the word at i.
-	for ; i+8 <= len(line); i += 7 {
-		w := binary.LittleEndian.Uint64(line[i:]) | fold
-		t := s.pairs
-		if t[uint16(w)]|t[uint16(w>>8)]|t[uint16(w>>16)]|t[uint16(w>>24)]|
-			t[uint16(w>>32)]|t[uint16(w>>40)]|t[uint16(w>>48)] == 0 {
-			continue
-		}
-		for j := 0; j < 7; j++ {
-			if k := uint16(w >> (8 * j)); t[k] != 0 {
-				found = s.verify(line, i+j, k, found)
+	t := s.pairs
+	i, step := 0, 2
+	if s.odd {
+		// Pairs at i..i+6, all inside the word at i.
+		for ; i+8 <= len(line); i += 7 {
+			w := binary.LittleEndian.Uint64(line[i:]) | fold
+			if t[uint16(w)]|t[uint16(w>>8)]|t[uint16(w>>16)]|t[uint16(w>>24)]|
+				t[uint16(w>>32)]|t[uint16(w>>40)]|t[uint16(w>>48)] == 0 {
+				continue
+			}
+			for j := 0; j < 7; j++ {
+				if k := uint16(w >> (8 * j)); t[k] != 0 {
+					found = s.verify(line, i+j, k, t[k], found)
+				}
+			}
+			if found == all {
+				return found, true
 			}
 		}
-		if found == all {
-			return found, true
+		step = 1
+	} else {
+		// Pairs at i, i+2, i+4, i+6.
+		for ; i+8 <= len(line); i += 8 {
+			w := binary.LittleEndian.Uint64(line[i:]) | fold
+			if t[uint16(w)]|t[uint16(w>>16)]|t[uint16(w>>32)]|t[uint16(w>>48)] == 0 {
+				continue
+			}
+			for j := 0; j < 8; j += 2 {
+				if k := uint16(w >> (8 * j)); t[k] != 0 {
+					found = s.verify(line, i+j, k, t[k], found)
+				}
+			}
+			if found == all {
+				return found, true
+			}
 		}
 	}
-	for ; i+1 < len(line); i++ {
-		k := pairKey(line[i], line[i+1])
-		if s.pairs[k] != 0 {
-			found = s.verify(line, i, k, found)
+	for ; i+1 < len(line); i += step {
+		if k := pairKey(line[i], line[i+1]); t[k] != 0 {
+			found = s.verify(line, i, k, t[k], found)
 		}
 	}
 	return found, true
 }
 
-// verify adds to found the literals keyed on k that occur with their key
-// pair at line[i].
-func (s *litSet) verify(line []byte, i int, k uint16, found uint64) uint64 {
-	for id := range s.lits {
+// verify adds to found the literals keyed on pair key k (idx is its
+// pairs entry) that occur with that pair at line[i].
+func (s *litSet) verify(line []byte, i int, k uint16, idx uint8, found uint64) uint64 {
+	for m := s.keyed[idx-1] &^ found; m != 0; m &= m - 1 {
+		id := bits.TrailingZeros64(m)
 		l := &s.lits[id]
-		if l.key != k || len(l.b) < 2 || found&(1<<id) != 0 {
-			continue
-		}
-		start := i - l.pos
-		if start >= 0 && start+len(l.b) <= len(line) && l.at(line[start:]) {
+		if l.key == k && l.at(line, i-l.pos) || len(l.b) >= 3 && l.key2 == k && l.at(line, i-l.pos-1) {
 			found |= 1 << id
 		}
 	}
 	return found
 }
 
-// at reports whether h starts with the literal; len(h) >= len(l.b).
-func (l *setLit) at(h []byte) bool {
+// at reports whether the literal occurs in line at start.
+func (l *setLit) at(line []byte, start int) bool {
+	if start < 0 || start+len(l.b) > len(line) {
+		return false
+	}
+	h := line[start:]
 	if len(h) >= 8 && l.maskWord != 0 {
 		return (binary.LittleEndian.Uint64(h)|l.foldWord)&l.maskWord == l.word
 	}
