@@ -73,6 +73,8 @@ func FuzzLinearMatcher(f *testing.F) {
 		{`^x=(?P<n>\d+) y=(?P<m>[^ ]*) `, "x=1 y= z"},
 		{`^[^"]*"(?P<q>[^"]*)"`, `ab"cd"`},
 		{`^\d+$`, "123\n"},
+		// Nested, empty and adjacent groups (foldCaptures).
+		{`^((a+))b`, "aab"}, {`^()a(b)(c)$`, "abc"}, {`^((\d+) )x(y)?`, "12 xy"}, {`^(a(b(c)))$`, "abc"},
 	} {
 		f.Add(s.re, []byte(s.line))
 	}
