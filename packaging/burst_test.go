@@ -184,8 +184,13 @@ func TestBurstInContainer(t *testing.T) {
 	shedMetrics, _ := metricValue(body, `tokpulse_log_lines_shed_total{source="access",work="metrics"}`)
 	shedEvidence, _ := metricValue(body, `tokpulse_log_lines_shed_total{source="app",work="evidence"}`)
 	t.Logf("shed: the metrics of %.0f access lines, the evidence of %.0f app lines", shedMetrics, shedEvidence)
-	if shedMetrics == 0 {
-		t.Error("the agent shed no log-derived metric of the access log under the burst")
+	// Which source falls far enough behind to shed depends on how fast
+	// the pipeline is against the 10 % quota (since the one-pass literal
+	// scan the access source may keep up while the app source, with six
+	// patterns and their evidence, does not); some optional work must be
+	// shed, and every count above is exact regardless.
+	if shedMetrics+shedEvidence == 0 {
+		t.Error("the agent shed no optional work (access metrics, app evidence) under the burst")
 	}
 
 	// Inside its limits, never killed nor restarted.
