@@ -98,12 +98,12 @@ type ruleFile struct {
 	} `yaml:"groups"`
 }
 
-// writeScaledRules writes the rule file src to dst with every for,
+// WriteScaledRules writes the rule file src to dst with every for,
 // keep_firing_for, range and offset divided by scale (1: an exact copy), and
 // returns each alert's `for` after scaling. Expressions, thresholds,
 // labels and annotations stay as shipped; the copy is made at every run,
 // so it cannot drift from the original.
-func writeScaledRules(src, dst string, scale int) (map[string]time.Duration, error) {
+func WriteScaledRules(src, dst string, scale int) (map[string]time.Duration, error) {
 	data, err := os.ReadFile(src)
 	if err != nil {
 		return nil, err
@@ -301,7 +301,7 @@ func (f *Fleet) writePrometheus(dst string) error {
 	rules, _ := doc["rule_files"].([]any)
 	for _, r := range rules {
 		p, _ := r.(string)
-		if _, err := writeScaledRules(filepath.Join(f.opts.Repo, "packaging", "prometheus", filepath.Base(p)), p, f.opts.RuleScale); err != nil {
+		if _, err := WriteScaledRules(filepath.Join(f.opts.Repo, "packaging", "prometheus", filepath.Base(p)), p, f.opts.RuleScale); err != nil {
 			return err
 		}
 	}

@@ -215,7 +215,7 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 		return f, err
 	}
 	f.agentRules = filepath.Join(f.dir, "agent-rules", "runbook.yml")
-	if _, err := writeScaledRules(filepath.Join(opts.Repo, RulePack), f.agentRules, opts.RuleScale); err != nil {
+	if _, err := WriteScaledRules(filepath.Join(opts.Repo, RulePack), f.agentRules, opts.RuleScale); err != nil {
 		return f, err
 	}
 	for i := range opts.Agents {

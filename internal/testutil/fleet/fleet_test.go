@@ -33,7 +33,7 @@ func TestWriteScaledRules(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("scale %d", tc.scale), func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "central.yml")
-			fors, err := writeScaledRules(src, dst, tc.scale)
+			fors, err := WriteScaledRules(src, dst, tc.scale)
 			if err != nil {
 				t.Fatal(err)
 			}
