@@ -17,13 +17,7 @@ shift $(( $# > 0 ? 1 : 0 ))
 cd "$(dirname "$0")/.."
 make -s build
 [ $# -gt 0 ] || set -- "tokpulse-agent=./bin/tokpulse-agent"
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
-  done
-}
+. bench/lib.sh
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT

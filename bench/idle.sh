@@ -28,15 +28,7 @@ NE=$(command -v prometheus-node-exporter || true)
 [ -n "$NE" ] || { echo "install prometheus-node-exporter first (apt-get install prometheus-node-exporter)" >&2; exit 1; }
 [ $# -gt 0 ] || set -- "tokpulse-agent=./bin/tokpulse-agent"
 
-# Loopback ports free at the start: the machine is shared, and a fixed port
-# may be taken by someone else's agent.
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
-  done
-}
+. bench/lib.sh
 work=$(mktemp -d)
 names=(); pids=(); urls=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
