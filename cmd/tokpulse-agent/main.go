@@ -25,6 +25,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/tokpulse/tokpulse-agent/actions"
 	"github.com/tokpulse/tokpulse-agent/agent"
 	"github.com/tokpulse/tokpulse-agent/internal/memlimit"
@@ -388,6 +391,13 @@ func (c *cli) run(configFile, webConfig string) int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
+	// The PromQL engine starts OpenTelemetry spans on the global provider
+	// for every query and selector; the agent exports no traces, and the
+	// global provider's default allocates a span and takes a lock each
+	// time. The no-op provider makes them free: an interval of the default
+	// configuration runs 7 % fewer instructions and allocates 11 % fewer
+	// bytes (docs/performance.md).
+	otel.SetTracerProvider(noop.NewTracerProvider())
 	// The Go heap stays below the cgroup's memory limits (the unit's
 	// MemoryHigh=/MemoryMax=): the collector works harder before the
 	// kernel would throttle or kill the agent.
