@@ -253,14 +253,14 @@ func (c *Collector) procStat(ctx context.Context) (procfs.Stat, error) {
 		m = &gatherMemo{}
 	}
 	m.statOnce.Do(func() {
-		fs, err := c.procFS()
+		path := c.procPath("stat")
+		data, release, err := readFile(path)
 		if err != nil {
 			m.statErr = err
 			return
 		}
-		if m.stat, err = fs.Stat(); err != nil {
-			m.statErr = fmt.Errorf("reading %s: %w", c.procPath("stat"), err)
-		}
+		defer release()
+		m.stat, m.statErr = parseProcStat(data, path)
 	})
 	return m.stat, m.statErr
 }
