@@ -63,6 +63,8 @@ type Rule struct {
 	// any. Recording rules' names are replaced by what they read.
 	deps   []string
 	anyDep bool
+	// expr is Expr parsed, read only: provablyEmpty's input.
+	expr parser.Expr
 	// templatesQuery is set when a label or annotation template calls
 	// query, whose result may change while the alert's value does not.
 	templatesQuery bool
@@ -333,6 +335,7 @@ func buildRule(p parser.Parser, lines lineIndex, g *Group, gi, ri int, rr rulefm
 		Labels: lb.Labels(), Annotations: labels.FromMap(rr.Annotations),
 		File: g.File, Line: pos.Line, Group: g.Name,
 		retention: exprRetention(expr, g.QueryOffset),
+		expr:      expr,
 	}
 	r.deps, r.anyDep, r.hasRange = selectors(expr)
 	var probs []error
@@ -377,13 +380,7 @@ func selectors(expr parser.Expr) (names []string, any, hasRange bool) {
 		case *parser.MatrixSelector, *parser.SubqueryExpr:
 			hasRange = true
 		case *parser.VectorSelector:
-			name := ""
-			for _, m := range x.LabelMatchers {
-				if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
-					name = m.Value
-				}
-			}
-			if name == "" {
+			if name := selectorName(x); name == "" {
 				any = true
 			} else if !seen[name] {
 				seen[name] = true

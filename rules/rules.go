@@ -387,7 +387,13 @@ func (e *evaluator) evalRule(ctx context.Context, g *Group, r *Rule, ts time.Tim
 		e.writeAlerts(r, e.tracker.Observe(ts, r.info(), nil, false), ts)
 		return nil
 	}
-	vec, err := e.query(ctx, r.Expr, ts.Add(-g.QueryOffset))
+	var vec promql.Vector
+	var err error
+	// A rule that reads only metrics the store has none of is empty
+	// without asking the engine (rules/empty.go).
+	if r.expr == nil || !provablyEmpty(r.expr, e.store.HasMetric) {
+		vec, err = e.query(ctx, r.Expr, ts.Add(-g.QueryOffset))
+	}
 	if err != nil {
 		if r.Alert != "" {
 			e.writeAlerts(r, e.tracker.Observe(ts, r.info(), nil, false), ts)

@@ -430,6 +430,13 @@ func (s *Store) sweepLocked(now int64, gather bool) {
 }
 
 // Querier implements storage.Queryable.
+// HasMetric reports whether the store holds a series named name.
+func (s *Store) HasMetric(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.byName[name]) > 0
+}
+
 func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
 	return &querier{s: s, mint: mint, maxt: maxt}, nil
 }
