@@ -77,6 +77,9 @@ type Collector struct {
 	// vmstat, netstat fields), so that a gather does not rebuild them.
 	descsMu sync.Mutex
 	descs   map[string]*prometheus.Desc
+	// meminfoDescs finds meminfo's descriptors by the file's key, for
+	// values in kB (true) and counts (false).
+	meminfoDescs map[bool]map[string]*prometheus.Desc
 
 	// vmstatFields remembers which field names host.vmstat.fields
 	// selects: a hundred names, the same at every gather, matched once.

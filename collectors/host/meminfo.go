@@ -1,12 +1,10 @@
 package host
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,15 +18,46 @@ import (
 // keeps the ones a newer kernel adds (Zswap, SecPageTables) as node_exporter
 // 1.5 on Debian 12 does.
 func (c *Collector) updateMeminfo(_ context.Context, ch chan<- prometheus.Metric) error {
-	fields, err := readMeminfo(c.procPath("meminfo"))
+	path := c.procPath("meminfo")
+	data, release, err := readFile(path)
+	defer release()
 	if err != nil {
-		return err
+		return fmt.Errorf("reading %s: %w", path, err)
 	}
-	for _, f := range fields {
-		name := "node_memory_" + f.name
-		ch <- c.labels.MustNew(c.desc(name, "Memory information field "+f.name+"."), prometheus.GaugeValue, f.value)
+	// The file has the same fifty-odd keys at every read: their
+	// descriptors are found by the key's bytes, without building the
+	// metric's name and help again (the cpu, memory and filesystem
+	// families are in the rules' gather every interval).
+	err = eachMeminfo(data, func(key []byte, kB bool, v float64) {
+		ch <- c.labels.MustNew(c.meminfoDesc(key, kB), prometheus.GaugeValue, v)
+	})
+	if err != nil {
+		return fmt.Errorf("parsing %s: %w", path, err)
 	}
 	return nil
+}
+
+// meminfoDesc returns the descriptor of the meminfo field key (in kB when
+// kB is set).
+func (c *Collector) meminfoDesc(key []byte, kB bool) *prometheus.Desc {
+	c.descsMu.Lock()
+	d, ok := c.meminfoDescs[kB][string(key)]
+	c.descsMu.Unlock()
+	if ok {
+		return d
+	}
+	name := meminfoName(key, kB)
+	d = c.desc("node_memory_"+name, "Memory information field "+name+".")
+	c.descsMu.Lock()
+	if c.meminfoDescs == nil {
+		c.meminfoDescs = map[bool]map[string]*prometheus.Desc{}
+	}
+	if c.meminfoDescs[kB] == nil {
+		c.meminfoDescs[kB] = map[string]*prometheus.Desc{}
+	}
+	c.meminfoDescs[kB][string(key)] = d
+	c.descsMu.Unlock()
+	return d
 }
 
 // Meminfo reads proc/meminfo (proc is the host's /proc) into its fields
@@ -68,29 +97,72 @@ type meminfoField struct {
 
 func parseMeminfo(data []byte) ([]meminfoField, error) {
 	var out []meminfoField
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		parts := strings.Fields(sc.Text())
-		if len(parts) == 0 {
+	err := eachMeminfo(data, func(key []byte, kB bool, v float64) {
+		out = append(out, meminfoField{meminfoName(key, kB), v})
+	})
+	return out, err
+}
+
+// eachMeminfo calls f with each line's key (without the colon), whether
+// its value is in kB ("kB": the only unit the kernel writes), and its
+// value, in bytes for kB values.
+func eachMeminfo(data []byte, f func(key []byte, kB bool, v float64)) error {
+	for len(data) > 0 {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte{'\n'})
+		var parts [4][]byte
+		n := 0
+		for field := range bytes.FieldsSeq(line) {
+			if n == len(parts) {
+				break
+			}
+			parts[n] = field
+			n++
+		}
+		switch {
+		case n == 0:
 			continue
+		case n < 2 || n > 3:
+			return fmt.Errorf("malformed line %q", line)
 		}
-		if len(parts) < 2 || len(parts) > 3 {
-			return nil, fmt.Errorf("malformed line %q", sc.Text())
+		v, ok := decimal(parts[1])
+		if !ok {
+			return fmt.Errorf("value of %q: %q is not a whole number", parts[0], parts[1])
 		}
-		v, err := strconv.ParseFloat(parts[1], 64)
-		if err != nil {
-			return nil, fmt.Errorf("value of %q: %w", parts[0], err)
-		}
-		key := strings.TrimSuffix(parts[0], ":")
-		if len(parts) == 3 { // "kB": the only unit the kernel writes
+		key := bytes.TrimSuffix(parts[0], []byte{':'})
+		if n == 3 {
 			v *= 1024
-			key += "_bytes"
 		}
-		// "Active(anon)" → "Active_anon"
-		if i := strings.IndexByte(key, '('); i >= 0 {
-			key = key[:i] + "_" + strings.Replace(key[i+1:], ")", "", 1)
-		}
-		out = append(out, meminfoField{key, v})
+		f(key, n == 3, v)
 	}
-	return out, sc.Err()
+	return nil
+}
+
+// decimal parses an unsigned decimal number, without the allocation of
+// strconv's error (whose message would hold the text).
+func decimal(b []byte) (float64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return float64(v), true
+}
+
+// meminfoName is node_exporter's name for a meminfo key: "_bytes" after kB
+// fields, "Active(anon)" written "Active_anon".
+func meminfoName(key []byte, kB bool) string {
+	name := string(key)
+	if i := strings.IndexByte(name, '('); i >= 0 {
+		name = name[:i] + "_" + strings.Replace(name[i+1:], ")", "", 1)
+	}
+	if kB {
+		name += "_bytes"
+	}
+	return name
 }

@@ -24,6 +24,9 @@ func TestParseMeminfo(t *testing.T) {
 		{name: "blank lines are skipped", in: "\nMemFree: 1 kB\n\n", want: []meminfoField{{"MemFree_bytes", 1024}}},
 		{name: "a value that is not a number", in: "MemFree: lots kB\n", wantErr: true},
 		{name: "a line with too many fields", in: "MemFree: 1 kB extra\n", wantErr: true},
+		{name: "a line with a key only", in: "MemFree:\n", wantErr: true},
+		{name: "a negative value", in: "MemFree: -1 kB\n", wantErr: true},
+		{name: "a value past 64 bits", in: "MemFree: 123456789012345678901 kB\n", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseMeminfo([]byte(tc.in))
