@@ -309,7 +309,11 @@ func (l *LogFile) Run(ctx context.Context) {
 		}
 		next := l.cfg.PollInterval.D()
 		if l.tail.Absent() {
-			next = max(next, l.absentPoll)
+			u := untilMultiple(last, l.absentPoll)
+			if u < next {
+				u += l.absentPoll
+			}
+			next = u
 		}
 		if dirty {
 			next = min(next, CheckpointInterval-last.Sub(saved))
@@ -354,6 +358,17 @@ const shedBehindBytes = 16 << 20
 // that appear later are read from their beginning, so waiting loses no
 // line.
 const absentPollInterval = 10 * time.Second
+
+// untilMultiple is the time from now to the next multiple of d since the
+// epoch (d when now is one). Sources whose folders are absent look for
+// them on the same instants, so that the process wakes once for all of
+// them rather than once for each.
+func untilMultiple(now time.Time, d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d - time.Duration(now.UnixNano()%int64(d))
+}
 
 // stop ends reading: the last event, the files, the final checkpoint.
 func (l *LogFile) stop() {

@@ -390,3 +390,24 @@ func TestLogFileShedsWhenBehind(t *testing.T) {
 		t.Errorf("shed %v lines after catching up (was %v)", got, shedBefore)
 	}
 }
+
+func TestUntilMultiple(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0) // a multiple of 10 s
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		d    time.Duration
+		want time.Duration
+	}{
+		{"on a multiple: a whole period", base, 10 * time.Second, 10 * time.Second},
+		{"just after", base.Add(time.Millisecond), 10 * time.Second, 10*time.Second - time.Millisecond},
+		{"just before", base.Add(-time.Millisecond), 10 * time.Second, time.Millisecond},
+		{"zero period", base.Add(3 * time.Second), 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := untilMultiple(tc.now, tc.d); got != tc.want {
+				t.Errorf("untilMultiple = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
