@@ -3,6 +3,7 @@ package collectors
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,11 @@ type SelfProcess struct {
 
 	bootOnce sync.Once
 	boot     float64 // seconds since the epoch; 0: unknown
+
+	// buf is reused for the files read at each gather (os.ReadFile grows
+	// a new buffer from 512 bytes for each /proc file, whose size is 0).
+	bufMu sync.Mutex
+	buf   []byte
 }
 
 type selfProcessDescs struct {
@@ -66,6 +72,8 @@ func (p *SelfProcess) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (p *SelfProcess) Collect(ch chan<- prometheus.Metric) {
+	p.bufMu.Lock()
+	defer p.bufMu.Unlock()
 	d := p.descs
 	if st, err := p.stat(); err == nil {
 		ch <- prometheus.MustNewConstMetric(d.cpu, prometheus.CounterValue, st.cpu)
@@ -88,7 +96,7 @@ func (p *SelfProcess) Collect(ch chan<- prometheus.Metric) {
 	if unix.Getrlimit(unix.RLIMIT_AS, &rl) == nil {
 		ch <- prometheus.MustNewConstMetric(d.maxVsize, prometheus.GaugeValue, float64(rl.Cur))
 	}
-	if in, out, err := ipExtOctets(filepath.Join(p.proc, "net", "netstat")); err == nil {
+	if in, out, err := p.ipExtOctets(filepath.Join(p.proc, "net", "netstat")); err == nil {
 		ch <- prometheus.MustNewConstMetric(d.rx, prometheus.CounterValue, in)
 		ch <- prometheus.MustNewConstMetric(d.tx, prometheus.CounterValue, out)
 	}
@@ -103,7 +111,7 @@ type selfStat struct {
 // command name, which may itself hold spaces and parentheses.
 func (p *SelfProcess) stat() (selfStat, error) {
 	path := filepath.Join(p.proc, "stat")
-	data, err := os.ReadFile(path)
+	data, err := p.read(path)
 	if err != nil {
 		return selfStat{}, err
 	}
@@ -136,6 +144,30 @@ func (p *SelfProcess) stat() (selfStat, error) {
 		vsize:      field(23),
 		rss:        field(24) * float64(os.Getpagesize()),
 	}, nil
+}
+
+// read reads path into p.buf (the caller holds bufMu) and returns it.
+func (p *SelfProcess) read(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := p.buf[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			p.buf = b
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // bootTime is /proc/stat's btime, read once: the kernel sets it at boot.
@@ -175,8 +207,8 @@ func countDir(dir string) (int, error) {
 
 // ipExtOctets reads InOctets and OutOctets of the IpExt lines of a
 // /proc/net/netstat file (a header line of names, then one of values).
-func ipExtOctets(path string) (in, out float64, err error) {
-	data, err := os.ReadFile(path)
+func (p *SelfProcess) ipExtOctets(path string) (in, out float64, err error) {
+	data, err := p.read(path)
 	if err != nil {
 		return 0, 0, err
 	}
