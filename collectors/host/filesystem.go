@@ -151,6 +151,12 @@ func (c *Collector) updateFilesystem(ctx context.Context, ch chan<- prometheus.M
 	}
 	type key struct{ device, mountPoint, fsType, deviceError, major, minor string }
 	seen := map[key]bool{}
+	want := struct{ deviceError, readonly, size, free, avail, files, filesFree, mountInfo bool }{
+		wants(ctx, "node_filesystem_device_error"), wants(ctx, "node_filesystem_readonly"),
+		wants(ctx, "node_filesystem_size_bytes"), wants(ctx, "node_filesystem_free_bytes"),
+		wants(ctx, "node_filesystem_avail_bytes"), wants(ctx, "node_filesystem_files"),
+		wants(ctx, "node_filesystem_files_free"), wants(ctx, "node_filesystem_mount_info"),
+	}
 	for _, r := range results {
 		m := r.m
 		errText := ""
@@ -177,14 +183,26 @@ func (c *Collector) updateFilesystem(ctx context.Context, ch chan<- prometheus.M
 		}
 		b := r.buf
 		bsize := float64(b.Bsize)
-		ch <- c.labels.MustNew(c.fs.deviceError, prometheus.GaugeValue, 0, labels...)
-		ch <- c.labels.MustNew(c.fs.readonly, prometheus.GaugeValue, ro, labels...)
-		ch <- c.labels.MustNew(c.fs.size, prometheus.GaugeValue, float64(b.Blocks)*bsize, labels...)
-		ch <- c.labels.MustNew(c.fs.free, prometheus.GaugeValue, float64(b.Bfree)*bsize, labels...)
-		ch <- c.labels.MustNew(c.fs.avail, prometheus.GaugeValue, float64(b.Bavail)*bsize, labels...)
-		ch <- c.labels.MustNew(c.fs.files, prometheus.GaugeValue, float64(b.Files), labels...)
-		ch <- c.labels.MustNew(c.fs.filesFree, prometheus.GaugeValue, float64(b.Ffree), labels...)
-		ch <- c.labels.MustNew(c.fs.mountInfo, prometheus.GaugeValue, 1, m.device, m.major, m.minor, m.mountPoint)
+		for _, v := range []struct {
+			want bool
+			d    *prometheus.Desc
+			v    float64
+		}{
+			{want.deviceError, c.fs.deviceError, 0},
+			{want.readonly, c.fs.readonly, ro},
+			{want.size, c.fs.size, float64(b.Blocks) * bsize},
+			{want.free, c.fs.free, float64(b.Bfree) * bsize},
+			{want.avail, c.fs.avail, float64(b.Bavail) * bsize},
+			{want.files, c.fs.files, float64(b.Files)},
+			{want.filesFree, c.fs.filesFree, float64(b.Ffree)},
+		} {
+			if v.want {
+				ch <- c.labels.MustNew(v.d, prometheus.GaugeValue, v.v, labels...)
+			}
+		}
+		if want.mountInfo {
+			ch <- c.labels.MustNew(c.fs.mountInfo, prometheus.GaugeValue, 1, m.device, m.major, m.minor, m.mountPoint)
+		}
 	}
 	return nil
 }

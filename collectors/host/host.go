@@ -79,7 +79,7 @@ type Collector struct {
 	descs   map[string]*prometheus.Desc
 	// meminfoDescs finds meminfo's descriptors by the file's key, for
 	// values in kB (true) and counts (false).
-	meminfoDescs map[bool]map[string]*prometheus.Desc
+	meminfoDescs map[bool]map[string]meminfoMetric
 
 	// vmstatFields remembers which field names host.vmstat.fields
 	// selects: a hundred names, the same at every gather, matched once.
@@ -195,7 +195,7 @@ func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) err
 // asks for (nil: all): a family none of whose metrics may be read is left
 // out, with its node_scrape_collector_* series, unless those are read.
 func (c *Collector) UpdateWanted(ctx context.Context, ch chan<- prometheus.Metric, want func(prefix string) bool) error {
-	ctx = context.WithValue(ctx, gatherKey{}, &gatherMemo{})
+	ctx = context.WithValue(ctx, gatherKey{}, &gatherMemo{want: want})
 	c.labels.Begin()
 	errs := make([]error, len(c.families))
 	scrapeMetrics := want == nil || want("node_scrape_collector_")
@@ -212,8 +212,10 @@ func (c *Collector) UpdateWanted(ctx context.Context, ch chan<- prometheus.Metri
 			success = 0
 			errs[i] = fmt.Errorf("%s: %w", f.name, err)
 		}
-		ch <- c.labels.MustNew(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds(), f.name)
-		ch <- c.labels.MustNew(c.scrapeSuccess, prometheus.GaugeValue, success, f.name)
+		if scrapeMetrics {
+			ch <- c.labels.MustNew(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds(), f.name)
+			ch <- c.labels.MustNew(c.scrapeSuccess, prometheus.GaugeValue, success, f.name)
+		}
 	}
 	// With more than one P the families run concurrently, as
 	// node_exporter's collectors do, so that the scrape takes the longest
@@ -242,12 +244,24 @@ func (c *Collector) UpdateWanted(ctx context.Context, ch chan<- prometheus.Metri
 // gatherMemo holds what several families of one gather read: /proc/stat
 // feeds both cpu and stat, and is parsed once.
 type gatherMemo struct {
+	// want is the gather's filter (nil: a scrape, which wants all).
+	want     func(prefix string) bool
 	statOnce sync.Once
 	stat     procfs.Stat
 	statErr  error
 }
 
 type gatherKey struct{}
+
+// wants reports whether the gather in ctx wants the metric name: a
+// scrape wants every metric; the rules' gather only what some selector
+// may read, so that the families with many fields (meminfo, filesystem)
+// leave out the rest instead of handing it to the registry and the rule
+// store every interval.
+func wants(ctx context.Context, name string) bool {
+	m, _ := ctx.Value(gatherKey{}).(*gatherMemo)
+	return m == nil || m.want == nil || m.want(name)
+}
 
 // procStat returns /proc/stat, parsed once per gather.
 func (c *Collector) procStat(ctx context.Context) (procfs.Stat, error) {

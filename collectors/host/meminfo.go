@@ -17,7 +17,7 @@ import (
 // procfs knows, a subset of the same names and values. Reading every field
 // keeps the ones a newer kernel adds (Zswap, SecPageTables) as node_exporter
 // 1.5 on Debian 12 does.
-func (c *Collector) updateMeminfo(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *Collector) updateMeminfo(ctx context.Context, ch chan<- prometheus.Metric) error {
 	path := c.procPath("meminfo")
 	data, release, err := readFile(path)
 	defer release()
@@ -29,7 +29,9 @@ func (c *Collector) updateMeminfo(_ context.Context, ch chan<- prometheus.Metric
 	// metric's name and help again (the cpu, memory and filesystem
 	// families are in the rules' gather every interval).
 	err = eachMeminfo(data, func(key []byte, kB bool, v float64) {
-		ch <- c.labels.MustNew(c.meminfoDesc(key, kB), prometheus.GaugeValue, v)
+		if d := c.meminfoDesc(key, kB); wants(ctx, d.name) {
+			ch <- c.labels.MustNew(d.desc, prometheus.GaugeValue, v)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("parsing %s: %w", path, err)
@@ -37,9 +39,9 @@ func (c *Collector) updateMeminfo(_ context.Context, ch chan<- prometheus.Metric
 	return nil
 }
 
-// meminfoDesc returns the descriptor of the meminfo field key (in kB when
-// kB is set).
-func (c *Collector) meminfoDesc(key []byte, kB bool) *prometheus.Desc {
+// meminfoDesc returns the metric of the meminfo field key (in kB when kB
+// is set).
+func (c *Collector) meminfoDesc(key []byte, kB bool) meminfoMetric {
 	c.descsMu.Lock()
 	d, ok := c.meminfoDescs[kB][string(key)]
 	c.descsMu.Unlock()
@@ -47,17 +49,24 @@ func (c *Collector) meminfoDesc(key []byte, kB bool) *prometheus.Desc {
 		return d
 	}
 	name := meminfoName(key, kB)
-	d = c.desc("node_memory_"+name, "Memory information field "+name+".")
+	d = meminfoMetric{name: "node_memory_" + name}
+	d.desc = c.desc(d.name, "Memory information field "+name+".")
 	c.descsMu.Lock()
 	if c.meminfoDescs == nil {
-		c.meminfoDescs = map[bool]map[string]*prometheus.Desc{}
+		c.meminfoDescs = map[bool]map[string]meminfoMetric{}
 	}
 	if c.meminfoDescs[kB] == nil {
-		c.meminfoDescs[kB] = map[string]*prometheus.Desc{}
+		c.meminfoDescs[kB] = map[string]meminfoMetric{}
 	}
 	c.meminfoDescs[kB][string(key)] = d
 	c.descsMu.Unlock()
 	return d
+}
+
+// meminfoMetric is the metric of a meminfo field.
+type meminfoMetric struct {
+	name string
+	desc *prometheus.Desc
 }
 
 // Meminfo reads proc/meminfo (proc is the host's /proc) into its fields

@@ -257,27 +257,53 @@ func TestFamilyPrefixes(t *testing.T) {
 			}
 		})
 	}
-	names := func(want func(string) bool) map[string]bool {
+	names := func(want func(string) bool) map[string]int {
 		ch := make(chan prometheus.Metric, 8192)
 		_ = c.UpdateWanted(context.Background(), ch, want)
 		close(ch)
-		out := map[string]bool{}
+		out := map[string]int{}
 		for m := range ch {
-			out[descName(m.Desc())] = true
+			out[descName(m.Desc())]++
 		}
 		return out
 	}
-	got := names(func(p string) bool { return p == "node_cpu_" || p == "node_filesystem_" })
-	if !got["node_cpu_seconds_total"] || !got["node_filesystem_avail_bytes"] {
+	// Rules that read every metric of the cpu and filesystem families
+	// (want answers, as rules.Retention.ReadsPrefix, whether a selector
+	// may read a name starting with the prefix).
+	got := names(func(p string) bool {
+		for _, fam := range []string{"node_cpu_", "node_filesystem_"} {
+			if strings.HasPrefix(p, fam) || strings.HasPrefix(fam, p) {
+				return true
+			}
+		}
+		return false
+	})
+	if got["node_cpu_seconds_total"] == 0 || got["node_filesystem_avail_bytes"] == 0 {
 		t.Errorf("the families asked for are missing: %v", got)
 	}
+	// The textfile family runs too: its files may hold any name.
+	textfile := map[string]bool{}
+	for _, f := range c.families {
+		if f.name == "textfile" {
+			ch := make(chan prometheus.Metric, 4096)
+			_ = f.update(context.Background(), ch)
+			close(ch)
+			for m := range ch {
+				textfile[descName(m.Desc())] = true
+			}
+		}
+	}
+	if len(textfile) == 0 {
+		t.Fatal("the fixture's textfile family reported nothing")
+	}
 	for n := range got {
-		if !strings.HasPrefix(n, "node_cpu_") && !strings.HasPrefix(n, "node_filesystem_") && !strings.HasPrefix(n, "node_scrape_collector_") {
+		if !strings.HasPrefix(n, "node_cpu_") && !strings.HasPrefix(n, "node_filesystem_") && !textfile[n] {
 			t.Errorf("%s reported, but only cpu and filesystem were asked for", n)
 		}
 	}
-	if all, some := names(nil), names(func(p string) bool { return p == "node_scrape_collector_" }); len(some) != len(all) {
-		t.Errorf("a reader of node_scrape_collector_* got %d metrics of %d: every family must run", len(some), len(all))
+	some := names(func(p string) bool { return strings.HasPrefix("node_scrape_collector_success", p) })
+	if n := some["node_scrape_collector_success"]; n != len(c.families) {
+		t.Errorf("a reader of node_scrape_collector_success got it for %d families of %d: every family must run", n, len(c.families))
 	}
 }
 
