@@ -308,29 +308,23 @@ func rarestRun(b []byte) int {
 
 // scan returns the set of literals that occur in line (bit i for literal
 // i), and false when line is not pure ASCII (the prefilter is then not
-// used).
+// used). The ASCII check rides along: the words the scan reads anyway are
+// ORed together, so the line is read once.
 func (s *litSet) scan(line []byte) (uint64, bool) {
-	if !isASCII(line) {
-		return 0, false
+	if s.pairs == nil {
+		return s.scanShort(line), isASCII(line)
 	}
-	var found uint64
-	for k := s.short; k != 0; k &= k - 1 {
-		id := bits.TrailingZeros64(k)
-		if l := &s.lits[id]; bytes.IndexByte(line, l.b[0]) >= 0 || l.fold[0] != 0 && bytes.IndexByte(line, l.b[0]-0x20) >= 0 {
-			found |= 1 << id
-		}
-	}
-	all := uint64(1)<<len(s.lits) - 1
-	if s.pairs == nil || found == all {
-		return found, true
-	}
+	found := s.scanShort(line)
 	const fold = 0x2020202020202020
 	t := s.pairs
-	i, step := 0, 2
+	var seen uint64 // every byte read, ORed: bit 7 of a byte means not ASCII
+	i := 0
 	if s.odd {
 		// Pairs at i..i+6, all inside the word at i.
 		for ; i+8 <= len(line); i += 7 {
-			w := binary.LittleEndian.Uint64(line[i:]) | fold
+			raw := binary.LittleEndian.Uint64(line[i:])
+			seen |= raw
+			w := raw | fold
 			if t[uint16(w)]|t[uint16(w>>8)]|t[uint16(w>>16)]|t[uint16(w>>24)]|
 				t[uint16(w>>32)]|t[uint16(w>>40)]|t[uint16(w>>48)] == 0 {
 				continue
@@ -340,34 +334,74 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 					found = s.verify(line, i+j, k, t[k], found)
 				}
 			}
-			if found == all {
-				return found, true
-			}
 		}
-		step = 1
-	} else {
-		// Pairs at i, i+2, i+4, i+6.
-		for ; i+8 <= len(line); i += 8 {
-			w := binary.LittleEndian.Uint64(line[i:]) | fold
-			if t[uint16(w)]|t[uint16(w>>16)]|t[uint16(w>>32)]|t[uint16(w>>48)] == 0 {
-				continue
-			}
-			for j := 0; j < 8; j += 2 {
-				if k := uint16(w >> (8 * j)); t[k] != 0 {
-					found = s.verify(line, i+j, k, t[k], found)
+		for ; i < len(line); i++ {
+			seen |= uint64(line[i])
+			if i+1 < len(line) {
+				if k := pairKey(line[i], line[i+1]); t[k] != 0 {
+					found = s.verify(line, i, k, t[k], found)
 				}
 			}
-			if found == all {
-				return found, true
+		}
+		return found, seen&hiBits == 0
+	}
+	// Pairs at i, i+2, ..., i+14: sixteen bytes a turn, and one branch
+	// for the (rare) turn with a key.
+	for ; i+16 <= len(line); i += 16 {
+		raw0 := binary.LittleEndian.Uint64(line[i:])
+		raw1 := binary.LittleEndian.Uint64(line[i+8:])
+		seen |= raw0 | raw1
+		w0, w1 := raw0|fold, raw1|fold
+		if t[uint16(w0)]|t[uint16(w0>>16)]|t[uint16(w0>>32)]|t[uint16(w0>>48)]|
+			t[uint16(w1)]|t[uint16(w1>>16)]|t[uint16(w1>>32)]|t[uint16(w1>>48)] != 0 {
+			found = s.verifyWord(line, i, w0, found)
+			found = s.verifyWord(line, i+8, w1, found)
+		}
+	}
+	if i+8 <= len(line) {
+		raw := binary.LittleEndian.Uint64(line[i:])
+		seen |= raw
+		found = s.verifyWord(line, i, raw|fold, found)
+		i += 8
+	}
+	for ; i < len(line); i++ {
+		seen |= uint64(line[i])
+		// The pair starting at the last byte of an even run of pairs
+		// (i odd after the words) is covered by the overlapping key.
+		if i+1 < len(line) && i%2 == 0 {
+			if k := pairKey(line[i], line[i+1]); t[k] != 0 {
+				found = s.verify(line, i, k, t[k], found)
 			}
 		}
 	}
-	for ; i+1 < len(line); i += step {
-		if k := pairKey(line[i], line[i+1]); t[k] != 0 {
-			found = s.verify(line, i, k, t[k], found)
+	return found, seen&hiBits == 0
+}
+
+// hiBits has the top bit of every byte of a word.
+const hiBits = 0x8080808080808080
+
+// scanShort finds the one-byte literals.
+func (s *litSet) scanShort(line []byte) uint64 {
+	var found uint64
+	for k := s.short; k != 0; k &= k - 1 {
+		id := bits.TrailingZeros64(k)
+		if l := &s.lits[id]; bytes.IndexByte(line, l.b[0]) >= 0 || l.fold[0] != 0 && bytes.IndexByte(line, l.b[0]-0x20) >= 0 {
+			found |= 1 << id
 		}
 	}
-	return found, true
+	return found
+}
+
+// verifyWord verifies the literals keyed on the pairs at even offsets of
+// the folded word w read at line[i].
+func (s *litSet) verifyWord(line []byte, i int, w, found uint64) uint64 {
+	t := s.pairs
+	for j := 0; j < 8; j += 2 {
+		if k := uint16(w >> (8 * j)); t[k] != 0 {
+			found = s.verify(line, i+j, k, t[k], found)
+		}
+	}
+	return found
 }
 
 // verify adds to found the literals keyed on pair key k (idx is its
@@ -402,7 +436,7 @@ func (l *setLit) at(line []byte, start int) bool {
 
 // isASCII reports whether b holds no byte above 0x7f, eight bytes at a time.
 func isASCII(b []byte) bool {
-	const hi = 0x8080808080808080
+	const hi = hiBits
 	var any uint64
 	i := 0
 	for ; i+8 <= len(b); i += 8 {

@@ -92,7 +92,12 @@ func newLinePipeline(source string, patterns []LogPattern, metrics []LogMetricCo
 		p.lits.add(pt.m)
 	}
 	for _, g := range p.groups {
-		p.lits.add(g.m)
+		// A linear matcher rejects a line of another shape within its
+		// first fields, for less than verifying its literal would cost
+		// on every line of the right shape.
+		if g.lin == nil {
+			p.lits.add(g.m)
+		}
 	}
 	return p
 }
