@@ -1,7 +1,8 @@
 package collectors
 
 import (
-	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -16,20 +17,62 @@ import (
 // greedy choice is the only one, so one pass without backtracking finds
 // exactly the match (and submatches) Go's regexp would, several times
 // faster. Other expressions return nil from compileLinear and use regexp.
+//
+// The expression is checked as a list of elements (linElem), then run as
+// a shorter list of steps (linOp): a run of a class and the literal after
+// it are one step, captures are positions a step records, and each run is
+// found by the cheapest search its class allows. A log format of a dozen
+// fields is a dozen steps.
 type linear struct {
-	elems []linElem
+	first *linOp
 	ncap  int
 }
 
+// linElem is one element of the expression, as compileLinear checks it.
 type linElem struct {
 	kind     byte // 'l' literal, 'c' class, '(' capture start, ')' capture end, '$' end of text
 	lit      []byte
 	class    *[256]bool
 	min, max int // repeats of class; max < 0 is unbounded
 	cap      int
-	// stop is the one byte outside class, or -1: a run of such a class
-	// ends at the next stop byte, which bytes.IndexByte finds with SIMD.
-	stop int
+}
+
+// How a step finds the end of its run.
+const (
+	runNone  = iota // no run: the step is a literal, a mark or the end
+	runStop         // unbounded, one byte outside the class ([^"]*): eight bytes at a time
+	runBelow        // unbounded, every byte outside the class is below a bound (\S+): eight bytes at a time
+	runClass        // anything else (\d{3}): a byte at a time
+)
+
+// How a step compares its literal.
+const (
+	litNone   = iota
+	litByte   // one byte, in word
+	litWord   // 2 to 8 bytes: one compare of a word while 8 bytes of the line are left
+	litString // longer
+)
+
+// linOp is one step: at pos, record the mark pre, find the run (min..max
+// bytes of class), record the mark mid, compare the literal, and check the
+// end of the line when end is set. Marks are indexes into the submatch
+// slice, -1 for none. The steps are a linked list and the matcher's loop
+// calls nothing: with fewer live values and no call to spill them around,
+// the compiler keeps the loop's state in registers.
+type linOp struct {
+	run, lit uint8
+	end      bool
+	pre, mid int16
+	min, max int32 // repeats of class; max < 0 is unbounded
+	n        int32 // bytes of the literal
+	class    *[256]bool
+	// runStop and runBelow: a byte of the line XOR pat is below the
+	// bound when it may end the run; sub is the bound in every byte.
+	pat, sub uint64
+	word     uint64 // the literal's bytes, little-endian
+	mask     uint64 // the word's bytes that are the literal's
+	s        string // the literal
+	next     *linOp
 }
 
 func compileLinear(re *regexp.Regexp) *linear {
@@ -41,25 +84,25 @@ func compileLinear(re *regexp.Regexp) *linear {
 	if parsed.Op != syntax.OpConcat || len(parsed.Sub) == 0 || parsed.Sub[0].Op != syntax.OpBeginText {
 		return nil
 	}
-	l := &linear{ncap: re.NumSubexp() + 1}
+	var elems []linElem
 	for _, s := range parsed.Sub[1:] {
-		if !l.add(s) {
+		if !addElem(&elems, s) {
 			return nil
 		}
 	}
 	// Every variable part must be followed by something disjoint from it.
-	for i, e := range l.elems {
+	for i, e := range elems {
 		if e.kind != 'c' || e.min == e.max {
 			continue
 		}
 		j := i + 1
-		for j < len(l.elems) && (l.elems[j].kind == '(' || l.elems[j].kind == ')') {
+		for j < len(elems) && (elems[j].kind == '(' || elems[j].kind == ')') {
 			j++
 		}
-		if j == len(l.elems) {
+		if j == len(elems) {
 			continue // runs to the end of the line: greedy takes it all
 		}
-		n := l.elems[j]
+		n := elems[j]
 		switch n.kind {
 		case '$':
 		case 'l':
@@ -77,10 +120,102 @@ func compileLinear(re *regexp.Regexp) *linear {
 			}
 		}
 	}
-	return l
+	ops := linearOps(elems)
+	for i := range len(ops) - 1 {
+		ops[i].next = &ops[i+1]
+	}
+	return &linear{first: &ops[0], ncap: re.NumSubexp() + 1}
 }
 
-func (l *linear) add(re *syntax.Regexp) bool {
+// linearOps folds checked elements into steps. Nothing is reordered: a
+// step only groups elements that came one after the other (a run, the
+// literal after it, and the end), and a mark lands in the step where the
+// position is the one its element saw; a mark that finds its place taken
+// starts a step of its own.
+func linearOps(elems []linElem) []linOp {
+	var ops []linOp
+	op := linOp{pre: -1, mid: -1}
+	next := func() {
+		ops = append(ops, op)
+		op = linOp{pre: -1, mid: -1}
+	}
+	for _, e := range elems {
+		switch e.kind {
+		case '(', ')':
+			mark := int16(2 * e.cap)
+			if e.kind == ')' {
+				mark++
+			}
+			switch {
+			case op.s == "" && !op.end && op.class != nil && op.mid < 0:
+				op.mid = mark
+			case op.s == "" && !op.end && op.class == nil && op.pre < 0:
+				op.pre = mark
+			default:
+				next()
+				op.pre = mark
+			}
+		case 'c':
+			if op.class != nil || op.s != "" || op.end || op.mid >= 0 {
+				next()
+			}
+			op.class, op.min, op.max = e.class, int32(e.min), int32(e.max)
+		case 'l':
+			if op.s != "" || op.end {
+				next()
+			}
+			op.s = string(e.lit)
+		case '$':
+			op.end = true
+		}
+	}
+	next()
+	for i := range ops {
+		ops[i].prepare()
+	}
+	return ops
+}
+
+// prepare picks the search for the step's run and the compare for its
+// literal.
+func (op *linOp) prepare() {
+	op.n = int32(len(op.s))
+	switch n := len(op.s); {
+	case n == 1:
+		op.lit, op.word = litByte, uint64(op.s[0])
+	case n >= 2 && n <= 8:
+		var buf [8]byte
+		copy(buf[:], op.s)
+		op.lit, op.word, op.mask = litWord, binary.LittleEndian.Uint64(buf[:]), ^uint64(0)>>(64-8*n)
+	case n > 8:
+		op.lit = litString
+	}
+	if op.class == nil {
+		return
+	}
+	op.run = runClass
+	if op.max >= 0 {
+		return
+	}
+	outside, top := 0, -1
+	for b := range op.class {
+		if !op.class[b] {
+			outside++
+			top = b
+		}
+	}
+	switch {
+	case outside == 1:
+		// XOR with the stop byte turns it, and only it, into 0.
+		op.run, op.pat, op.sub = runStop, lo8*uint64(top), lo8
+	case outside > 1 && top < 0x80:
+		// \S: the bytes that end the run (\t \n \f \r and space) are all
+		// below 0x21, and every byte from there up belongs to it.
+		op.run, op.sub = runBelow, lo8*uint64(top+1)
+	}
+}
+
+func addElem(elems *[]linElem, re *syntax.Regexp) bool {
 	switch re.Op {
 	case syntax.OpLiteral:
 		if re.Flags&syntax.FoldCase != 0 {
@@ -88,11 +223,17 @@ func (l *linear) add(re *syntax.Regexp) bool {
 		}
 		var b []byte
 		for _, r := range re.Rune {
+			// regexp reads each byte of invalid UTF-8 as U+FFFD: a
+			// literal U+FFFD matches one such byte, which comparing the
+			// bytes EF BF BD would not.
+			if r == utf8.RuneError {
+				return false
+			}
 			b = utf8.AppendRune(b, r)
 		}
-		l.elems = append(l.elems, linElem{kind: 'l', lit: b})
+		*elems = append(*elems, linElem{kind: 'l', lit: b})
 	case syntax.OpCharClass, syntax.OpAnyCharNotNL:
-		return l.addClass(re, 1, 1)
+		return addClass(elems, re, 1, 1)
 	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
 		lo, hi := 0, -1
 		if re.Op == syntax.OpPlus {
@@ -104,26 +245,26 @@ func (l *linear) add(re *syntax.Regexp) bool {
 		if re.Flags&syntax.NonGreedy != 0 {
 			return false
 		}
-		return l.addClass(re.Sub[0], lo, hi)
+		return addClass(elems, re.Sub[0], lo, hi)
 	case syntax.OpRepeat:
 		if re.Flags&syntax.NonGreedy != 0 {
 			return false
 		}
-		return l.addClass(re.Sub[0], re.Min, re.Max)
+		return addClass(elems, re.Sub[0], re.Min, re.Max)
 	case syntax.OpCapture:
-		l.elems = append(l.elems, linElem{kind: '(', cap: re.Cap})
-		if !l.add(re.Sub[0]) {
+		*elems = append(*elems, linElem{kind: '(', cap: re.Cap})
+		if !addElem(elems, re.Sub[0]) {
 			return false
 		}
-		l.elems = append(l.elems, linElem{kind: ')', cap: re.Cap})
+		*elems = append(*elems, linElem{kind: ')', cap: re.Cap})
 	case syntax.OpConcat:
 		for _, s := range re.Sub {
-			if !l.add(s) {
+			if !addElem(elems, s) {
 				return false
 			}
 		}
 	case syntax.OpEndText:
-		l.elems = append(l.elems, linElem{kind: '$'})
+		*elems = append(*elems, linElem{kind: '$'})
 	default:
 		return false
 	}
@@ -134,7 +275,7 @@ func (l *linear) add(re *syntax.Regexp) bool {
 // decided by single bytes qualify: ASCII ranges, or the negation of ASCII
 // ranges (\S, [^"], .), since every byte of a multi-byte character (and
 // every invalid byte, read as U+FFFD) lies outside ASCII.
-func (l *linear) addClass(re *syntax.Regexp, lo, hi int) bool {
+func addClass(elems *[]linElem, re *syntax.Regexp, lo, hi int) bool {
 	var set [256]bool
 	switch re.Op {
 	case syntax.OpLiteral:
@@ -175,17 +316,7 @@ func (l *linear) addClass(re *syntax.Regexp, lo, hi int) bool {
 	default:
 		return false
 	}
-	stop, outside := -1, 0
-	for b := range set {
-		if !set[b] {
-			stop = b
-			outside++
-		}
-	}
-	if outside != 1 {
-		stop = -1
-	}
-	l.elems = append(l.elems, linElem{kind: 'c', class: &set, min: lo, max: hi, stop: stop})
+	*elems = append(*elems, linElem{kind: 'c', class: &set, min: lo, max: hi})
 	return true
 }
 
@@ -198,51 +329,86 @@ func (l *linear) match(line []byte, dst []int) []int {
 		dst[i] = -1
 	}
 	pos := 0
-	for i := range l.elems {
-		e := &l.elems[i]
-		switch e.kind {
-		case 'l':
+	for op := l.first; op != nil; op = op.next {
+		if op.pre >= 0 {
+			dst[op.pre] = pos
+		}
+		start := pos
+		switch op.run {
+		case runStop, runBelow:
+			// Eight bytes at a time: after the XOR with pat, the bytes
+			// that may end the run are those below the bound (for runStop
+			// the stop byte, turned into 0), and (w - sub) &^ w & hiBits
+			// flags them; the lowest flag is exactly the first such byte
+			// (no borrow reaches it; bytes with the top bit set, never
+			// below a bound of at most 0x80, are masked out).
+		scan:
+			for pos+8 <= len(line) {
+				w := binary.LittleEndian.Uint64(line[pos:]) ^ op.pat
+				if m := (w - op.sub) &^ w & hiBits; m != 0 {
+					pos += bits.TrailingZeros64(m) >> 3
+					goto found
+				}
+				pos += 8
+			}
+			for pos < len(line) && op.class[line[pos]] {
+				pos++
+			}
+			goto ran
+		found:
+			// A byte below the bound that the class holds (\x01 in \S)
+			// does not end the run.
+			if op.class[line[pos]] {
+				pos++
+				goto scan
+			}
+		case runClass:
+			end := len(line)
+			if op.max >= 0 {
+				end = min(end, pos+int(op.max))
+			}
+			for pos < end && op.class[line[pos]] {
+				pos++
+			}
+		}
+	ran:
+		if pos-start < int(op.min) {
+			return nil
+		}
+		if op.mid >= 0 {
+			dst[op.mid] = pos
+		}
+		switch op.lit {
+		case litByte:
 			// Most literals of a log format are one separator byte
-			// (' ', '"', '['): compared in place, not by a call.
-			if len(e.lit) == 1 {
-				if pos >= len(line) || line[pos] != e.lit[0] {
+			// (' ', '"', '['): compared in place.
+			if pos >= len(line) || line[pos] != byte(op.word) {
+				return nil
+			}
+			pos++
+		case litWord:
+			if pos+8 <= len(line) {
+				if binary.LittleEndian.Uint64(line[pos:])&op.mask != op.word {
 					return nil
 				}
-			} else if !bytes.HasPrefix(line[pos:], e.lit) {
+				pos += int(op.n)
+				break
+			}
+			fallthrough
+		case litString:
+			n := int(op.n)
+			if len(line)-pos < n || string(line[pos:pos+n]) != op.s {
 				return nil
 			}
-			pos += len(e.lit)
-		case 'c':
-			k := 0
-			if e.stop >= 0 && e.max < 0 {
-				if k = bytes.IndexByte(line[pos:], byte(e.stop)); k < 0 {
-					k = len(line) - pos
-				}
-			} else {
-				// Two loops, so that the unbounded one (\S+, \d+) tests
-				// nothing but the class.
-				rest, class := line[pos:], e.class
-				if e.max >= 0 && e.max < len(rest) {
-					rest = rest[:e.max]
-				}
-				for k < len(rest) && class[rest[k]] {
-					k++
-				}
-			}
-			if k < e.min {
-				return nil
-			}
-			pos += k
-		case '(':
-			dst[2*e.cap] = pos
-		case ')':
-			dst[2*e.cap+1] = pos
-		case '$':
-			if pos != len(line) {
-				return nil
-			}
+			pos += n
+		}
+		if op.end && pos != len(line) {
+			return nil
 		}
 	}
 	dst[0], dst[1] = 0, pos
 	return dst
 }
+
+// lo8 has the lowest bit of every byte of a word.
+const lo8 = 0x0101010101010101
