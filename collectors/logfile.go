@@ -236,6 +236,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	}
 	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
+	l.pipe.batched = true // flushed after each read (Handed), each poll and on stop
 	l.pipe.redact = cfg.Redact
 	l.pipe.carryOver(opts.Counters, "log")
 	l.files = carried[fileStats](opts.Counters, "log\x00"+cfg.Name+"\x00files")
@@ -298,6 +299,7 @@ func (l *LogFile) Run(ctx context.Context) {
 		last = time.Now()
 		l.now = l.opts.Now()
 		moved := l.tail.Poll(ctx)
+		l.pipe.flush() // the lines of a file finished during the poll
 		dirty := l.saved.dirty(logState{Positions: l.tail.Positions()})
 		if moved || (dirty && last.Sub(saved) >= CheckpointInterval) {
 			l.checkpoint()
@@ -359,6 +361,7 @@ const absentPollInterval = 10 * time.Second
 func (l *LogFile) stop() {
 	l.flushEvent()
 	l.tail.Close()
+	l.pipe.flush()
 	l.checkpoint()
 	l.opts.Logger.Info("Log source stopped", "lines", l.pipe.stats.lines.Load(), "bytes", l.pipe.stats.bytes.Load())
 }
@@ -399,6 +402,7 @@ func (l *LogFile) flushEvent() {
 		return
 	}
 	l.pipe.match(l.event, l.eventTime)
+	l.pipe.flush() // also called outside a read (the multiline timeout, stop)
 	l.event, l.eventLines = l.event[:0], 0
 }
 
@@ -412,13 +416,19 @@ func (e *logEvents) Truncated(path string, n int64) {
 	e.files.recoveredBytes.Add(uint64(n))
 }
 
-// Read counts the bytes read from the files (tokpulse_log_bytes_total
-// includes the part of a long line that was cut off and skipped), and
-// makes the lines of these bytes shed their optional work while the
-// source is more than shed_backlog_bytes behind its files.
+// Read makes the lines of the bytes read shed their optional work while
+// the source is more than shed_backlog_bytes behind its files.
 func (e *logEvents) Read(path string, n int, behind int64) {
-	e.pipe.stats.bytes.Add(uint64(n))
 	e.pipe.shed = e.cfg.ShedBacklogBytes > 0 && behind > e.cfg.ShedBacklogBytes
+}
+
+// Handed publishes what the lines of a read did, then counts its bytes
+// (tokpulse_log_bytes_total includes the part of a long line that was
+// cut off and skipped): a scrape that sees the bytes of a file also sees
+// its lines.
+func (e *logEvents) Handed(path string, n int) {
+	e.pipe.flush()
+	e.pipe.stats.bytes.Add(uint64(n))
 }
 
 var _ evidence.Provider = (*LogFile)(nil)

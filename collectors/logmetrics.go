@@ -63,6 +63,7 @@ func newLogMetric(source string, c LogMetricConfig) *logMetric {
 // expression.
 type metricGroup struct {
 	mu      *sync.Mutex // the metrics' mu
+	locked  bool        // the pipeline holds mu (batched)
 	m       *matcher
 	lin     *linear // nil when the expression is not linear
 	idx     []int   // scratch for submatch positions
@@ -144,8 +145,8 @@ func (m *logMetric) observe(line []byte, idx []int) {
 	}
 }
 
-func (m *logMetric) collect(ch chan<- prometheus.Metric) {
-	m.mu.Lock()
+// collectSeries sends the metric's series; the caller holds m.mu.
+func (m *logMetric) collectSeries(ch chan<- prometheus.Metric) {
 	for _, s := range m.order {
 		var metric prometheus.Metric
 		var err error
@@ -167,7 +168,10 @@ func (m *logMetric) collect(ch chan<- prometheus.Metric) {
 			ch <- metric
 		}
 	}
-	m.mu.Unlock()
+}
+
+// collectDropped sends the metric's counts of lines it could not record.
+func (m *logMetric) collectDropped(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(logMetricDroppedDesc, prometheus.CounterValue, float64(m.overflow.Load()), m.source, m.cfg.Name, "label_limit")
 	ch <- prometheus.MustNewConstMetric(logMetricDroppedDesc, prometheus.CounterValue, float64(m.badValue.Load()), m.source, m.cfg.Name, "bad_value")
 }

@@ -88,6 +88,11 @@ type Events interface {
 	// pass began, less the read position), so that a reader far behind
 	// can shed optional work on them.
 	Read(path string, n int, behind int64)
+	// Handed follows each Read once the complete lines of its n bytes
+	// have been handed over, so that a reader that keeps per-line work
+	// back (counters, locks) can publish it a read at a time rather than
+	// a line at a time.
+	Handed(path string, n int)
 }
 
 // Config sets how a Tailer follows its files.
@@ -897,6 +902,9 @@ func (t *Tailer) readToEnd(ctx context.Context, f *file, limit int64) (total int
 				t.events.Read(f.path, n, max64(size-f.readOff, 0))
 			}
 			t.split(f, t.chunk[:n], max)
+			if t.events != nil {
+				t.events.Handed(f.path, n)
+			}
 		}
 		if err != nil || n < len(t.chunk) {
 			if err != nil && !errors.Is(err, io.EOF) {

@@ -22,6 +22,8 @@ type recorder struct {
 	copied int64
 	read   int64
 	behind []int64
+	// events: "read N" and "handed N after L lines", in order.
+	events []string
 }
 
 func (r *recorder) handle(_ string, line []byte, cut bool) {
@@ -36,6 +38,10 @@ func (r *recorder) Truncated(_ string, n int64)   { r.trunc++; r.copied += n }
 func (r *recorder) Read(_ string, n int, behind int64) {
 	r.read += int64(n)
 	r.behind = append(r.behind, behind)
+	r.events = append(r.events, fmt.Sprintf("read %d", n))
+}
+func (r *recorder) Handed(_ string, n int) {
+	r.events = append(r.events, fmt.Sprintf("handed %d after %d lines", n, len(r.lines)))
 }
 func appendFile(t *testing.T, path, s string) {
 	t.Helper()
@@ -302,6 +308,16 @@ func TestBehind(t *testing.T) {
 	want := []int64{size - readChunk, size - 2*readChunk, size - 3*readChunk, 0}
 	if fmt.Sprint(r.behind) != fmt.Sprint(want) {
 		t.Errorf("behind %v, want %v", r.behind, want)
+	}
+	// Each read is followed by Handed once its complete lines are handed
+	// over (a reader publishes its counters there).
+	var wantEvents []string
+	for i, n := range []int{readChunk, readChunk, readChunk, int(size) - 3*readChunk} {
+		end := i*readChunk + n
+		wantEvents = append(wantEvents, fmt.Sprintf("read %d", n), fmt.Sprintf("handed %d after %d lines", n, end/len(line)))
+	}
+	if fmt.Sprint(r.events) != fmt.Sprint(wantEvents) {
+		t.Errorf("events %q, want %q", r.events, wantEvents)
 	}
 }
 
