@@ -346,22 +346,33 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 		return found, seen&hiBits == 0
 	}
 	// Pairs at i, i+2, ..., i+14: sixteen bytes a turn, and one branch
-	// for the (rare) turn with a key.
-	for ; i+16 <= len(line); i += 16 {
-		raw0 := binary.LittleEndian.Uint64(line[i:])
-		raw1 := binary.LittleEndian.Uint64(line[i+8:])
+	// for the (rare) turn with a key. The turn reads b, which shrinks,
+	// and keeps nothing it does not need across it, so that the compiler
+	// keeps it in registers.
+	for b := line; len(b) >= 16; b = b[16:] {
+		raw0 := binary.LittleEndian.Uint64(b[:8])
+		raw1 := binary.LittleEndian.Uint64(b[8:16])
 		seen |= raw0 | raw1
-		w0, w1 := raw0|fold, raw1|fold
-		if t[uint16(w0)]|t[uint16(w0>>16)]|t[uint16(w0>>32)]|t[uint16(w0>>48)]|
-			t[uint16(w1)]|t[uint16(w1>>16)]|t[uint16(w1>>32)]|t[uint16(w1>>48)] != 0 {
-			found = s.verifyWord(line, i, w0, found)
-			found = s.verifyWord(line, i+8, w1, found)
+		// Halves of words, so that the top pair of each needs no mask.
+		const fold32 = 0x20202020
+		a, b0 := uint32(raw0)|fold32, uint32(raw0>>32)|fold32
+		c, d := uint32(raw1)|fold32, uint32(raw1>>32)|fold32
+		h0 := t[uint16(a)] | t[a>>16] | t[uint16(b0)] | t[b0>>16]
+		h1 := t[uint16(c)] | t[c>>16] | t[uint16(d)] | t[d>>16]
+		if h0|h1 != 0 {
+			i := len(line) - len(b)
+			if h0 != 0 {
+				found = s.verifyWord(line, i, found)
+			}
+			if h1 != 0 {
+				found = s.verifyWord(line, i+8, found)
+			}
 		}
 	}
+	i = len(line) &^ 15
 	if i+8 <= len(line) {
-		raw := binary.LittleEndian.Uint64(line[i:])
-		seen |= raw
-		found = s.verifyWord(line, i, raw|fold, found)
+		seen |= binary.LittleEndian.Uint64(line[i:])
+		found = s.verifyWord(line, i, found)
 		i += 8
 	}
 	for ; i < len(line); i++ {
@@ -393,8 +404,10 @@ func (s *litSet) scanShort(line []byte) uint64 {
 }
 
 // verifyWord verifies the literals keyed on the pairs at even offsets of
-// the folded word w read at line[i].
-func (s *litSet) verifyWord(line []byte, i int, w, found uint64) uint64 {
+// the word at line[i].
+func (s *litSet) verifyWord(line []byte, i int, found uint64) uint64 {
+	const fold = 0x2020202020202020
+	w := binary.LittleEndian.Uint64(line[i:]) | fold
 	t := s.pairs
 	for j := 0; j < 8; j += 2 {
 		if k := uint16(w >> (8 * j)); t[k] != 0 {
