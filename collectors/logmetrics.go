@@ -20,6 +20,7 @@ type logMetric struct {
 	valueIdx int   // submatch index of the value group, -1 for none
 	labelIdx []int // submatch indexes of the label groups
 	desc     *prometheus.Desc
+	kind     uint8 // cfg.Type: kindCounter, kindGauge or kindHistogram
 
 	// mu guards series and order against collect; the metrics of a
 	// metricGroup share their group's, which observe's caller holds, so
@@ -28,13 +29,44 @@ type logMetric struct {
 	series map[string]*logSeries
 	order  []*logSeries
 	key    []byte
-	// The series of the previous line, whose labels most lines repeat
-	// (status 200, or no labels at all): no map lookup for those.
-	last     *logSeries
-	lastKey  []byte
+	// The series of the previous line and its key: no map lookup for a
+	// line with the same labels (or none).
+	last    *logSeries
+	lastKey []byte
+	// short finds the series of a single label value of up to 7 bytes
+	// (status codes, methods) by the value packed in a word: a few word
+	// compares instead of hashing the key.
+	short    [16]shortSeries
+	nshort   int
 	overflow atomic.Uint64
 	badValue atomic.Uint64
 }
+
+type shortSeries struct {
+	key uint64 // packWord of the label value
+	s   *logSeries
+}
+
+// packWord packs up to 7 bytes and their count into a word, distinct for
+// distinct byte strings; ok is false for longer ones.
+func packWord(b []byte) (uint64, bool) {
+	if len(b) > 7 {
+		return 0, false
+	}
+	k := uint64(len(b)) << 56
+	for i, c := range b {
+		k |= uint64(c) << (8 * i)
+	}
+	return k, true
+}
+
+// The metric types, decided once rather than by comparing cfg.Type's
+// string on every line.
+const (
+	kindCounter = iota
+	kindGauge
+	kindHistogram
+)
 
 type logSeries struct {
 	labels  []string // source first
@@ -56,6 +88,12 @@ func newLogMetric(source string, c LogMetricConfig) *logMetric {
 		help = "Log-derived metric declared in agent.yaml."
 	}
 	m.desc = prometheus.NewDesc(c.Name, help, append([]string{"source"}, c.Labels...), nil)
+	switch c.Type {
+	case "gauge":
+		m.kind = kindGauge
+	case "histogram":
+		m.kind = kindHistogram
+	}
 	return m
 }
 
@@ -87,47 +125,19 @@ func (m *logMetric) observe(line []byte, idx []int) {
 		}
 		v *= m.cfg.Scale
 	}
-	m.key = m.key[:0]
-	for _, li := range m.labelIdx {
-		if s := idx[2*li]; s >= 0 {
-			m.key = append(m.key, line[s:idx[2*li+1]]...)
-		}
-		m.key = append(m.key, 0xff)
-	}
-	s := m.last
-	if s == nil || string(m.key) != string(m.lastKey) {
-		s = m.series[string(m.key)] // no allocation: the compiler keeps the lookup in place
-	}
+	s := m.seriesFor(line, idx)
 	if s == nil {
-		if len(m.series) >= m.cfg.MaxLabelSets {
-			m.overflow.Add(1)
-			return
-		}
-		s = &logSeries{labels: []string{m.source}}
-		for _, li := range m.labelIdx {
-			val := ""
-			if st := idx[2*li]; st >= 0 {
-				val = strings.ToValidUTF8(string(line[st:idx[2*li+1]]), "\uFFFD")
-			}
-			s.labels = append(s.labels, val)
-		}
-		if m.cfg.Type == "histogram" {
-			s.buckets = make([]uint64, len(m.cfg.Buckets))
-		}
-		m.series[string(m.key)] = s
-		m.order = append(m.order, s)
+		m.overflow.Add(1)
+		return
 	}
-	if s != m.last {
-		m.last, m.lastKey = s, append(m.lastKey[:0], m.key...)
-	}
-	switch m.cfg.Type {
-	case "counter":
+	switch m.kind {
+	case kindCounter:
 		if v > 0 {
 			s.value += v
 		}
-	case "gauge":
+	case kindGauge:
 		s.value = v
-	case "histogram":
+	case kindHistogram:
 		s.value += v
 		s.count++
 		// Cumulative counts are made at collect time; here only the
@@ -145,17 +155,84 @@ func (m *logMetric) observe(line []byte, idx []int) {
 	}
 }
 
+// seriesFor returns the series of the line's labels, made if need be, or
+// nil when the metric has max_label_sets series already. Most lines have
+// no labels or one short label (a status code): those are found without
+// building their key or hashing it.
+func (m *logMetric) seriesFor(line []byte, idx []int) *logSeries {
+	if len(m.labelIdx) == 0 && m.last != nil {
+		return m.last
+	}
+	var short uint64
+	if len(m.labelIdx) == 1 {
+		li := m.labelIdx[0]
+		if st := idx[2*li]; st >= 0 {
+			if k, ok := packWord(line[st:idx[2*li+1]]); ok {
+				for i := range m.nshort {
+					if m.short[i].key == k {
+						return m.short[i].s
+					}
+				}
+				short = k
+			}
+		}
+	}
+	s := m.lookup(line, idx)
+	if s != nil && short != 0 && m.nshort < len(m.short) {
+		m.short[m.nshort] = shortSeries{key: short, s: s}
+		m.nshort++
+	}
+	return s
+}
+
+// lookup finds the series of the line's labels by their key, or makes it.
+func (m *logMetric) lookup(line []byte, idx []int) *logSeries {
+	m.key = m.key[:0]
+	for _, li := range m.labelIdx {
+		if s := idx[2*li]; s >= 0 {
+			m.key = append(m.key, line[s:idx[2*li+1]]...)
+		}
+		m.key = append(m.key, 0xff)
+	}
+	s := m.last
+	if s == nil || string(m.key) != string(m.lastKey) {
+		s = m.series[string(m.key)] // no allocation: the compiler keeps the lookup in place
+	}
+	if s == nil {
+		if len(m.series) >= m.cfg.MaxLabelSets {
+			return nil
+		}
+		s = &logSeries{labels: []string{m.source}}
+		for _, li := range m.labelIdx {
+			val := ""
+			if st := idx[2*li]; st >= 0 {
+				val = strings.ToValidUTF8(string(line[st:idx[2*li+1]]), "\uFFFD")
+			}
+			s.labels = append(s.labels, val)
+		}
+		if m.kind == kindHistogram {
+			s.buckets = make([]uint64, len(m.cfg.Buckets))
+		}
+		m.series[string(m.key)] = s
+		m.order = append(m.order, s)
+	}
+	if s != m.last {
+		m.last, m.lastKey = s, append(m.lastKey[:0], m.key...)
+	}
+	return s
+}
+
 // collectSeries sends the metric's series; the caller holds m.mu.
 func (m *logMetric) collectSeries(ch chan<- prometheus.Metric) {
 	for _, s := range m.order {
 		var metric prometheus.Metric
 		var err error
-		switch m.cfg.Type {
-		case "counter":
+		switch m.kind {
+		case kindCounter:
 			metric, err = prometheus.NewConstMetric(m.desc, prometheus.CounterValue, s.value, s.labels...)
-		case "gauge":
+		case kindGauge:
 			metric, err = prometheus.NewConstMetric(m.desc, prometheus.GaugeValue, s.value, s.labels...)
-		case "histogram":
+		case kindHistogram:
 			cum := make(map[float64]uint64, len(s.buckets))
 			var acc uint64
 			for i, b := range m.cfg.Buckets {
