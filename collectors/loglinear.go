@@ -45,23 +45,17 @@ const (
 	runClass        // anything else (\d{3}): a byte at a time
 )
 
-// How a step compares its literal.
-const (
-	litNone   = iota
-	litByte   // one byte, in word
-	litWord   // 2 to 8 bytes: one compare of a word while 8 bytes of the line are left
-	litString // longer
-)
-
 // linOp is one step: at pos, record the mark pre, find the run (min..max
 // bytes of class), record the mark mid, compare the literal, and check the
 // end of the line when end is set. Marks are indexes into the submatch
-// slice, -1 for none. The steps are a linked list and the matcher's loop
+// slice; a step without a mark has the index of a scratch slot after the
+// submatches. The steps are a linked list and the matcher's loop
 // calls nothing: with fewer live values and no call to spill them around,
 // the compiler keeps the loop's state in registers.
 type linOp struct {
-	run, lit uint8
+	run      uint8
 	end      bool
+	long     bool // the literal has more than 8 bytes
 	pre, mid int16
 	min, max int32 // repeats of class; max < 0 is unbounded
 	n        int32 // bytes of the literal
@@ -69,8 +63,8 @@ type linOp struct {
 	// runStop and runBelow: a byte of the line XOR pat is below the
 	// bound when it may end the run; sub is the bound in every byte.
 	pat, sub uint64
-	word     uint64 // the literal's bytes, little-endian
-	mask     uint64 // the word's bytes that are the literal's
+	word     uint64 // the literal's bytes (up to 8), little-endian
+	mask     uint64 // the word's bytes that are the literal's (0: none)
 	s        string // the literal
 	next     *linOp
 }
@@ -121,11 +115,12 @@ func compileLinear(re *regexp.Regexp) *linear {
 			}
 		}
 	}
-	ops := linearOps(elems)
+	ncap := re.NumSubexp() + 1
+	ops := linearOps(elems, int16(2*ncap))
 	for i := range len(ops) - 1 {
 		ops[i].next = &ops[i+1]
 	}
-	return &linear{first: &ops[0], ncap: re.NumSubexp() + 1}
+	return &linear{first: &ops[0], ncap: ncap}
 }
 
 // mergeRuns joins a class repeated a fixed number of times with a repeat of
@@ -157,7 +152,7 @@ func mergeRuns(elems []linElem) []linElem {
 // literal after it, and the end), and a mark lands in the step where the
 // position is the one its element saw; a mark that finds its place taken
 // starts a step of its own.
-func linearOps(elems []linElem) []linOp {
+func linearOps(elems []linElem, scratch int16) []linOp {
 	var ops []linOp
 	op := linOp{pre: -1, mid: -1}
 	next := func() {
@@ -196,24 +191,28 @@ func linearOps(elems []linElem) []linOp {
 	}
 	next()
 	for i := range ops {
-		ops[i].prepare()
+		ops[i].prepare(scratch)
 	}
 	return ops
 }
 
 // prepare picks the search for the step's run and the compare for its
 // literal.
-func (op *linOp) prepare() {
+func (op *linOp) prepare(scratch int16) {
+	if op.pre < 0 {
+		op.pre = scratch
+	}
+	if op.mid < 0 {
+		op.mid = scratch
+	}
 	op.n = int32(len(op.s))
 	switch n := len(op.s); {
-	case n == 1:
-		op.lit, op.word = litByte, uint64(op.s[0])
-	case n >= 2 && n <= 8:
+	case n > 8:
+		op.long = true
+	case n > 0:
 		var buf [8]byte
 		copy(buf[:], op.s)
-		op.lit, op.word, op.mask = litWord, binary.LittleEndian.Uint64(buf[:]), ^uint64(0)>>(64-8*n)
-	case n > 8:
-		op.lit = litString
+		op.word, op.mask = binary.LittleEndian.Uint64(buf[:]), ^uint64(0)>>(64-8*n)
 	}
 	if op.class == nil {
 		return
@@ -348,16 +347,16 @@ func addClass(elems *[]linElem, re *syntax.Regexp, lo, hi int) bool {
 // match returns the submatch positions as regexp.FindSubmatchIndex does,
 // appended to dst, or nil.
 func (l *linear) match(line []byte, dst []int) []int {
+	// One more slot than the submatches: the marks of steps without a
+	// mark land there, so that writing a mark needs no branch.
 	n := 2 * l.ncap
-	dst = slices.Grow(dst[:0], n)[:n]
+	dst = slices.Grow(dst[:0], n+1)[:n+1]
 	for i := range dst {
 		dst[i] = -1
 	}
 	pos := 0
 	for op := l.first; op != nil; op = op.next {
-		if op.pre >= 0 {
-			dst[op.pre] = pos
-		}
+		dst[op.pre] = pos
 		start := pos
 		switch op.run {
 		case runStop, runBelow:
@@ -418,28 +417,15 @@ func (l *linear) match(line []byte, dst []int) []int {
 		if pos-start < int(op.min) {
 			return nil
 		}
-		if op.mid >= 0 {
-			dst[op.mid] = pos
-		}
-		switch op.lit {
-		case litByte:
-			// Most literals of a log format are one separator byte
-			// (' ', '"', '['): compared in place.
-			if pos >= len(line) || line[pos] != byte(op.word) {
+		dst[op.mid] = pos
+		// The literal, up to 8 bytes, is one compare of a word (with
+		// no literal, of no bytes) while 8 bytes of the line are left.
+		if pos+8 <= len(line) && !op.long {
+			if binary.LittleEndian.Uint64(line[pos:])&op.mask != op.word {
 				return nil
 			}
-			pos++
-		case litWord:
-			if pos+8 <= len(line) {
-				if binary.LittleEndian.Uint64(line[pos:])&op.mask != op.word {
-					return nil
-				}
-				pos += int(op.n)
-				break
-			}
-			fallthrough
-		case litString:
-			n := int(op.n)
+			pos += int(op.n)
+		} else if n := int(op.n); n > 0 {
 			if len(line)-pos < n || string(line[pos:pos+n]) != op.s {
 				return nil
 			}
@@ -450,7 +436,7 @@ func (l *linear) match(line []byte, dst []int) []int {
 		}
 	}
 	dst[0], dst[1] = 0, pos
-	return dst
+	return dst[:n]
 }
 
 // lo8 has the lowest bit of every byte of a word.
