@@ -42,7 +42,8 @@ const (
 	runNone  = iota // no run: the step is a literal, a mark or the end
 	runStop         // unbounded, one byte outside the class ([^"]*): eight bytes at a time
 	runBelow        // unbounded, every byte outside the class is below a bound (\S+): eight bytes at a time
-	runClass        // anything else (\d{3}): a byte at a time
+	runRange        // one range of ASCII bytes (\d{3}, \d+): eight bytes at a time
+	runClass        // anything else: a byte at a time
 )
 
 // linOp is one step: at pos, record the mark pre, find the run (min..max
@@ -218,6 +219,14 @@ func (op *linOp) prepare(scratch int16) {
 		return
 	}
 	op.run = runClass
+	if lo, hi, ok := asciiRange(op.class); ok {
+		// ((w & low7) + (0x80-lo in every byte)) | w flags exactly the
+		// bytes from lo up (no carry leaves a byte), and likewise for
+		// hi+1: a byte outside the range is one flagged by the second
+		// or not by the first.
+		op.run, op.pat, op.sub = runRange, lo8*uint64(0x80-lo), lo8*uint64(0x80-hi-1)
+		return
+	}
 	if op.max >= 0 {
 		return
 	}
@@ -404,6 +413,24 @@ func (l *linear) match(line []byte, dst []int) []int {
 				pos++
 				goto scan
 			}
+		case runRange:
+			end := len(line)
+			if op.max >= 0 {
+				end = min(end, pos+int(op.max))
+			}
+			for pos < end && pos+8 <= len(line) {
+				w := binary.LittleEndian.Uint64(line[pos:])
+				x := w & low7
+				if out := ^((x + op.pat) | w) | ((x + op.sub) | w); out&hiBits != 0 {
+					pos = min(pos+bits.TrailingZeros64(out&hiBits)>>3, end)
+					goto ran
+				}
+				pos += 8
+			}
+			for pos < end && op.class[line[pos]] {
+				pos++
+			}
+			pos = min(pos, end)
 		case runClass:
 			end := len(line)
 			if op.max >= 0 {
@@ -439,5 +466,22 @@ func (l *linear) match(line []byte, dst []int) []int {
 	return dst[:n]
 }
 
-// lo8 has the lowest bit of every byte of a word.
-const lo8 = 0x0101010101010101
+// asciiRange reports whether class is exactly the bytes lo..hi, all ASCII.
+func asciiRange(class *[256]bool) (lo, hi int, ok bool) {
+	lo, hi = -1, -1
+	for b := range class {
+		switch {
+		case !class[b]:
+		case lo < 0:
+			lo, hi = b, b
+		case b == hi+1:
+			hi = b
+		default:
+			return 0, 0, false
+		}
+	}
+	return lo, hi, lo >= 0 && hi < 0x80
+}
+
+// lo8 has the lowest bit of every byte of a word, low7 the other seven.
+const lo8, low7 = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f
