@@ -375,15 +375,16 @@ func (l *linear) match(line []byte, dst []int) []int {
 			// flags them; the lowest flag is exactly the first such byte
 			// (no borrow reaches it; bytes with the top bit set, never
 			// below a bound of at most 0x80, are masked out).
+			pat, sub := op.pat, op.sub
 		scan:
 			// Sixteen bytes a turn while they last: long fields (a
 			// request, a user agent) take half the turns.
 			for pos+16 <= len(line) {
 				b := line[pos : pos+16]
-				w0 := binary.LittleEndian.Uint64(b) ^ op.pat
-				w1 := binary.LittleEndian.Uint64(b[8:]) ^ op.pat
-				m0 := (w0 - op.sub) &^ w0 & hiBits
-				m1 := (w1 - op.sub) &^ w1 & hiBits
+				w0 := binary.LittleEndian.Uint64(b) ^ pat
+				w1 := binary.LittleEndian.Uint64(b[8:]) ^ pat
+				m0 := (w0 - sub) &^ w0 & hiBits
+				m1 := (w1 - sub) &^ w1 & hiBits
 				if m0|m1 != 0 {
 					if m0 != 0 {
 						pos += bits.TrailingZeros64(m0) >> 3
@@ -395,8 +396,8 @@ func (l *linear) match(line []byte, dst []int) []int {
 				pos += 16
 			}
 			if pos+8 <= len(line) {
-				w := binary.LittleEndian.Uint64(line[pos:]) ^ op.pat
-				if m := (w - op.sub) &^ w & hiBits; m != 0 {
+				w := binary.LittleEndian.Uint64(line[pos:]) ^ pat
+				if m := (w - sub) &^ w & hiBits; m != 0 {
 					pos += bits.TrailingZeros64(m) >> 3
 					goto found
 				}

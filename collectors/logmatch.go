@@ -311,10 +311,13 @@ func rarestRun(b []byte) int {
 // used). The ASCII check rides along: the words the scan reads anyway are
 // ORed together, so the line is read once.
 func (s *litSet) scan(line []byte) (uint64, bool) {
-	if s.pairs == nil {
-		return s.scanShort(line), isASCII(line)
+	var found uint64
+	if s.short != 0 {
+		found = s.scanShort(line)
 	}
-	found := s.scanShort(line)
+	if s.pairs == nil {
+		return found, isASCII(line)
+	}
 	const fold = 0x2020202020202020
 	t := s.pairs
 	var seen uint64 // every byte read, ORed: bit 7 of a byte means not ASCII

@@ -53,8 +53,8 @@ type linePipeline struct {
 	// counted, so that the source catches up without losing a line.
 	shed bool
 
-	lits   litSet // every pattern's and metric's literals, searched in one pass
-	lastNS int64  // what stats.lastLine holds: the lines of one read share a time
+	lits   litSet    // every pattern's and metric's literals, searched in one pass
+	lastTS time.Time // what stats.lastLine holds: the lines of one read share a time
 	// patSet has the literal bits of every prefiltered pattern; when a
 	// pattern is not prefiltered, patAll is set. A line whose scan finds
 	// none of patSet's literals matches no pattern.
@@ -156,10 +156,11 @@ func (p *linePipeline) countLine(line []byte, cut bool, ts time.Time) {
 		p.pend.cut++
 	}
 	// An atomic store is a locked instruction on amd64; the lines of one
-	// read share their time, so most lines need none.
-	if ns := ts.UnixNano(); ns != p.lastNS {
-		p.stats.lastLine.Store(ns)
-		p.lastNS = ns
+	// read share their time, so most lines need none (and comparing the
+	// time itself is cheaper than converting it).
+	if ts != p.lastTS {
+		p.stats.lastLine.Store(ts.UnixNano())
+		p.lastTS = ts
 	}
 }
 
