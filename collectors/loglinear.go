@@ -56,7 +56,6 @@ const (
 type linOp struct {
 	run      uint8
 	end      bool
-	long     bool // the literal has more than 8 bytes
 	pre, mid int16
 	min, max int32 // repeats of class; max < 0 is unbounded
 	n        int32 // bytes of the literal
@@ -64,7 +63,7 @@ type linOp struct {
 	// runStop and runBelow: a byte of the line XOR pat is below the
 	// bound when it may end the run; sub is the bound in every byte.
 	pat, sub uint64
-	word     uint64 // the literal's bytes (up to 8), little-endian
+	word     uint64 // the literal's bytes (8 at most: longer ones are split), little-endian
 	mask     uint64 // the word's bytes that are the literal's (0: none)
 	s        string // the literal
 	next     *linOp
@@ -191,10 +190,22 @@ func linearOps(elems []linElem, scratch int16) []linOp {
 		}
 	}
 	next()
-	for i := range ops {
-		ops[i].prepare(scratch)
+	// A literal of more than 8 bytes becomes steps of 8 bytes or less,
+	// so that every literal is one compare of a word.
+	var split []linOp
+	for _, op := range ops {
+		for len(op.s) > 8 {
+			head := op
+			head.s, head.end = op.s[:8], false
+			split = append(split, head)
+			op = linOp{pre: -1, mid: -1, s: op.s[8:], end: op.end}
+		}
+		split = append(split, op)
 	}
-	return ops
+	for i := range split {
+		split[i].prepare(scratch)
+	}
+	return split
 }
 
 // prepare picks the search for the step's run and the compare for its
@@ -207,10 +218,7 @@ func (op *linOp) prepare(scratch int16) {
 		op.mid = scratch
 	}
 	op.n = int32(len(op.s))
-	switch n := len(op.s); {
-	case n > 8:
-		op.long = true
-	case n > 0:
+	if n := len(op.s); n > 0 {
 		var buf [8]byte
 		copy(buf[:], op.s)
 		op.word, op.mask = binary.LittleEndian.Uint64(buf[:]), ^uint64(0)>>(64-8*n)
@@ -396,7 +404,7 @@ func (l *linear) match(line []byte, dst []int) []int {
 				pos += 16
 			}
 			if pos+8 <= len(line) {
-				w := binary.LittleEndian.Uint64(line[pos:]) ^ pat
+				w := binary.LittleEndian.Uint64(line[pos:pos+8]) ^ pat
 				if m := (w - sub) &^ w & hiBits; m != 0 {
 					pos += bits.TrailingZeros64(m) >> 3
 					goto found
@@ -420,7 +428,7 @@ func (l *linear) match(line []byte, dst []int) []int {
 				end = min(end, pos+int(op.max))
 			}
 			for pos < end && pos+8 <= len(line) {
-				w := binary.LittleEndian.Uint64(line[pos:])
+				w := binary.LittleEndian.Uint64(line[pos : pos+8])
 				x := w & low7
 				if out := ^((x + op.pat) | w) | ((x + op.sub) | w); out&hiBits != 0 {
 					pos = min(pos+bits.TrailingZeros64(out&hiBits)>>3, end)
@@ -448,8 +456,8 @@ func (l *linear) match(line []byte, dst []int) []int {
 		dst[op.mid] = pos
 		// The literal, up to 8 bytes, is one compare of a word (with
 		// no literal, of no bytes) while 8 bytes of the line are left.
-		if pos+8 <= len(line) && !op.long {
-			if binary.LittleEndian.Uint64(line[pos:])&op.mask != op.word {
+		if pos+8 <= len(line) {
+			if binary.LittleEndian.Uint64(line[pos:pos+8])&op.mask != op.word {
 				return nil
 			}
 			pos += int(op.n)

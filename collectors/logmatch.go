@@ -325,7 +325,7 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 	if s.odd {
 		// Pairs at i..i+6, all inside the word at i.
 		for ; i+8 <= len(line); i += 7 {
-			raw := binary.LittleEndian.Uint64(line[i:])
+			raw := binary.LittleEndian.Uint64(line[i : i+8])
 			seen |= raw
 			w := raw | fold
 			if t[uint16(w)]|t[uint16(w>>8)]|t[uint16(w>>16)]|t[uint16(w>>24)]|
@@ -374,7 +374,7 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 	}
 	i = len(line) &^ 15
 	if i+8 <= len(line) {
-		seen |= binary.LittleEndian.Uint64(line[i:])
+		seen |= binary.LittleEndian.Uint64(line[i : i+8])
 		found = s.verifyWord(line, i, found)
 		i += 8
 	}
@@ -410,7 +410,7 @@ func (s *litSet) scanShort(line []byte) uint64 {
 // the word at line[i].
 func (s *litSet) verifyWord(line []byte, i int, found uint64) uint64 {
 	const fold = 0x2020202020202020
-	w := binary.LittleEndian.Uint64(line[i:]) | fold
+	w := binary.LittleEndian.Uint64(line[i:i+8]) | fold
 	t := s.pairs
 	for j := 0; j < 8; j += 2 {
 		if k := uint16(w >> (8 * j)); t[k] != 0 {

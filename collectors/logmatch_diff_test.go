@@ -185,7 +185,7 @@ type genPiece struct {
 }
 
 var (
-	genLiterals = []string{" ", "\"", " [", "] \"", "\" ", "\" \"", " rt_ms=", "=", ":", "-", "a", "x y", "é", "\uFFFD", "\t", "GET ", "ERROR"}
+	genLiterals = []string{" ", "\"", " [", "] \"", "\" ", "\" \"", " rt_ms=", "=", ":", "-", "a", "x y", "é", "\uFFFD", "\t", "GET ", "ERROR", " HTTP/1.1\" ", "database connection refused "}
 	genClasses  = []string{`\S`, `\d`, `[^"]`, `[^\]]`, `[a-z]`, `[A-Z]`, `[0-9a-f]`, `[0-9]`, `.`, `\w`, `[^ ]`, `\s`, `[^,]`, `[a-zé]`, `[^"\n]`, `[\x00-\x7f]`, `[^\x01]`, `[!-~]`, `\pL`}
 	genQuants   = []string{"", "+", "*", "?", "{3}", "{1,3}", "{2,}", "+?", "{0,2}", "{9}"}
 )
