@@ -374,8 +374,12 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 	}
 	i = len(line) &^ 15
 	if i+8 <= len(line) {
-		seen |= binary.LittleEndian.Uint64(line[i : i+8])
-		found = s.verifyWord(line, i, found)
+		raw := binary.LittleEndian.Uint64(line[i : i+8])
+		seen |= raw
+		const fold32 = 0x20202020
+		if a, b := uint32(raw)|fold32, uint32(raw>>32)|fold32; t[uint16(a)]|t[a>>16]|t[uint16(b)]|t[b>>16] != 0 {
+			found = s.verifyWord(line, i, found)
+		}
 		i += 8
 	}
 	for ; i < len(line); i++ {
@@ -412,10 +416,17 @@ func (s *litSet) verifyWord(line []byte, i int, found uint64) uint64 {
 	const fold = 0x2020202020202020
 	w := binary.LittleEndian.Uint64(line[i:i+8]) | fold
 	t := s.pairs
-	for j := 0; j < 8; j += 2 {
-		if k := uint16(w >> (8 * j)); t[k] != 0 {
-			found = s.verify(line, i+j, k, t[k], found)
-		}
+	if k := uint16(w); t[k] != 0 {
+		found = s.verify(line, i, k, t[k], found)
+	}
+	if k := uint16(w >> 16); t[k] != 0 {
+		found = s.verify(line, i+2, k, t[k], found)
+	}
+	if k := uint16(w >> 32); t[k] != 0 {
+		found = s.verify(line, i+4, k, t[k], found)
+	}
+	if k := uint16(w >> 48); t[k] != 0 {
+		found = s.verify(line, i+6, k, t[k], found)
 	}
 	return found
 }
