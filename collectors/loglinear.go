@@ -26,6 +26,7 @@ import (
 type linear struct {
 	first *linOp
 	ncap  int
+	end   bool // the expression ends with $
 }
 
 // linElem is one element of the expression, as compileLinear checks it.
@@ -47,8 +48,8 @@ const (
 )
 
 // linOp is one step: at pos, record the mark pre, find the run (min..max
-// bytes of class), record the mark mid, compare the literal, and check the
-// end of the line when end is set. Marks are indexes into the submatch
+// bytes of class), record the mark mid, and compare the literal (end, the
+// end of the text, is checked after the last step). Marks are indexes into the submatch
 // slice; a step without a mark has the index of a scratch slot after the
 // submatches. The steps are a linked list and the matcher's loop
 // calls nothing: with fewer live values and no call to spill them around,
@@ -81,6 +82,18 @@ func compileLinear(re *regexp.Regexp) *linear {
 	var elems []linElem
 	for _, s := range parsed.Sub[1:] {
 		if !addElem(&elems, s) {
+			return nil
+		}
+	}
+	// The end of the text is checked once, after the last step: so it
+	// must come last, followed at most by the ends of captures (which
+	// record the same position).
+	end := false
+	for _, e := range elems {
+		switch {
+		case e.kind == '$':
+			end = true
+		case end && e.kind != ')':
 			return nil
 		}
 	}
@@ -120,7 +133,7 @@ func compileLinear(re *regexp.Regexp) *linear {
 	for i := range len(ops) - 1 {
 		ops[i].next = &ops[i+1]
 	}
-	return &linear{first: &ops[0], ncap: ncap}
+	return &linear{first: &ops[0], ncap: ncap, end: end}
 }
 
 // mergeRuns joins a class repeated a fixed number of times with a repeat of
@@ -467,9 +480,9 @@ func (l *linear) match(line []byte, dst []int) []int {
 			}
 			pos += n
 		}
-		if op.end && pos != len(line) {
-			return nil
-		}
+	}
+	if l.end && pos != len(line) {
+		return nil
 	}
 	dst[0], dst[1] = 0, pos
 	return dst[:n]
