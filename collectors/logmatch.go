@@ -382,10 +382,24 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 		}
 		i += 8
 	}
+	if i < len(line) && len(line) >= 8 {
+		// The last bytes: the line's last word, read again in part,
+		// holds them; its pairs at even offsets of the line start at
+		// its even bytes when it starts at an even offset, else at its
+		// odd ones (shifted down by a byte: the top pair then pairs
+		// the last byte with a zero, which verification rejects). One
+		// word instead of a loop whose end the predictor misses.
+		last := len(line) - 8
+		raw := binary.LittleEndian.Uint64(line[last:])
+		seen |= raw
+		w := (raw | 0x2020202020202020) >> (8 * (last & 1))
+		if t[uint16(w)]|t[uint16(w>>16)]|t[uint16(w>>32)]|t[uint16(w>>48)] != 0 {
+			found = s.verifyPairs(line, last+last&1, w, found)
+		}
+		return found, seen&hiBits == 0
+	}
 	for ; i < len(line); i++ {
 		seen |= uint64(line[i])
-		// The pair starting at the last byte of an even run of pairs
-		// (i odd after the words) is covered by the overlapping key.
 		if i+1 < len(line) && i%2 == 0 {
 			if k := pairKey(line[i], line[i+1]); t[k] != 0 {
 				found = s.verify(line, i, k, t[k], found)
@@ -414,7 +428,12 @@ func (s *litSet) scanShort(line []byte) uint64 {
 // the word at line[i].
 func (s *litSet) verifyWord(line []byte, i int, found uint64) uint64 {
 	const fold = 0x2020202020202020
-	w := binary.LittleEndian.Uint64(line[i:i+8]) | fold
+	return s.verifyPairs(line, i, binary.LittleEndian.Uint64(line[i:i+8])|fold, found)
+}
+
+// verifyPairs verifies the literals keyed on the pairs of the folded word
+// w at its even offsets, w's first byte being line[i].
+func (s *litSet) verifyPairs(line []byte, i int, w, found uint64) uint64 {
 	t := s.pairs
 	if k := uint16(w); t[k] != 0 {
 		found = s.verify(line, i, k, t[k], found)
