@@ -449,6 +449,17 @@ func (l *linear) match(line []byte, dst []int) []int {
 				}
 				pos += 8
 			}
+			if pos < end && len(line) >= 8 {
+				// As above: the last word, shifted; the zeros shifted
+				// in are outside the range unless it holds 0, and the
+				// run ends at the line's end at the latest.
+				last := len(line) - 8
+				w := binary.LittleEndian.Uint64(line[last:]) >> (8 * (pos - last))
+				x := w & low7
+				out := (^((x + op.pat) | w) | ((x + op.sub) | w)) & hiBits
+				pos = min(pos+bits.TrailingZeros64(out)>>3, end)
+				goto ran
+			}
 			for pos < end && op.class[line[pos]] {
 				pos++
 			}
