@@ -951,7 +951,9 @@ func (t *Tailer) split(f *file, data []byte, max int) {
 		}
 		if i < 0 {
 			room := max - len(f.buf)
-			if len(data) < room {
+			if len(data) <= room {
+				// Up to max bytes wait for their line end: a line of
+				// exactly max bytes is not cut.
 				f.buf = append(f.buf, data...)
 				return
 			}

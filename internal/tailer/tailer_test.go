@@ -126,6 +126,22 @@ func TestTailer(t *testing.T) {
 			t.Errorf("positions %+v", ps)
 		}
 	})
+	t.Run("a line of exactly MaxLineBytes is not cut, however it is read", func(t *testing.T) {
+		// Written in pieces, as a writer in the middle of a line leaves it:
+		// the reader sees the line's bytes without its line end first.
+		p := filepath.Join(t.TempDir(), "a.log")
+		tl, r := newTest(t, Config{Globs: []string{p}, MaxLineBytes: 10})
+		appendFile(t, p, "")
+		tl.Start(nil, false, time.Time{})
+		for _, piece := range []string{"0123", "456789", "\nabcdefghij", "\n0123456789x", "\n"} {
+			appendFile(t, p, piece)
+			tl.Poll(ctx)
+		}
+		want := []string{"0123456789", "abcdefghij", "0123456789"}
+		if fmt.Sprint(r.lines) != fmt.Sprint(want) || r.cuts != 1 {
+			t.Errorf("lines %q, %d cut; want %q, 1 cut (the 11-byte line only)", r.lines, r.cuts, want)
+		}
+	})
 	t.Run("a directory where a file was expected is an error, retried", func(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "app.log")
 		if err := os.Mkdir(p, 0o755); err != nil {
