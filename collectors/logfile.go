@@ -196,6 +196,7 @@ type LogFile struct {
 	// absentPoll is how often the source looks for its folders while none
 	// exists (absentPollInterval; tests shorten it).
 	absentPoll time.Duration
+	maxLine    int // the tailer's max_line_bytes
 
 	// warm is done after the first read pass (the backlog since the saved
 	// position is read).
@@ -234,7 +235,10 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
-	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval}
+	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval, maxLine: cfg.MaxLineBytes}
+	if l.maxLine <= 0 {
+		l.maxLine = tailer.DefaultMaxLineBytes // as the tailer does
+	}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
 	l.pipe.batched = true // flushed after each read (Handed), each poll and on stop
 	l.pipe.redact = cfg.Redact
@@ -248,6 +252,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 		RotateWait:   cfg.RotateWait.D(),
 		Logger:       opts.Logger,
 		Now:          opts.Now,
+		Lines:        l.lines,
 	}, l.line, (*logEvents)(l))
 	// The positions are what counts: SavedAt changes at every save.
 	l.saved = newCheckpoint(opts, logStateBucket, cfg.Name,
@@ -370,6 +375,28 @@ func (l *LogFile) stop() {
 // how old they are).
 func (l *LogFile) checkpoint() {
 	l.saved.save(logState{Positions: l.tail.Positions(), SavedAt: l.opts.Now()}, true)
+}
+
+// lines is the tailer's Lines: the complete lines of a read, handed to
+// the pipeline in one loop rather than through a call per line.
+func (l *LogFile) lines(path string, data []byte) {
+	if !l.cfg.Multiline.Start.IsZero() {
+		for len(data) > 0 {
+			line, rest, cut := tailer.NextLine(data, l.maxLine)
+			l.line(path, line, cut)
+			data = rest
+		}
+		return
+	}
+	ts := l.now
+	if ts.IsZero() {
+		ts = l.opts.Now()
+	}
+	for len(data) > 0 {
+		line, rest, cut := tailer.NextLine(data, l.maxLine)
+		l.pipe.process(line, cut, ts)
+		data = rest
+	}
 }
 
 // line is the tailer's Handler.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -461,6 +462,87 @@ func TestSpecialFilesAreRefusedNotOpened(t *testing.T) {
 			}
 			if !strings.Contains(all, "the source skips it") {
 				t.Errorf("read errors %q do not say what happens", all)
+			}
+		})
+	}
+}
+
+// TestLinesBatch: a Tailer with Config.Lines (and NextLine) hands over
+// exactly the lines, cut flags and positions of one without, however the
+// file is written: lines of every length around MaxLineBytes, CRLF ends,
+// empty lines, written in random pieces with a poll after each.
+func TestLinesBatch(t *testing.T) {
+	const max = 64
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 18))
+			dir := t.TempDir()
+			type got struct {
+				lines []string
+				cuts  int
+			}
+			var per, batch got
+			pa, pb := filepath.Join(dir, "per.log"), filepath.Join(dir, "batch.log")
+			appendFile(t, pa, "")
+			appendFile(t, pb, "")
+			tp := New(Config{Globs: []string{pa}, MaxLineBytes: max}, func(_ string, line []byte, cut bool) {
+				per.lines = append(per.lines, string(line))
+				if cut {
+					per.cuts++
+				}
+			}, nil)
+			one := func(_ string, line []byte, cut bool) {
+				batch.lines = append(batch.lines, string(line))
+				if cut {
+					batch.cuts++
+				}
+			}
+			calls := 0
+			tb := New(Config{Globs: []string{pb}, MaxLineBytes: max, Lines: func(p string, lines []byte) {
+				calls++
+				for len(lines) > 0 {
+					var line []byte
+					var cut bool
+					line, lines, cut = NextLine(lines, max)
+					one(p, line, cut)
+				}
+			}}, one, nil)
+			tp.Start(nil, false, time.Time{})
+			tb.Start(nil, false, time.Time{})
+			var data []byte
+			for range 400 {
+				n := []int{0, 1, max - 1, max, max + 1, 2 * max, r.IntN(3 * max)}[r.IntN(7)]
+				for range n {
+					data = append(data, byte('a'+r.IntN(26)))
+				}
+				data = append(data, []string{"\n", "\r\n", "\n\n"}[r.IntN(3)]...)
+			}
+			// What both must hand over, from the text itself.
+			var want got
+			for _, l := range strings.SplitAfter(string(data), "\n") {
+				if l = strings.TrimSuffix(l, "\n"); len(l) > max {
+					want.lines, want.cuts = append(want.lines, l[:max]), want.cuts+1
+				} else if l != "" || len(want.lines) < strings.Count(string(data), "\n") {
+					want.lines = append(want.lines, strings.TrimSuffix(l, "\r"))
+				}
+			}
+			for len(data) > 0 {
+				k := min(len(data), 1+r.IntN(300))
+				appendFile(t, pa, string(data[:k]))
+				appendFile(t, pb, string(data[:k]))
+				data = data[k:]
+				tp.Poll(context.Background())
+				tb.Poll(context.Background())
+			}
+			if fmt.Sprint(per) != fmt.Sprint(want) || fmt.Sprint(batch) != fmt.Sprint(want) {
+				t.Fatalf("with Lines: %d lines, %d cut; without: %d lines, %d cut; in the text: %d lines, %d longer than %d",
+					len(batch.lines), batch.cuts, len(per.lines), per.cuts, len(want.lines), want.cuts, max)
+			}
+			if a, b := tp.Positions(), tb.Positions(); len(a) != 1 || len(b) != 1 || a[0].Offset != b[0].Offset {
+				t.Fatalf("positions %+v without Lines, %+v with", a, b)
+			}
+			if calls == 0 {
+				t.Fatal("Lines was never called")
 			}
 		})
 	}
