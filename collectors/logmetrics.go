@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +35,9 @@ type logMetric struct {
 	last    *logSeries
 	lastKey []byte
 	// short finds the series of a single label value of up to 7 bytes
-	// (status codes, methods) by the value packed in a word: a few word
-	// compares instead of hashing the key.
+	// (status codes, methods) by the value packed in a word: an open
+	// addressing table of 16 slots hashed by a multiply, instead of
+	// hashing the key for a map.
 	short    [16]shortSeries
 	nshort   int
 	overflow atomic.Uint64
@@ -47,18 +49,27 @@ type shortSeries struct {
 	s   *logSeries
 }
 
-// packWord packs up to 7 bytes and their count into a word, distinct for
-// distinct byte strings; ok is false for longer ones.
-func packWord(b []byte) (uint64, bool) {
-	if len(b) > 7 {
+// packWord packs the up to 7 bytes line[s:e] and their count into a word,
+// distinct for distinct byte strings (and never 0 for a non-empty one);
+// ok is false for longer ones.
+func packWord(line []byte, s, e int) (uint64, bool) {
+	n := e - s
+	if n > 7 || n < 0 {
 		return 0, false
 	}
-	k := uint64(len(b)) << 56
-	for i, c := range b {
-		k |= uint64(c) << (8 * i)
+	var k uint64
+	if s+8 <= len(line) {
+		k = binary.LittleEndian.Uint64(line[s:s+8]) & (1<<(8*n) - 1)
+	} else {
+		for i, c := range line[s:e] {
+			k |= uint64(c) << (8 * i)
+		}
 	}
-	return k, true
+	return k | uint64(n)<<56, true
 }
+
+// shortSlot is where key k's probe starts in logMetric.short.
+func shortSlot(k uint64) int { return int(k * 0x9e3779b97f4a7c15 >> 60) }
 
 // The metric types, decided once rather than by comparing cfg.Type's
 // string on every line.
@@ -167,10 +178,12 @@ func (m *logMetric) seriesFor(line []byte, idx []int) *logSeries {
 	if len(m.labelIdx) == 1 {
 		li := m.labelIdx[0]
 		if st := idx[2*li]; st >= 0 {
-			if k, ok := packWord(line[st:idx[2*li+1]]); ok {
-				for i := range m.nshort {
-					if m.short[i].key == k {
-						return m.short[i].s
+			if k, ok := packWord(line, st, idx[2*li+1]); ok && k != 0 {
+				for i := shortSlot(k); ; i = (i + 1) % len(m.short) {
+					if e := &m.short[i]; e.key == k {
+						return e.s
+					} else if e.key == 0 {
+						break
 					}
 				}
 				short = k
@@ -178,8 +191,14 @@ func (m *logMetric) seriesFor(line []byte, idx []int) *logSeries {
 		}
 	}
 	s := m.lookup(line, idx)
-	if s != nil && short != 0 && m.nshort < len(m.short) {
-		m.short[m.nshort] = shortSeries{key: short, s: s}
+	// At most 12 of the 16 slots are filled, so that a probe always
+	// meets an empty one.
+	if s != nil && short != 0 && m.nshort < 12 {
+		i := shortSlot(short)
+		for m.short[i].key != 0 {
+			i = (i + 1) % len(m.short)
+		}
+		m.short[i] = shortSeries{key: short, s: s}
 		m.nshort++
 	}
 	return s
