@@ -83,7 +83,7 @@ bench: build
 # Inputs found interesting are minimised for at most 5 s, so that a large
 # seed (the shipped agent.yaml) does not stall the run.
 FUZZTIME     ?= 60s
-FUZZ_TARGETS := agent:FuzzParseConfig collectors:FuzzLinePipeline collectors:FuzzLinearMatcher \
+FUZZ_TARGETS := agent:FuzzParseConfig collectors:FuzzLinePipeline collectors:FuzzLinearMatcher collectors:FuzzShippedExpressions \
 	collectors:FuzzJournalEntry notify:FuzzTemplates rules/promtest:FuzzRuleTestFile
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \

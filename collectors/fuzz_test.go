@@ -5,6 +5,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,8 +76,18 @@ func FuzzLinearMatcher(f *testing.F) {
 		{`^\d+$`, "123\n"},
 		// Nested, empty and adjacent groups (foldCaptures).
 		{`^((a+))b`, "aab"}, {`^()a(b)(c)$`, "abc"}, {`^((\d+) )x(y)?`, "12 xy"}, {`^(a(b(c)))$`, "abc"},
+		// Runs found eight bytes at a time: a range (\d{3} is \d\d\d
+		// merged), a stop byte, bytes below a bound with \x01 inside
+		// \S; a literal U+FFFD against an invalid byte.
+		{`^(\d{3})\d* [a-z]+=(?P<v>[0-9]{2,})$`, "123456 abc=4200"}, {`^[^"]*"(\S+) x`, "ab\xff\xc3\"\x01\x01y x"},
+		{"^a\uFFFDb", "a\xffb"}, {`^\S+ \S+ \S+ \[`, "\x01\x01\x01\x01\x01\x01\x01\x01\x01 - - ["},
 	} {
 		f.Add(s.re, []byte(s.line))
+	}
+	for _, m := range shippedMetricsOf(f) {
+		for _, l := range fixtureLines(f)[:50] {
+			f.Add(m, l)
+		}
 	}
 	f.Fuzz(func(t *testing.T, expr string, line []byte) {
 		if len(expr) > 200 {
@@ -96,6 +107,20 @@ func FuzzLinearMatcher(f *testing.F) {
 			t.Fatalf("fast matcher of %q on %q = %v, regexp = %v", expr, line, got, want)
 		}
 	})
+}
+
+// shippedMetricsOf returns the expressions of the shipped configuration's
+// log-derived metrics (the linear matcher's main use).
+func shippedMetricsOf(tb testing.TB) []string {
+	var out []string
+	for _, patterns := range shippedSources(tb) {
+		for _, p := range patterns {
+			if strings.HasPrefix(p.Name, "metric:") {
+				out = append(out, p.Regexp.String())
+			}
+		}
+	}
+	return out
 }
 
 // FuzzJournalEntry feeds arbitrary lines to the journal source's JSON

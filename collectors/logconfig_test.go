@@ -1,6 +1,8 @@
 package collectors
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +53,50 @@ func TestLogMetricLabelCap(t *testing.T) {
 	}
 	if gauge.order[0].value != 4 || gauge.badValue.Load() != 1 {
 		t.Errorf("gauge %v, bad values %d", gauge.order[0].value, gauge.badValue.Load())
+	}
+}
+
+// TestLogMetricShortLabels: a single label's series are found by its value
+// packed in a word (values of up to 7 bytes, at the end of a line or not)
+// or through the map (longer ones); with 42 values, more than the packed
+// table holds, in random order, each series must count exactly its lines.
+func TestLogMetricShortLabels(t *testing.T) {
+	cfg := DefaultConfig()
+	data := []byte(`logs:
+  - name: app
+    paths: [/x.log]
+    metrics:
+      - {name: by_code_total, type: counter, regexp: 'code=(?P<code>\S*)', labels: [code]}
+`)
+	if err := yamlx.Decode("t.yml", data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := newLinePipeline("app", nil, cfg.Logs[0].Metrics, 0, Options{}.withDefaults())
+	var values []string
+	for i := range 40 {
+		values = append(values, strings.Repeat("x", i%9)+fmt.Sprint(i)) // 1 to 10 bytes
+	}
+	// Values that differ only by trailing NUL bytes (\S takes them) are
+	// told apart by their length.
+	values = append(values, "7\x00", "7\x00\x00")
+	want := map[string]float64{}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 5000 {
+		v := values[r.IntN(len(values))]
+		line := "code=" + v
+		if r.IntN(2) == 0 {
+			line += " trailing bytes"
+		}
+		p.process([]byte(line), false, fixedNow)
+		want[v]++
+	}
+	m := p.metrics[0]
+	if len(m.series) != len(want) {
+		t.Fatalf("%d series for %d values", len(m.series), len(want))
+	}
+	for _, s := range m.order {
+		if s.value != want[s.labels[1]] {
+			t.Errorf("code=%s counted %v, want %v", s.labels[1], s.value, want[s.labels[1]])
+		}
 	}
 }

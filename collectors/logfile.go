@@ -196,6 +196,7 @@ type LogFile struct {
 	// absentPoll is how often the source looks for its folders while none
 	// exists (absentPollInterval; tests shorten it).
 	absentPoll time.Duration
+	maxLine    int // the tailer's max_line_bytes
 
 	// warm is done after the first read pass (the backlog since the saved
 	// position is read).
@@ -234,8 +235,12 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 	if len(patterns) == 0 {
 		patterns = DefaultLogPatterns()
 	}
-	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval}
+	l := &LogFile{cfg: cfg, opts: opts, warm: warmup{limit: time.Minute}, absentPoll: absentPollInterval, maxLine: cfg.MaxLineBytes}
+	if l.maxLine <= 0 {
+		l.maxLine = tailer.DefaultMaxLineBytes // as the tailer does
+	}
 	l.pipe = newLinePipeline(cfg.Name, patterns, cfg.Metrics, cfg.EvidenceLines, opts)
+	l.pipe.batched = true // flushed after each read (Handed), each poll and on stop
 	l.pipe.redact = cfg.Redact
 	l.pipe.carryOver(opts.Counters, "log")
 	l.files = carried[fileStats](opts.Counters, "log\x00"+cfg.Name+"\x00files")
@@ -247,6 +252,7 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 		RotateWait:   cfg.RotateWait.D(),
 		Logger:       opts.Logger,
 		Now:          opts.Now,
+		Lines:        l.lines,
 	}, l.line, (*logEvents)(l))
 	// The positions are what counts: SavedAt changes at every save.
 	l.saved = newCheckpoint(opts, logStateBucket, cfg.Name,
@@ -298,6 +304,7 @@ func (l *LogFile) Run(ctx context.Context) {
 		last = time.Now()
 		l.now = l.opts.Now()
 		moved := l.tail.Poll(ctx)
+		l.pipe.flush() // the lines of a file finished during the poll
 		dirty := l.saved.dirty(logState{Positions: l.tail.Positions()})
 		if moved || (dirty && last.Sub(saved) >= CheckpointInterval) {
 			l.checkpoint()
@@ -374,6 +381,7 @@ func untilMultiple(now time.Time, d time.Duration) time.Duration {
 func (l *LogFile) stop() {
 	l.flushEvent()
 	l.tail.Close()
+	l.pipe.flush()
 	l.checkpoint()
 	l.opts.Logger.Info("Log source stopped", "lines", l.pipe.stats.lines.Load(), "bytes", l.pipe.stats.bytes.Load())
 }
@@ -382,6 +390,28 @@ func (l *LogFile) stop() {
 // how old they are).
 func (l *LogFile) checkpoint() {
 	l.saved.save(logState{Positions: l.tail.Positions(), SavedAt: l.opts.Now()}, true)
+}
+
+// lines is the tailer's Lines: the complete lines of a read, handed to
+// the pipeline in one loop rather than through a call per line.
+func (l *LogFile) lines(path string, data []byte) {
+	if !l.cfg.Multiline.Start.IsZero() {
+		for len(data) > 0 {
+			line, rest, cut := tailer.NextLine(data, l.maxLine)
+			l.line(path, line, cut)
+			data = rest
+		}
+		return
+	}
+	ts := l.now
+	if ts.IsZero() {
+		ts = l.opts.Now()
+	}
+	for len(data) > 0 {
+		line, rest, cut := tailer.NextLine(data, l.maxLine)
+		l.pipe.process(line, cut, ts)
+		data = rest
+	}
 }
 
 // line is the tailer's Handler.
@@ -414,6 +444,7 @@ func (l *LogFile) flushEvent() {
 		return
 	}
 	l.pipe.match(l.event, l.eventTime)
+	l.pipe.flush() // also called outside a read (the multiline timeout, stop)
 	l.event, l.eventLines = l.event[:0], 0
 }
 
@@ -427,13 +458,19 @@ func (e *logEvents) Truncated(path string, n int64) {
 	e.files.recoveredBytes.Add(uint64(n))
 }
 
-// Read counts the bytes read from the files (tokpulse_log_bytes_total
-// includes the part of a long line that was cut off and skipped), and
-// makes the lines of these bytes shed their optional work while the
-// source is more than shed_backlog_bytes behind its files.
+// Read makes the lines of the bytes read shed their optional work while
+// the source is more than shed_backlog_bytes behind its files.
 func (e *logEvents) Read(path string, n int, behind int64) {
-	e.pipe.stats.bytes.Add(uint64(n))
 	e.pipe.shed = e.cfg.ShedBacklogBytes > 0 && behind > e.cfg.ShedBacklogBytes
+}
+
+// Handed publishes what the lines of a read did, then counts its bytes
+// (tokpulse_log_bytes_total includes the part of a long line that was
+// cut off and skipped): a scrape that sees the bytes of a file also sees
+// its lines.
+func (e *logEvents) Handed(path string, n int) {
+	e.pipe.flush()
+	e.pipe.stats.bytes.Add(uint64(n))
 }
 
 var _ evidence.Provider = (*LogFile)(nil)

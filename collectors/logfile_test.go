@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/tokpulse/tokpulse-agent/internal/testutil"
@@ -58,6 +59,7 @@ func readAll(t *testing.T, l *LogFile) {
 	for l.tail.Poll(context.Background()); l.tail.More(); l.tail.Poll(context.Background()) {
 	}
 	l.flushEvent()
+	l.pipe.flush()
 }
 
 func compareGolden(t *testing.T, file, got string) {
@@ -211,7 +213,9 @@ func TestLinearMatchesRegexp(t *testing.T) {
 			}
 		}
 	}
-	for _, e := range []string{`a|b`, `^\S*\S`, `^[^"]{3}`, `^(?i)abc`, `^.{2}`, `^\d*\d`} {
+	// U+FFFD: regexp matches it against any invalid byte, which a compare
+	// of its bytes would not.
+	for _, e := range []string{`a|b`, `^\S*\S`, `^[^"]{3}`, `^(?i)abc`, `^.{2}`, `^\d*\d`, `^a\x{FFFD}b`, "^a\uFFFDb"} {
 		if compileLinear(regexp.MustCompile(e)) != nil {
 			t.Errorf("%s must not compile to a linear matcher", e)
 		}
@@ -321,6 +325,84 @@ func TestLogFileFolderAppears(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "a line appended afterwards", func() bool { return lines() == 3 })
+}
+
+// TestLogFileScrapeSeesWholeReads: a file source publishes its work a read
+// (64 KiB) at a time, so scrapes taken while it reads a 4 MB file see the
+// request counter and the duration histogram of the same lines, never more
+// requests than lines, and, once they see all of the file's bytes, all of
+// its lines, matches and requests.
+func TestLogFileScrapeSeesWholeReads(t *testing.T) {
+	sample, err := os.ReadFile("testdata/access_sample.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const copies = 32 // 3,000 lines, 2,617 requests and 88 error lines each
+	path := filepath.Join(t.TempDir(), "access.log")
+	data := bytes.Repeat(sample, copies)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := loadTestLogConfig(t, "testdata/access-metrics.yml")
+	lc := cfg.Logs[0]
+	lc.Paths, lc.StartAt, lc.ShedBacklogBytes = []string{path}, "beginning", 0
+	l := NewLogFile(lc, Options{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectorAdapter{l})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	deadline := time.Now().Add(30 * time.Second)
+	for scrapes := 0; ; scrapes++ {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines, readBytes, errLines, requests, durations float64
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				switch mf.GetName() {
+				case "tokpulse_log_lines_total":
+					lines = m.GetCounter().GetValue()
+				case "tokpulse_log_bytes_total":
+					readBytes = m.GetCounter().GetValue()
+				case "tokpulse_log_matches_total":
+					if labelValue(m.GetLabel(), "pattern") == "error" {
+						errLines = m.GetCounter().GetValue()
+					}
+				case "tokpulse_http_requests_total":
+					requests += m.GetCounter().GetValue()
+				case "tokpulse_http_request_duration_seconds":
+					durations += float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		if requests != durations || requests > lines {
+			t.Fatalf("scrape %d: %v requests counted, %v durations observed, %v lines: not the same lines", scrapes, requests, durations, lines)
+		}
+		if readBytes == float64(len(data)) {
+			if lines != copies*3000 || errLines != copies*88 || requests != copies*2617 {
+				t.Fatalf("scrape %d saw all %v bytes but %v lines, %v error matches, %v requests; want %d, %d, %d",
+					scrapes, readBytes, lines, errLines, requests, copies*3000, copies*88, copies*2617)
+			}
+			t.Logf("%d scrapes while the file was read", scrapes)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s, %v of %d bytes read", readBytes, len(data))
+		}
+	}
+}
+
+func labelValue(ls []*dto.LabelPair, name string) string {
+	for _, l := range ls {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
 
 // TestLogFileShedsWhenBehind: a source far behind its files still counts

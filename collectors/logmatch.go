@@ -9,15 +9,14 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
 // The expression compilers of the line pipeline. It runs once per log
 // line, so every expression gets a literal prefilter (derived with
 // regexp/syntax) so that Go's regexp engine only runs on lines that can
-// match at all, and the common shape of log-format expressions a linear
-// matcher without backtracking.
+// match at all; the common shape of log-format expressions gets a linear
+// matcher without backtracking (loglinear.go).
 
 // matcher is a regexp with a literal prefilter: lits lists literals of
 // which at least one occurs in every match. When exact is set the
@@ -309,29 +308,26 @@ func rarestRun(b []byte) int {
 
 // scan returns the set of literals that occur in line (bit i for literal
 // i), and false when line is not pure ASCII (the prefilter is then not
-// used).
+// used). The ASCII check rides along: the words the scan reads anyway are
+// ORed together, so the line is read once.
 func (s *litSet) scan(line []byte) (uint64, bool) {
-	if !isASCII(line) {
-		return 0, false
-	}
 	var found uint64
-	for k := s.short; k != 0; k &= k - 1 {
-		id := bits.TrailingZeros64(k)
-		if l := &s.lits[id]; bytes.IndexByte(line, l.b[0]) >= 0 || l.fold[0] != 0 && bytes.IndexByte(line, l.b[0]-0x20) >= 0 {
-			found |= 1 << id
-		}
+	if s.short != 0 {
+		found = s.scanShort(line)
 	}
-	all := uint64(1)<<len(s.lits) - 1
-	if s.pairs == nil || found == all {
-		return found, true
+	if s.pairs == nil {
+		return found, isASCII(line)
 	}
 	const fold = 0x2020202020202020
 	t := s.pairs
-	i, step := 0, 2
+	var seen uint64 // every byte read, ORed: bit 7 of a byte means not ASCII
+	i := 0
 	if s.odd {
 		// Pairs at i..i+6, all inside the word at i.
 		for ; i+8 <= len(line); i += 7 {
-			w := binary.LittleEndian.Uint64(line[i:]) | fold
+			raw := binary.LittleEndian.Uint64(line[i : i+8])
+			seen |= raw
+			w := raw | fold
 			if t[uint16(w)]|t[uint16(w>>8)]|t[uint16(w>>16)]|t[uint16(w>>24)]|
 				t[uint16(w>>32)]|t[uint16(w>>40)]|t[uint16(w>>48)] == 0 {
 				continue
@@ -341,34 +337,117 @@ func (s *litSet) scan(line []byte) (uint64, bool) {
 					found = s.verify(line, i+j, k, t[k], found)
 				}
 			}
-			if found == all {
-				return found, true
-			}
 		}
-		step = 1
-	} else {
-		// Pairs at i, i+2, i+4, i+6.
-		for ; i+8 <= len(line); i += 8 {
-			w := binary.LittleEndian.Uint64(line[i:]) | fold
-			if t[uint16(w)]|t[uint16(w>>16)]|t[uint16(w>>32)]|t[uint16(w>>48)] == 0 {
-				continue
-			}
-			for j := 0; j < 8; j += 2 {
-				if k := uint16(w >> (8 * j)); t[k] != 0 {
-					found = s.verify(line, i+j, k, t[k], found)
+		for ; i < len(line); i++ {
+			seen |= uint64(line[i])
+			if i+1 < len(line) {
+				if k := pairKey(line[i], line[i+1]); t[k] != 0 {
+					found = s.verify(line, i, k, t[k], found)
 				}
 			}
-			if found == all {
-				return found, true
+		}
+		return found, seen&hiBits == 0
+	}
+	// Pairs at i, i+2, ..., i+14: sixteen bytes a turn, and one branch
+	// for the (rare) turn with a key. The turn reads b, which shrinks,
+	// and keeps nothing it does not need across it, so that the compiler
+	// keeps it in registers.
+	for b := line; len(b) >= 16; b = b[16:] {
+		raw0 := binary.LittleEndian.Uint64(b[:8])
+		raw1 := binary.LittleEndian.Uint64(b[8:16])
+		seen |= raw0 | raw1
+		// Halves of words, so that the top pair of each needs no mask.
+		const fold32 = 0x20202020
+		a, b0 := uint32(raw0)|fold32, uint32(raw0>>32)|fold32
+		c, d := uint32(raw1)|fold32, uint32(raw1>>32)|fold32
+		h0 := t[uint16(a)] | t[a>>16] | t[uint16(b0)] | t[b0>>16]
+		h1 := t[uint16(c)] | t[c>>16] | t[uint16(d)] | t[d>>16]
+		if h0|h1 != 0 {
+			i := len(line) - len(b)
+			if h0 != 0 {
+				found = s.verifyWord(line, i, found)
+			}
+			if h1 != 0 {
+				found = s.verifyWord(line, i+8, found)
 			}
 		}
 	}
-	for ; i+1 < len(line); i += step {
-		if k := pairKey(line[i], line[i+1]); t[k] != 0 {
-			found = s.verify(line, i, k, t[k], found)
+	i = len(line) &^ 15
+	if i+8 <= len(line) {
+		raw := binary.LittleEndian.Uint64(line[i : i+8])
+		seen |= raw
+		const fold32 = 0x20202020
+		if a, b := uint32(raw)|fold32, uint32(raw>>32)|fold32; t[uint16(a)]|t[a>>16]|t[uint16(b)]|t[b>>16] != 0 {
+			found = s.verifyWord(line, i, found)
+		}
+		i += 8
+	}
+	if i < len(line) && len(line) >= 8 {
+		// The last bytes: the line's last word, read again in part,
+		// holds them; its pairs at even offsets of the line start at
+		// its even bytes when it starts at an even offset, else at its
+		// odd ones (shifted down by a byte: the top pair then pairs
+		// the last byte with a zero, which verification rejects). One
+		// word instead of a loop whose end the predictor misses.
+		last := len(line) - 8
+		raw := binary.LittleEndian.Uint64(line[last:])
+		seen |= raw
+		w := (raw | 0x2020202020202020) >> (8 * (last & 1))
+		if t[uint16(w)]|t[uint16(w>>16)]|t[uint16(w>>32)]|t[uint16(w>>48)] != 0 {
+			found = s.verifyPairs(line, last+last&1, w, found)
+		}
+		return found, seen&hiBits == 0
+	}
+	for ; i < len(line); i++ {
+		seen |= uint64(line[i])
+		if i+1 < len(line) && i%2 == 0 {
+			if k := pairKey(line[i], line[i+1]); t[k] != 0 {
+				found = s.verify(line, i, k, t[k], found)
+			}
 		}
 	}
-	return found, true
+	return found, seen&hiBits == 0
+}
+
+// hiBits has the top bit of every byte of a word.
+const hiBits = 0x8080808080808080
+
+// scanShort finds the one-byte literals.
+func (s *litSet) scanShort(line []byte) uint64 {
+	var found uint64
+	for k := s.short; k != 0; k &= k - 1 {
+		id := bits.TrailingZeros64(k)
+		if l := &s.lits[id]; bytes.IndexByte(line, l.b[0]) >= 0 || l.fold[0] != 0 && bytes.IndexByte(line, l.b[0]-0x20) >= 0 {
+			found |= 1 << id
+		}
+	}
+	return found
+}
+
+// verifyWord verifies the literals keyed on the pairs at even offsets of
+// the word at line[i].
+func (s *litSet) verifyWord(line []byte, i int, found uint64) uint64 {
+	const fold = 0x2020202020202020
+	return s.verifyPairs(line, i, binary.LittleEndian.Uint64(line[i:i+8])|fold, found)
+}
+
+// verifyPairs verifies the literals keyed on the pairs of the folded word
+// w at its even offsets, w's first byte being line[i].
+func (s *litSet) verifyPairs(line []byte, i int, w, found uint64) uint64 {
+	t := s.pairs
+	if k := uint16(w); t[k] != 0 {
+		found = s.verify(line, i, k, t[k], found)
+	}
+	if k := uint16(w >> 16); t[k] != 0 {
+		found = s.verify(line, i+2, k, t[k], found)
+	}
+	if k := uint16(w >> 32); t[k] != 0 {
+		found = s.verify(line, i+4, k, t[k], found)
+	}
+	if k := uint16(w >> 48); t[k] != 0 {
+		found = s.verify(line, i+6, k, t[k], found)
+	}
+	return found
 }
 
 // verify adds to found the literals keyed on pair key k (idx is its
@@ -403,7 +482,7 @@ func (l *setLit) at(line []byte, start int) bool {
 
 // isASCII reports whether b holds no byte above 0x7f, eight bytes at a time.
 func isASCII(b []byte) bool {
-	const hi = 0x8080808080808080
+	const hi = hiBits
 	var any uint64
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
@@ -413,242 +492,4 @@ func isASCII(b []byte) bool {
 		any |= uint64(b[i])
 	}
 	return any&hi == 0
-}
-
-// linear is a fast matcher for the common shape of log-format expressions:
-// anchored at the start, a sequence of literals and ASCII character classes
-// with repeats, where every variable-length part is followed by something
-// it cannot contain (`\S+ `, `[^"]*"`, `\d+ `). For such expressions the
-// greedy choice is the only one, so one pass without backtracking finds
-// exactly the match (and submatches) Go's regexp would, several times
-// faster. Other expressions return nil from compileLinear and use regexp.
-type linear struct {
-	elems []linElem
-	ncap  int
-}
-
-type linElem struct {
-	kind     byte // 'l' literal, 'c' class, '(' capture start, ')' capture end, '$' end of text
-	lit      []byte
-	class    *[256]bool
-	min, max int // repeats of class; max < 0 is unbounded
-	cap      int
-	// stop is the one byte outside class, or -1: a run of such a class
-	// ends at the next stop byte, which bytes.IndexByte finds with SIMD.
-	stop int
-}
-
-func compileLinear(re *regexp.Regexp) *linear {
-	parsed, err := syntax.Parse(re.String(), syntax.Perl)
-	if err != nil {
-		return nil
-	}
-	parsed = parsed.Simplify()
-	if parsed.Op != syntax.OpConcat || len(parsed.Sub) == 0 || parsed.Sub[0].Op != syntax.OpBeginText {
-		return nil
-	}
-	l := &linear{ncap: re.NumSubexp() + 1}
-	for _, s := range parsed.Sub[1:] {
-		if !l.add(s) {
-			return nil
-		}
-	}
-	// Every variable part must be followed by something disjoint from it.
-	for i, e := range l.elems {
-		if e.kind != 'c' || e.min == e.max {
-			continue
-		}
-		j := i + 1
-		for j < len(l.elems) && (l.elems[j].kind == '(' || l.elems[j].kind == ')') {
-			j++
-		}
-		if j == len(l.elems) {
-			continue // runs to the end of the line: greedy takes it all
-		}
-		n := l.elems[j]
-		switch n.kind {
-		case '$':
-		case 'l':
-			if e.class[n.lit[0]] {
-				return nil
-			}
-		case 'c':
-			if n.min < 1 {
-				return nil
-			}
-			for b := 0; b < 256; b++ {
-				if e.class[b] && n.class[b] {
-					return nil
-				}
-			}
-		}
-	}
-	return l
-}
-
-func (l *linear) add(re *syntax.Regexp) bool {
-	switch re.Op {
-	case syntax.OpLiteral:
-		if re.Flags&syntax.FoldCase != 0 {
-			return false
-		}
-		var b []byte
-		for _, r := range re.Rune {
-			b = utf8.AppendRune(b, r)
-		}
-		l.elems = append(l.elems, linElem{kind: 'l', lit: b})
-	case syntax.OpCharClass, syntax.OpAnyCharNotNL:
-		return l.addClass(re, 1, 1)
-	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
-		lo, hi := 0, -1
-		if re.Op == syntax.OpPlus {
-			lo = 1
-		}
-		if re.Op == syntax.OpQuest {
-			hi = 1
-		}
-		if re.Flags&syntax.NonGreedy != 0 {
-			return false
-		}
-		return l.addClass(re.Sub[0], lo, hi)
-	case syntax.OpRepeat:
-		if re.Flags&syntax.NonGreedy != 0 {
-			return false
-		}
-		return l.addClass(re.Sub[0], re.Min, re.Max)
-	case syntax.OpCapture:
-		l.elems = append(l.elems, linElem{kind: '(', cap: re.Cap})
-		if !l.add(re.Sub[0]) {
-			return false
-		}
-		l.elems = append(l.elems, linElem{kind: ')', cap: re.Cap})
-	case syntax.OpConcat:
-		for _, s := range re.Sub {
-			if !l.add(s) {
-				return false
-			}
-		}
-	case syntax.OpEndText:
-		l.elems = append(l.elems, linElem{kind: '$'})
-	default:
-		return false
-	}
-	return true
-}
-
-// addClass adds a class repeated lo..hi times. Only classes that are
-// decided by single bytes qualify: ASCII ranges, or the negation of ASCII
-// ranges (\S, [^"], .), since every byte of a multi-byte character (and
-// every invalid byte, read as U+FFFD) lies outside ASCII.
-func (l *linear) addClass(re *syntax.Regexp, lo, hi int) bool {
-	var set [256]bool
-	switch re.Op {
-	case syntax.OpLiteral:
-		if len(re.Rune) != 1 || re.Rune[0] >= utf8.RuneSelf || re.Flags&syntax.FoldCase != 0 {
-			return false
-		}
-		set[re.Rune[0]] = true
-	case syntax.OpAnyCharNotNL:
-		if hi >= 0 || lo > 1 {
-			return false
-		}
-		for b := range set {
-			set[b] = b != '\n'
-		}
-	case syntax.OpCharClass:
-		r := re.Rune
-		// Negated ASCII class: the last range runs to the top of Unicode.
-		neg := len(r) >= 2 && r[len(r)-1] == unicode.MaxRune && r[len(r)-2] < utf8.RuneSelf
-		for i := 0; i+1 < len(r); i += 2 {
-			lo, hi := r[i], r[i+1]
-			if hi >= utf8.RuneSelf && !(neg && i+2 == len(r)) {
-				return false
-			}
-			for c := lo; c <= hi && c < 256; c++ {
-				set[c] = true
-			}
-		}
-		if neg {
-			// Bytes and characters only count alike for "one or more"
-			// and "any number": a multi-byte character is several bytes.
-			if hi >= 0 || lo > 1 {
-				return false
-			}
-			for b := 0x80; b < 256; b++ {
-				set[b] = true
-			}
-		}
-	default:
-		return false
-	}
-	stop, outside := -1, 0
-	for b := range set {
-		if !set[b] {
-			stop = b
-			outside++
-		}
-	}
-	if outside != 1 {
-		stop = -1
-	}
-	l.elems = append(l.elems, linElem{kind: 'c', class: &set, min: lo, max: hi, stop: stop})
-	return true
-}
-
-// match returns the submatch positions as regexp.FindSubmatchIndex does,
-// appended to dst, or nil.
-func (l *linear) match(line []byte, dst []int) []int {
-	n := 2 * l.ncap
-	dst = slices.Grow(dst[:0], n)[:n]
-	for i := range dst {
-		dst[i] = -1
-	}
-	pos := 0
-	for i := range l.elems {
-		e := &l.elems[i]
-		switch e.kind {
-		case 'l':
-			// Most literals of a log format are one separator byte
-			// (' ', '"', '['): compared in place, not by a call.
-			if len(e.lit) == 1 {
-				if pos >= len(line) || line[pos] != e.lit[0] {
-					return nil
-				}
-			} else if !bytes.HasPrefix(line[pos:], e.lit) {
-				return nil
-			}
-			pos += len(e.lit)
-		case 'c':
-			k := 0
-			if e.stop >= 0 && e.max < 0 {
-				if k = bytes.IndexByte(line[pos:], byte(e.stop)); k < 0 {
-					k = len(line) - pos
-				}
-			} else {
-				// Two loops, so that the unbounded one (\S+, \d+) tests
-				// nothing but the class.
-				rest, class := line[pos:], e.class
-				if e.max >= 0 && e.max < len(rest) {
-					rest = rest[:e.max]
-				}
-				for k < len(rest) && class[rest[k]] {
-					k++
-				}
-			}
-			if k < e.min {
-				return nil
-			}
-			pos += k
-		case '(':
-			dst[2*e.cap] = pos
-		case ')':
-			dst[2*e.cap+1] = pos
-		case '$':
-			if pos != len(line) {
-				return nil
-			}
-		}
-	}
-	dst[0], dst[1] = 0, pos
-	return dst
 }

@@ -53,14 +53,31 @@ type linePipeline struct {
 	// counted, so that the source catches up without losing a line.
 	shed bool
 
-	lits   litSet // every pattern's and metric's literals, searched in one pass
-	lastNS int64  // what stats.lastLine holds: the lines of one read share a time
+	lits   litSet    // every pattern's and metric's literals, searched in one pass
+	lastTS time.Time // what stats.lastLine holds: the lines of one read share a time
+	// patSet has the literal bits of every prefiltered pattern; when a
+	// pattern is not prefiltered, patAll is set. A line whose scan finds
+	// none of patSet's literals matches no pattern.
+	patSet uint64
+	patAll bool
+
+	// batched: the reader calls flush itself, after a batch of lines (a
+	// file source: after each read of 64 KiB, each poll, and on stop).
+	// Until then the line counters wait in pend and the reader keeps the
+	// locks of the metric groups it took (held): a locked instruction per
+	// counter and two per metric line cost more than the rest of a
+	// line's metric work, and a scrape waits at most one batch. Other
+	// sources (the journal, tests) publish every line.
+	batched bool
+	pend    struct{ lines, bytes, cut, shedMetrics, shedEvidence uint64 }
+	held    []*metricGroup
 }
 
 type patternState struct {
 	name    string
 	m       *matcher
 	matches *atomic.Uint64
+	pending uint64 // matches not yet added to matches (batched)
 	ring    evidenceRing
 }
 
@@ -90,53 +107,82 @@ func newLinePipeline(source string, patterns []LogPattern, metrics []LogMetricCo
 	}
 	for _, pt := range p.patterns {
 		p.lits.add(pt.m)
+		p.patSet |= pt.m.set
+		p.patAll = p.patAll || pt.m.set == 0
 	}
 	for _, g := range p.groups {
-		p.lits.add(g.m)
+		// A linear matcher rejects a line of another shape within its
+		// first fields, for less than verifying its literal would cost
+		// on every line of the right shape.
+		if g.lin == nil {
+			p.lits.add(g.m)
+		}
 	}
 	return p
 }
 
 // process handles one line read at time ts.
 func (p *linePipeline) process(line []byte, cut bool, ts time.Time) {
-	p.count(line, cut, ts)
-	p.match(line, ts)
+	p.countLine(line, cut, ts)
+	p.matchLine(line, ts)
+	if !p.batched {
+		p.flush()
+	}
 }
 
 // count updates the line counters only (multiline sources match joined
 // events, but count physical lines).
 func (p *linePipeline) count(line []byte, cut bool, ts time.Time) {
-	p.stats.lines.Add(1)
-	if p.countBytes {
-		p.stats.bytes.Add(uint64(len(line)) + 1)
-	}
-	if cut {
-		p.stats.cut.Add(1)
-	}
-	// An atomic store is a locked instruction on amd64; the lines of one
-	// read share their time, so most lines need none.
-	if ns := ts.UnixNano(); ns != p.lastNS {
-		p.stats.lastLine.Store(ns)
-		p.lastNS = ns
+	p.countLine(line, cut, ts)
+	if !p.batched {
+		p.flush()
 	}
 }
 
 // match runs the patterns and log-derived metrics over one line or event.
 func (p *linePipeline) match(line []byte, ts time.Time) {
+	p.matchLine(line, ts)
+	if !p.batched {
+		p.flush()
+	}
+}
+
+func (p *linePipeline) countLine(line []byte, cut bool, ts time.Time) {
+	p.pend.lines++
+	if p.countBytes {
+		p.pend.bytes += uint64(len(line)) + 1
+	}
+	if cut {
+		p.pend.cut++
+	}
+	// An atomic store is a locked instruction on amd64; the lines of one
+	// read share their time, so most lines need none (and comparing the
+	// time itself is cheaper than converting it).
+	if ts != p.lastTS {
+		p.stats.lastLine.Store(ts.UnixNano())
+		p.lastTS = ts
+	}
+}
+
+func (p *linePipeline) matchLine(line []byte, ts time.Time) {
 	found, ok := p.lits.scan(line)
-	for _, pt := range p.patterns {
-		if pt.m.match(line, found, ok) {
-			pt.matches.Add(1)
-			if p.shed {
-				p.stats.shedEvidence.Add(1)
-			} else {
-				pt.ring.add(ts, line)
+	// Most lines hold none of the patterns' literals: then no pattern
+	// can match, and none is looked at.
+	if !ok || p.patAll || found&p.patSet != 0 {
+		for _, pt := range p.patterns {
+			if pt.m.match(line, found, ok) {
+				pt.pending++
+				if p.shed {
+					p.pend.shedEvidence++
+				} else {
+					pt.ring.add(ts, line)
+				}
 			}
 		}
 	}
 	if p.shed {
 		if len(p.groups) > 0 {
-			p.stats.shedMetrics.Add(1)
+			p.pend.shedMetrics++
 		}
 		return
 	}
@@ -154,12 +200,40 @@ func (p *linePipeline) match(line []byte, ts time.Time) {
 			continue
 		}
 		g.idx = idx[:0]
-		g.mu.Lock()
+		if !g.locked {
+			g.mu.Lock()
+			g.locked = true
+			p.held = append(p.held, g)
+		}
 		for _, m := range g.metrics {
 			m.observe(line, idx)
 		}
+	}
+}
+
+// flush publishes the counted lines and matches, then releases the metric
+// groups' locks, so that a scrape sees everything handled so far, and the
+// lines of any metrics it sees (see collect).
+func (p *linePipeline) flush() {
+	add := func(c *atomic.Uint64, n *uint64) {
+		if *n > 0 {
+			c.Add(*n)
+			*n = 0
+		}
+	}
+	add(&p.stats.lines, &p.pend.lines)
+	add(&p.stats.cut, &p.pend.cut)
+	add(&p.stats.shedMetrics, &p.pend.shedMetrics)
+	add(&p.stats.shedEvidence, &p.pend.shedEvidence)
+	for _, pt := range p.patterns {
+		add(pt.matches, &pt.pending)
+	}
+	add(&p.stats.bytes, &p.pend.bytes) // journal sources: after their lines
+	for _, g := range p.held {
+		g.locked = false
 		g.mu.Unlock()
 	}
+	p.held = p.held[:0]
 }
 
 var (
@@ -183,13 +257,28 @@ var (
 		[]string{"source", "metric", "reason"}, nil)
 )
 
-// collect sends the source's line metrics.
+// collect sends the source's line metrics. It reads in the opposite order
+// of flush's writes (the metric groups, then the bytes, then the line
+// counters), so that a scrape never sees a line's metrics without the
+// line, nor a read's bytes without its lines and matches.
 func (p *linePipeline) collect(ch chan<- prometheus.Metric) {
+	// One lock per group for all its metrics: a scrape sees the requests
+	// counted and their durations observed by the same lines.
+	for _, g := range p.groups {
+		g.mu.Lock()
+		for _, m := range g.metrics {
+			m.collectSeries(ch)
+		}
+		g.mu.Unlock()
+		for _, m := range g.metrics {
+			m.collectDropped(ch)
+		}
+	}
 	c := func(d *prometheus.Desc, v float64, lv ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
 	}
-	c(logLinesDesc, float64(p.stats.lines.Load()), p.source)
 	c(logBytesDesc, float64(p.stats.bytes.Load()), p.source)
+	c(logLinesDesc, float64(p.stats.lines.Load()), p.source)
 	c(logErrorsDesc, float64(p.stats.readErrors.Load()), p.source)
 	c(logCutDesc, float64(p.stats.cut.Load()), p.source)
 	c(logShedDesc, float64(p.stats.shedMetrics.Load()), p.source, "metrics")
@@ -201,9 +290,6 @@ func (p *linePipeline) collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(logLastDesc, prometheus.GaugeValue, last, p.source)
 	for _, pt := range p.patterns {
 		c(logMatchesDesc, float64(pt.matches.Load()), p.source, pt.name)
-	}
-	for _, m := range p.metrics {
-		m.collect(ch)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +23,8 @@ type recorder struct {
 	copied int64
 	read   int64
 	behind []int64
+	// events: "read N" and "handed N after L lines", in order.
+	events []string
 }
 
 func (r *recorder) handle(_ string, line []byte, cut bool) {
@@ -36,6 +39,10 @@ func (r *recorder) Truncated(_ string, n int64)   { r.trunc++; r.copied += n }
 func (r *recorder) Read(_ string, n int, behind int64) {
 	r.read += int64(n)
 	r.behind = append(r.behind, behind)
+	r.events = append(r.events, fmt.Sprintf("read %d", n))
+}
+func (r *recorder) Handed(_ string, n int) {
+	r.events = append(r.events, fmt.Sprintf("handed %d after %d lines", n, len(r.lines)))
 }
 func appendFile(t *testing.T, path, s string) {
 	t.Helper()
@@ -118,6 +125,22 @@ func TestTailer(t *testing.T) {
 		}
 		if ps := tl.Positions(); len(ps) != 1 || ps[0].Offset != 100<<20+6 {
 			t.Errorf("positions %+v", ps)
+		}
+	})
+	t.Run("a line of exactly MaxLineBytes is not cut, however it is read", func(t *testing.T) {
+		// Written in pieces, as a writer in the middle of a line leaves it:
+		// the reader sees the line's bytes without its line end first.
+		p := filepath.Join(t.TempDir(), "a.log")
+		tl, r := newTest(t, Config{Globs: []string{p}, MaxLineBytes: 10})
+		appendFile(t, p, "")
+		tl.Start(nil, false, time.Time{})
+		for _, piece := range []string{"0123", "456789", "\nabcdefghij", "\n0123456789x", "\n"} {
+			appendFile(t, p, piece)
+			tl.Poll(ctx)
+		}
+		want := []string{"0123456789", "abcdefghij", "0123456789"}
+		if fmt.Sprint(r.lines) != fmt.Sprint(want) || r.cuts != 1 {
+			t.Errorf("lines %q, %d cut; want %q, 1 cut (the 11-byte line only)", r.lines, r.cuts, want)
 		}
 	})
 	t.Run("a directory where a file was expected is an error, retried", func(t *testing.T) {
@@ -303,6 +326,16 @@ func TestBehind(t *testing.T) {
 	if fmt.Sprint(r.behind) != fmt.Sprint(want) {
 		t.Errorf("behind %v, want %v", r.behind, want)
 	}
+	// Each read is followed by Handed once its complete lines are handed
+	// over (a reader publishes its counters there).
+	var wantEvents []string
+	for i, n := range []int{readChunk, readChunk, readChunk, int(size) - 3*readChunk} {
+		end := i*readChunk + n
+		wantEvents = append(wantEvents, fmt.Sprintf("read %d", n), fmt.Sprintf("handed %d after %d lines", n, end/len(line)))
+	}
+	if fmt.Sprint(r.events) != fmt.Sprint(wantEvents) {
+		t.Errorf("events %q, want %q", r.events, wantEvents)
+	}
 }
 
 // TestAbsent: a poll that follows nothing while the folder of every glob
@@ -429,6 +462,87 @@ func TestSpecialFilesAreRefusedNotOpened(t *testing.T) {
 			}
 			if !strings.Contains(all, "the source skips it") {
 				t.Errorf("read errors %q do not say what happens", all)
+			}
+		})
+	}
+}
+
+// TestLinesBatch: a Tailer with Config.Lines (and NextLine) hands over
+// exactly the lines, cut flags and positions of one without, however the
+// file is written: lines of every length around MaxLineBytes, CRLF ends,
+// empty lines, written in random pieces with a poll after each.
+func TestLinesBatch(t *testing.T) {
+	const max = 64
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 18))
+			dir := t.TempDir()
+			type got struct {
+				lines []string
+				cuts  int
+			}
+			var per, batch got
+			pa, pb := filepath.Join(dir, "per.log"), filepath.Join(dir, "batch.log")
+			appendFile(t, pa, "")
+			appendFile(t, pb, "")
+			tp := New(Config{Globs: []string{pa}, MaxLineBytes: max}, func(_ string, line []byte, cut bool) {
+				per.lines = append(per.lines, string(line))
+				if cut {
+					per.cuts++
+				}
+			}, nil)
+			one := func(_ string, line []byte, cut bool) {
+				batch.lines = append(batch.lines, string(line))
+				if cut {
+					batch.cuts++
+				}
+			}
+			calls := 0
+			tb := New(Config{Globs: []string{pb}, MaxLineBytes: max, Lines: func(p string, lines []byte) {
+				calls++
+				for len(lines) > 0 {
+					var line []byte
+					var cut bool
+					line, lines, cut = NextLine(lines, max)
+					one(p, line, cut)
+				}
+			}}, one, nil)
+			tp.Start(nil, false, time.Time{})
+			tb.Start(nil, false, time.Time{})
+			var data []byte
+			for range 400 {
+				n := []int{0, 1, max - 1, max, max + 1, 2 * max, r.IntN(3 * max)}[r.IntN(7)]
+				for range n {
+					data = append(data, byte('a'+r.IntN(26)))
+				}
+				data = append(data, []string{"\n", "\r\n", "\n\n"}[r.IntN(3)]...)
+			}
+			// What both must hand over, from the text itself.
+			var want got
+			for _, l := range strings.SplitAfter(string(data), "\n") {
+				if l = strings.TrimSuffix(l, "\n"); len(l) > max {
+					want.lines, want.cuts = append(want.lines, l[:max]), want.cuts+1
+				} else if l != "" || len(want.lines) < strings.Count(string(data), "\n") {
+					want.lines = append(want.lines, strings.TrimSuffix(l, "\r"))
+				}
+			}
+			for len(data) > 0 {
+				k := min(len(data), 1+r.IntN(300))
+				appendFile(t, pa, string(data[:k]))
+				appendFile(t, pb, string(data[:k]))
+				data = data[k:]
+				tp.Poll(context.Background())
+				tb.Poll(context.Background())
+			}
+			if fmt.Sprint(per) != fmt.Sprint(want) || fmt.Sprint(batch) != fmt.Sprint(want) {
+				t.Fatalf("with Lines: %d lines, %d cut; without: %d lines, %d cut; in the text: %d lines, %d longer than %d",
+					len(batch.lines), batch.cuts, len(per.lines), per.cuts, len(want.lines), want.cuts, max)
+			}
+			if a, b := tp.Positions(), tb.Positions(); len(a) != 1 || len(b) != 1 || a[0].Offset != b[0].Offset {
+				t.Fatalf("positions %+v without Lines, %+v with", a, b)
+			}
+			if calls == 0 {
+				t.Fatal("Lines was never called")
 			}
 		})
 	}
