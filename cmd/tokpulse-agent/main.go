@@ -383,15 +383,17 @@ func (c *cli) run(configFile, webConfig string) int {
 	// The daemon's runtime: one P (the agent's work is small and mostly
 	// waiting; with one P a gather's or a scrape's fan-out of goroutines
 	// wakes no second thread, and the unit caps it at half a core anyway)
-	// and a heap goal of 1.5 times the live heap (GOGC 50: 2 MB at least
-	// instead of 4). Measured side by side (docs/performance.md): RSS
-	// 22.6 → 19.8 MB, CPU 0.093 → 0.080 % of a core, wake-ups 10.7 →
-	// 6.8 per second. GOMAXPROCS and GOGC in the environment win.
+	// and a heap goal of 1.6 times the live heap (GOGC 60: 2.4 MB at least
+	// instead of 4). The collector's target trades the agent's RSS for
+	// its CPU; measured side by side with node_exporter, ten minutes each
+	// (docs/performance.md, "Second pass"): GOGC 50 0.98–0.99 of its RSS
+	// and 1.31–1.40 of its CPU, 60 0.99 and 1.17–1.23, 70 1.00 and 1.13,
+	// 75 1.03 and 1.03. GOMAXPROCS and GOGC in the environment win.
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
+		debug.SetGCPercent(60)
 	}
 	// The PromQL engine starts OpenTelemetry spans on the global provider
 	// for every query and selector; the agent exports no traces, and the
