@@ -251,13 +251,7 @@ func TestMatcherPrefilter(t *testing.T) {
 		LogPattern{Name: "many", Regexp: mustRE(manyLiterals(70))})
 	// Each pattern alone, and all in one set (where literals are shared:
 	// "ERROR" folded and not folded are different literals).
-	var all litSet
-	var shared []*matcher
-	for _, p := range patterns {
-		m := newMatcher(p.Regexp.Regexp)
-		all.add(m)
-		shared = append(shared, m)
-	}
+	all, shared := matcherSet(patterns)
 	for i, p := range patterns {
 		m := newMatcher(p.Regexp.Regexp)
 		if m.lits == nil {
@@ -492,4 +486,17 @@ func TestUntilMultiple(t *testing.T) {
 			}
 		})
 	}
+}
+
+// matcherSet builds the matchers of patterns and their one literal set,
+// as a source does.
+func matcherSet(patterns []LogPattern) (*litSet, []*matcher) {
+	set := &litSet{}
+	var ms []*matcher
+	for _, p := range patterns {
+		m := newMatcher(p.Regexp.Regexp)
+		set.add(m)
+		ms = append(ms, m)
+	}
+	return set, ms
 }

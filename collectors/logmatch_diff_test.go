@@ -137,13 +137,7 @@ func TestShippedExpressionsDifferential(t *testing.T) {
 	linears := 0
 	for name, patterns := range sources {
 		t.Run(name, func(t *testing.T) {
-			var set litSet
-			var ms []*matcher
-			for _, p := range patterns {
-				m := newMatcher(p.Regexp.Regexp)
-				set.add(m)
-				ms = append(ms, m)
-			}
+			set, ms := matcherSet(patterns)
 			var lins []*linear
 			for _, p := range patterns {
 				lin := compileLinear(p.Regexp.Regexp)
