@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	tpcollectors "github.com/tokpulse/tokpulse-agent/collectors"
+	"github.com/tokpulse/tokpulse-agent/collectors/host"
 	"github.com/tokpulse/tokpulse-agent/incident"
 	"github.com/tokpulse/tokpulse-agent/internal/alert"
 	"github.com/tokpulse/tokpulse-agent/internal/evidence"
@@ -136,8 +137,8 @@ func New(opts Options) (*Agent, error) {
 	}
 	a.reg = newTeeRegisterer(a.registry, a.rulesReg, a.reads)
 	// The process_* series are client_golang's, read at a third of its
-	// collector's cost (collectors/selfprocess.go).
-	goColl, procColl := collectors.NewGoCollector(), tpcollectors.NewSelfProcess()
+	// collector's cost (collectors/host/selfprocess.go).
+	goColl, procColl := collectors.NewGoCollector(), host.NewSelfProcess()
 	a.registry.MustRegister(goColl, procColl)
 	a.rulesReg.MustRegister(
 		wantedCollector{c: goColl, prefix: "go_", want: a.reads},

@@ -1,15 +1,16 @@
-package collectors
+package host
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,21 +21,22 @@ import (
 // whole of /proc/self/net/netstat at every scrape, a sixteenth of the idle
 // daemon's CPU in a profile (docs/performance.md). Here the boot time is
 // read once, the limits come from getrlimit(2), and of netstat only the
-// IpExt lines are parsed. TestSelfProcessMatchesClientGolang holds the
-// two to the same series. As client_golang's (without ReportErrors), a
-// metric whose source cannot be read is left out of that gather.
+// IpExt pair is kept. It lives in this package to use its readers of
+// /proc (readFile, parseProcStat, parseNetstat) and procfs' fd count.
+// TestSelfProcessMatchesClientGolang holds the two to the same series. As
+// client_golang's (without ReportErrors), a metric whose source cannot be
+// read is left out of that gather.
 type SelfProcess struct {
 	proc string // the process' /proc/PID directory
 
 	descs selfProcessDescs
 
+	pid  int
+	fs   procfs.FS
+	fsOK bool
+
 	bootOnce sync.Once
 	boot     float64 // seconds since the epoch; 0: unknown
-
-	// buf is reused for the files read at each gather (os.ReadFile grows
-	// a new buffer from 512 bytes for each /proc file, whose size is 0).
-	bufMu sync.Mutex
-	buf   []byte
 }
 
 type selfProcessDescs struct {
@@ -46,8 +48,9 @@ func NewSelfProcess() *SelfProcess { return newSelfProcess("/proc", os.Getpid())
 
 func newSelfProcess(proc string, pid int) *SelfProcess {
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	fs, err := procfs.NewFS(proc)
 	return &SelfProcess{
-		proc: filepath.Join(proc, strconv.Itoa(pid)),
+		proc: filepath.Join(proc, strconv.Itoa(pid)), pid: pid, fs: fs, fsOK: err == nil,
 		descs: selfProcessDescs{
 			cpu:      d("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."),
 			openFDs:  d("process_open_fds", "Number of open file descriptors."),
@@ -72,8 +75,6 @@ func (p *SelfProcess) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (p *SelfProcess) Collect(ch chan<- prometheus.Metric) {
-	p.bufMu.Lock()
-	defer p.bufMu.Unlock()
 	d := p.descs
 	if st, err := p.stat(); err == nil {
 		ch <- prometheus.MustNewConstMetric(d.cpu, prometheus.CounterValue, st.cpu)
@@ -83,7 +84,7 @@ func (p *SelfProcess) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d.start, prometheus.GaugeValue, boot+st.startTicks/userHZ)
 		}
 	}
-	if n, err := countDir(filepath.Join(p.proc, "fd")); err == nil {
+	if n, err := p.openFDs(); err == nil {
 		ch <- prometheus.MustNewConstMetric(d.openFDs, prometheus.GaugeValue, float64(n))
 	}
 	// The limits of /proc/self/limits' "Soft Limit" column are the
@@ -96,7 +97,7 @@ func (p *SelfProcess) Collect(ch chan<- prometheus.Metric) {
 	if unix.Getrlimit(unix.RLIMIT_AS, &rl) == nil {
 		ch <- prometheus.MustNewConstMetric(d.maxVsize, prometheus.GaugeValue, float64(rl.Cur))
 	}
-	if in, out, err := p.ipExtOctets(filepath.Join(p.proc, "net", "netstat")); err == nil {
+	if in, out, err := ipExtOctets(filepath.Join(p.proc, "net", "netstat")); err == nil {
 		ch <- prometheus.MustNewConstMetric(d.rx, prometheus.CounterValue, in)
 		ch <- prometheus.MustNewConstMetric(d.tx, prometheus.CounterValue, out)
 	}
@@ -111,7 +112,8 @@ type selfStat struct {
 // command name, which may itself hold spaces and parentheses.
 func (p *SelfProcess) stat() (selfStat, error) {
 	path := filepath.Join(p.proc, "stat")
-	data, err := p.read(path)
+	data, release, err := readFile(path)
+	defer release()
 	if err != nil {
 		return selfStat{}, err
 	}
@@ -146,108 +148,69 @@ func (p *SelfProcess) stat() (selfStat, error) {
 	}, nil
 }
 
-// read reads path into p.buf (the caller holds bufMu) and returns it.
-func (p *SelfProcess) read(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := p.buf[:0]
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := f.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			p.buf = b
-			return b, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
 // bootTime is /proc/stat's btime, read once: the kernel sets it at boot.
 func (p *SelfProcess) bootTime() float64 {
 	p.bootOnce.Do(func() {
-		data, err := os.ReadFile(filepath.Join(filepath.Dir(p.proc), "stat"))
+		path := filepath.Join(filepath.Dir(p.proc), "stat")
+		data, release, err := readFile(path)
+		defer release()
 		if err != nil {
 			return
 		}
-		for line := range bytes.Lines(data) {
-			if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
-				if b, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64); err == nil {
-					p.boot = float64(b)
-				}
-				return
-			}
+		if st, err := parseProcStat(data, path); err == nil {
+			p.boot = float64(st.BootTime)
 		}
 	})
 	return p.boot
 }
 
-// countDir counts the open file descriptors in a /proc/PID/fd directory
-// as procfs' FileDescriptorsLen does: since Linux 6.2 the directory's size
-// is their number; before, the entries are counted.
-func countDir(dir string) (int, error) {
-	if st, err := os.Stat(dir); err == nil && st.Size() > 0 {
-		return int(st.Size()), nil
+// openFDs is procfs' count of the process' open file descriptors (the fd
+// directory's size since Linux 6.2, its entries before).
+func (p *SelfProcess) openFDs() (int, error) {
+	if !p.fsOK {
+		return 0, errors.New("no procfs")
 	}
-	f, err := os.Open(dir)
+	proc, err := p.fs.Proc(p.pid)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	return len(names), err
+	return proc.FileDescriptorsLen()
 }
 
 // ipExtOctets reads InOctets and OutOctets of the IpExt lines of a
-// /proc/net/netstat file (a header line of names, then one of values).
-func (p *SelfProcess) ipExtOctets(path string) (in, out float64, err error) {
-	data, err := p.read(path)
+// /proc/net/netstat file.
+func ipExtOctets(path string) (in, out float64, err error) {
+	data, release, err := readFile(path)
+	defer release()
 	if err != nil {
 		return 0, 0, err
 	}
-	var header []byte
-	for line := range bytes.Lines(data) {
-		rest, ok := bytes.CutPrefix(line, []byte("IpExt:"))
-		if !ok {
-			continue
+	found := 0
+	err = parseNetstat(data, func(proto, name, value []byte) error {
+		var dst *float64
+		switch {
+		case string(proto) != "IpExt":
+			return nil
+		case string(name) == "InOctets":
+			dst = &in
+		case string(name) == "OutOctets":
+			dst = &out
+		default:
+			return nil
 		}
-		if header == nil {
-			header = rest
-			continue
+		v, err := strconv.ParseUint(string(value), 10, 64)
+		if err != nil {
+			return fmt.Errorf("IpExt %s: %w", name, err)
 		}
-		names, values := bytes.Fields(header), bytes.Fields(rest)
-		if len(names) != len(values) {
-			return 0, 0, fmt.Errorf("%s: IpExt has %d names and %d values", path, len(names), len(values))
-		}
-		found := 0
-		for i, name := range names {
-			var dst *float64
-			switch string(name) {
-			case "InOctets":
-				dst = &in
-			case "OutOctets":
-				dst = &out
-			default:
-				continue
-			}
-			v, err := strconv.ParseUint(string(values[i]), 10, 64)
-			if err != nil {
-				return 0, 0, fmt.Errorf("%s: IpExt %s: %w", path, name, err)
-			}
-			*dst = float64(v)
-			found++
-		}
-		if found != 2 {
-			return 0, 0, fmt.Errorf("%s: IpExt without InOctets and OutOctets", path)
-		}
-		return in, out, nil
+		*dst = float64(v)
+		found++
+		return nil
+	})
+	if err == nil && found != 2 {
+		err = errors.New("no IpExt InOctets and OutOctets")
 	}
-	return 0, 0, fmt.Errorf("%s: no IpExt lines", path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return in, out, nil
 }
