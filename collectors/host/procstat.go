@@ -72,75 +72,55 @@ func parseProcStat(data []byte, path string) (procfs.Stat, error) {
 	return st, nil
 }
 
-// fields calls f with each space-separated field of b, in order, until f
-// returns false.
-func fields(b []byte, f func(i int, field []byte) bool) {
-	for i := 0; ; i++ {
-		b = bytes.TrimLeft(b, " ")
-		if len(b) == 0 {
-			return
+// uints parses the space-separated numbers of b into dst, in order, and
+// returns how many it read; numbers past len(dst) are left unread.
+func uints(b []byte, dst []uint64) (int, error) {
+	n := 0
+	for field := range bytes.FieldsSeq(b) {
+		if n == len(dst) {
+			break
 		}
-		var field []byte
-		field, b, _ = bytes.Cut(b, []byte{' '})
-		if !f(i, field) {
-			return
+		v, err := strconv.ParseUint(string(field), 10, 64)
+		if err != nil {
+			return n, err
 		}
+		dst[n] = v
+		n++
 	}
-}
-
-func firstUint(b []byte) (uint64, error) {
-	var v uint64
-	var err error
-	found := false
-	fields(b, func(_ int, field []byte) bool {
-		v, err = strconv.ParseUint(string(field), 10, 64)
-		found = true
-		return false
-	})
-	if !found {
-		return 0, errNoValue
-	}
-	return v, err
+	return n, nil
 }
 
 var errNoValue = errors.New("no value")
 
-// parseCPULine reads the times of a cpu line (in USER_HZ ticks) as
-// seconds. Older kernels write fewer than ten; the missing ones are 0.
-func parseCPULine(b []byte) (procfs.CPUStat, error) {
-	var cs procfs.CPUStat
-	dst := [...]*float64{&cs.User, &cs.Nice, &cs.System, &cs.Idle, &cs.Iowait, &cs.IRQ, &cs.SoftIRQ, &cs.Steal, &cs.Guest, &cs.GuestNice}
-	var err error
-	n := 0
-	fields(b, func(i int, field []byte) bool {
-		if i >= len(dst) {
-			return false
-		}
-		var v uint64
-		if v, err = strconv.ParseUint(string(field), 10, 64); err != nil {
-			return false
-		}
-		*dst[i] = float64(v) / userHZ
-		n++
-		return true
-	})
+func firstUint(b []byte) (uint64, error) {
+	var v [1]uint64
+	n, err := uints(b, v[:])
 	if err == nil && n == 0 {
 		err = errNoValue
 	}
-	return cs, err
+	return v[0], err
+}
+
+// parseCPULine reads the times of a cpu line (in USER_HZ ticks) as
+// seconds. Older kernels write fewer than ten; the missing ones are 0.
+func parseCPULine(b []byte) (procfs.CPUStat, error) {
+	var t [10]uint64
+	n, err := uints(b, t[:])
+	if err == nil && n == 0 {
+		err = errNoValue
+	}
+	s := func(i int) float64 { return float64(t[i]) / userHZ }
+	return procfs.CPUStat{
+		User: s(0), Nice: s(1), System: s(2), Idle: s(3), Iowait: s(4),
+		IRQ: s(5), SoftIRQ: s(6), Steal: s(7), Guest: s(8), GuestNice: s(9),
+	}, err
 }
 
 func parseSoftIRQ(b []byte) (uint64, procfs.SoftIRQStat, error) {
-	var s procfs.SoftIRQStat
-	var total uint64
-	dst := [...]*uint64{&total, &s.Hi, &s.Timer, &s.NetTx, &s.NetRx, &s.Block, &s.BlockIoPoll, &s.Tasklet, &s.Sched, &s.Hrtimer, &s.Rcu}
-	var err error
-	fields(b, func(i int, field []byte) bool {
-		if i >= len(dst) {
-			return false
-		}
-		*dst[i], err = strconv.ParseUint(string(field), 10, 64)
-		return err == nil
-	})
-	return total, s, err
+	var v [11]uint64
+	_, err := uints(b, v[:])
+	return v[0], procfs.SoftIRQStat{
+		Hi: v[1], Timer: v[2], NetTx: v[3], NetRx: v[4], Block: v[5],
+		BlockIoPoll: v[6], Tasklet: v[7], Sched: v[8], Hrtimer: v[9], Rcu: v[10],
+	}, err
 }
