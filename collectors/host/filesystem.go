@@ -239,9 +239,12 @@ func (c *Collector) readMounts() ([]mount, error) {
 	if m.mounts != nil && m.watch != nil && !m.watch.changed() {
 		return m.mounts, nil
 	}
-	if m.watch == nil {
+	if !m.watchTried {
 		// Opened before the table is read: a change from here on is seen
-		// at the next gather.
+		// at the next gather. Tried once: a table that cannot be watched
+		// (a fixture, not procfs) is read at every gather without
+		// opening it twice more each time.
+		m.watchTried = true
 		if m.watch = openMountsWatch(c.procPath("1/mountinfo")); m.watch == nil {
 			m.watch = openMountsWatch(c.procPath("self/mountinfo"))
 		}
@@ -291,7 +294,8 @@ type mountMemo struct {
 	mounts []mount
 	// watch tells whether the table changed since it was read; nil when
 	// the file is not on procfs (a fixture) and must be read each time.
-	watch *mountsWatch
+	watch      *mountsWatch
+	watchTried bool
 }
 
 // mountsWatch is an open mount table of procfs, which polls POLLPRI once
