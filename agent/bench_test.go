@@ -9,20 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/model"
-
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sys/unix"
 )
 
 // The benchmarks measure the daemon's work as cmd/tokpulse-agent sets it
-// up: OpenTelemetry's no-op tracer provider for the PromQL engine's spans,
-// and no escaping of metric names for scrapers that do not ask for one.
-func init() {
-	otel.SetTracerProvider(noop.NewTracerProvider())
-	model.NameEscapingScheme = model.NoEscaping
-}
+// up.
+func init() { SetLibraryDefaults() }
 
 // benchAgent builds an agent on the embedded default configuration (its
 // state in a temporary directory) with a clock that the caller advances.
