@@ -315,7 +315,7 @@ func (l *LogFile) Run(ctx context.Context) {
 			l.flushEvent()
 		}
 		next := l.cfg.PollInterval.D()
-		if l.tail.Absent() {
+		if l.tail.Absent() && l.absentPoll > 0 {
 			u := untilMultiple(last, l.absentPoll)
 			if u < next {
 				u += l.absentPoll
