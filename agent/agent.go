@@ -350,8 +350,8 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // releaseStartupPages gives back the executable's pages that start-up or
-// a reload touched and the steady state does not run (about 3 MB of RSS
-// with the default configuration; docs/performance.md).
+// a reload touched and the steady state does not run (RssFile about 16.5
+// → 9.4 MB with the default configuration; docs/performance.md).
 func (a *Agent) releaseStartupPages() {
 	if !a.opts.ReleaseStartupPages {
 		return

@@ -2,6 +2,7 @@ package pagetrim
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,9 +37,12 @@ func TestReadOnlyMappingOf(t *testing.T) {
 }
 
 // TestRelease gives back the test binary's start-up pages: RssFile drops,
-// and the process goes on running (what it touches faults back in).
+// the page cache holds fewer of the executable's pages, its read-only
+// mappings are marked as read at random, and the process goes on running
+// (what it touches faults back in).
 func TestRelease(t *testing.T) {
 	before := rssFileKB(t)
+	cachedBefore := cachedPages(t, "/proc/self/exe")
 	n, err := Release()
 	if err != nil {
 		t.Fatal(err)
@@ -51,10 +55,59 @@ func TestRelease(t *testing.T) {
 	if after >= before {
 		t.Errorf("RssFile %d kB after, %d kB before: nothing given back", after, before)
 	}
+	cachedAfter := cachedPages(t, "/proc/self/exe")
+	t.Logf("executable's pages in the page cache: %d before, %d after", cachedBefore, cachedAfter)
+	if cachedAfter >= cachedBefore {
+		t.Errorf("page cache holds %d of the executable's pages after, %d before: none dropped", cachedAfter, cachedBefore)
+	}
+	if random := randomReadMappings(t); random == 0 {
+		t.Error("no read-only mapping of the executable is marked as read at random (VmFlags rr)")
+	}
 	// Code that ran before still runs.
 	if _, err := os.ReadFile("/proc/self/status"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// cachedPages counts the file's pages in the page cache (cachestat(2),
+// Linux 6.5).
+func cachedPages(t *testing.T, path string) uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st unix.Cachestat_t
+	if err := unix.Cachestat(uint(f.Fd()), &unix.CachestatRange{}, &st, 0); err != nil {
+		t.Fatalf("cachestat %s: %v (needs Linux 6.5)", path, err)
+	}
+	return st.Cache
+}
+
+// randomReadMappings counts the executable's read-only mappings whose
+// VmFlags in /proc/self/smaps carry "rr" (MADV_RANDOM).
+func randomReadMappings(t *testing.T) int {
+	t.Helper()
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, inExe := 0, false
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 6 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			inExe = (f[1] == "r-xp" || f[1] == "r--p") && strings.Join(f[5:], " ") == exe
+		case inExe && len(f) > 0 && f[0] == "VmFlags:" && slices.Contains(f[1:], "rr"):
+			n++
+		}
+	}
+	return n
 }
 
 func rssFileKB(t *testing.T) int {
