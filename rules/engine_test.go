@@ -195,3 +195,42 @@ func query(t *testing.T, s *memstore.Store, q string, ts time.Time) promql.Vecto
 	}
 	return v
 }
+
+// TestReadsFollowsSwap: Reads answers for the rules in force, also after
+// a Swap to rules that read other names (its memo of answers is the
+// old rules' until then).
+func TestReadsFollowsSwap(t *testing.T) {
+	memory := loadRules(t, `groups:
+  - name: g
+    rules:
+      - alert: Memory
+        expr: node_memory_MemAvailable_bytes < 1
+        labels: {severity: P2}
+`)
+	cpu := loadRules(t, `groups:
+  - name: g
+    rules:
+      - alert: CPU
+        expr: rate(node_cpu_seconds_total[1m]) > 0.9
+        labels: {severity: P2}
+`)
+	m := NewManager(Options{Tracker: &observing{}, Interval: 10 * time.Second})
+	for i, step := range []struct {
+		rs          *RuleSet
+		memory, cpu bool
+	}{
+		{memory, true, false},
+		{cpu, false, true},
+		{memory, true, false},
+	} {
+		m.Swap(step.rs, 10*time.Second)
+		for range 2 { // the second answer comes from the memo
+			if got := m.Reads("node_memory_"); got != step.memory {
+				t.Errorf("step %d: Reads(node_memory_) = %t, want %t", i, got, step.memory)
+			}
+			if got := m.Reads("node_cpu_seconds_total"); got != step.cpu {
+				t.Errorf("step %d: Reads(node_cpu_seconds_total) = %t, want %t", i, got, step.cpu)
+			}
+		}
+	}
+}

@@ -190,9 +190,13 @@ type Manager struct {
 	store  *memstore.Store
 	env    templateEnv
 
-	mu       sync.Mutex
-	rules    *RuleSet
-	lastEval map[*Group]time.Time
+	mu    sync.Mutex
+	rules *RuleSet
+	// readsMemo holds Reads' answers for the rules in force (Swap resets
+	// it): every gather asks about every family's name, and each answer
+	// walks all of the rules' selectors.
+	readsMemo map[string]bool
+	lastEval  map[*Group]time.Time
 	// gone are the series of rules removed by the last Swap, marked stale
 	// at the next evaluation.
 	gone []labels.Labels
@@ -216,14 +220,15 @@ func NewManager(opts Options) *Manager {
 		opts.Interval = 10 * time.Second
 	}
 	m := &Manager{
-		opts:     opts,
-		logger:   opts.Logger,
-		engine:   newEngine(opts.Logger, opts.Interval),
-		store:    memstore.New(LookbackDelta, opts.MaxSeries),
-		rules:    &RuleSet{},
-		lastEval: map[*Group]time.Time{},
-		cold:     map[string]bool{},
-		warmAt:   map[string]time.Time{},
+		opts:      opts,
+		logger:    opts.Logger,
+		engine:    newEngine(opts.Logger, opts.Interval),
+		store:     memstore.New(LookbackDelta, opts.MaxSeries),
+		rules:     &RuleSet{},
+		readsMemo: map[string]bool{},
+		lastEval:  map[*Group]time.Time{},
+		cold:      map[string]bool{},
+		warmAt:    map[string]time.Time{},
 	}
 	m.env.labels = opts.ExternalLabels
 	if m.env.labels == nil {
@@ -303,6 +308,7 @@ func (m *Manager) Swap(rs *RuleSet, interval time.Duration) {
 		m.engine = newEngine(m.logger, interval)
 	}
 	m.rules = rs
+	m.readsMemo = map[string]bool{}
 	m.lastEval = map[*Group]time.Time{}
 	// Margin: two intervals, so that a late gather never leaves a range
 	// one sample short.
@@ -317,8 +323,21 @@ func (m *Manager) Swap(rs *RuleSet, interval time.Duration) {
 func (m *Manager) Reads(prefix string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.rules.retention.ReadsPrefix(prefix)
+	if r, ok := m.readsMemo[prefix]; ok {
+		return r
+	}
+	r := m.rules.retention.ReadsPrefix(prefix)
+	if len(m.readsMemo) >= maxReadsMemo {
+		clear(m.readsMemo)
+	}
+	m.readsMemo[prefix] = r
+	return r
 }
+
+// maxReadsMemo bounds Reads' memo. The agent asks about the names of the
+// families it can produce, a few hundred, so the bound is never reached
+// unless names come and go.
+const maxReadsMemo = 4096
 
 // Files returns the rule files loaded.
 func (m *Manager) Files() []string {
