@@ -321,8 +321,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		watchdogC = t.C
 		a.notify(SdWatchdog)
 	}
-	ticker := time.NewTicker(cfg.Agent.Interval.D())
-	defer ticker.Stop()
+	tick := time.NewTimer(untilGather(time.Now(), cfg.Agent.Interval.D()))
+	defer tick.Stop()
 
 	for {
 		select {
@@ -337,16 +337,35 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.opts.Reload:
 			if a.Reload() {
 				// A new interval applies from the next tick.
-				ticker.Reset(a.Config().Agent.Interval.D())
+				tick.Reset(untilGather(time.Now(), a.Config().Agent.Interval.D()))
 			}
 			a.releaseStartupPages()
-		case <-ticker.C:
+		case <-tick.C:
 			a.gather()
 			a.notify("STATUS=" + a.status())
+			tick.Reset(untilGather(time.Now(), a.Config().Agent.Interval.D()))
 		case <-watchdogC:
 			a.notify(SdWatchdog)
 		}
 	}
+}
+
+// untilGather is the time from now to the next gather. Gathers fall on
+// the multiples of the interval since the epoch, the instants on which
+// log sources look for their absent folders, so that the process wakes
+// once for both (each wake-up costs the idle agent more than the work it
+// does; docs/performance.md). A multiple closer than a tenth of the
+// interval is skipped: the gather just done (a clock stepped back, a
+// first gather at start) stands for it.
+func untilGather(now time.Time, interval time.Duration) time.Duration {
+	if interval <= 0 { // the configuration says at least 1s; never spin
+		interval = 10 * time.Second
+	}
+	u := tpcollectors.UntilMultiple(now, interval)
+	if u < interval/10 {
+		u += interval
+	}
+	return u
 }
 
 // releaseStartupPages gives back the executable's pages that start-up or

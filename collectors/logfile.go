@@ -316,7 +316,7 @@ func (l *LogFile) Run(ctx context.Context) {
 		}
 		next := l.cfg.PollInterval.D()
 		if l.tail.Absent() && l.absentPoll > 0 {
-			u := untilMultiple(last, l.absentPoll)
+			u := UntilMultiple(last, l.absentPoll)
 			if u < next {
 				u += l.absentPoll
 			}
@@ -366,11 +366,11 @@ const shedBehindBytes = 16 << 20
 // line.
 const absentPollInterval = 10 * time.Second
 
-// untilMultiple is the time from now to the next multiple of d since the
+// UntilMultiple is the time from now to the next multiple of d since the
 // epoch (d when now is one). Sources whose folders are absent look for
-// them on the same instants, so that the process wakes once for all of
-// them rather than once for each.
-func untilMultiple(now time.Time, d time.Duration) time.Duration {
+// them on the same instants, and the agent gathers on them, so that the
+// process wakes once for all of them rather than once for each.
+func UntilMultiple(now time.Time, d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}

@@ -481,8 +481,8 @@ func TestUntilMultiple(t *testing.T) {
 		{"zero period", base.Add(3 * time.Second), 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := untilMultiple(tc.now, tc.d); got != tc.want {
-				t.Errorf("untilMultiple = %v, want %v", got, tc.want)
+			if got := UntilMultiple(tc.now, tc.d); got != tc.want {
+				t.Errorf("UntilMultiple = %v, want %v", got, tc.want)
 			}
 		})
 	}
