@@ -10,6 +10,13 @@
 # "main=/tmp/main-agent new=bin/tokpulse-agent new-gogc50=bin/tokpulse-agent,GOGC=50");
 # VAR=VALUE pairs after a comma go into that agent's environment.
 #
+# Each process starts as its unit starts it: the agents with the timer
+# slack of tokpulse-agent.service (TimerSlackNSec=; TIMERSLACK_NS=N after
+# the comma overrides it, 50000 is the kernel's default), node_exporter
+# with the kernel's default as Debian's unit does (NE_TIMERSLACK_NS=N in
+# the environment of this script gives it another, for a comparison on
+# equal terms).
+#
 # Every process is scraped every SCRAPE_EVERY seconds, as Prometheus would.
 # CPU is the threads' on-CPU time over the window from
 # /proc/PID/task/*/schedstat (nanoseconds; utime+stime of /proc/PID/stat,
@@ -31,6 +38,13 @@ NE=$(command -v prometheus-node-exporter || true)
 [ $# -gt 0 ] || set -- "tokpulse-agent=./bin/tokpulse-agent"
 
 . bench/lib.sh
+# The unit's TimerSlackNSec= (a systemd time span such as 10ms) in ns.
+unit_slack=$(sed -n 's/^TimerSlackNSec=//p' tokpulse-agent.service | awk '
+  /ns$/ {print $0+0; next} /us$/ {print $0*1000; next} /ms$/ {print $0*1000000; next}
+  /s$/ {print $0*1000000000; next} {print $0+0}')
+# with_slack NS CMD... &: runs CMD with that timer slack, as systemd would,
+# in place of the background subshell (so that $! is CMD's PID).
+with_slack() { exec bash -c 'echo "$1" > /proc/self/timerslack_ns && shift && exec "$@"' _ "$@"; }
 work=$(mktemp -d)
 names=(); pids=(); urls=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -38,17 +52,20 @@ i=0
 for spec in "$@"; do
   i=$((i + 1))
   name=${spec%%=*}; rest=${spec#*=}
-  bin=${rest%%,*}; envs=()
+  bin=${rest%%,*}; envs=(); slack=${unit_slack:-50000}
   [ "$bin" = "$rest" ] || IFS=, read -r -a envs <<< "${rest#*,}"
+  for k in "${!envs[@]}"; do
+    case ${envs[$k]} in TIMERSLACK_NS=*) slack=${envs[$k]#*=}; unset 'envs[k]' ;; esac
+  done
   port=$(free_port)
   # The embedded default config, moved off the default port so that a
   # running agent does not collide with the one measured.
   "$bin" config default | sed "s/127.0.0.1:9847/127.0.0.1:$port/" > "$work/agent$i.yaml"
-  env STATE_DIRECTORY="$work/state$i" "${envs[@]}" "$bin" run --config "$work/agent$i.yaml" > "$work/agent$i.log" 2>&1 &
+  with_slack "$slack" env STATE_DIRECTORY="$work/state$i" "${envs[@]}" "$bin" run --config "$work/agent$i.yaml" > "$work/agent$i.log" 2>&1 &
   names+=("$name"); pids+=($!); urls+=("http://127.0.0.1:$port/metrics")
 done
 port=$(free_port)
-"$NE" --web.listen-address=127.0.0.1:$port > "$work/ne.log" 2>&1 &
+with_slack "${NE_TIMERSLACK_NS:-50000}" "$NE" --web.listen-address=127.0.0.1:$port > "$work/ne.log" 2>&1 &
 names+=(node_exporter); pids+=($!); urls+=("http://127.0.0.1:$port/metrics")
 sleep 2
 for j in "${!pids[@]}"; do

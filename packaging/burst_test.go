@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,12 @@ func TestBurstInContainer(t *testing.T) {
 		`^tokpulse_log_files\{source="app"\} 1$`, `^tokpulse_log_files\{source="error"\} 1$`, `^tokpulse_log_files\{source="access"\} 1$`)
 	pid := h.show("MainPID")
 	lim := enforceUnitLimits(t, h, pid)
+	// Every thread of the agent, the Go runtime's monitor included (it
+	// starts before any of the agent's code runs), has the unit's timer
+	// slack: only systemd can give it to that thread.
+	if slack := strings.Fields(h.sh("cat /proc/" + pid + "/task/*/timerslack_ns")); len(slack) == 0 || slices.ContainsFunc(slack, func(s string) bool { return s != "10000000" }) {
+		t.Errorf("the agent's threads have timer slacks %v ns, want TimerSlackNSec=10ms (10000000) on each", slack)
+	}
 
 	// Write from the host into the container's files (its overlay root),
 	// every 10 ms a batch per file, each batch one write.

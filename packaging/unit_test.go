@@ -32,7 +32,7 @@ var systemdSince = map[string]int{
 	"User": 0, "Group": 0, "SupplementaryGroups": 0,
 	"StateDirectory": 235, "StateDirectoryMode": 235, "UMask": 0,
 	"MemoryHigh": 231, "MemoryMax": 231, "TasksMax": 227,
-	"CPUWeight": 232, "CPUQuota": 213,
+	"CPUWeight": 232, "CPUQuota": 213, "TimerSlackNSec": 0,
 	"CapabilityBoundingSet": 0, "AmbientCapabilities": 229, "NoNewPrivileges": 187,
 	"ProtectSystem": 232, "ProtectHome": 214, "PrivateTmp": 0, "PrivateDevices": 209,
 	"ProtectKernelTunables": 232, "ProtectKernelModules": 232, "ProtectKernelLogs": 244,
