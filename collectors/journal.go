@@ -219,7 +219,7 @@ func NewJournal(cfg JournalConfig, opts Options) *Journal {
 
 // Update implements Collector.
 func (j *Journal) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	j.pipe.collect(ch)
+	j.pipe.collect(ch, nil)
 	up := 0.0
 	if j.up.Load() {
 		up = 1

@@ -211,13 +211,13 @@ type LogFile struct {
 }
 
 var (
-	logFilesDesc = prometheus.NewDesc("tokpulse_log_files",
+	logFilesDesc = newNamedDesc("tokpulse_log_files",
 		"Files the source is following now (rotated files still being read included); 0 means the paths match no file.", []string{"source"}, nil)
-	logRotationsDesc = prometheus.NewDesc("tokpulse_log_rotations_total",
+	logRotationsDesc = newNamedDesc("tokpulse_log_rotations_total",
 		"Followed files replaced at their path (rename, delete, symlink switch).", []string{"source"}, nil)
-	logTruncationsDesc = prometheus.NewDesc("tokpulse_log_truncations_total",
+	logTruncationsDesc = newNamedDesc("tokpulse_log_truncations_total",
 		"Followed files found truncated (copytruncate).", []string{"source"}, nil)
-	logRecoveredDesc = prometheus.NewDesc("tokpulse_log_copytruncate_recovered_bytes_total",
+	logRecoveredDesc = newNamedDesc("tokpulse_log_copytruncate_recovered_bytes_total",
 		"Bytes read from a copytruncate copy because the original was truncated before the agent read them.", []string{"source"}, nil)
 )
 
@@ -263,12 +263,28 @@ func NewLogFile(cfg LogConfig, opts Options) *LogFile {
 }
 
 // Update implements Collector.
-func (l *LogFile) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	l.pipe.collect(ch)
-	ch <- prometheus.MustNewConstMetric(logFilesDesc, prometheus.GaugeValue, float64(l.tail.Files()), l.cfg.Name)
-	ch <- prometheus.MustNewConstMetric(logRotationsDesc, prometheus.CounterValue, float64(l.files.rotations.Load()), l.cfg.Name)
-	ch <- prometheus.MustNewConstMetric(logTruncationsDesc, prometheus.CounterValue, float64(l.files.truncations.Load()), l.cfg.Name)
-	ch <- prometheus.MustNewConstMetric(logRecoveredDesc, prometheus.CounterValue, float64(l.files.recoveredBytes.Load()), l.cfg.Name)
+func (l *LogFile) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	return l.UpdateWanted(ctx, ch, nil)
+}
+
+// UpdateWanted implements Selective: only the families want wants (all
+// when want is nil).
+func (l *LogFile) UpdateWanted(_ context.Context, ch chan<- prometheus.Metric, want Want) error {
+	l.pipe.collect(ch, want)
+	for _, m := range []struct {
+		d namedDesc
+		t prometheus.ValueType
+		v float64
+	}{
+		{logFilesDesc, prometheus.GaugeValue, float64(l.tail.Files())},
+		{logRotationsDesc, prometheus.CounterValue, float64(l.files.rotations.Load())},
+		{logTruncationsDesc, prometheus.CounterValue, float64(l.files.truncations.Load())},
+		{logRecoveredDesc, prometheus.CounterValue, float64(l.files.recoveredBytes.Load())},
+	} {
+		if want == nil || want(m.d.name) {
+			ch <- prometheus.MustNewConstMetric(m.d.Desc, m.t, m.v, l.cfg.Name)
+		}
+	}
 	return nil
 }
 

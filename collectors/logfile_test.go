@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -499,4 +500,61 @@ func matcherSet(patterns []LogPattern) (*litSet, []*matcher) {
 		ms = append(ms, m)
 	}
 	return set, ms
+}
+
+// wantedCollector gathers a LogFile through UpdateWanted.
+type wantedCollector struct {
+	l    *LogFile
+	want Want
+}
+
+func (c wantedCollector) Describe(chan<- *prometheus.Desc) {}
+func (c wantedCollector) Collect(ch chan<- prometheus.Metric) {
+	_ = c.l.UpdateWanted(context.Background(), ch, c.want)
+}
+
+// TestLogFileUpdateWanted: the rules' gather gets exactly the families it
+// wants of those a scrape gets, with the same series.
+func TestLogFileUpdateWanted(t *testing.T) {
+	cfg := loadTestLogConfig(t, "testdata/access-metrics.yml")
+	lc := cfg.Logs[0]
+	abs, _ := filepath.Abs("testdata/access_sample.log")
+	lc.Paths = []string{abs}
+	l := NewLogFile(lc, Options{Now: func() time.Time { return fixedNow }})
+	readAll(t, l)
+	gather := func(want Want) map[string]int {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(wantedCollector{l, want})
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, mf := range mfs {
+			out[mf.GetName()] = len(mf.GetMetric())
+		}
+		return out
+	}
+	all := gather(nil)
+	if len(all) < 8 {
+		t.Fatalf("a full gather has %d families: %v", len(all), all)
+	}
+	for _, wanted := range [][]string{
+		{"tokpulse_log_matches_total"},
+		{"tokpulse_log_files", "tokpulse_log_lines_total"},
+		{lc.Metrics[0].Name, "tokpulse_log_metric_dropped_total"},
+		{},
+	} {
+		t.Run(strings.Join(wanted, ","), func(t *testing.T) {
+			got := gather(func(name string) bool { return slices.Contains(wanted, name) })
+			for name, n := range all {
+				switch w := slices.Contains(wanted, name); {
+				case w && got[name] != n:
+					t.Errorf("%s: %d series, want %d as in a full gather", name, got[name], n)
+				case !w && got[name] != 0:
+					t.Errorf("%s: gathered, not wanted", name)
+				}
+			}
+		})
+	}
 }

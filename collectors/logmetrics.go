@@ -268,8 +268,8 @@ func (m *logMetric) collectSeries(ch chan<- prometheus.Metric) {
 
 // collectDropped sends the metric's counts of lines it could not record.
 func (m *logMetric) collectDropped(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(logMetricDroppedDesc, prometheus.CounterValue, float64(m.overflow.Load()), m.source, m.cfg.Name, "label_limit")
-	ch <- prometheus.MustNewConstMetric(logMetricDroppedDesc, prometheus.CounterValue, float64(m.badValue.Load()), m.source, m.cfg.Name, "bad_value")
+	ch <- prometheus.MustNewConstMetric(logMetricDroppedDesc.Desc, prometheus.CounterValue, float64(m.overflow.Load()), m.source, m.cfg.Name, "label_limit")
+	ch <- prometheus.MustNewConstMetric(logMetricDroppedDesc.Desc, prometheus.CounterValue, float64(m.badValue.Load()), m.source, m.cfg.Name, "bad_value")
 }
 
 // parseNumber reads a decimal number without allocating; integers (the

@@ -236,23 +236,34 @@ func (p *linePipeline) flush() {
 	p.held = p.held[:0]
 }
 
+// namedDesc is a Desc with its metric's name, so that a gather can leave
+// out a family nobody reads before building its metrics.
+type namedDesc struct {
+	name string
+	*prometheus.Desc
+}
+
+func newNamedDesc(name, help string, labels []string, constLabels prometheus.Labels) namedDesc {
+	return namedDesc{name: name, Desc: prometheus.NewDesc(name, help, labels, constLabels)}
+}
+
 var (
-	logLinesDesc = prometheus.NewDesc("tokpulse_log_lines_total",
+	logLinesDesc = newNamedDesc("tokpulse_log_lines_total",
 		"Lines read from the log source.", []string{"source"}, nil)
-	logBytesDesc = prometheus.NewDesc("tokpulse_log_bytes_total",
+	logBytesDesc = newNamedDesc("tokpulse_log_bytes_total",
 		"Bytes read from the log source, line ends included.", []string{"source"}, nil)
-	logLastDesc = prometheus.NewDesc("tokpulse_log_last_line_timestamp_seconds",
+	logLastDesc = newNamedDesc("tokpulse_log_last_line_timestamp_seconds",
 		"When the agent read the source's last line (Unix time); 0 before the first.", []string{"source"}, nil)
-	logErrorsDesc = prometheus.NewDesc("tokpulse_log_read_errors_total",
+	logErrorsDesc = newNamedDesc("tokpulse_log_read_errors_total",
 		"Failed attempts to read the source (unreadable file, directory in place of a file, journalctl failure).", []string{"source"}, nil)
-	logCutDesc = prometheus.NewDesc("tokpulse_log_lines_truncated_total",
+	logCutDesc = newNamedDesc("tokpulse_log_lines_truncated_total",
 		"Lines longer than max_line_bytes, of which only the first max_line_bytes were used.", []string{"source"}, nil)
-	logMatchesDesc = prometheus.NewDesc("tokpulse_log_matches_total",
+	logMatchesDesc = newNamedDesc("tokpulse_log_matches_total",
 		"Lines that matched the source's pattern.", []string{"source", "pattern"}, nil)
-	logShedDesc = prometheus.NewDesc("tokpulse_log_lines_shed_total",
+	logShedDesc = newNamedDesc("tokpulse_log_lines_shed_total",
 		"Optional work the source left out while it was far behind its files (docs/logs.md): work=metrics, lines whose log-derived metrics were not computed; work=evidence, pattern matches whose line was not kept as evidence. Line counts and pattern matches are never shed.",
 		[]string{"source", "work"}, nil)
-	logMetricDroppedDesc = prometheus.NewDesc("tokpulse_log_metric_dropped_total",
+	logMetricDroppedDesc = newNamedDesc("tokpulse_log_metric_dropped_total",
 		"Matching lines a log-derived metric could not record: reason label_limit (max_label_sets reached) or bad_value (the value group is not a number).",
 		[]string{"source", "metric", "reason"}, nil)
 )
@@ -261,21 +272,31 @@ var (
 // of flush's writes (the metric groups, then the bytes, then the line
 // counters), so that a scrape never sees a line's metrics without the
 // line, nor a read's bytes without its lines and matches.
-func (p *linePipeline) collect(ch chan<- prometheus.Metric) {
+//
+// want, when not nil, leaves out the families it does not want (the
+// agent's gather for its rules asks only for what some rule reads).
+func (p *linePipeline) collect(ch chan<- prometheus.Metric, want Want) {
+	wanted := func(name string) bool { return want == nil || want(name) }
 	// One lock per group for all its metrics: a scrape sees the requests
 	// counted and their durations observed by the same lines.
 	for _, g := range p.groups {
 		g.mu.Lock()
 		for _, m := range g.metrics {
-			m.collectSeries(ch)
+			if wanted(m.cfg.Name) {
+				m.collectSeries(ch)
+			}
 		}
 		g.mu.Unlock()
-		for _, m := range g.metrics {
-			m.collectDropped(ch)
+		if wanted(logMetricDroppedDesc.name) {
+			for _, m := range g.metrics {
+				m.collectDropped(ch)
+			}
 		}
 	}
-	c := func(d *prometheus.Desc, v float64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
+	c := func(d namedDesc, v float64, lv ...string) {
+		if wanted(d.name) {
+			ch <- prometheus.MustNewConstMetric(d.Desc, prometheus.CounterValue, v, lv...)
+		}
 	}
 	c(logBytesDesc, float64(p.stats.bytes.Load()), p.source)
 	c(logLinesDesc, float64(p.stats.lines.Load()), p.source)
@@ -287,7 +308,9 @@ func (p *linePipeline) collect(ch chan<- prometheus.Metric) {
 	if ns := p.stats.lastLine.Load(); ns > 0 {
 		last = float64(ns) / 1e9
 	}
-	ch <- prometheus.MustNewConstMetric(logLastDesc, prometheus.GaugeValue, last, p.source)
+	if wanted(logLastDesc.name) {
+		ch <- prometheus.MustNewConstMetric(logLastDesc.Desc, prometheus.GaugeValue, last, p.source)
+	}
 	for _, pt := range p.patterns {
 		c(logMatchesDesc, float64(pt.matches.Load()), p.source, pt.name)
 	}
