@@ -8,27 +8,28 @@
 // ("fault-around"), and keeps it mapped: after start-up about 16 MB of the
 // binary count in the agent's RSS, most of which it never runs again.
 //
-// Release undoes that in three steps once start-up is over:
-//   - it drops the mappings of the read-only parts of the executable
-//     (madvise MADV_DONTNEED), so that the steady state faults back in only
-//     what it runs;
-//   - it marks them as read at random (MADV_RANDOM), so that a fault reads
+// Release undoes that once start-up is over: it drops the mappings of the
+// read-only parts of the executable (madvise MADV_DONTNEED), so that the
+// steady state faults back in only what it runs. Called with drop, it also
+//   - marks them as read at random (MADV_RANDOM), so that a fault reads
 //     the one page it needs, not the 128 KiB around it (read-around);
-//   - it drops the executable's pages that no process maps any more from
-//     the page cache (posix_fadvise POSIX_FADV_DONTNEED, after flushing
-//     them if a fresh install left them dirty).
+//   - drops the executable's pages that no process maps any more from the
+//     page cache (posix_fadvise POSIX_FADV_DONTNEED, after flushing them
+//     if a fresh install left them dirty).
 //
-// The last two matter because the page cache holds the executable in large
-// folios (exec's read-ahead fills it in blocks of up to megabytes on ext4
-// and XFS), and a fault maps every page of the folio it hits that lies in
-// the fault-around window (on Linux 6.18, the whole folio): dropping the
-// mappings alone left 13 MB of the binary resident, as many as before,
-// whereas the pages read one by one afterwards keep it at about 9 MB
-// (docs/performance.md, "Second pass"). Nothing is lost: text and read-only
-// data are read from the file again when touched. The price is a read from
-// disk the first time a path that start-up did not leave in the cache runs
-// (a reload, a first alert): a few milliseconds, once. Writable mappings
-// are never touched.
+// Those two matter because a fault maps, besides the page it needs, the
+// pages around it that the page cache holds (fault-around), and a fault on
+// a page that is not cached reads the 128 KiB around it into the cache
+// (read-around): with the executable fully cached after exec, dropping the
+// mappings alone left 13 MB of it resident in the steady state, whereas
+// with neither cached neighbours nor read-around the pages come back one
+// by one and it stays at about 9 MB (docs/performance.md, "Third pass").
+// Nothing is lost: text and read-only data are read from the file again
+// when touched. The price is a read from disk the first time each page
+// runs after the drop, about 25 ms spread over the next gather and scrape;
+// the agent drops a minute after start-up, not at once, so that the
+// first answers after a start do not pay it. Writable mappings are never
+// touched.
 package pagetrim
 
 import (
@@ -43,10 +44,10 @@ import (
 )
 
 // Release drops the process's mappings of its executable's read-only
-// segments (text, read-only data), marks them as read at random, drops the
-// executable's unmapped pages from the page cache, and returns how many
-// bytes of address space it released.
-func Release() (int64, error) {
+// segments (text, read-only data) and returns how many bytes of address
+// space it released. With drop it also marks them as read at random and
+// drops the executable's unmapped pages from the page cache.
+func Release(drop bool) (int64, error) {
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return 0, fmt.Errorf("finding the executable: %w", err)
@@ -66,9 +67,13 @@ func Release() (int64, error) {
 		if !ok {
 			continue
 		}
-		for _, advice := range []int{unix.MADV_DONTNEED, unix.MADV_RANDOM} {
-			if _, _, errno := unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, uintptr(advice)); errno != 0 {
-				return total, fmt.Errorf("madvise(%d) %#x-%#x: %w", advice, lo, hi, errno)
+		advice := []int{unix.MADV_DONTNEED}
+		if drop {
+			advice = append(advice, unix.MADV_RANDOM)
+		}
+		for _, a := range advice {
+			if _, _, errno := unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, uintptr(a)); errno != 0 {
+				return total, fmt.Errorf("madvise(%d) %#x-%#x: %w", a, lo, hi, errno)
 			}
 		}
 		total += int64(hi - lo)
@@ -76,8 +81,8 @@ func Release() (int64, error) {
 	if err := sc.Err(); err != nil {
 		return total, err
 	}
-	if total == 0 {
-		return 0, nil
+	if total == 0 || !drop {
+		return total, nil
 	}
 	return total, dropFromPageCache("/proc/self/exe")
 }

@@ -37,13 +37,18 @@ func TestReadOnlyMappingOf(t *testing.T) {
 }
 
 // TestRelease gives back the test binary's start-up pages: RssFile drops,
-// the page cache holds fewer of the executable's pages, its read-only
-// mappings are marked as read at random, and the process goes on running
-// (what it touches faults back in).
+// and the process goes on running (what it touches faults back in). With
+// drop, the page cache also holds fewer of the executable's pages and its
+// read-only mappings are marked as read at random; without, neither.
 func TestRelease(t *testing.T) {
+	t.Run("unmap", func(t *testing.T) { testRelease(t, false) })
+	t.Run("unmap and drop", func(t *testing.T) { testRelease(t, true) })
+}
+
+func testRelease(t *testing.T, drop bool) {
 	before := rssFileKB(t)
 	cachedBefore := cachedPages(t, "/proc/self/exe")
-	n, err := Release()
+	n, err := Release(drop)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,12 +61,17 @@ func TestRelease(t *testing.T) {
 		t.Errorf("RssFile %d kB after, %d kB before: nothing given back", after, before)
 	}
 	cachedAfter := cachedPages(t, "/proc/self/exe")
-	t.Logf("executable's pages in the page cache: %d before, %d after", cachedBefore, cachedAfter)
-	if cachedAfter >= cachedBefore {
+	random := randomReadMappings(t)
+	t.Logf("executable's pages in the page cache: %d before, %d after; %d mappings read at random", cachedBefore, cachedAfter, random)
+	switch {
+	case drop && cachedAfter >= cachedBefore:
 		t.Errorf("page cache holds %d of the executable's pages after, %d before: none dropped", cachedAfter, cachedBefore)
-	}
-	if random := randomReadMappings(t); random == 0 {
+	case drop && random == 0:
 		t.Error("no read-only mapping of the executable is marked as read at random (VmFlags rr)")
+	case !drop && cachedAfter < cachedBefore:
+		t.Errorf("page cache holds %d of the executable's pages after, %d before: dropped without drop", cachedAfter, cachedBefore)
+	case !drop && random != 0:
+		t.Errorf("%d mappings marked as read at random without drop", random)
 	}
 	// Code that ran before still runs.
 	if _, err := os.ReadFile("/proc/self/status"); err != nil {
