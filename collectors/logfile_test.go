@@ -27,10 +27,19 @@ import (
 var fixedNow = time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
 
 // collectorAdapter registers a Collector on its own.
-type collectorAdapter struct{ c Collector }
+// collectorAdapter registers a Collector; with want, a Selective one is
+// gathered as the rules' gather does.
+type collectorAdapter struct {
+	c    Collector
+	want Want
+}
 
 func (a collectorAdapter) Describe(chan<- *prometheus.Desc) {}
 func (a collectorAdapter) Collect(ch chan<- prometheus.Metric) {
+	if sel, ok := a.c.(Selective); ok && a.want != nil {
+		_ = sel.UpdateWanted(context.Background(), ch, a.want)
+		return
+	}
 	_ = a.c.Update(context.Background(), ch)
 }
 
@@ -38,7 +47,7 @@ func (a collectorAdapter) Collect(ch chan<- prometheus.Metric) {
 func exposition(t *testing.T, c Collector) string {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collectorAdapter{c})
+	reg.MustRegister(collectorAdapter{c: c})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)
@@ -343,7 +352,7 @@ func TestLogFileScrapeSeesWholeReads(t *testing.T) {
 	lc.Paths, lc.StartAt, lc.ShedBacklogBytes = []string{path}, "beginning", 0
 	l := NewLogFile(lc, Options{})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectorAdapter{l})
+	reg.MustRegister(collectorAdapter{c: l})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { l.Run(ctx); close(done) }()
@@ -502,17 +511,6 @@ func matcherSet(patterns []LogPattern) (*litSet, []*matcher) {
 	return set, ms
 }
 
-// wantedCollector gathers a LogFile through UpdateWanted.
-type wantedCollector struct {
-	l    *LogFile
-	want Want
-}
-
-func (c wantedCollector) Describe(chan<- *prometheus.Desc) {}
-func (c wantedCollector) Collect(ch chan<- prometheus.Metric) {
-	_ = c.l.UpdateWanted(context.Background(), ch, c.want)
-}
-
 // TestLogFileUpdateWanted: the rules' gather gets exactly the families it
 // wants of those a scrape gets, with the same series.
 func TestLogFileUpdateWanted(t *testing.T) {
@@ -524,7 +522,7 @@ func TestLogFileUpdateWanted(t *testing.T) {
 	readAll(t, l)
 	gather := func(want Want) map[string]int {
 		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(wantedCollector{l, want})
+		reg.MustRegister(collectorAdapter{l, want})
 		mfs, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)
