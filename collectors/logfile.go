@@ -331,12 +331,8 @@ func (l *LogFile) Run(ctx context.Context) {
 			l.flushEvent()
 		}
 		next := l.cfg.PollInterval.D()
-		if l.tail.Absent() && l.absentPoll > 0 {
-			u := UntilMultiple(last, l.absentPoll)
-			if u < next {
-				u += l.absentPoll
-			}
-			next = u
+		if l.tail.Absent() {
+			next = absentWait(last, next, l.absentPoll)
 		}
 		if dirty {
 			next = min(next, CheckpointInterval-last.Sub(saved))
@@ -381,6 +377,21 @@ const shedBehindBytes = 16 << 20
 // that appear later are read from their beginning, so waiting loses no
 // line.
 const absentPollInterval = 10 * time.Second
+
+// absentWait is how long a source whose folders are absent waits from
+// now: to the first common multiple of absentPoll (UntilMultiple) that is
+// at least poll away, so that the sources wake together and never more
+// often than their poll_interval says. absentPoll 0 leaves poll.
+func absentWait(now time.Time, poll, absentPoll time.Duration) time.Duration {
+	if absentPoll <= 0 {
+		return poll
+	}
+	u := UntilMultiple(now, absentPoll)
+	for u < poll {
+		u += absentPoll
+	}
+	return u
+}
 
 // UntilMultiple is the time from now to the next multiple of d since the
 // epoch (d when now is one). Sources whose folders are absent look for

@@ -332,7 +332,7 @@ func TestLogFileFolderAppears(t *testing.T) {
 }
 
 // TestLogFileScrapeSeesWholeReads: a file source publishes its work a read
-// (64 KiB) at a time, so scrapes taken while it reads a 4 MB file see the
+// (64 KiB) at a time, so scrapes taken while it reads a 13 MB file see the
 // request counter and the duration histogram of the same lines, never more
 // requests than lines, and, once they see all of the file's bytes, all of
 // its lines, matches and requests.
@@ -552,6 +552,29 @@ func TestLogFileUpdateWanted(t *testing.T) {
 				case !w && got[name] != 0:
 					t.Errorf("%s: gathered, not wanted", name)
 				}
+			}
+		})
+	}
+}
+
+// TestAbsentWait: a source without its folders waits for a common
+// multiple of the absent-folder period, never less than its poll interval.
+func TestAbsentWait(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0) // a multiple of 10 s
+	for _, tc := range []struct {
+		name             string
+		now              time.Time
+		poll, absentPoll time.Duration
+		want             time.Duration
+	}{
+		{"short poll: the next multiple", base.Add(3 * time.Second), time.Second, 10 * time.Second, 7 * time.Second},
+		{"next multiple closer than the poll: the one after", base.Add(9 * time.Second), 5 * time.Second, 10 * time.Second, 11 * time.Second},
+		{"poll of a minute: a multiple a minute away at least", base.Add(3 * time.Second), time.Minute, 10 * time.Second, 67 * time.Second},
+		{"no absent period: the poll", base.Add(3 * time.Second), time.Minute, 0, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := absentWait(tc.now, tc.poll, tc.absentPoll); got != tc.want {
+				t.Errorf("absentWait = %v, want %v", got, tc.want)
 			}
 		})
 	}
