@@ -2,6 +2,7 @@ package collectors
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -280,13 +281,17 @@ func (p *linePipeline) collect(ch chan<- prometheus.Metric, want Want) {
 	// One lock per group for all its metrics: a scrape sees the requests
 	// counted and their durations observed by the same lines.
 	for _, g := range p.groups {
-		g.mu.Lock()
-		for _, m := range g.metrics {
-			if wanted(m.cfg.Name) {
-				m.collectSeries(ch)
+		// A gather that wants none of the group's metrics does not wait
+		// for the reader holding its lock.
+		if slices.ContainsFunc(g.metrics, func(m *logMetric) bool { return wanted(m.cfg.Name) }) {
+			g.mu.Lock()
+			for _, m := range g.metrics {
+				if wanted(m.cfg.Name) {
+					m.collectSeries(ch)
+				}
 			}
+			g.mu.Unlock()
 		}
-		g.mu.Unlock()
 		if wanted(logMetricDroppedDesc.name) {
 			for _, m := range g.metrics {
 				m.collectDropped(ch)
